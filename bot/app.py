@@ -1,0 +1,78 @@
+"""The one ASGI app that `hotline serve` runs: health checks now; webhooks, API and console later."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from config.settings import Settings
+from storage.db import make_engine, ping
+
+log = structlog.get_logger(__name__)
+
+
+def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
+    """Build the app for ``settings``; ``engine`` lets a caller share one it already has."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = engine is None
+        app.state.engine = engine or make_engine(settings.effective_database_url, pool_timeout=5)
+        try:
+            yield
+        finally:
+            if own:
+                app.state.engine.dispose()
+
+    app = FastAPI(title="Community Hotline", version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+
+    @app.middleware("http")
+    async def request_log(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        try:
+            response = await call_next(request)
+        finally:
+            structlog.contextvars.unbind_contextvars("request_id")
+        response.headers["x-request-id"] = request_id
+        log.info(
+            "request",
+            request_id=request_id,
+            method=request.method,
+            path=request.url.path,
+            status=response.status_code,
+            ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+        return response
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """The process is up (says nothing about the database)."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz(request: Request) -> JSONResponse:
+        """Ready to serve: the database answers. 503 while it cannot be reached."""
+        try:
+            await run_in_threadpool(ping, request.app.state.engine)
+        except SQLAlchemyError as exc:
+            log.warning("database_unreachable", error=type(exc).__name__)
+            return JSONResponse(
+                {"status": "unavailable", "database": "unreachable"}, status_code=503
+            )
+        return JSONResponse({"status": "ok", "database": "ok"})
+
+    return app

@@ -1,0 +1,36 @@
+"""The `hotline` command line: one typer app with a sub-command group per area."""
+
+from __future__ import annotations
+
+import typer
+
+from bot.cli import cases, db, demo, retirees, serve, users
+
+app = typer.Typer(
+    name="hotline",
+    help="Community Hotline (社区一键通): database, registry, users, cases and the server.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.add_typer(db.app, name="db")
+app.add_typer(retirees.app, name="retirees")
+app.add_typer(users.app, name="users")
+app.add_typer(cases.app, name="cases")
+app.command("seed-demo")(demo.seed_demo_command)
+app.command("serve")(serve.serve_command)
+
+
+@app.callback()
+def main() -> None:
+    """Check the deployment's configuration before any command runs."""
+    from bot.cli.common import current_settings, fail
+    from config.categories import load_categories
+    from config.loader import ConfigError
+    from config.logging import configure_logging
+
+    settings = current_settings()
+    configure_logging("WARNING", json=settings.log_json)
+    try:
+        load_categories(settings.config_dir / "categories.yml")
+    except ConfigError as exc:
+        fail(f"configuration: {exc}")

@@ -1,0 +1,39 @@
+"""What every `hotline` command shares: the database of the current settings and error output."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import NoReturn
+
+import typer
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from config.settings import Settings
+from storage.db import make_engine
+
+
+def current_settings() -> Settings:
+    """Read the settings afresh (environment and .env), so each invocation sees its own."""
+    return Settings()
+
+
+def open_engine() -> Engine:
+    return make_engine(current_settings().effective_database_url)
+
+
+@contextmanager
+def cli_transaction() -> Iterator[Session]:
+    """One transaction for one command: committed when the command succeeds."""
+    engine = open_engine()
+    try:
+        with sessionmaker(engine, expire_on_commit=False).begin() as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)

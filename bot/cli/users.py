@@ -1,0 +1,94 @@
+"""`hotline users ...`: staff and volunteer accounts."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from sqlalchemy.exc import IntegrityError
+
+from bot.cli.common import cli_transaction, fail
+from storage.audit import record_access
+from storage.directory import find_staff, find_unit
+from storage.errors import NotFound
+from storage.models import Role, Staff
+from storage.passwords import WeakPassword, hash_password
+
+app = typer.Typer(help="Staff and volunteer accounts.", no_args_is_help=True)
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        fail("no terminal to ask for the password: pass it on standard input with --password-stdin")
+    return typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+@app.command("add")
+def add(
+    username: str = typer.Option(..., "--username", help="Sign-in name."),
+    role: Role = typer.Option(..., "--role", help="admin, staff or volunteer."),
+    unit: list[str] = typer.Option(..., "--unit", help="A unit served (code or name); repeatable."),
+    name: str = typer.Option("", "--name", help="Full name (default: the username)."),
+    phone: str = typer.Option("", "--phone"),
+    password_stdin: bool = typer.Option(
+        False, "--password-stdin", help="Read the password from stdin."
+    ),
+    no_password: bool = typer.Option(
+        False, "--no-password", help="No console sign-in (e.g. Telegram only)."
+    ),
+) -> None:
+    """Add a staff member or volunteer."""
+    password = None if no_password else _read_password(password_stdin)
+    try:
+        with cli_transaction() as session:
+            units = [find_unit(session, u) for u in unit]
+            staff = Staff(
+                name=name or username,
+                role=role,
+                phone=phone,
+                username=username,
+                password_hash=hash_password(password) if password is not None else None,
+                units=units,
+            )
+            session.add(staff)
+            session.flush()
+            record_access(
+                session,
+                actor=None,
+                actor_label="cli",
+                action="add_user",
+                subject_type="staff",
+                subject_id=staff.id,
+                detail={"role": role.value},
+            )
+    except (NotFound, WeakPassword) as exc:
+        fail(str(exc))
+    except IntegrityError:
+        fail(f"a user named {username!r} already exists")
+    typer.echo(f"added {role.value} {username} serving {', '.join(unit)}")
+
+
+@app.command("reset-password")
+def reset_password(
+    username: str = typer.Option(..., "--username"),
+    password_stdin: bool = typer.Option(False, "--password-stdin"),
+) -> None:
+    """Set a new console password for a user."""
+    password = _read_password(password_stdin)
+    try:
+        with cli_transaction() as session:
+            staff = find_staff(session, username)
+            staff.password_hash = hash_password(password)
+            record_access(
+                session,
+                actor=None,
+                actor_label="cli",
+                action="reset_password",
+                subject_type="staff",
+                subject_id=staff.id,
+            )
+    except (NotFound, WeakPassword) as exc:
+        fail(str(exc))
+    typer.echo(f"password of {username} changed")

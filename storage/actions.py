@@ -1,0 +1,550 @@
+"""Case actions: the only code that changes cases. Each writes a case event.
+
+Every action takes the caller's session and never commits; the caller's transaction does.
+A refused action raises a CaseError subclass saying why. After a CaseConflict (somebody else
+changed the case at the same time) the caller must roll back and may try again.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from config.categories import CategoryConfig, get_categories
+from config.settings import get_settings
+from storage.deadlines import CalendarNotCovered, deadline_after
+from storage.errors import (
+    CaseConflict,
+    IllegalTransition,
+    InvalidCaseInput,
+    NotFound,
+    NotPermitted,
+)
+from storage.models import Case, CaseEvent, CaseStatus, Retiree, Role, Staff, Unit, UnitLevel
+from storage.numbering import next_case_number
+from storage.permissions import Actor, may_see_case, unit_tree
+from storage.priority import case_priority
+from storage.types import utcnow
+
+log = structlog.get_logger(__name__)
+
+OPEN, CLAIMED, RESOLVED, CLOSED, CANCELLED = (
+    CaseStatus.OPEN,
+    CaseStatus.CLAIMED,
+    CaseStatus.RESOLVED,
+    CaseStatus.CLOSED,
+    CaseStatus.CANCELLED,
+)
+
+# From which statuses each action may start.
+ALLOWED_FROM: dict[str, tuple[CaseStatus, ...]] = {
+    "claim": (OPEN,),
+    "release": (CLAIMED,),
+    "transfer": (OPEN, CLAIMED),
+    "escalate": (OPEN,),
+    "resolve": (CLAIMED,),
+    "close": (RESOLVED,),
+    "reopen": (RESOLVED, CLOSED),
+    "cancel": (OPEN, CLAIMED),
+}
+LEVEL_ORDER = {UnitLevel.COMMUNITY: 0, UnitLevel.STATION: 1, UnitLevel.CENTER: 2}
+
+
+def _tz() -> ZoneInfo:
+    return ZoneInfo(get_settings().timezone)
+
+
+def _categories(categories: CategoryConfig | None) -> CategoryConfig:
+    return categories if categories is not None else get_categories()
+
+
+def _check_status(case: Case, action: str) -> None:
+    allowed = ALLOWED_FROM[action]
+    if case.status not in allowed:
+        raise IllegalTransition(case.number, action, case.status.value, tuple(allowed))
+
+
+def _require_person(actor: Actor, action: str) -> Staff:
+    if actor.staff is None:
+        raise NotPermitted(actor.describe(), action, "only a staff member or volunteer can")
+    if not actor.staff.active:
+        raise NotPermitted(actor.describe(), action, "the account is not active")
+    return actor.staff
+
+
+def _require_scope(
+    session: Session, actor: Actor, case: Case, action: str, categories: CategoryConfig
+) -> None:
+    """Staff actors must serve the case's unit (and volunteers only eligible categories)."""
+    if actor.staff is None:
+        return
+    why = may_see_case(session, actor.staff, case, categories)
+    if why:
+        raise NotPermitted(actor.describe(), f"{action} case {case.number}", why)
+
+
+def _require_staff_role(actor: Actor, case: Case, action: str) -> None:
+    if actor.staff is not None and actor.staff.role == Role.VOLUNTEER:
+        raise NotPermitted(
+            actor.describe(), f"{action} case {case.number}", "only staff can do that"
+        )
+
+
+def _event(
+    session: Session,
+    case: Case,
+    action: str,
+    actor: Actor,
+    *,
+    from_status: CaseStatus | None,
+    now: datetime,
+    reason: str = "",
+    note: str = "",
+    data: dict[str, Any] | None = None,
+) -> CaseEvent:
+    event = CaseEvent(
+        case_id=case.id,
+        at=now,
+        actor_id=actor.staff.id if actor.staff is not None else None,
+        actor_label=actor.label,
+        action=action,
+        from_status=from_status.value if from_status is not None else None,
+        to_status=case.status.value,
+        reason=reason,
+        note=note,
+        data=data or {},
+    )
+    session.add(event)
+    return event
+
+
+def _flush(session: Session, case: Case) -> None:
+    """Write the change; the version check turns a concurrent change into CaseConflict."""
+    number = case.number  # read now: a failed flush expires the object
+    try:
+        session.flush()
+    except StaleDataError as exc:
+        raise CaseConflict(number) from exc
+
+
+def _take_first_contact(case: Case, staff: Staff) -> None:
+    """首问负责: the first staff member to take a case stays accountable for it."""
+    if case.first_contact_owner_id is None and staff.role in (Role.STAFF, Role.ADMIN):
+        case.first_contact_owner_id = staff.id
+
+
+def queue_unit_for(session: Session, base: Unit, level: str) -> Unit:
+    """The unit at ``level`` above (or at) ``base``; ``base`` itself if it is already higher."""
+    wanted = UnitLevel(level)
+    if LEVEL_ORDER[base.level] >= LEVEL_ORDER[wanted]:
+        return base
+    unit: Unit | None = base
+    while unit is not None and LEVEL_ORDER[unit.level] < LEVEL_ORDER[wanted]:
+        unit = unit.parent
+    if unit is None:
+        raise InvalidCaseInput(f"unit {base.code} has no {level} above it")
+    return unit
+
+
+def _deadlines(
+    case: Case, categories: CategoryConfig, start: datetime
+) -> tuple[datetime | None, datetime | None, list[str]]:
+    cat = categories.get(case.category)
+    problems: list[str] = []
+    deadlines: list[datetime | None] = []
+    for within in (cat.claim_within, cat.resolve_within):
+        try:
+            deadlines.append(deadline_after(start, within, _tz()))
+        except CalendarNotCovered as exc:
+            # The case is filed all the same (nothing is lost); staff see why it has no deadline.
+            deadlines.append(None)
+            problems.append(str(exc))
+    return deadlines[0], deadlines[1], problems
+
+
+def file_case(
+    session: Session,
+    *,
+    category: str,
+    channel: str,
+    actor: Actor,
+    retiree: Retiree | None = None,
+    unit: Unit | None = None,
+    summary: str = "",
+    details: dict[str, Any] | None = None,
+    original_text: str = "",
+    categories: CategoryConfig | None = None,
+    now: datetime | None = None,
+) -> Case:
+    """File a new case in the queue of the unit its category belongs to.
+
+    The queue is found from ``unit`` (if given) or the retiree's community, walking up to the
+    category's queue level. Priority starts at the category's default and is raised for the
+    retiree's age, living alone, self-care and dibao status.
+    """
+    cats = _categories(categories)
+    try:
+        cat = cats.get(category)
+    except KeyError as exc:
+        raise InvalidCaseInput(str(exc.args[0])) from None
+    now = now or utcnow()
+    base = unit or (retiree.community if retiree is not None else None)
+    if base is None:
+        raise InvalidCaseInput(
+            "a case needs a unit: the retiree has no community and none was given"
+        )
+    queue = queue_unit_for(session, base, cat.queue_level)
+    local_today = now.astimezone(_tz()).date()
+    priority, raised_by = case_priority(cat, cats.priority, retiree, local_today)
+    case = Case(
+        number=next_case_number(session, local_today.year),
+        retiree=retiree,
+        category=category,
+        priority=priority,
+        status=OPEN,
+        channel=channel,
+        summary=summary[:300],
+        details=dict(details or {}),
+        original_text=original_text,
+        unit=queue,
+        created_at=now,
+        updated_at=now,
+    )
+    case.claim_deadline, case.resolve_deadline, problems = _deadlines(case, cats, now)
+    session.add(case)
+    session.flush()
+    data: dict[str, Any] = {"priority": priority}
+    if raised_by:
+        data["priority_raised_by"] = raised_by
+    if problems:
+        data["deadline_problems"] = problems
+    _event(session, case, "file", actor, from_status=None, now=now, data=data)
+    log.info("case_filed", case=case.number, category=category, priority=priority, unit=queue.code)
+    return case
+
+
+def claim(
+    session: Session,
+    case: Case,
+    actor: Actor,
+    *,
+    categories: CategoryConfig | None = None,
+    now: datetime | None = None,
+) -> Case:
+    """``actor`` takes ``case`` from its queue. Raises CaseConflict if someone was faster."""
+    staff = _require_person(actor, "claim cases")
+    _check_status(case, "claim")
+    _require_scope(session, actor, case, "claim", _categories(categories))
+    return _apply_claim(session, case, actor, staff, now or utcnow())
+
+
+def _apply_claim(session: Session, case: Case, actor: Actor, staff: Staff, now: datetime) -> Case:
+    case.status = CLAIMED
+    case.assignee_id = staff.id
+    case.claimed_at = now
+    case.updated_at = now
+    _take_first_contact(case, staff)
+    _flush(session, case)
+    _event(session, case, "claim", actor, from_status=OPEN, now=now)
+    return case
+
+
+def claim_next(
+    session: Session,
+    actor: Actor,
+    *,
+    unit_ids: set[int] | None = None,
+    categories: CategoryConfig | None = None,
+    now: datetime | None = None,
+) -> Case | None:
+    """Claim the best waiting case of ``actor``'s queues: highest priority, earliest claim
+    deadline, oldest. None when nothing is waiting.
+
+    On PostgreSQL the chosen row is locked with FOR UPDATE SKIP LOCKED, so concurrent claimers
+    on any number of servers each get a different case. SQLite transactions begin IMMEDIATE
+    and so run one at a time; the version check guards both.
+    """
+    staff = _require_person(actor, "claim cases")
+    cats = _categories(categories)
+    from storage.queues import waiting_cases_query
+
+    query = waiting_cases_query(session, staff, cats, unit_ids=unit_ids)
+    case = session.scalars(query.limit(1).with_for_update(skip_locked=True, of=Case)).first()
+    if case is None:
+        return None
+    return _apply_claim(session, case, actor, staff, now or utcnow())
+
+
+def release(
+    session: Session,
+    case: Case,
+    actor: Actor,
+    *,
+    reason: str = "",
+    categories: CategoryConfig | None = None,
+    now: datetime | None = None,
+) -> Case:
+    """Put a claimed case back in its queue (its assignee, or staff of the unit)."""
+    _check_status(case, "release")
+    if actor.staff is not None and actor.staff.id != case.assignee_id:
+        _require_staff_role(actor, case, "release someone else's")
+        _require_scope(session, actor, case, "release", _categories(categories))
+    now = now or utcnow()
+    previous = case.assignee_id
+    case.status = OPEN
+    case.assignee_id = None
+    case.updated_at = now
+    _flush(session, case)
+    _event(
+        session,
+        case,
+        "release",
+        actor,
+        from_status=CLAIMED,
+        now=now,
+        reason=reason,
+        data={"previous_assignee": previous},
+    )
+    return case
+
+
+def transfer(
+    session: Session,
+    case: Case,
+    actor: Actor,
+    *,
+    reason: str,
+    to_unit: Unit | None = None,
+    to_staff: Staff | None = None,
+    categories: CategoryConfig | None = None,
+    now: datetime | None = None,
+) -> Case:
+    """Hand a case to another unit's queue or to a person, with a reason. The first-contact
+    owner stays as it was."""
+    cats = _categories(categories)
+    _check_status(case, "transfer")
+    _require_staff_role(actor, case, "transfer")
+    _require_scope(session, actor, case, "transfer", cats)
+    if not reason.strip():
+        raise InvalidCaseInput("a transfer needs a reason")
+    if to_unit is None and to_staff is None:
+        raise InvalidCaseInput("a transfer needs a unit or a person to go to")
+    now = now or utcnow()
+    before = case.status
+    from_unit, from_assignee = case.unit_id, case.assignee_id
+    if to_unit is not None:
+        case.unit = to_unit
+        case.unit_id = to_unit.id
+    if to_staff is not None:
+        why = may_see_case(session, to_staff, case, cats)
+        if why:
+            raise NotPermitted(
+                f"{to_staff.role.value} #{to_staff.id}", f"take case {case.number}", why
+            )
+        case.status = CLAIMED
+        case.assignee_id = to_staff.id
+        case.claimed_at = now
+        _take_first_contact(case, to_staff)
+    else:
+        case.status = OPEN
+        case.assignee_id = None
+    case.updated_at = now
+    _flush(session, case)
+    _event(
+        session,
+        case,
+        "transfer",
+        actor,
+        from_status=before,
+        now=now,
+        reason=reason,
+        data={
+            "from_unit": from_unit,
+            "to_unit": case.unit_id,
+            "from_assignee": from_assignee,
+            "to_assignee": case.assignee_id,
+        },
+    )
+    return case
+
+
+def escalate(
+    session: Session,
+    case: Case,
+    actor: Actor,
+    *,
+    reason: str,
+    categories: CategoryConfig | None = None,
+    now: datetime | None = None,
+) -> Case:
+    """Move an unclaimed case up one level (community → station → center) and raise its
+    priority; it gets a fresh claim deadline there."""
+    cats = _categories(categories)
+    _check_status(case, "escalate")
+    _require_staff_role(actor, case, "escalate")
+    _require_scope(session, actor, case, "escalate", cats)
+    parent_id = unit_tree(session).get(case.unit_id)
+    if parent_id is None:
+        raise IllegalTransition(case.number, "escalate", "at the top level", ())
+    now = now or utcnow()
+    from_unit, from_priority = case.unit_id, case.priority
+    case.unit_id = parent_id
+    ceiling = 1 if case.category == "emergency" else cats.priority.ceiling
+    case.priority = max(case.priority - 1, ceiling, 1)
+    case.escalations += 1
+    case.claim_deadline, _, _ = _deadlines(case, cats, now)
+    case.updated_at = now
+    _flush(session, case)
+    session.refresh(case, ["unit"])
+    _event(
+        session,
+        case,
+        "escalate",
+        actor,
+        from_status=OPEN,
+        now=now,
+        reason=reason,
+        data={
+            "from_unit": from_unit,
+            "to_unit": parent_id,
+            "from_priority": from_priority,
+            "to_priority": case.priority,
+        },
+    )
+    return case
+
+
+def add_note(
+    session: Session,
+    case: Case,
+    actor: Actor,
+    note: str,
+    *,
+    categories: CategoryConfig | None = None,
+    now: datetime | None = None,
+) -> CaseEvent:
+    """Add a note to the case's timeline (any status)."""
+    if not note.strip():
+        raise InvalidCaseInput("a note cannot be empty")
+    if actor.staff is not None and actor.staff.id != case.assignee_id:
+        _require_scope(session, actor, case, "add a note to", _categories(categories))
+    now = now or utcnow()
+    return _event(session, case, "note", actor, from_status=case.status, now=now, note=note)
+
+
+def resolve(
+    session: Session,
+    case: Case,
+    actor: Actor,
+    *,
+    outcome: str,
+    categories: CategoryConfig | None = None,
+    now: datetime | None = None,
+) -> Case:
+    """The work is done: record the outcome. Its assignee, or staff of the unit."""
+    _check_status(case, "resolve")
+    if not outcome.strip():
+        raise InvalidCaseInput("resolving a case needs its outcome")
+    if actor.staff is not None and actor.staff.id != case.assignee_id:
+        _require_staff_role(actor, case, "resolve someone else's")
+        _require_scope(session, actor, case, "resolve", _categories(categories))
+    now = now or utcnow()
+    case.status = RESOLVED
+    case.outcome = outcome
+    case.resolved_at = now
+    case.updated_at = now
+    _flush(session, case)
+    _event(session, case, "resolve", actor, from_status=CLAIMED, now=now, note=outcome)
+    return case
+
+
+def close(
+    session: Session,
+    case: Case,
+    actor: Actor,
+    *,
+    note: str = "",
+    categories: CategoryConfig | None = None,
+    now: datetime | None = None,
+) -> Case:
+    """Close a resolved case (staff only)."""
+    _check_status(case, "close")
+    _require_staff_role(actor, case, "close")
+    _require_scope(session, actor, case, "close", _categories(categories))
+    now = now or utcnow()
+    case.status = CLOSED
+    case.closed_at = now
+    case.updated_at = now
+    _flush(session, case)
+    _event(session, case, "close", actor, from_status=RESOLVED, now=now, note=note)
+    return case
+
+
+def reopen(
+    session: Session,
+    case: Case,
+    actor: Actor,
+    *,
+    reason: str,
+    categories: CategoryConfig | None = None,
+    now: datetime | None = None,
+) -> Case:
+    """Reopen a resolved or closed case. It goes back to its assignee if they are still
+    active, otherwise to its unit's queue."""
+    _check_status(case, "reopen")
+    _require_staff_role(actor, case, "reopen")
+    _require_scope(session, actor, case, "reopen", _categories(categories))
+    if not reason.strip():
+        raise InvalidCaseInput("reopening a case needs a reason")
+    now = now or utcnow()
+    before = case.status
+    assignee = session.get(Staff, case.assignee_id) if case.assignee_id else None
+    if assignee is not None and assignee.active:
+        case.status = CLAIMED
+    else:
+        case.status = OPEN
+        case.assignee_id = None
+    case.resolved_at = None
+    case.closed_at = None
+    case.updated_at = now
+    _flush(session, case)
+    _event(session, case, "reopen", actor, from_status=before, now=now, reason=reason)
+    return case
+
+
+def cancel(
+    session: Session,
+    case: Case,
+    actor: Actor,
+    *,
+    reason: str,
+    categories: CategoryConfig | None = None,
+    now: datetime | None = None,
+) -> Case:
+    """Withdraw a case that is not done yet, with the reason (the retiree's or staff's)."""
+    _check_status(case, "cancel")
+    _require_staff_role(actor, case, "cancel")
+    _require_scope(session, actor, case, "cancel", _categories(categories))
+    if not reason.strip():
+        raise InvalidCaseInput("cancelling a case needs a reason")
+    now = now or utcnow()
+    before = case.status
+    case.status = CANCELLED
+    case.cancelled_at = now
+    case.updated_at = now
+    _flush(session, case)
+    _event(session, case, "cancel", actor, from_status=before, now=now, reason=reason)
+    return case
+
+
+def get_case(session: Session, number: str) -> Case:
+    case = session.scalars(select(Case).where(Case.number == number)).first()
+    if case is None:
+        raise NotFound(f"no case numbered {number}")
+    return case

@@ -1,0 +1,180 @@
+"""Demo data: a center, 2 stations, 4 communities, staff, volunteers, ~30 retirees and a few cases.
+
+Safe to run twice: everything is matched by unit code, username or phone and created only once.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from storage import actions
+from storage.models import (
+    Case,
+    EmergencyContact,
+    Hardship,
+    Retiree,
+    RetireePhone,
+    Role,
+    SelfCare,
+    Staff,
+    Unit,
+    UnitLevel,
+)
+from storage.passwords import hash_password
+from storage.permissions import Actor
+
+DEMO_PASSWORD = "demo-pass-2026"
+
+UNITS = [
+    # code, level, parent, Chinese name, English name
+    ("CTR", UnitLevel.CENTER, None, "油田退休职工服务中心", "Oil-field Retiree Service Center"),
+    ("ST-E", UnitLevel.STATION, "CTR", "东区服务总站", "East District Station"),
+    ("ST-W", UnitLevel.STATION, "CTR", "西区服务总站", "West District Station"),
+    ("C-HP", UnitLevel.COMMUNITY, "ST-E", "和平社区退管站", "Heping Community"),
+    ("C-XF", UnitLevel.COMMUNITY, "ST-E", "幸福社区退管站", "Xingfu Community"),
+    ("C-GM", UnitLevel.COMMUNITY, "ST-W", "光明社区退管站", "Guangming Community"),
+    ("C-CY", UnitLevel.COMMUNITY, "ST-W", "朝阳社区退管站", "Chaoyang Community"),
+]
+
+STAFF = [
+    # username, name, role, units, phone
+    ("admin", "王主任", Role.ADMIN, ["CTR"], "+8613900000001"),
+    ("li.east", "李红", Role.STAFF, ["ST-E"], "+8613900000002"),
+    ("zhao.west", "赵强", Role.STAFF, ["ST-W"], "+8613900000003"),
+    ("chen.heping", "陈静", Role.STAFF, ["C-HP"], "+8613900000004"),
+    ("vol.sun", "孙志愿", Role.VOLUNTEER, ["C-HP", "C-XF"], "+8613900000005"),
+    ("vol.zhou", "周热心", Role.VOLUNTEER, ["C-GM"], "+8613900000006"),
+]
+
+SURNAMES = "王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗梁宋郑谢韩唐冯于董萧"
+GIVEN = ["秀英", "桂兰", "建国", "志强", "淑珍", "玉兰", "德明", "国华", "凤英", "文斌"]
+STREETS = ["和平路", "幸福街", "光明大道", "朝阳巷", "石油新村", "胜利小区"]
+RELATIONS = ["儿子", "女儿", "老伴", "侄子", "邻居"]
+
+
+@dataclass
+class DemoReport:
+    units: int
+    staff: int
+    retirees: int
+    cases: int
+
+
+def _units(session: Session) -> dict[str, Unit]:
+    existing = {u.code: u for u in session.scalars(select(Unit))}
+    for code, level, parent, zh, en in UNITS:
+        if code not in existing:
+            unit = Unit(
+                code=code, level=level, parent=existing.get(parent or ""), name_zh=zh, name_en=en
+            )
+            session.add(unit)
+            existing[code] = unit
+    session.flush()
+    return existing
+
+
+def _staff(session: Session, units: dict[str, Unit]) -> int:
+    known = set(session.scalars(select(Staff.username)))
+    added = 0
+    password_hash = hash_password(DEMO_PASSWORD)
+    for username, name, role, codes, phone in STAFF:
+        if username in known:
+            continue
+        session.add(
+            Staff(
+                username=username,
+                name=name,
+                role=role,
+                units=[units[c] for c in codes],
+                phone=phone,
+                on_duty=role != Role.VOLUNTEER,
+                password_hash=password_hash,
+            )
+        )
+        added += 1
+    session.flush()
+    return added
+
+
+def _retirees(session: Session, units: dict[str, Unit], today: date) -> list[Retiree]:
+    rng = random.Random(2026)  # the same people every time
+    communities = [units[c] for c in ("C-HP", "C-XF", "C-GM", "C-CY")]
+    known = set(session.scalars(select(RetireePhone.number)))
+    created = []
+    for n in range(30):
+        phone = f"+86138{n:08d}"
+        age = rng.choice([66, 72, 78, 81, 85, 88, 91, 94])
+        name = rng.choice(SURNAMES) + rng.choice(GIVEN)
+        if phone in known:
+            continue
+        retiree = Retiree(
+            name=name,
+            birth_date=date(today.year - age, rng.randint(1, 12), rng.randint(1, 28)),
+            community=communities[n % 4],
+            address=f"{rng.choice(STREETS)}{rng.randint(1, 40)}号{rng.randint(1, 6)}单元",
+            lives_alone=rng.random() < 0.3,
+            self_care=rng.choice(
+                [SelfCare.INDEPENDENT] * 4 + [SelfCare.PARTLY_DEPENDENT, SelfCare.DEPENDENT]
+            ),
+            hardship=rng.choice([Hardship.NONE] * 5 + [Hardship.HARDSHIP, Hardship.DIBAO]),
+            health_class=rng.choice(["健康", "基本健康", "慢性病"]),
+            party_member=rng.random() < 0.4,
+            preferred_language="en" if n == 7 else "zh",
+            registered_on=date(2020 + n % 5, 3, 1),
+            phones=[RetireePhone(number=phone, label="一键通")],
+            emergency_contacts=[
+                EmergencyContact(
+                    name=rng.choice(SURNAMES) + rng.choice(GIVEN),
+                    relation=rng.choice(RELATIONS),
+                    phone=f"+86137{n:08d}",
+                )
+            ],
+        )
+        session.add(retiree)
+        created.append(retiree)
+    session.flush()
+    return created
+
+
+DEMO_CASES = [
+    ("medication_reimbursement", "上个月的药费单据想报销，大概三百五十块"),
+    ("help_request", "家里水龙头坏了，想请人来修一下"),
+    ("hospital_transfer", "老伴要从县医院转到市中心医院，手续怎么办"),
+    ("complaint", "物业一直不修电梯，我反映好几次了"),
+    ("policy_question", "今年的活动经费什么时候发"),
+    ("help_request", "想订一份明年的老年报"),
+]
+
+
+def seed_demo(session: Session, today: date | None = None) -> DemoReport:
+    """Create whatever part of the demo data is missing; return how much was added."""
+    today = today or date.today()
+    units_before = session.scalar(select(func.count()).select_from(Unit)) or 0
+    units = _units(session)
+    staff_added = _staff(session, units)
+    retirees = _retirees(session, units, today)
+    cases = 0
+    if retirees and not session.scalar(select(func.count()).select_from(Case)):
+        for retiree, (category, words) in zip(retirees, DEMO_CASES, strict=False):
+            actions.file_case(
+                session,
+                category=category,
+                channel="phone",
+                actor=Actor.system("demo"),
+                retiree=retiree,
+                summary=words[:40],
+                original_text=words,
+            )
+            cases += 1
+    return DemoReport(
+        units=len(units) - units_before, staff=staff_added, retirees=len(retirees), cases=cases
+    )
+
+
+def database_is_empty(session: Session) -> bool:
+    return not session.scalar(select(func.count()).select_from(Unit))

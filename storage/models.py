@@ -1,0 +1,433 @@
+"""The case database: units, retirees, staff, cases and their audit trail, messages, outbox."""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    event,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+
+from storage.types import UTCDateTime, utcnow
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON()}
+
+
+def _enum(cls: type[enum.Enum], name: str) -> Enum:
+    """Enums are stored as short strings with a CHECK constraint (portable, easy to extend)."""
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=24,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=True,
+    )
+
+
+class UnitLevel(enum.StrEnum):
+    CENTER = "center"
+    STATION = "station"
+    COMMUNITY = "community"
+
+
+class SelfCare(enum.StrEnum):
+    INDEPENDENT = "independent"
+    PARTLY_DEPENDENT = "partly_dependent"
+    DEPENDENT = "dependent"
+
+
+class Hardship(enum.StrEnum):
+    NONE = "none"
+    HARDSHIP = "hardship"
+    DIBAO = "dibao"
+
+
+class RetireeStatus(enum.StrEnum):
+    PENDING = "pending"  # registered by an unknown caller, to be verified by staff
+    ACTIVE = "active"
+    INACTIVE = "inactive"  # deceased or moved away; kept for the record
+
+
+class Role(enum.StrEnum):
+    ADMIN = "admin"
+    STAFF = "staff"
+    VOLUNTEER = "volunteer"
+
+
+class CaseStatus(enum.StrEnum):
+    OPEN = "open"  # waiting in its unit's queue
+    CLAIMED = "claimed"  # somebody is working on it
+    RESOLVED = "resolved"  # done, waiting for follow-up and closing
+    CLOSED = "closed"
+    CANCELLED = "cancelled"
+
+
+class Direction(enum.StrEnum):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+
+
+class OutboxStatus(enum.StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    DEAD = "dead"  # gave up after the last attempt; shown to staff
+
+
+class Unit(Base):
+    """A center, station or community: each has its own staff and its own queue of cases."""
+
+    __tablename__ = "units"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    level: Mapped[UnitLevel] = mapped_column(_enum(UnitLevel, "unit_level"))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"), index=True)
+    name_zh: Mapped[str] = mapped_column(String(100))
+    name_en: Mapped[str] = mapped_column(String(100))
+
+    parent: Mapped[Unit | None] = relationship(remote_side=[id], back_populates="children")
+    children: Mapped[list[Unit]] = relationship(back_populates="parent")
+
+    def name(self, language: str) -> str:
+        return self.name_en if language == "en" else self.name_zh
+
+    def __repr__(self) -> str:
+        return f"<Unit {self.code} {self.level}>"
+
+
+staff_units = Table(
+    "staff_units",
+    Base.metadata,
+    Column("staff_id", ForeignKey("staff.id", ondelete="CASCADE"), primary_key=True),
+    Column("unit_id", ForeignKey("units.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class Retiree(Base):
+    __tablename__ = "retirees"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    birth_date: Mapped[date | None] = mapped_column(Date)
+    community_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"), index=True)
+    address: Mapped[str] = mapped_column(String(300), default="")
+    lives_alone: Mapped[bool] = mapped_column(Boolean, default=False)
+    self_care: Mapped[SelfCare] = mapped_column(
+        _enum(SelfCare, "self_care"), default=SelfCare.INDEPENDENT
+    )
+    hardship: Mapped[Hardship] = mapped_column(_enum(Hardship, "hardship"), default=Hardship.NONE)
+    health_class: Mapped[str] = mapped_column(String(40), default="")
+    party_member: Mapped[bool] = mapped_column(Boolean, default=False)
+    preferred_language: Mapped[str] = mapped_column(String(2), default="zh")
+    status: Mapped[RetireeStatus] = mapped_column(
+        _enum(RetireeStatus, "retiree_status"), default=RetireeStatus.ACTIVE
+    )
+    # Consent flags, e.g. {"contact_by_message": true, "share_with_volunteers": false}.
+    consents: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The "six clears" (六清楚) of the retiree's file.
+    family_notes: Mapped[str] = mapped_column(Text, default="")
+    health_notes: Mapped[str] = mapped_column(Text, default="")
+    income_notes: Mapped[str] = mapped_column(Text, default="")
+    wishes_notes: Mapped[str] = mapped_column(Text, default="")
+    skills_notes: Mapped[str] = mapped_column(Text, default="")
+    service_needs_notes: Mapped[str] = mapped_column(Text, default="")
+    registered_on: Mapped[date | None] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    community: Mapped[Unit | None] = relationship()
+    phones: Mapped[list[RetireePhone]] = relationship(
+        back_populates="retiree", cascade="all, delete-orphan", order_by="RetireePhone.id"
+    )
+    emergency_contacts: Mapped[list[EmergencyContact]] = relationship(
+        back_populates="retiree", cascade="all, delete-orphan", order_by="EmergencyContact.id"
+    )
+    identities: Mapped[list[MessagingIdentity]] = relationship(
+        back_populates="retiree", cascade="all, delete-orphan"
+    )
+    visits: Mapped[list[Visit]] = relationship(
+        back_populates="retiree", cascade="all, delete-orphan", order_by="Visit.visited_on"
+    )
+
+    def age_on(self, day: date) -> int | None:
+        if self.birth_date is None:
+            return None
+        born = self.birth_date
+        return day.year - born.year - ((day.month, day.day) < (born.month, born.day))
+
+    def __repr__(self) -> str:  # no personal data in logs or tracebacks
+        return f"<Retiree #{self.id}>"
+
+
+class RetireePhone(Base):
+    """A phone number (E.164) that identifies its retiree when they call or text."""
+
+    __tablename__ = "retiree_phones"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    retiree_id: Mapped[int] = mapped_column(
+        ForeignKey("retirees.id", ondelete="CASCADE"), index=True
+    )
+    number: Mapped[str] = mapped_column(String(20), unique=True)
+    label: Mapped[str] = mapped_column(String(20), default="")
+
+    retiree: Mapped[Retiree] = relationship(back_populates="phones")
+
+
+class EmergencyContact(Base):
+    __tablename__ = "emergency_contacts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    retiree_id: Mapped[int] = mapped_column(
+        ForeignKey("retirees.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(100))
+    relation: Mapped[str] = mapped_column(String(40), default="")
+    phone: Mapped[str] = mapped_column(String(20))
+
+    retiree: Mapped[Retiree] = relationship(back_populates="emergency_contacts")
+
+
+class MessagingIdentity(Base):
+    """A retiree's account on a messaging channel (Telegram user id, WhatsApp number, ...)."""
+
+    __tablename__ = "messaging_identities"
+    __table_args__ = (UniqueConstraint("channel", "address"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    retiree_id: Mapped[int] = mapped_column(
+        ForeignKey("retirees.id", ondelete="CASCADE"), index=True
+    )
+    channel: Mapped[str] = mapped_column(String(20))
+    address: Mapped[str] = mapped_column(String(100))
+    linked_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    retiree: Mapped[Retiree] = relationship(back_populates="identities")
+
+
+class Visit(Base):
+    __tablename__ = "visits"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    retiree_id: Mapped[int] = mapped_column(
+        ForeignKey("retirees.id", ondelete="CASCADE"), index=True
+    )
+    visited_on: Mapped[date] = mapped_column(Date)
+    staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    notes: Mapped[str] = mapped_column(Text, default="")
+
+    retiree: Mapped[Retiree] = relationship(back_populates="visits")
+    staff: Mapped[Staff | None] = relationship()
+
+
+class Staff(Base):
+    __tablename__ = "staff"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[Role] = mapped_column(_enum(Role, "staff_role"))
+    phone: Mapped[str] = mapped_column(String(20), default="")
+    telegram_user_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    on_duty: Mapped[bool] = mapped_column(Boolean, default=False)
+    username: Mapped[str | None] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    units: Mapped[list[Unit]] = relationship(secondary=staff_units)
+
+    def __repr__(self) -> str:
+        return f"<Staff #{self.id} {self.role}>"
+
+
+class CaseNumberCounter(Base):
+    """The last case number handed out in each year; numbers are never reused."""
+
+    __tablename__ = "case_number_counters"
+
+    year: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    last: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Case(Base):
+    __tablename__ = "cases"
+    __table_args__ = (
+        CheckConstraint("priority BETWEEN 1 AND 3", name="priority_range"),
+        # The claim query: open cases of some units, best first.
+        Index("ix_cases_queue", "status", "unit_id", "priority", "claim_deadline", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(20), unique=True)
+    retiree_id: Mapped[int | None] = mapped_column(ForeignKey("retirees.id"), index=True)
+    category: Mapped[str] = mapped_column(String(40))
+    priority: Mapped[int] = mapped_column(Integer)
+    status: Mapped[CaseStatus] = mapped_column(_enum(CaseStatus, "case_status"))
+    channel: Mapped[str] = mapped_column(String(20))
+    summary: Mapped[str] = mapped_column(String(300), default="")
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    original_text: Mapped[str] = mapped_column(Text, default="")
+    outcome: Mapped[str] = mapped_column(Text, default="")
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id"), index=True)
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"), index=True)
+    first_contact_owner_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    escalations: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_at: Mapped[datetime | None]
+    resolved_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+    cancelled_at: Mapped[datetime | None]
+    claim_deadline: Mapped[datetime | None]
+    resolve_deadline: Mapped[datetime | None]
+    # Optimistic lock: every UPDATE says "where version = what I read", so a change that
+    # raced with another one fails instead of overwriting it.
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    retiree: Mapped[Retiree | None] = relationship()
+    unit: Mapped[Unit] = relationship()
+    assignee: Mapped[Staff | None] = relationship(foreign_keys=[assignee_id])
+    first_contact_owner: Mapped[Staff | None] = relationship(foreign_keys=[first_contact_owner_id])
+    events: Mapped[list[CaseEvent]] = relationship(
+        back_populates="case", order_by="CaseEvent.id", viewonly=True
+    )
+
+    __mapper_args__ = {"version_id_col": version}
+
+    def __repr__(self) -> str:
+        return f"<Case {self.number} {self.status}>"
+
+
+class CaseEvent(Base):
+    """One line of a case's audit trail. Rows are only ever added."""
+
+    __tablename__ = "case_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    actor_label: Mapped[str] = mapped_column(String(40), default="")  # "system", "retiree", ...
+    action: Mapped[str] = mapped_column(String(30))
+    from_status: Mapped[str | None] = mapped_column(String(24))
+    to_status: Mapped[str | None] = mapped_column(String(24))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    note: Mapped[str] = mapped_column(Text, default="")
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    case: Mapped[Case] = relationship(back_populates="events")
+    actor: Mapped[Staff | None] = relationship()
+
+
+class Message(Base):
+    """Every message in or out, on every channel; the provider's id recognises redeliveries."""
+
+    __tablename__ = "messages"
+    __table_args__ = (UniqueConstraint("channel", "provider_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    direction: Mapped[Direction] = mapped_column(_enum(Direction, "direction"))
+    address: Mapped[str] = mapped_column(String(100), index=True)
+    provider_id: Mapped[str | None] = mapped_column(String(100))
+    text: Mapped[str] = mapped_column(Text, default="")
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(20), default="")
+    retiree_id: Mapped[int | None] = mapped_column(ForeignKey("retirees.id"), index=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ConversationState(Base):
+    """Where the dialogue with one (channel, address) stands; survives restarts."""
+
+    __tablename__ = "conversation_states"
+    __table_args__ = (UniqueConstraint("channel", "address"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    address: Mapped[str] = mapped_column(String(100))
+    retiree_id: Mapped[int | None] = mapped_column(ForeignKey("retirees.id"))
+    state: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class OutboxItem(Base):
+    """A notification waiting to be sent; written in the same transaction as what caused it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    address: Mapped[str] = mapped_column(String(100))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    idempotency_key: Mapped[str] = mapped_column(String(120), unique=True)
+    priority: Mapped[int] = mapped_column(Integer, default=3)
+    status: Mapped[OutboxStatus] = mapped_column(
+        _enum(OutboxStatus, "outbox_status"), default=OutboxStatus.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+
+
+class AuditEntry(Base):
+    """Who looked at or changed a retiree's personal data, and when."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    actor_label: Mapped[str] = mapped_column(String(40), default="")
+    action: Mapped[str] = mapped_column(String(40))  # view_retiree, update_retiree, import, ...
+    subject_type: Mapped[str] = mapped_column(String(20))
+    subject_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+@event.listens_for(Session, "before_flush")
+def _case_events_are_append_only(session: Session, _context: Any, _instances: Any) -> None:
+    """The audit trail is only ever added to: refuse to change or delete a CaseEvent."""
+    for obj in session.deleted:
+        if isinstance(obj, CaseEvent):
+            raise ValueError(f"case events are append-only: cannot delete event #{obj.id}")
+    for obj in session.dirty:
+        if isinstance(obj, CaseEvent) and session.is_modified(obj):
+            raise ValueError(f"case events are append-only: cannot change event #{obj.id}")
