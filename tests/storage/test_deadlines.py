@@ -1,0 +1,84 @@
+"""Working days (China's holidays and make-up days), deadlines and profile-based priority."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from config.categories import Duration, load_categories
+from config.settings import CONFIG_DIR
+from storage.deadlines import CalendarNotCovered, add_working_days, deadline_after, is_working_day
+from storage.models import Hardship, Retiree, SelfCare
+from storage.priority import case_priority, vulnerability_factors
+
+SH = ZoneInfo("Asia/Shanghai")
+
+
+def test_weekends_holidays_and_make_up_days() -> None:
+    assert is_working_day(date(2026, 6, 1))  # Monday
+    assert not is_working_day(date(2026, 6, 6))  # Saturday
+    assert not is_working_day(date(2026, 10, 1))  # National Day
+    assert not is_working_day(date(2026, 2, 17))  # Spring Festival
+    assert is_working_day(date(2026, 2, 14))  # a Saturday worked in exchange (调休)
+
+
+def test_add_working_days() -> None:
+    assert add_working_days(date(2026, 6, 5), 1) == date(2026, 6, 8)  # Friday → Monday
+    assert add_working_days(date(2026, 6, 1), 5) == date(2026, 6, 8)
+    assert add_working_days(date(2026, 6, 1), 0) == date(2026, 6, 1)
+    assert add_working_days(date(2026, 9, 30), 1) == date(2026, 10, 8)  # after National Day
+
+
+def test_outside_the_calendar_is_an_error_not_a_guess() -> None:
+    with pytest.raises(CalendarNotCovered, match="does not cover 2031-01-02"):
+        is_working_day(date(2031, 1, 2))
+    with pytest.raises(CalendarNotCovered):
+        add_working_days(date(2031, 1, 2), 3)
+
+
+def test_deadline_after_keeps_local_clock_time() -> None:
+    friday_3pm = datetime(2026, 6, 5, 15, 0, tzinfo=SH)
+    due = deadline_after(friday_3pm, Duration(working_days=1), SH)
+    assert due == datetime(2026, 6, 8, 15, 0, tzinfo=SH)
+    start = datetime(2026, 6, 5, 7, 0, tzinfo=UTC)
+    assert deadline_after(start, Duration(minutes=2), SH) == start + timedelta(minutes=2)
+    assert deadline_after(start, Duration(hours=4), SH) == start + timedelta(hours=4)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        deadline_after(datetime(2026, 6, 5, 7, 0), Duration(hours=1), SH)
+
+
+TODAY = date(2026, 6, 1)
+CATS = load_categories(CONFIG_DIR / "categories.yml")
+
+
+def retiree(**kw) -> Retiree:
+    kw.setdefault("lives_alone", False)
+    kw.setdefault("self_care", SelfCare.INDEPENDENT)
+    kw.setdefault("hardship", Hardship.NONE)
+    return Retiree(name="x", **kw)
+
+
+def test_vulnerability_factors() -> None:
+    assert vulnerability_factors(None, TODAY) == []
+    assert vulnerability_factors(retiree(birth_date=date(1946, 6, 2)), TODAY) == []  # 79
+    assert vulnerability_factors(retiree(birth_date=date(1946, 6, 1)), TODAY) == ["age_80_plus"]
+    assert vulnerability_factors(retiree(birth_date=date(1936, 1, 1)), TODAY) == [
+        "age_80_plus",
+        "age_90_plus",
+    ]
+    everything = retiree(
+        birth_date=date(1930, 1, 1),
+        lives_alone=True,
+        self_care=SelfCare.DEPENDENT,
+        hardship=Hardship.DIBAO,
+    )
+    assert len(vulnerability_factors(everything, TODAY)) == 5
+
+
+def test_priority_is_capped_below_emergency() -> None:
+    frail = retiree(birth_date=date(1930, 1, 1), lives_alone=True)
+    assert case_priority(CATS.get("help_request"), CATS.priority, frail, TODAY)[0] == 2
+    assert case_priority(CATS.get("help_request"), CATS.priority, None, TODAY) == (3, [])
+    assert case_priority(CATS.get("emergency"), CATS.priority, None, TODAY) == (1, [])
