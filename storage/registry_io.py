@@ -9,20 +9,25 @@ import csv
 import io
 import re
 import zipfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, time
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
+from xml.etree.ElementTree import ParseError
 
+import phonenumbers
 from openpyxl import Workbook, load_workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.utils.exceptions import InvalidFileException
-from sqlalchemy import insert, select, update
+from psycopg import sql as pg_sql
+from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Session
 
 from storage.audit import record_access
 from storage.models import (
+    Base,
     EmergencyContact,
     Hardship,
     Retiree,
@@ -118,6 +123,8 @@ EXPORT_HARDSHIP = {Hardship.NONE: "无", Hardship.HARDSHIP: "困难", Hardship.D
 EXPORT_LANGUAGE = {"zh": "中文", "en": "英文"}
 
 PHONE_SEPARATORS = re.compile(r"[,，;；、/]")
+# 11 digits from 13 to 19, except 179 (a carrier prefix the parser may strip): parsed as is.
+PLAIN_CN_MOBILE = re.compile(r"1[3-9]\d{9}")
 DATE_PATTERNS = (
     re.compile(r"(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})(?:[ T]0?0:00(?::00)?)?"),
     re.compile(r"(\d{4})\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*日?"),
@@ -172,14 +179,20 @@ def _read_xlsx(path: Path) -> Iterator[Sequence[Any]]:
     try:
         workbook = load_workbook(path, read_only=True, data_only=True)
     except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError) as exc:
-        raise RegistryFileError(
-            path, f"not a readable .xlsx file ({exc.__class__.__name__})"
-        ) from exc
+        raise _unreadable_xlsx(path, exc) from exc
     try:
-        sheet = workbook.worksheets[0]
-        yield from sheet.iter_rows(values_only=True)
+        yield from workbook.worksheets[0].iter_rows(values_only=True)
+    except (ParseError, zipfile.BadZipFile, IndexError, KeyError, ValueError) as exc:
+        raise _unreadable_xlsx(path, exc) from exc
     finally:
         workbook.close()
+
+
+def _unreadable_xlsx(path: Path, exc: Exception) -> RegistryFileError:
+    why = exc.__class__.__name__
+    return RegistryFileError(
+        path, f"not a readable .xlsx file ({why}; an old .xls or a password-protected file?)"
+    )
 
 
 def _read_csv(path: Path) -> Iterator[Sequence[Any]]:
@@ -209,7 +222,7 @@ def cell_text(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     if isinstance(value, datetime):
-        return value.isoformat(sep=" ")
+        return value.date().isoformat() if value.time() == time() else value.isoformat(sep=" ")
     if isinstance(value, date):
         return value.isoformat()
     return str(value).strip()
@@ -277,13 +290,23 @@ def _choice(key: str, text: str, choices: dict[str, T], default: T, accepted: st
         raise _bad(key, text, f"is not one of {accepted}") from None
 
 
+def to_e164(text: str) -> str:
+    """normalize_phone, with a shortcut for the common case of a bare Chinese mobile number."""
+    if PLAIN_CN_MOBILE.fullmatch(text) and not text.startswith("179"):
+        number = phonenumbers.PhoneNumber(country_code=86, national_number=int(text))
+        if not phonenumbers.is_valid_number(number):
+            raise InvalidPhoneNumber(text)
+        return f"+86{text}"
+    return normalize_phone(text)
+
+
 def parse_phones(key: str, text: str) -> list[str]:
     """All the phone numbers of a cell, in E.164, without repeats."""
     parts = [p.strip() for p in PHONE_SEPARATORS.split(text)]
     numbers: list[str] = []
     for part in filter(None, parts):
         try:
-            number = normalize_phone(part)
+            number = to_e164(part)
         except InvalidPhoneNumber as exc:
             raise CellError(f"{BY_KEY[key].label}: {exc}") from None
         if number not in numbers:
@@ -336,7 +359,7 @@ class CommunityLookup:
         query = select(Unit.id, Unit.code, Unit.name_zh, Unit.name_en).where(
             Unit.level == UnitLevel.COMMUNITY
         )
-        return cls(session.execute(query).tuples())
+        return cls(tuple(row) for row in session.execute(query))
 
     def find(self, text: str) -> int | None:
         if not text:
@@ -436,7 +459,7 @@ class RowParser:
             )
             return
         try:
-            number = normalize_phone(phone)
+            number = to_e164(phone)
         except InvalidPhoneNumber as exc:
             row.errors.append(f"{phone_label}: {exc}")
             return
@@ -465,7 +488,7 @@ class RowMatcher:
     @classmethod
     def load(cls, session: Session) -> RowMatcher:
         query = select(RetireePhone.number, RetireePhone.retiree_id)
-        return cls(dict(session.execute(query).tuples().all()))
+        return cls({number: rid for number, rid in session.execute(query)})
 
     def check(self, row: ParsedRow) -> None:
         """Add to row.errors the phone problems: repeated in the file, or two people."""
@@ -478,12 +501,13 @@ class RowMatcher:
             return
         ids = sorted({self.owners[p] for p in row.phones if p in self.owners})
         if len(ids) > 1:
-            numbers = ", ".join(row.phones)
             people = ", ".join(f"#{i}" for i in ids)
-            row.errors.append(f"{label}: {numbers} belong to different retirees ({people})")
+            row.errors.append(
+                f"{label}: {', '.join(row.phones)} match different registered retirees ({people})"
+            )
         elif ids and ids[0] in self.claimed:
             row.errors.append(
-                f"{label}: {', '.join(row.phones)} belong to the same retiree as row "
+                f"{label}: {', '.join(row.phones)} match the same registered retiree as row "
                 f"{self.claimed[ids[0]]}"
             )
         elif ids:
@@ -557,8 +581,10 @@ def _create(session: Session, rows: list[ParsedRow], today: date) -> int:
     """Insert new retirees with their phones and emergency contacts, in batches."""
     now = utcnow()
     for chunk in _chunks(rows):
-        params = [
+        ids = allocate_retiree_ids(session, len(chunk))
+        people = [
             {
+                "id": rid,
                 **row.values,
                 "status": RetireeStatus.ACTIVE,
                 "registered_on": today,
@@ -566,10 +592,8 @@ def _create(session: Session, rows: list[ParsedRow], today: date) -> int:
                 "created_at": now,
                 "updated_at": now,
             }
-            for row in chunk
+            for rid, row in zip(ids, chunk, strict=True)
         ]
-        statement = insert(Retiree).returning(Retiree.id, sort_by_parameter_order=True)
-        ids = session.scalars(statement, params).all()
         phones = [
             {"retiree_id": rid, "number": p, "label": ""}
             for rid, row in zip(ids, chunk, strict=True)
@@ -580,10 +604,31 @@ def _create(session: Session, rows: list[ParsedRow], today: date) -> int:
             for rid, row in zip(ids, chunk, strict=True)
             if row.contact is not None
         ]
-        session.execute(insert(RetireePhone), phones)
-        if contacts:
-            session.execute(insert(EmergencyContact), contacts)
+        for model, params in (
+            (Retiree, people),
+            (RetireePhone, phones),
+            (EmergencyContact, contacts),
+        ):
+            insert_many(session, model, params)
     return len(rows)
+
+
+def allocate_retiree_ids(session: Session, count: int) -> list[int]:
+    """Ids for ``count`` new retirees, so that one multi-row INSERT needs no ordered RETURNING.
+
+    PostgreSQL: taken from the id sequence. SQLite: the next ones after the highest; safe
+    because every transaction holds the write lock from its start (BEGIN IMMEDIATE).
+    """
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        query = sql_text(
+            "SELECT nextval(pg_get_serial_sequence('retirees', 'id')) FROM generate_series(1, :n)"
+        )
+        return list(session.scalars(query, {"n": count}))
+    if dialect == "sqlite":
+        highest = session.scalar(select(func.max(Retiree.id))) or 0
+        return list(range(highest + 1, highest + 1 + count))
+    raise NotImplementedError(f"importing retirees into {dialect} is not supported")
 
 
 def _update(
@@ -615,10 +660,51 @@ def _update(
             if contact is not None:
                 (contact_updates if "id" in contact else new_contacts).append(contact)
         _execute_many(session, update(Retiree), retiree_params)
-        _execute_many(session, insert(RetireePhone), new_phones)
+        insert_many(session, RetireePhone, new_phones)
         _execute_many(session, update(EmergencyContact), contact_updates)
-        _execute_many(session, insert(EmergencyContact), new_contacts)
+        insert_many(session, EmergencyContact, new_contacts)
     return updated, unchanged
+
+
+def insert_many(session: Session, model: type[Base], params: list[dict[str, Any]]) -> None:
+    """Insert many rows at once: COPY on PostgreSQL, one executemany INSERT elsewhere."""
+    if not params:
+        return
+    table = cast(Table, model.__table__)
+    if session.get_bind().dialect.name == "postgresql":
+        copy_rows(session, table, params)
+    else:
+        session.execute(insert(table), params)
+
+
+def copy_rows(session: Session, table: Table, params: list[dict[str, Any]]) -> None:
+    """PostgreSQL COPY ... FROM STDIN, in the session's transaction.
+
+    Columns missing from ``params`` get the models' (Python-side) defaults, and every value goes
+    through its column type's bind processing, as an INSERT through SQLAlchemy would.
+    """
+    connection = session.connection()
+    dialect = connection.dialect
+    columns = [c for c in table.columns if c.name in params[0] or c.default is not None]
+    defaults = {c.name: _default_value(c) for c in columns if c.name not in params[0]}
+    converters = [(c.name, c.type.dialect_impl(dialect).bind_processor(dialect)) for c in columns]
+    statement = pg_sql.SQL("COPY {} ({}) FROM STDIN").format(
+        pg_sql.Identifier(table.name),
+        pg_sql.SQL(", ").join(pg_sql.Identifier(c.name) for c in columns),
+    )
+    driver = connection.connection.driver_connection
+    with driver.cursor() as cursor, cursor.copy(statement) as copy:
+        for row in params:
+            copy.write_row([_db_value(row.get(n, defaults.get(n)), f) for n, f in converters])
+
+
+def _db_value(value: Any, process: Callable[[Any], Any] | None) -> Any:
+    return value if process is None or value is None else process(value)
+
+
+def _default_value(column: Any) -> Any:
+    default = column.default
+    return default.arg(None) if default.is_callable else default.arg
 
 
 def _execute_many(session: Session, statement: Any, params: list[dict[str, Any]]) -> None:
@@ -753,7 +839,7 @@ def _community_labels(session: Session) -> dict[int, str]:
     query = select(Unit.id, Unit.code, Unit.name_zh, Unit.name_en).where(
         Unit.level == UnitLevel.COMMUNITY
     )
-    units = session.execute(query).tuples().all()
+    units = [tuple(row) for row in session.execute(query)]
     lookup = CommunityLookup(units)
     labels = {}
     for unit_id, code, name_zh, _ in units:
