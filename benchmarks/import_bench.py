@@ -21,7 +21,8 @@ from sqlalchemy.orm import Session
 from storage.db import make_engine
 from storage.migrate import upgrade
 from storage.models import EmergencyContact, Retiree, RetireePhone, Unit, UnitLevel
-from storage.registry_io import COLUMNS, import_retirees, read_table
+from storage.registry_format import COLUMNS, read_table
+from storage.registry_io import import_retirees
 
 COMMUNITIES = [("BA1", "和平社区"), ("BA2", "幸福社区"), ("BB1", "光明社区"), ("BB2", "团结社区")]
 SELF_CARE = ["自理", "半自理", "不能自理"]

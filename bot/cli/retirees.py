@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from bot.cli.common import cli_transaction, fail
-from storage.registry_io import RegistryFileError, export_retirees, import_retirees
+from storage.registry_format import RegistryFileError
+from storage.registry_io import export_retirees, import_retirees
 
 app = typer.Typer(
     help="The registry of retirees: import from and export to .xlsx or .csv files.",

@@ -1,4 +1,4 @@
-"""Tests of importing and exporting the registry of retirees (storage/registry_io.py)."""
+"""Tests of importing and exporting the registry of retirees (storage/registry_format.py, registry_io.py)."""
 
 from __future__ import annotations
 
@@ -24,23 +24,20 @@ from storage.models import (
     SelfCare,
 )
 from storage.phones import InvalidPhoneNumber, normalize_phone
-from storage.registry_io import (
+from storage.registry_format import (
     COLUMNS,
     CellError,
     CommunityLookup,
-    ImportReport,
     RegistryFileError,
-    RejectedRow,
     RowParser,
     cell_text,
-    export_retirees,
-    import_retirees,
     map_header,
     parse_birth_date,
     parse_phones,
     read_table,
     to_e164,
 )
+from storage.registry_io import ImportReport, RejectedRow, export_retirees, import_retirees
 from tests.factories import UnitTree, make_retiree, make_unit_tree
 
 TODAY = date(2026, 6, 1)
