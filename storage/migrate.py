@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -11,6 +13,19 @@ from sqlalchemy import Engine
 from storage.db import get_engine
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def include_object_for(dialect: str) -> Callable[..., bool]:
+    """Leave out of autogenerate the schema objects meant for another database only
+    (those with ``info={"only_on": "postgresql"}``)."""
+
+    def include_object(
+        obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+    ) -> bool:
+        only_on = getattr(obj, "info", {}).get("only_on")
+        return only_on is None or only_on == dialect
+
+    return include_object
 
 
 def alembic_config(engine: Engine | None = None) -> Config:

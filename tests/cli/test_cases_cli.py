@@ -40,8 +40,8 @@ def count(engine: Engine, model: type) -> int:
 
 
 def test_db_upgrade_and_current(hotline) -> None:
-    assert "revision 0001" in hotline("db", "upgrade").output
-    assert hotline("db", "current").output.strip() == "0001"
+    assert "revision 0002" in hotline("db", "upgrade").output
+    assert hotline("db", "current").output.strip() == "0002"
 
 
 def test_seed_demo_is_safe_to_run_twice(hotline, engine: Engine) -> None:

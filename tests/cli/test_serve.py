@@ -46,7 +46,7 @@ def test_serve_migrates_and_answers(tmp_path: Path) -> None:
         proc.terminate()
         proc.wait(timeout=10)
     engine = make_engine(url)
-    assert current_revision(engine) == "0001"
+    assert current_revision(engine) == "0002"
     engine.dispose()
     lines = [json.loads(x) for x in Path(log.name).read_text().splitlines() if x.startswith("{")]
     requests = [x for x in lines if x.get("event") == "request"]
