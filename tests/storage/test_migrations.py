@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect
 
+from storage.db import make_engine
 from storage.migrate import current_revision, downgrade, include_object_for, upgrade
 from storage.models import Base
+from tests.pg_server import PostgresServer
 
 HEAD = "0002"
 
@@ -36,3 +44,25 @@ def test_models_and_migrations_agree(engine: Engine) -> None:
         )
         diff = compare_metadata(context, Base.metadata)
     assert diff == []
+
+
+@pytest.mark.postgres
+def test_servers_starting_together_migrate_once(pg_server: PostgresServer) -> None:
+    """Two servers run `hotline db upgrade` at once on an empty database: one migrates, the
+    other waits for it and finds the schema at head. (Separate processes, as in production:
+    Alembic's context is global to a process.)"""
+    url = pg_server.create_database("two_servers")
+    hotline = Path(sys.executable).with_name("hotline")
+    env = {**os.environ, "HOTLINE_DATABASE_URL": url}
+    servers = [
+        subprocess.Popen(
+            [str(hotline), "db", "upgrade"], env=env, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    results = [(p.wait(timeout=120), p.stderr.read() if p.stderr else "") for p in servers]
+    assert [code for code, _ in results] == [0, 0], results
+    engine = make_engine(url)
+    assert current_revision(engine) == HEAD
+    engine.dispose()
+    pg_server.drop_database("two_servers")
