@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, computed_field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -28,6 +29,13 @@ class Settings(BaseSettings):
     default_language: str = Field(default="zh", pattern="^(zh|en)$")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    nlu_backend: Literal["embedded", "rasa"] = Field(
+        default="embedded", description="embedded (default, no server) or rasa (a Rasa server)."
+    )
+    rasa_url: str = Field(
+        default="", description="Base URL of a Rasa server, for nlu_backend=rasa."
+    )
+    rasa_timeout_s: float = Field(default=2.0, gt=0, le=30)
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -37,6 +45,12 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'hotline.db').resolve()}"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def nlu_cache_dir(self) -> Path:
+        """Where the trained embedded model is cached (rebuilt when the data changes)."""
+        return self.data_dir / "nlu-cache"
 
     @computed_field  # type: ignore[prop-decorator]
     @property
