@@ -98,3 +98,14 @@ def session(engine: Engine) -> Iterator[Session]:
     """A session whose changes the test commits (or not) itself."""
     with Session(engine, expire_on_commit=False) as s:
         yield s
+
+
+@pytest.fixture(scope="session")
+def trained_nlu_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data folder whose NLU cache holds the parser trained on nlu/data (trained once)."""
+    from config.settings import Settings
+    from nlu.embedded import EmbeddedParser
+
+    data_dir = tmp_path_factory.mktemp("nlu-data")
+    EmbeddedParser.train(Settings(data_dir=data_dir, _env_file=None))
+    return data_dir
