@@ -42,3 +42,12 @@ bench: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+## make compare-rasa (optional, never part of `make test`): train a real Rasa server on nlu/data
+## and benchmark it next to the embedded parser; see nlu/rasa/README.md.
+RASA_VENV ?= ../rasa-venv
+RASA_PORT ?= 5005
+
+.PHONY: compare-rasa
+compare-rasa: install
+	RASA_VENV=$(RASA_VENV) RASA_PORT=$(RASA_PORT) PYTHON=$(BIN)/python bash nlu/rasa/compare.sh
