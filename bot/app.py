@@ -1,4 +1,4 @@
-"""The one ASGI app that `hotline serve` runs: health checks now; webhooks, API and console later."""
+"""The one ASGI app that `hotline serve` runs: health checks and NLU now; webhooks, API and console later."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot.routes import nlu as nlu_routes
+from bot.routes.nlu import ParserLoader
 from config.settings import Settings
 from storage.db import make_engine, ping
 
@@ -27,6 +29,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = engine is None
         app.state.engine = engine or make_engine(settings.effective_database_url, pool_timeout=5)
+        app.state.nlu = ParserLoader(settings)
+        app.state.nlu.start()
         try:
             yield
         finally:
@@ -35,6 +39,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
 
     app = FastAPI(title="Community Hotline", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
+    app.include_router(nlu_routes.router)
 
     @app.middleware("http")
     async def request_log(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from bot.cli import cases, db, demo, retirees, serve, users
+from bot.cli import cases, db, demo, nlu, retirees, serve, users
 
 app = typer.Typer(
     name="hotline",
@@ -16,6 +16,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(retirees.app, name="retirees")
 app.add_typer(users.app, name="users")
 app.add_typer(cases.app, name="cases")
+app.add_typer(nlu.app, name="nlu")
 app.command("seed-demo")(demo.seed_demo_command)
 app.command("serve")(serve.serve_command)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -10,12 +12,12 @@ from config.settings import Settings
 from tests.pg_server import PostgresServer
 
 
-def client_for(url: str) -> TestClient:
-    return TestClient(create_app(Settings(database_url=url, _env_file=None)))
+def client_for(url: str, data_dir: Path) -> TestClient:
+    return TestClient(create_app(Settings(database_url=url, data_dir=data_dir, _env_file=None)))
 
 
-def test_healthz_and_readyz(db_url: str) -> None:
-    with client_for(db_url) as client:
+def test_healthz_and_readyz(db_url: str, tmp_path: Path) -> None:
+    with client_for(db_url, tmp_path) as client:
         assert client.get("/healthz").json() == {"status": "ok"}
         ready = client.get("/readyz")
         assert ready.status_code == 200
@@ -24,9 +26,11 @@ def test_healthz_and_readyz(db_url: str) -> None:
 
 
 @pytest.mark.postgres
-def test_readyz_is_503_while_the_database_is_down(pg_server: PostgresServer) -> None:
+def test_readyz_is_503_while_the_database_is_down(
+    pg_server: PostgresServer, tmp_path: Path
+) -> None:
     url = pg_server.create_database("readyz_probe")
-    with client_for(url) as client:
+    with client_for(url, tmp_path) as client:
         assert client.get("/readyz").status_code == 200
         pg_server.drop_database("readyz_probe")  # the database goes away under the app
         down = client.get("/readyz")
@@ -38,6 +42,6 @@ def test_readyz_is_503_while_the_database_is_down(pg_server: PostgresServer) -> 
     pg_server.drop_database("readyz_probe")
 
 
-def test_readyz_is_503_for_an_unreachable_server() -> None:
-    with client_for("postgresql+psycopg://nobody@127.0.0.1:9/none") as client:
+def test_readyz_is_503_for_an_unreachable_server(tmp_path: Path) -> None:
+    with client_for("postgresql+psycopg://nobody@127.0.0.1:9/none", tmp_path) as client:
         assert client.get("/readyz").status_code == 503

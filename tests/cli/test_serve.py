@@ -26,7 +26,12 @@ def test_serve_migrates_and_answers(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
     port = free_port()
     hotline = Path(sys.executable).with_name("hotline")
-    env = {**os.environ, "HOTLINE_DATABASE_URL": url, "HOTLINE_PORT": str(port)}
+    env = {
+        **os.environ,
+        "HOTLINE_DATABASE_URL": url,
+        "HOTLINE_PORT": str(port),
+        "HOTLINE_DATA_DIR": str(tmp_path),
+    }
     log = (tmp_path / "serve.log").open("w+")
     proc = subprocess.Popen([str(hotline), "serve"], env=env, stdout=log, stderr=log)
     try:
