@@ -141,6 +141,124 @@ def test_every_claim_word_with_a_past_word_cancels(claim: str) -> None:
         assert RULES.match(f"上次摔倒，{claim}") is None
 
 
+@pytest.mark.parametrize(
+    ("text", "trigger"),
+    [
+        # calling for an ambulance
+        ("帮我叫120", "叫120"),
+        ("快给我叫个120", "叫个120"),
+        ("麻烦叫个救护车", "叫个救护车"),
+        # falls
+        ("我老伴腿一软，站不起来了", "站不起来了"),
+        ("老头子摔地上了，脑袋出血了", "摔地上"),
+        ("他在院里栽倒了", "栽倒"),
+        ("老伴从凳子上栽下来了", "栽下来"),
+        # fainting, seizures, unconsciousness
+        ("我老伴抽过去了，快来", "抽过去"),
+        ("俺妈一着急背过气去了", "背过气"),
+        ("他疼得昏死过去了", "昏死过去"),
+        ("人突然失去知觉了", "失去知觉"),
+        ("病人失去意识了", "失去意识"),
+        ("倒在地上人事不省", "人事不省"),
+        ("倒在地上了，叫不应", "叫不应"),
+        ("怎么喊都喊不醒", "喊不醒"),
+        ("孩子翻白眼，口吐白沫", "口吐白沫"),
+        ("他浑身抽搐", "抽搐"),
+        ("俺姥爷羊角风犯了", "羊角风犯了"),
+        ("他羊癫疯犯了", "羊癫疯犯了"),
+        # choking, breathing
+        ("孙子吃东西噎住了", "噎住了"),
+        ("老伴吃汤圆噎着了", "噎着了"),
+        ("憋得喘不上来了", "喘不上来"),
+        # bleeding
+        ("腿上的口子血流不止", "血流不止"),
+        ("鼻子流血不止", "流血不止"),
+        ("止不住血了", "止不住血"),
+        ("他摔得满脸是血", "满脸是血"),
+        ("磕得满头是血", "满头是血"),
+        ("弄了一脸血", "一脸血"),
+        ("地上全是血，快来", "地上全是血"),
+        # gas
+        ("家里天然气味儿好大", "天然气味"),
+        ("燃气泄露了", "燃气泄露"),
+        ("楼道里天然气泄露了", "天然气泄露"),
+        ("厨房漏天然气了", "漏天然气"),
+        ("一股液化气味", "液化气味"),
+        ("液化气泄漏了", "液化气泄漏"),
+        ("罐子漏液化气", "漏液化气"),
+        # poisoning, overdose
+        ("我老伴吃错药了，一直吐", "吃错药"),
+        ("他想不开喝了半瓶农药", "喝了半瓶农药"),
+        ("老伴误吃了老鼠药", "吃了老鼠药"),
+        ("孩子误服了降压药", "误服"),
+        ("有人服毒了", "服毒"),
+        ("我妈安眠药吃多了", "安眠药吃多了"),
+        ("他吃多了安眠药，叫不醒", "吃多了安眠药"),
+        # a missing person
+        ("我老伴有老年痴呆，走丢了", "走丢了"),
+        ("老人走失了，一上午没回来", "走失了"),
+        # break-ins
+        ("有人撬我家门", "有人撬"),
+        ("小偷是撬窗户进来的", "撬窗"),
+        ("有人闯进来了", "有人闯进"),
+        ("一个男的闯进屋里了", "闯进屋"),
+        ("有个醉汉闯进我家了", "闯进我家"),
+        ("陌生人硬往屋里闯", "往屋里闯"),
+        ("那人非要往家里闯", "往家里闯"),
+        ("这是私闯民宅", "私闯民宅"),
+        ("后院有人翻墙", "有人翻墙"),
+        ("刚才有人翻窗户", "有人翻窗"),
+        ("外头有人扒窗户", "有人扒窗"),
+        ("后面有人扒着窗户往里看", "有人扒着窗"),
+        ("家里入室盗窃了", "入室盗窃"),
+        ("有个男的扒着我家窗户", "有个男的扒着我家窗"),
+        ("门口有人拿家伙在撬锁", "有人拿家伙在撬"),
+        ("有人翻进院子里来了", "有人翻进"),
+        ("有個人在陽台上往屋裡爬", "有个人在阳台上往屋里爬"),  # traditional
+        # violence
+        ("楼下有人抢劫", "抢劫"),
+        ("外头有人砍人", "砍人"),
+        ("他说要杀我", "要杀我"),
+        ("有人拿着刀在楼道里追人", "拿着刀在楼道里追"),
+        # English
+        ("my grandma is having a seizure", "seizure"),
+        ("my husband is choking", "choking"),
+        ("there is an intruder downstairs", "intruder"),
+        ("I think she took an overdose", "overdose"),
+        ("he overdosed on sleeping pills", "overdosed"),
+        ("someone wants to break in", "break in"),
+        ("my wife won't wake up", "won't wake up"),
+        ("someone is trying to get in through the window", "trying to get in"),
+        ("a man tried to break into my flat", "tried to break into"),
+    ],
+)
+def test_new_triggers_fire_in_context(text: str, trigger: str) -> None:
+    assert RULES.match(text) == trigger, RULES.hits(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "老伴走了，后事咋办",  # death is bereavement, not fainting
+        "我老伴过去了，想问问丧葬费",
+        "那个工作人员跟吃错药似的冲我嚷嚷",  # an insult, not an overdose
+        "你吃错药了吧，这么跟我说话",
+        "我眼皮抽搐，针灸能报销吗",
+        "我家狗走丢了",
+        "钥匙丢了，有人能帮我撬一下锁吗",  # a locksmith for one's own door
+        "有没有人会撬锁",
+        "怕老人走丢，想领个定位手环",
+        "慢点吃别噎着",
+        "上次噎着了住院的费用能报吗",
+        "手机摔地上了",
+        "门锁坏了，想找人换个锁",
+        "I'm trying to get in touch with my case worker",
+    ],
+)
+def test_look_alikes_of_the_new_triggers_do_not_fire(text: str) -> None:
+    assert RULES.match(text) is None, RULES.hits(text)
+
+
 def test_hits_explain_why() -> None:
     hits = RULES.hits("我没摔倒，可是老伴晕倒了")
     assert [(h.phrase, h.counted) for h in hits] == [("摔倒", False), ("晕倒", True)]
