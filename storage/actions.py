@@ -98,6 +98,31 @@ def _require_staff_role(actor: Actor, case: Case, action: str) -> None:
         )
 
 
+def _authorize_staff(
+    session: Session, case: Case, actor: Actor, action: str, categories: CategoryConfig
+) -> None:
+    """Staff-only actions: the status allows it, the actor is not a volunteer, and serves the
+    case's unit (the system may always)."""
+    _check_status(case, action)
+    _require_staff_role(actor, case, action)
+    _require_scope(session, actor, case, action, categories)
+
+
+def _authorize_assignee_or_staff(
+    session: Session, case: Case, actor: Actor, action: str, categories: CategoryConfig
+) -> None:
+    """The case's assignee may; anyone else must be staff serving the case's unit."""
+    _check_status(case, action)
+    if actor.staff is not None and actor.staff.id != case.assignee_id:
+        _require_staff_role(actor, case, f"{action} someone else's")
+        _require_scope(session, actor, case, action, categories)
+
+
+def _require_text(value: str, message: str) -> None:
+    if not value.strip():
+        raise InvalidCaseInput(message)
+
+
 def _event(
     session: Session,
     case: Case,
@@ -393,10 +418,7 @@ def release(
     now: datetime | None = None,
 ) -> Case:
     """Put a claimed case back in its queue (its assignee, or staff of the unit)."""
-    _check_status(case, "release")
-    if actor.staff is not None and actor.staff.id != case.assignee_id:
-        _require_staff_role(actor, case, "release someone else's")
-        _require_scope(session, actor, case, "release", _categories(categories))
+    _authorize_assignee_or_staff(session, case, actor, "release", _categories(categories))
     now = now or utcnow()
     previous = case.assignee_id
     case.status = OPEN
@@ -430,11 +452,8 @@ def transfer(
     """Hand a case to another unit's queue or to a person, with a reason. The first-contact
     owner stays as it was."""
     cats = _categories(categories)
-    _check_status(case, "transfer")
-    _require_staff_role(actor, case, "transfer")
-    _require_scope(session, actor, case, "transfer", cats)
-    if not reason.strip():
-        raise InvalidCaseInput("a transfer needs a reason")
+    _authorize_staff(session, case, actor, "transfer", cats)
+    _require_text(reason, "a transfer needs a reason")
     if to_unit is None and to_staff is None:
         raise InvalidCaseInput("a transfer needs a unit or a person to go to")
     now = now or utcnow()
@@ -488,9 +507,7 @@ def escalate(
     """Move an unclaimed case up one level (community → station → center) and raise its
     priority; it gets a fresh claim deadline there."""
     cats = _categories(categories)
-    _check_status(case, "escalate")
-    _require_staff_role(actor, case, "escalate")
-    _require_scope(session, actor, case, "escalate", cats)
+    _authorize_staff(session, case, actor, "escalate", cats)
     parent_id = unit_tree(session).get(case.unit_id)
     if parent_id is None:
         raise IllegalTransition(case.number, "escalate", "at the top level", ())
@@ -532,8 +549,7 @@ def add_note(
     now: datetime | None = None,
 ) -> CaseEvent:
     """Add a note to the case's timeline (any status)."""
-    if not note.strip():
-        raise InvalidCaseInput("a note cannot be empty")
+    _require_text(note, "a note cannot be empty")
     if actor.staff is not None and actor.staff.id != case.assignee_id:
         _require_scope(session, actor, case, "add a note to", _categories(categories))
     now = now or utcnow()
@@ -550,12 +566,8 @@ def resolve(
     now: datetime | None = None,
 ) -> Case:
     """The work is done: record the outcome. Its assignee, or staff of the unit."""
-    _check_status(case, "resolve")
-    if not outcome.strip():
-        raise InvalidCaseInput("resolving a case needs its outcome")
-    if actor.staff is not None and actor.staff.id != case.assignee_id:
-        _require_staff_role(actor, case, "resolve someone else's")
-        _require_scope(session, actor, case, "resolve", _categories(categories))
+    _authorize_assignee_or_staff(session, case, actor, "resolve", _categories(categories))
+    _require_text(outcome, "resolving a case needs its outcome")
     now = now or utcnow()
     case.status = RESOLVED
     case.outcome = outcome
@@ -576,9 +588,7 @@ def close(
     now: datetime | None = None,
 ) -> Case:
     """Close a resolved case (staff only)."""
-    _check_status(case, "close")
-    _require_staff_role(actor, case, "close")
-    _require_scope(session, actor, case, "close", _categories(categories))
+    _authorize_staff(session, case, actor, "close", _categories(categories))
     now = now or utcnow()
     case.status = CLOSED
     case.closed_at = now
@@ -599,11 +609,8 @@ def reopen(
 ) -> Case:
     """Reopen a resolved or closed case. It goes back to its assignee if they are still
     active, otherwise to its unit's queue."""
-    _check_status(case, "reopen")
-    _require_staff_role(actor, case, "reopen")
-    _require_scope(session, actor, case, "reopen", _categories(categories))
-    if not reason.strip():
-        raise InvalidCaseInput("reopening a case needs a reason")
+    _authorize_staff(session, case, actor, "reopen", _categories(categories))
+    _require_text(reason, "reopening a case needs a reason")
     now = now or utcnow()
     before = case.status
     assignee = session.get(Staff, case.assignee_id) if case.assignee_id else None
@@ -630,11 +637,8 @@ def cancel(
     now: datetime | None = None,
 ) -> Case:
     """Withdraw a case that is not done yet, with the reason (the retiree's or staff's)."""
-    _check_status(case, "cancel")
-    _require_staff_role(actor, case, "cancel")
-    _require_scope(session, actor, case, "cancel", _categories(categories))
-    if not reason.strip():
-        raise InvalidCaseInput("cancelling a case needs a reason")
+    _authorize_staff(session, case, actor, "cancel", _categories(categories))
+    _require_text(reason, "cancelling a case needs a reason")
     now = now or utcnow()
     before = case.status
     case.status = CANCELLED
