@@ -13,6 +13,7 @@ import pytest
 import yaml
 from structlog.testing import capture_logs
 
+from nlu.intents import ENTITIES, INTENTS
 from nlu.rasa_backend import CircuitBreaker, RasaParser
 from tests.nlu.fake_rasa import FakeRasa, rasa_reply
 
@@ -400,24 +401,8 @@ def test_unusable_url_is_refused(url: str, fallback: StandInParser) -> None:
         RasaParser(url, 2.0, fallback)
 
 
-CONTRACT_INTENTS = {
-    "medication_reimbursement",
-    "hospital_transfer",
-    "complaint",
-    "help_request",
-    "emergency",
-    "bereavement",
-    "policy_question",
-    "status_inquiry",
-    "talk_to_human",
-    "cancel",
-    "greet",
-    "affirm",
-    "deny",
-    "goodbye",
-    "out_of_scope",
-}
-CONTRACT_ENTITIES = {"amount", "date", "hospital", "phone_number", "case_number", "relation"}
+CONTRACT_INTENTS = set(INTENTS)
+CONTRACT_ENTITIES = set(ENTITIES)
 
 
 def test_rasa_project_files_follow_the_contract() -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from config.settings import Settings
+from nlu.intents import INTENTS as CONTRACT
 from nlu.training_data import (
     NLU_DATA_DIR,
     EntitySpan,
@@ -18,23 +19,7 @@ from nlu.training_data import (
     training_files,
 )
 
-INTENTS = {
-    "medication_reimbursement",
-    "hospital_transfer",
-    "complaint",
-    "help_request",
-    "emergency",
-    "bereavement",
-    "policy_question",
-    "status_inquiry",
-    "talk_to_human",
-    "cancel",
-    "greet",
-    "affirm",
-    "deny",
-    "goodbye",
-    "out_of_scope",
-}
+INTENTS = set(CONTRACT)
 
 GOOD = """\
 version: "3.1"
