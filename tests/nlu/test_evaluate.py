@@ -101,11 +101,6 @@ def test_empty_data() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="not met yet: on the third held-out set (2026-11-23, nobody tuned on it) emergency "
-    "recall is 100% but accuracy 93.33% (252/270); issue 3 stays open until both targets hold",
-)
 def test_held_out_accuracy_and_emergency_recall(tmp_path_factory: pytest.TempPathFactory) -> None:
     """The issue's acceptance: trained on nlu/data/intents, measured on nlu/data/test."""
     files = held_out_files()
