@@ -25,13 +25,13 @@ app.command("serve")(serve.serve_command)
 def main() -> None:
     """Check the deployment's configuration before any command runs."""
     from bot.cli.common import current_settings, fail
-    from config.categories import load_categories
+    from config.checks import check_configuration
     from config.loader import ConfigError
     from config.logging import configure_logging
 
     settings = current_settings()
     configure_logging("WARNING", json=settings.log_json)
     try:
-        load_categories(settings.config_dir / "categories.yml")
+        check_configuration(settings)
     except ConfigError as exc:
         fail(f"configuration: {exc}")

@@ -7,7 +7,7 @@ import uvicorn
 
 from bot.app import create_app
 from bot.cli.common import current_settings
-from config.categories import load_categories
+from config.checks import check_configuration
 from config.loader import ConfigError
 from config.logging import configure_logging
 from storage.db import make_engine
@@ -23,7 +23,7 @@ def serve_command(
     settings = current_settings()
     configure_logging(settings.log_level, settings.log_json)
     try:
-        load_categories(settings.config_dir / "categories.yml")
+        check_configuration(settings)
     except ConfigError as exc:
         typer.echo(f"error: configuration: {exc}", err=True)
         raise typer.Exit(1) from exc

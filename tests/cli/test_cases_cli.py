@@ -203,3 +203,20 @@ def test_a_config_typo_is_reported_with_file_and_key(db_url: str, tmp_path) -> N
     assert "categories.yml" in result.stderr
     assert "categories.medication_reimbursement.default_priority" in result.stderr
     assert "less than or equal to 3" in result.stderr
+
+
+def test_a_catalog_mistake_stops_every_command(db_url: str, tmp_path) -> None:
+    import shutil
+
+    from config.settings import CONFIG_DIR
+
+    shutil.copytree(CONFIG_DIR, tmp_path / "config")
+    en = tmp_path / "config" / "messages" / "en.yml"
+    en.write_text(en.read_text(encoding="utf-8").replace("{number}", "{numbr}"), encoding="utf-8")
+    result = CliRunner().invoke(
+        app,
+        ["cases", "list"],
+        env={"HOTLINE_DATABASE_URL": db_url, "HOTLINE_CONFIG_DIR": str(tmp_path / "config")},
+    )
+    assert result.exit_code == 1
+    assert "messages/en.yml: case.filed: placeholders" in result.stderr

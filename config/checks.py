@@ -1,0 +1,14 @@
+"""The start-up check of a deployment's YAML: every file is read and validated once, so a typo
+is reported before anything runs, with the file and the key."""
+
+from __future__ import annotations
+
+from config.categories import load_categories
+from config.i18n import load_catalogs
+from config.settings import Settings
+
+
+def check_configuration(settings: Settings) -> None:
+    """Raise ConfigError naming the file and key of the first broken file."""
+    load_categories(settings.config_dir / "categories.yml")
+    load_catalogs(settings.config_dir / "messages")

@@ -1,0 +1,61 @@
+"""Message catalogs: the shipped ones agree, and every kind of mistake is named with file and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from config.i18n import MissingText, load_catalogs, placeholders
+from config.loader import ConfigError
+from config.settings import CONFIG_DIR
+
+SHIPPED = CONFIG_DIR / "messages"
+
+
+def write(folder: Path, zh: str, en: str) -> Path:
+    (folder / "zh.yml").write_text(zh, encoding="utf-8")
+    (folder / "en.yml").write_text(en, encoding="utf-8")
+    return folder
+
+
+def test_shipped_catalogs_agree() -> None:
+    catalogs = load_catalogs(SHIPPED)
+    assert catalogs.texts["zh"].keys() == catalogs.texts["en"].keys()
+    for key, text in catalogs.texts["zh"].items():
+        assert placeholders(text) == placeholders(catalogs.texts["en"][key]), key
+
+
+def test_text_in_each_language_and_default() -> None:
+    catalogs = load_catalogs(SHIPPED)
+    assert catalogs.text("emergency.call_120", "zh") == "如有危险，请立即拨打120。"
+    assert catalogs.text("emergency.call_120", "en") == "If you are in danger, call 120 now."
+    assert catalogs.text("emergency.call_120", "fr") == "如有危险，请立即拨打120。"
+    assert catalogs.text("choices.press", "zh", label="对", digit=1) == "对请按1"
+
+
+def test_code_asking_for_what_is_not_there() -> None:
+    catalogs = load_catalogs(SHIPPED)
+    with pytest.raises(MissingText, match=r"no message 'nope\.nothing'"):
+        catalogs.text("nope.nothing", "zh")
+    with pytest.raises(MissingText, match=r"'case\.filed' needs deadline, number, who"):
+        catalogs.text("case.filed", "en")
+
+
+@pytest.mark.parametrize(
+    ("zh", "en", "file", "message"),
+    [
+        ("a: 一\nb: 二\n", "a: one\n", "en.yml", "b: missing (it is in zh.yml)"),
+        ("a: 一\n", "a: one\nc: three\n", "en.yml", "c: not in zh.yml"),
+        ("a: '{name}您好'\n", "a: 'Hello {nam}'\n", "en.yml", "a: placeholders ['nam'] differ"),
+        ("a:\n  b: ''\n", "a:\n  b: x\n", "zh.yml", "a.b: expected a non-empty text"),
+        ("a: [\n", "a: x\n", "zh.yml", "line 2, column 1: not valid YAML"),
+    ],
+)
+def test_mistakes_name_file_and_key(
+    tmp_path: Path, zh: str, en: str, file: str, message: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_catalogs(write(tmp_path, zh, en))
+    assert str(info.value).startswith(str(tmp_path / file))
+    assert message in str(info.value)
