@@ -1,0 +1,105 @@
+"""The one inbound-message type every channel produces and the one reply type the engine gives.
+
+Channels translate their wire format to `Inbound` and render `Reply` back; rich replies degrade
+gracefully: choices are buttons on Telegram, "press 1 / press 2" on the phone and a numbered
+list in an SMS.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from config.i18n import Catalogs
+
+
+class Hint(enum.StrEnum):
+    HAND_OVER = "hand_over"  # put a person on now (the phone channel dials staff)
+    URGENT = "urgent"  # an emergency: no menus, send at once
+    END = "end"  # the conversation is over (hang up, close the session)
+
+
+class Style(enum.StrEnum):
+    """How a channel shows choices."""
+
+    BUTTONS = "buttons"  # Telegram, the web: the channel draws the choices itself
+    VOICE = "voice"  # the phone: spoken, with keypad digits
+    TEXT = "text"  # SMS, WhatsApp: a numbered list
+
+
+@dataclass(frozen=True)
+class Choice:
+    value: str  # what comes back when chosen (a button's data, or the intent it stands for)
+    label: str  # what the person sees or hears
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One message from a person, on any channel."""
+
+    channel: str  # "phone", "sms", "whatsapp", "telegram", "web", "cli"
+    address: str  # the sender on that channel: a phone number (E.164), a Telegram user id, ...
+    provider_id: str | None  # the provider's message id, for recognising a redelivery
+    received_at: datetime
+    text: str = ""
+    digits: str = ""  # keypad input on the phone
+    choice: str | None = None  # the value of a chosen button
+    metadata: dict[str, Any] = field(default_factory=dict)  # e.g. {"speech_confidence": 0.42}
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.text.strip() or self.digits or self.choice)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the engine says back: text, optional choices, and hints for the channel."""
+
+    text: str
+    choices: tuple[Choice, ...] = ()
+    hints: frozenset[Hint] = frozenset()
+    language: str = "zh"
+
+    def choice_for_digit(self, digits: str) -> Choice | None:
+        """The choice a keypad digit or a typed number picks (1 is the first), if any."""
+        if digits.isdigit() and 1 <= int(digits) <= len(self.choices):
+            return self.choices[int(digits) - 1]
+        return None
+
+
+_CASE_NUMBER = re.compile(r"(?<!\d)(\d{4})-(\d{6})(?!\d)")  # \b fails next to Chinese
+_SPOKEN_SEPARATOR = {"zh": "杠", "en": "dash"}
+
+
+def speak_digits(text: str, language: str) -> str:
+    """Case numbers read digit by digit, as a voice reply should say them:
+    2026-000123 → "2 0 2 6 杠 0 0 0 1 2 3"."""
+    separator = _SPOKEN_SEPARATOR.get(language, _SPOKEN_SEPARATOR["zh"])
+
+    def spoken(match: re.Match[str]) -> str:
+        return f"{' '.join(match.group(1))} {separator} {' '.join(match.group(2))}"
+
+    return _CASE_NUMBER.sub(spoken, text)
+
+
+def render(reply: Reply, style: Style, catalogs: Catalogs) -> str:
+    """The reply's text as one string for ``style``; BUTTONS leaves the choices to the channel."""
+    lang = reply.language
+    if style == Style.BUTTONS or not reply.choices:
+        return speak_digits(reply.text, lang) if style == Style.VOICE else reply.text
+    if style == Style.VOICE:
+        options = [
+            catalogs.text("choices.press", lang, label=c.label, digit=n)
+            for n, c in enumerate(reply.choices, 1)
+        ]
+        separator = "，" if lang == "zh" else ". "
+        end = "。" if lang == "zh" else "."
+        return f"{speak_digits(reply.text, lang)} {separator.join(options)}{end}"
+    lines = [
+        catalogs.text("choices.numbered", lang, label=c.label, digit=n)
+        for n, c in enumerate(reply.choices, 1)
+    ]
+    return "\n".join([reply.text, *lines, catalogs.text("choices.reply_with_number", lang)])
