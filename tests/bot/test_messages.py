@@ -22,7 +22,7 @@ def test_voice_reads_keypad_options_and_case_numbers_digit_by_digit() -> None:
     )
     english = Reply("Your number is 2026-000123. Is that right?", YES_NO_EN, language="en")
     assert render(english, Style.VOICE, CATALOGS) == (
-        "Your number is 2 0 2 6 dash 0 0 0 1 2 3. Is that right? For Yes, press 1, For No, press 2."
+        "Your number is 2 0 2 6 dash 0 0 0 1 2 3. Is that right? For Yes, press 1. For No, press 2."
     )
 
 
