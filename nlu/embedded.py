@@ -35,17 +35,18 @@ from nlu.features import (
     text_units,
     unfamiliar_share,
 )
+from nlu.intents import FALLBACK as FALLBACK_INTENT
 from nlu.rules import RULES_FILE, EmergencyRules
 from nlu.text import clean_text
 from nlu.training_data import load_training_data, training_files
 
 log = structlog.get_logger(__name__)
 
+EMERGENCY_INTENT = "emergency"
+
 # Bump when a change to the features or the classifier code changes what a trained model means:
 # cached models with another version are retrained.
 CODE_VERSION = "nlu-embedded-1"
-FALLBACK_INTENT = "nlu_fallback"
-EMERGENCY_INTENT = "emergency"
 PARSER_CONFIG_FILE = "parser.yml"
 HOSPITALS_FILE = "hospitals.yml"
 CACHE_PREFIX = "intent-model-"
