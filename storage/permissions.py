@@ -68,15 +68,6 @@ def descendants_and_self(tree: dict[int, int | None], roots: set[int]) -> set[in
     return found
 
 
-def ancestors_and_self(tree: dict[int, int | None], unit_id: int) -> list[int]:
-    chain = [unit_id]
-    parent = tree.get(unit_id)
-    while parent is not None and parent not in chain:
-        chain.append(parent)
-        parent = tree.get(parent)
-    return chain
-
-
 def units_in_scope(session: Session, staff: Staff) -> set[int]:
     """The ids of the units whose cases ``staff`` may see and work on."""
     tree = unit_tree(session)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, select
+from sqlalchemy import ColumnElement
 from sqlalchemy.orm import Session
 
 from config.categories import CategoryConfig
@@ -55,15 +55,3 @@ def waiting_filter(scope: ClaimScope) -> list[ColumnElement[bool]]:
     if scope.categories is not None:
         conditions.append(Case.category.in_(scope.categories))
     return conditions
-
-
-def waiting_cases_query(
-    session: Session,
-    staff: Staff,
-    categories: CategoryConfig,
-    *,
-    unit_ids: set[int] | None = None,
-) -> Select[tuple[Case]]:
-    """Open cases of ``staff``'s units (or of ``unit_ids`` within them), in claim order."""
-    scope = claim_scope(session, staff, categories, unit_ids=unit_ids)
-    return select(Case).where(*waiting_filter(scope)).order_by(*CLAIM_ORDER)
