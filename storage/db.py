@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -83,6 +84,13 @@ def transaction(engine: Engine | None = None) -> Iterator[Session]:
     """One unit of work: commits when the block ends, rolls back on an exception."""
     with session_factory(engine).begin() as session:
         yield session
+
+
+def dialect_insert(session: Session) -> Any:
+    """The INSERT construct of the session's database, which has ON CONFLICT (both do)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert
+    return sqlite.insert
 
 
 def ping(engine: Engine | None = None) -> None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from sqlalchemy import update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from storage.db import dialect_insert
 from storage.models import CaseNumberCounter
 
 
@@ -13,8 +13,7 @@ def next_case_number(session: Session, year: int) -> str:
     """Take the next number of ``year``. The counter row stays locked until the caller commits,
     so two transactions never get the same number; a rolled-back number is simply skipped."""
     table = CaseNumberCounter.__table__
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = dialect_insert(session)
     session.execute(insert(table).values(year=year, last=0).on_conflict_do_nothing())
     last = session.execute(
         update(table)

@@ -7,9 +7,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from storage.db import dialect_insert
 from storage.models import OutboxItem, OutboxStatus
 from storage.types import utcnow
 
@@ -31,7 +31,7 @@ def enqueue(
     """Add a notification unless one with the same key exists; return the stored one."""
     now = now or utcnow()
     table = OutboxItem.__table__
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    insert = dialect_insert(session)
     session.execute(
         insert(table)
         .values(

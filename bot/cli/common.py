@@ -8,10 +8,10 @@ from typing import NoReturn
 
 import typer
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from config.settings import Settings
-from storage.db import make_engine
+from storage.db import make_engine, transaction
 
 
 def current_settings() -> Settings:
@@ -28,7 +28,7 @@ def cli_transaction() -> Iterator[Session]:
     """One transaction for one command: committed when the command succeeds."""
     engine = open_engine()
     try:
-        with sessionmaker(engine, expire_on_commit=False).begin() as session:
+        with transaction(engine) as session:
             yield session
     finally:
         engine.dispose()
