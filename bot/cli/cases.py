@@ -26,14 +26,18 @@ app = typer.Typer(help="File, list and work on cases.", no_args_is_help=True)
 AS_HELP = "Your username: the action is done, checked and recorded as you."
 
 
-def _iso(value: datetime | None) -> str | None:
+def _local_zone() -> ZoneInfo:
+    return ZoneInfo(current_settings().timezone)
+
+
+def _iso(value: datetime | None, zone: ZoneInfo) -> str | None:
     """ISO 8601 in the deployment's local time (with its offset), as a desk worker reads it."""
     if value is None:
         return None
-    return value.astimezone(ZoneInfo(current_settings().timezone)).isoformat(timespec="seconds")
+    return value.astimezone(zone).isoformat(timespec="seconds")
 
 
-def case_row(case: Case) -> dict[str, Any]:
+def case_row(case: Case, zone: ZoneInfo) -> dict[str, Any]:
     """The fields `cases list --json` gives for each case."""
     retiree = case.retiree
     return {
@@ -46,23 +50,23 @@ def case_row(case: Case) -> dict[str, Any]:
         "retiree": {"id": retiree.id, "name": retiree.name} if retiree else None,
         "assignee": case.assignee.username if case.assignee else None,
         "summary": case.summary,
-        "created_at": _iso(case.created_at),
-        "claim_deadline": _iso(case.claim_deadline),
-        "resolve_deadline": _iso(case.resolve_deadline),
+        "created_at": _iso(case.created_at, zone),
+        "claim_deadline": _iso(case.claim_deadline, zone),
+        "resolve_deadline": _iso(case.resolve_deadline, zone),
     }
 
 
-def case_detail(case: Case) -> dict[str, Any]:
-    row = case_row(case)
+def case_detail(case: Case, zone: ZoneInfo) -> dict[str, Any]:
+    row = case_row(case, zone)
     retiree: Retiree | None = case.retiree
     row.update(
         details=case.details,
         original_text=case.original_text,
         outcome=case.outcome,
         first_contact_owner=case.first_contact_owner.username if case.first_contact_owner else None,
-        claimed_at=_iso(case.claimed_at),
-        resolved_at=_iso(case.resolved_at),
-        closed_at=_iso(case.closed_at),
+        claimed_at=_iso(case.claimed_at, zone),
+        resolved_at=_iso(case.resolved_at, zone),
+        closed_at=_iso(case.closed_at, zone),
         retiree=None
         if retiree is None
         else {
@@ -77,7 +81,7 @@ def case_detail(case: Case) -> dict[str, Any]:
         },
         events=[
             {
-                "at": _iso(e.at),
+                "at": _iso(e.at, zone),
                 "action": e.action,
                 "by": e.actor.username if e.actor else e.actor_label,
                 "from": e.from_status,
@@ -158,7 +162,8 @@ def list_command(
             if unit is not None:
                 query = query.where(Case.unit_id == find_unit(session, unit).id)
             query = query.order_by(Case.priority, Case.claim_deadline.asc().nulls_last(), Case.id)
-            rows = [case_row(c) for c in session.scalars(query.limit(limit))]
+            zone = _local_zone()
+            rows = [case_row(c, zone) for c in session.scalars(query.limit(limit))]
             record_access(
                 session,
                 actor=None,
@@ -185,7 +190,7 @@ def show_command(
     try:
         with cli_transaction() as session:
             case = actions.get_case(session, number)
-            detail = case_detail(case)
+            detail = case_detail(case, _local_zone())
             if case.retiree_id is not None:
                 record_access(
                     session,
