@@ -439,17 +439,18 @@ def test_notes_from_outside_the_unit_are_refused(
 
 def test_case_events_are_append_only(session: Session, units: UnitTree) -> None:
     case = file(session, units)
-    session.flush()
+    session.commit()
     event = session.scalars(select(CaseEvent).where(CaseEvent.case_id == case.id)).one()
     event.note = "rewritten"
-    with pytest.raises(ValueError, match="append-only"):
+    with pytest.raises(ValueError, match="append-only: cannot change"):
         session.flush()
     session.rollback()
-    event = session.scalars(select(CaseEvent)).first()
-    if event is not None:
-        session.delete(event)
-        with pytest.raises(ValueError, match="append-only"):
-            session.flush()
+    event = session.scalars(select(CaseEvent).where(CaseEvent.case_id == case.id)).one()
+    assert event.note == ""
+    session.delete(event)
+    with pytest.raises(ValueError, match="append-only: cannot delete"):
+        session.flush()
+    session.rollback()
 
 
 def test_every_action_writes_one_event(session: Session, units: UnitTree, claimed) -> None:
