@@ -1,8 +1,8 @@
 """Message catalogs: every text a retiree or volunteer reads or hears, in Chinese and English.
 
-The texts live in config/messages/{zh,en}.yml (nested keys, `{name}` placeholders). Both
-catalogs must have the same keys and the same placeholders per key; a mistake is reported at
-start-up with the file and the key.
+The texts live in config/messages/<lang>/*.yml (nested keys, `{name}` placeholders): one file for
+the common texts and one per handler. Both languages have the same files, keys and placeholders;
+a mistake is reported at start-up with the file and the key.
 """
 
 from __future__ import annotations
@@ -74,29 +74,76 @@ class Catalogs:
         return template.format(**params)
 
 
+def _language_files(folder: Path, lang: str) -> dict[str, Path]:
+    """The catalog files of one language: folder/<lang>/*.yml by file name."""
+    lang_dir = folder / lang
+    if not lang_dir.is_dir():
+        raise ConfigError(lang_dir, ["the folder of message catalogs is missing"])
+    return {path.name: path for path in sorted(lang_dir.glob("*.yml"))}
+
+
+def _compare(
+    path: Path, ours: dict[str, str], reference: dict[str, str], ref_name: str
+) -> list[str]:
+    problems = [f"{key}: missing (it is in {ref_name})" for key in reference.keys() - ours.keys()]
+    problems += [f"{key}: not in {ref_name}" for key in ours.keys() - reference.keys()]
+    for key in reference.keys() & ours.keys():
+        mine, theirs = placeholders(ours[key]), placeholders(reference[key])
+        if mine != theirs:
+            problems.append(
+                f"{key}: placeholders {sorted(mine)} differ from {ref_name}'s {sorted(theirs)}"
+            )
+    return sorted(problems)
+
+
 def load_catalogs(folder: Path) -> Catalogs:
-    """Read and check config/messages/*.yml: same keys, same placeholders in every language."""
-    texts = {lang: _read(folder / f"{lang}.yml") for lang in LANGUAGES}
-    reference = texts[DEFAULT_LANGUAGE]
+    """Read and check config/messages/<lang>/*.yml.
+
+    Each language has the same files; a file has the same keys and placeholders in every
+    language. The files of one language are merged (a key may be in only one of them), so a
+    handler keeps its texts in a file of its own.
+    """
+    files = {lang: _language_files(folder, lang) for lang in LANGUAGES}
+    texts: dict[str, dict[str, str]] = {}
+    per_file: dict[str, dict[str, dict[str, str]]] = {}
+    for lang in LANGUAGES:
+        merged: dict[str, str] = {}
+        where: dict[str, Path] = {}
+        per_file[lang] = {}
+        for name, path in files[lang].items():
+            flat = _read(path)
+            per_file[lang][name] = flat
+            clashes = sorted(flat.keys() & merged.keys())
+            if clashes:
+                raise ConfigError(
+                    path,
+                    [
+                        f"{key}: also in {where[key].name}; a key belongs to one file"
+                        for key in clashes
+                    ],
+                )
+            merged.update(flat)
+            where.update(dict.fromkeys(flat, path))
+        texts[lang] = merged
+    reference = files[DEFAULT_LANGUAGE]
     for lang in LANGUAGES:
         if lang == DEFAULT_LANGUAGE:
             continue
-        path = folder / f"{lang}.yml"
-        problems = [
-            f"{key}: missing (it is in {DEFAULT_LANGUAGE}.yml)"
-            for key in reference.keys() - texts[lang].keys()
-        ]
-        problems += [
-            f"{key}: not in {DEFAULT_LANGUAGE}.yml" for key in texts[lang].keys() - reference.keys()
-        ]
-        for key in reference.keys() & texts[lang].keys():
-            ours, theirs = placeholders(texts[lang][key]), placeholders(reference[key])
-            if ours != theirs:
-                problems.append(
-                    f"{key}: placeholders {sorted(ours)} differ from {DEFAULT_LANGUAGE}.yml's {sorted(theirs)}"
-                )
-        if problems:
-            raise ConfigError(path, sorted(problems))
+        for name in sorted(reference.keys() - files[lang].keys()):
+            raise ConfigError(
+                folder / lang / name, [f"missing (there is {DEFAULT_LANGUAGE}/{name})"]
+            )
+        for name in sorted(files[lang].keys() - reference.keys()):
+            raise ConfigError(files[lang][name], [f"no {DEFAULT_LANGUAGE}/{name} to match"])
+        for name, path in files[lang].items():
+            problems = _compare(
+                path,
+                per_file[lang][name],
+                per_file[DEFAULT_LANGUAGE][name],
+                f"{DEFAULT_LANGUAGE}/{name}",
+            )
+            if problems:
+                raise ConfigError(path, problems)
     return Catalogs(texts)
 
 

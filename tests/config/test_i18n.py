@@ -13,9 +13,10 @@ from config.settings import CONFIG_DIR
 SHIPPED = CONFIG_DIR / "messages"
 
 
-def write(folder: Path, zh: str, en: str) -> Path:
-    (folder / "zh.yml").write_text(zh, encoding="utf-8")
-    (folder / "en.yml").write_text(en, encoding="utf-8")
+def write(folder: Path, zh: str, en: str, name: str = "common.yml") -> Path:
+    for lang, text in (("zh", zh), ("en", en)):
+        (folder / lang).mkdir(exist_ok=True)
+        (folder / lang / name).write_text(text, encoding="utf-8")
     return folder
 
 
@@ -45,11 +46,16 @@ def test_code_asking_for_what_is_not_there() -> None:
 @pytest.mark.parametrize(
     ("zh", "en", "file", "message"),
     [
-        ("a: 一\nb: 二\n", "a: one\n", "en.yml", "b: missing (it is in zh.yml)"),
-        ("a: 一\n", "a: one\nc: three\n", "en.yml", "c: not in zh.yml"),
-        ("a: '{name}您好'\n", "a: 'Hello {nam}'\n", "en.yml", "a: placeholders ['nam'] differ"),
-        ("a:\n  b: ''\n", "a:\n  b: x\n", "zh.yml", "a.b: expected a non-empty text"),
-        ("a: [\n", "a: x\n", "zh.yml", "line 2, column 1: not valid YAML"),
+        ("a: 一\nb: 二\n", "a: one\n", "en/common.yml", "b: missing (it is in zh/common.yml)"),
+        ("a: 一\n", "a: one\nc: three\n", "en/common.yml", "c: not in zh/common.yml"),
+        (
+            "a: '{name}您好'\n",
+            "a: 'Hello {nam}'\n",
+            "en/common.yml",
+            "a: placeholders ['nam'] differ",
+        ),
+        ("a:\n  b: ''\n", "a:\n  b: x\n", "zh/common.yml", "a.b: expected a non-empty text"),
+        ("a: [\n", "a: x\n", "zh/common.yml", "line 2, column 1: not valid YAML"),
     ],
 )
 def test_mistakes_name_file_and_key(
@@ -59,3 +65,27 @@ def test_mistakes_name_file_and_key(
         load_catalogs(write(tmp_path, zh, en))
     assert str(info.value).startswith(str(tmp_path / file))
     assert message in str(info.value)
+
+
+def test_files_of_a_language_are_merged(tmp_path: Path) -> None:
+    write(tmp_path, "a: 一\n", "a: one\n")
+    write(tmp_path, "h:\n  ask: 问\n", "h:\n  ask: ask\n", name="handler.yml")
+    catalogs = load_catalogs(tmp_path)
+    assert catalogs.text("h.ask", "en") == "ask"
+    assert catalogs.text("a", "zh") == "一"
+
+
+def test_a_key_in_two_files_is_refused(tmp_path: Path) -> None:
+    write(tmp_path, "a: 一\n", "a: one\n")
+    write(tmp_path, "a: 二\n", "a: two\n", name="other.yml")
+    with pytest.raises(ConfigError, match=r"a: also in common\.yml"):
+        load_catalogs(tmp_path)
+
+
+def test_a_file_missing_in_one_language(tmp_path: Path) -> None:
+    write(tmp_path, "a: 一\n", "a: one\n")
+    (tmp_path / "zh" / "extra.yml").write_text("b: 二\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_catalogs(tmp_path)
+    assert str(info.value).startswith(str(tmp_path / "en" / "extra.yml"))
+    assert "missing (there is zh/extra.yml)" in str(info.value)
