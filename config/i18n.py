@@ -31,7 +31,15 @@ def _flatten(data: Any, path: Path, prefix: str = "") -> dict[str, str]:
         raise ConfigError(path, [f"{prefix or '(top level)'}: expected a mapping of keys to texts"])
     flat: dict[str, str] = {}
     for key, value in data.items():
-        name = f"{prefix}.{key}" if prefix else str(key)
+        if not isinstance(key, str):
+            where = f"{prefix}.{key}" if prefix else str(key)
+            raise ConfigError(
+                path,
+                [
+                    f"{where}: quote this key (YAML reads yes/no/on/off as true/false, 1 as a number)"
+                ],
+            )
+        name = f"{prefix}.{key}" if prefix else key
         if isinstance(value, dict):
             flat.update(_flatten(value, path, name))
         elif isinstance(value, str) and value.strip():

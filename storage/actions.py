@@ -7,6 +7,7 @@ changed the case at the same time) the caller must roll back and may try again.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -207,13 +208,15 @@ def file_case(
     details: dict[str, Any] | None = None,
     original_text: str = "",
     categories: CategoryConfig | None = None,
+    raise_for: Sequence[str] = (),
     now: datetime | None = None,
 ) -> Case:
     """File a new case in the queue of the unit its category belongs to.
 
     The queue is found from ``unit`` (if given) or the retiree's community, walking up to the
     category's queue level. Priority starts at the category's default and is raised for the
-    retiree's age, living alone, self-care and dibao status.
+    retiree's age, living alone, self-care and dibao status, and once for each of ``raise_for``
+    (reasons in the request itself), never above the configured ceiling.
     """
     cats = _categories(categories)
     try:
@@ -228,7 +231,7 @@ def file_case(
         )
     queue = queue_unit_for(session, base, cat.queue_level)
     local_today = now.astimezone(_tz()).date()
-    priority, raised_by = case_priority(cat, cats.priority, retiree, local_today)
+    priority, raised_by = case_priority(cat, cats.priority, retiree, local_today, raise_for)
     case = Case(
         number=next_case_number(session, local_today.year),
         retiree=retiree,

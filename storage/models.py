@@ -394,7 +394,8 @@ class ConversationState(Base):
     address: Mapped[str] = mapped_column(String(100))
     retiree_id: Mapped[int | None] = mapped_column(ForeignKey("retirees.id"))
     state: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # Set by each turn to the message's time (not the clock), which idle detection compares.
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class OutboxItem(Base):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 
 from config.categories import Category, PriorityRules
@@ -28,14 +29,23 @@ def vulnerability_factors(retiree: Retiree | None, today: date) -> list[str]:
 
 
 def case_priority(
-    category: Category, rules: PriorityRules, retiree: Retiree | None, today: date
+    category: Category,
+    rules: PriorityRules,
+    retiree: Retiree | None,
+    today: date,
+    raise_for: Sequence[str] = (),
 ) -> tuple[int, list[str]]:
-    """(priority, the factors that raised it). Lower numbers are more urgent; 1 is emergencies."""
+    """(priority, the factors that raised it). Lower numbers are more urgent; 1 is emergencies.
+
+    raise_for: reasons of the request itself (say, a transfer needed today), one level each,
+    within the same ceiling as the person's factors.
+    """
     base = category.default_priority
     if base == 1:
         return 1, []
     applied = [f for f in vulnerability_factors(retiree, today) if f in rules.factors]
-    raised = sum(rules.factors[f].raise_ for f in applied)
+    raised = sum(rules.factors[f].raise_ for f in applied) + len(raise_for)
+    applied += list(raise_for)
     if raised == 0:
         return base, []
     return max(base - raised, rules.ceiling, 1), applied

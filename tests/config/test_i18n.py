@@ -39,7 +39,7 @@ def test_code_asking_for_what_is_not_there() -> None:
     catalogs = load_catalogs(SHIPPED)
     with pytest.raises(MissingText, match=r"no message 'nope\.nothing'"):
         catalogs.text("nope.nothing", "zh")
-    with pytest.raises(MissingText, match=r"'case\.filed' needs deadline, number, who"):
+    with pytest.raises(MissingText, match=r"'case\.filed' needs kind, number"):
         catalogs.text("case.filed", "en")
 
 
@@ -89,3 +89,9 @@ def test_a_file_missing_in_one_language(tmp_path: Path) -> None:
         load_catalogs(tmp_path)
     assert str(info.value).startswith(str(tmp_path / "en" / "extra.yml"))
     assert "missing (there is zh/extra.yml)" in str(info.value)
+
+
+def test_an_unquoted_yes_key_is_named(tmp_path: Path) -> None:
+    write(tmp_path, "confirm:\n  yes: 对\n", "confirm:\n  yes: Yes\n")
+    with pytest.raises(ConfigError, match=r"confirm\.True: quote this key"):
+        load_catalogs(tmp_path)

@@ -108,6 +108,22 @@ def test_each_priority_factor_raises(session: Session, units: UnitTree, profile:
     assert file(session, units, retiree=retiree).priority == 2
 
 
+def test_reasons_in_the_request_raise_within_the_ceiling(session: Session, units: UnitTree) -> None:
+    retiree = make_retiree(session, units.community_a1, age=60)
+    case = actions.file_case(
+        session,
+        category="general",
+        channel="phone",
+        actor=SYSTEM,
+        retiree=retiree,
+        raise_for=["needed_today", "second_reason"],
+        now=NOW,
+    )
+    assert case.priority == 2  # two reasons, but the ceiling keeps priority 1 for emergencies
+    filed = session.scalars(select(CaseEvent).where(CaseEvent.case_id == case.id)).one()
+    assert filed.data["priority_raised_by"] == ["needed_today", "second_reason"]
+
+
 def test_hardship_without_dibao_does_not_raise(session: Session, units: UnitTree) -> None:
     retiree = make_retiree(session, units.community_a1, hardship="hardship", age=60)
     assert file(session, units, retiree=retiree).priority == 3

@@ -1,0 +1,401 @@
+"""The conversation engine: one inbound message in, the replies out, in one database transaction.
+
+A turn: recognise a redelivered message by its provider id (and give the same replies again,
+doing nothing twice); lock the person's conversation row, so two messages at once take turns;
+find who is speaking; understand; let the dialogue and the handlers answer; save the state, the
+case changes, the messages and the outbox items together. The state lives in the database, so
+it survives restarts and any server can take the next turn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import Engine as DbEngine
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot import dialogue
+from bot.messages import Choice, Hint, Inbound, Reply
+from bot.state import Dialogue
+from bot.turn import NO, PHONE_CHANNELS, YES, Heard, Services, Turn, written_language
+from config.categories import CategoryConfig, get_categories
+from config.dialogue import DialogueConfig, get_dialogue
+from config.i18n import Catalogs, get_catalogs
+from config.settings import Settings
+from handlers import handlers_by_intent, load_handlers
+from nlu.intents import FALLBACK
+from nlu.parser import NluParser
+from storage.db import dialect_insert
+from storage.errors import CaseConflict
+from storage.models import (
+    ConversationState,
+    Direction,
+    Message,
+    MessagingIdentity,
+    Retiree,
+    RetireePhone,
+)
+from storage.phones import InvalidPhoneNumber, normalize_phone
+from storage.types import utcnow
+
+log = structlog.get_logger(__name__)
+
+ATTEMPTS = 3  # a turn that lost a race (CaseConflict, deadlock) is run again
+
+
+@dataclass(frozen=True)
+class FiledCase:
+    number: str
+    category: str
+    priority: int
+    unit_code: str
+    unit_name: str
+
+
+@dataclass
+class TurnResult:
+    replies: list[Reply]
+    cases: list[FiledCase] = field(default_factory=list)
+    redelivered: bool = False
+    retiree_id: int | None = None
+
+    @property
+    def hints(self) -> frozenset[Hint]:
+        return frozenset(h for reply in self.replies for h in reply.hints)
+
+    @property
+    def ended(self) -> bool:
+        return Hint.END in self.hints
+
+
+def load_services(settings: Settings, catalogs: Catalogs | None = None) -> Services:
+    handlers = load_handlers()
+    return Services(
+        settings=settings,
+        catalogs=catalogs or get_catalogs(),
+        categories=get_categories(),
+        dialogue=get_dialogue(),
+        handlers=handlers,
+        by_intent=handlers_by_intent(handlers),
+    )
+
+
+class ConversationEngine:
+    """Runs turns against a database with an NLU parser; safe to share between threads."""
+
+    def __init__(self, db: DbEngine, parser: NluParser, services: Services) -> None:
+        self.db = db
+        self.parser = parser
+        self.services = services
+        self._sessions = sessionmaker(db, expire_on_commit=False)
+
+    @classmethod
+    def create(
+        cls,
+        settings: Settings,
+        db: DbEngine,
+        parser: NluParser,
+        *,
+        categories: CategoryConfig | None = None,
+        dialogue_config: DialogueConfig | None = None,
+    ) -> ConversationEngine:
+        services = load_services(settings)
+        if categories is not None or dialogue_config is not None:
+            services = Services(
+                settings=settings,
+                catalogs=services.catalogs,
+                categories=categories or services.categories,
+                dialogue=dialogue_config or services.dialogue,
+                handlers=services.handlers,
+                by_intent=services.by_intent,
+            )
+        return cls(db, parser, services)
+
+    # -- one turn ------------------------------------------------------------------------------
+
+    def handle(self, inbound: Inbound) -> TurnResult:
+        """Answer one message. Understanding runs before the transaction, so no lock is held
+        while the NLU works."""
+        parse = None
+        if inbound.text.strip():
+            parse = self.parser.parse(inbound.text, reference=inbound.received_at)
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                with self._sessions.begin() as session:
+                    return self._turn(session, inbound, parse)
+            except (CaseConflict, OperationalError) as exc:
+                if attempt == ATTEMPTS or not _retryable(exc):
+                    raise
+                log.warning(
+                    "turn_retried", channel=inbound.channel, attempt=attempt, error=str(exc)[:200]
+                )
+        raise AssertionError("unreachable")
+
+    def _turn(self, session: Session, inbound: Inbound, parse: dict[str, Any] | None) -> TurnResult:
+        now = inbound.received_at
+        row = _lock_conversation(session, inbound.channel, inbound.address, now)
+        if inbound.provider_id:
+            earlier = session.scalars(
+                select(Message).where(
+                    Message.channel == inbound.channel,
+                    Message.provider_id == inbound.provider_id,
+                )
+            ).first()
+            if earlier is not None:
+                log.info("redelivery", channel=inbound.channel, provider_id=inbound.provider_id)
+                replies = [_reply_from_json(r) for r in earlier.payload.get("replies", [])]
+                return TurnResult(replies, redelivered=True, retiree_id=earlier.retiree_id)
+
+        state = Dialogue.load(row.state)
+        idle = bool(row.state) and now - row.updated_at > timedelta(
+            minutes=self.services.dialogue.idle_minutes
+        )
+        retiree = _identify(session, inbound, row)
+        turn = Turn(
+            session=session,
+            services=self.services,
+            inbound=inbound,
+            heard=Heard(),
+            state=state,
+            retiree=retiree,
+            now=now,
+        )
+        if idle or state.ended:
+            _start_afresh(turn)
+        if turn.state.turns == 0:
+            turn.state.lang = (
+                retiree.preferred_language
+                if retiree is not None
+                else self.services.settings.default_language
+            )
+        turn.heard = _understand(inbound, parse, turn.state)
+        written = written_language(inbound.text)
+        if written is not None:
+            turn.state.lang = written
+        dialogue.respond(turn)
+        return self._save(session, row, inbound, turn, now)
+
+    def _save(
+        self, session: Session, row: ConversationState, inbound: Inbound, turn: Turn, now: datetime
+    ) -> TurnResult:
+        replies = list(turn.replies)
+        if turn.hints and replies:
+            last = replies[-1]
+            replies[-1] = Reply(last.text, last.choices, frozenset(turn.hints), last.language)
+        retiree_id = turn.retiree.id if turn.retiree is not None else None
+        row.state = turn.state.dump()
+        row.retiree_id = retiree_id
+        row.updated_at = now
+        case_id = turn.case_ids[0] if turn.case_ids else None
+        heard = turn.heard
+        payload: dict[str, Any] = {
+            "intent": heard.intent,
+            "confidence": round(heard.confidence, 4),
+            "replies": [_reply_to_json(r) for r in replies],
+        }
+        if inbound.digits:
+            payload["digits"] = inbound.digits
+        if inbound.choice:
+            payload["choice"] = inbound.choice
+        if inbound.metadata:
+            payload["metadata"] = inbound.metadata
+        session.add(
+            Message(
+                channel=inbound.channel,
+                direction=Direction.INBOUND,
+                address=inbound.address,
+                provider_id=inbound.provider_id,
+                text=inbound.text,
+                payload=payload,
+                status="received",
+                retiree_id=retiree_id,
+                case_id=case_id,
+                created_at=now,
+            )
+        )
+        session.add_all(
+            Message(
+                channel=inbound.channel,
+                direction=Direction.OUTBOUND,
+                address=inbound.address,
+                text=reply.text,
+                payload=_reply_to_json(reply),
+                status="replied",
+                retiree_id=retiree_id,
+                case_id=case_id,
+                created_at=now,
+            )
+            for reply in replies
+        )
+        session.flush()
+        cases = [
+            FiledCase(c.number, c.category, c.priority, c.unit.code, c.unit.name(turn.lang))
+            for c in turn.filed
+        ]
+        log.info(
+            "turn",
+            channel=inbound.channel,
+            intent=heard.intent,
+            handler=turn.state.task.handler if turn.state.task else None,
+            filed=[c.number for c in cases],
+        )
+        return TurnResult(replies, cases, retiree_id=retiree_id)
+
+    # -- the end of a conversation ----------------------------------------------------------
+
+    def close_conversation(
+        self, channel: str, address: str, *, now: datetime | None = None
+    ) -> list[str]:
+        """The person went away (hung up, or the conversation went idle): file any request
+        left half-way with what is known, and start afresh next time. Returns the case numbers."""
+        now = now or utcnow()
+        with self._sessions.begin() as session:
+            row = _lock_conversation(session, channel, address, now)
+            inbound = Inbound(channel=channel, address=address, provider_id=None, received_at=now)
+            turn = Turn(
+                session=session,
+                services=self.services,
+                inbound=inbound,
+                heard=Heard(),
+                state=Dialogue.load(row.state),
+                retiree=_identify(session, inbound, row),
+                now=now,
+            )
+            _start_afresh(turn)
+            row.state = turn.state.dump()
+            row.updated_at = now
+            return [c.number for c in turn.filed]
+
+    def idle_conversations(self, *, now: datetime | None = None) -> list[tuple[str, str]]:
+        """(channel, address) of conversations with a request left half-way and no turn for
+        idle_minutes: the worker closes them so those requests reach staff."""
+        now = now or utcnow()
+        cutoff = now - timedelta(minutes=self.services.dialogue.idle_minutes)
+        with self._sessions.begin() as session:
+            rows = session.execute(
+                select(
+                    ConversationState.channel, ConversationState.address, ConversationState.state
+                ).where(ConversationState.updated_at < cutoff)
+            ).all()
+        found = []
+        for channel, address, data in rows:
+            state = Dialogue.load(data)
+            unfinished = [t for t in [state.task, *state.suspended] if t is not None and not t.done]
+            if unfinished:
+                found.append((channel, address))
+        return found
+
+
+def _start_afresh(turn: Turn) -> None:
+    """Close what the last conversation left open (filing unfinished requests) and reset."""
+    state = turn.state
+    for task in [*state.suspended, state.task]:
+        if task is not None and not task.done and task.handler != dialogue.REGISTRATION:
+            case = turn.handler(task.handler).file_incomplete(turn, task)
+            if case is not None:
+                log.info("unfinished_request_filed", case=case.number, handler=task.handler)
+    turn.state = Dialogue(
+        lang=state.lang, lang_chosen=state.lang_chosen, registered=state.registered
+    )
+
+
+def _lock_conversation(
+    session: Session, channel: str, address: str, now: datetime
+) -> ConversationState:
+    """The person's conversation row, created if new and locked until the turn commits
+    (SQLite: the transaction began IMMEDIATE, which already serialises writers)."""
+    table = ConversationState.__table__
+    session.execute(
+        dialect_insert(session)(table)
+        .values(channel=channel, address=address, state={}, updated_at=now)
+        .on_conflict_do_nothing(index_elements=["channel", "address"])
+    )
+    return session.scalars(
+        select(ConversationState)
+        .where(ConversationState.channel == channel, ConversationState.address == address)
+        .with_for_update()
+    ).one()
+
+
+def _identify(session: Session, inbound: Inbound, row: ConversationState) -> Retiree | None:
+    """Who is speaking: the conversation's retiree, a linked account, or the phone number."""
+    if row.retiree_id is not None:
+        return session.get(Retiree, row.retiree_id)
+    linked = session.scalars(
+        select(Retiree)
+        .join(MessagingIdentity)
+        .where(
+            MessagingIdentity.channel == inbound.channel,
+            MessagingIdentity.address == inbound.address,
+        )
+    ).first()
+    if linked is not None:
+        return linked
+    if inbound.channel not in PHONE_CHANNELS:
+        return None
+    try:
+        number = normalize_phone(inbound.address.removeprefix("whatsapp:"))
+    except InvalidPhoneNumber:
+        return None
+    return session.scalars(
+        select(Retiree).join(RetireePhone).where(RetireePhone.number == number)
+    ).first()
+
+
+def _understand(inbound: Inbound, parse: dict[str, Any] | None, state: Dialogue) -> Heard:
+    """What the person meant: a chosen button or key (against the last question's choices),
+    or the NLU's reading of the text."""
+    offered = {value: label for value, label in state.choices}
+    value: str | None = None
+    if inbound.choice is not None and inbound.choice in offered:
+        value = inbound.choice
+    elif inbound.digits == "0" or (inbound.text.strip() == "0" and not offered):
+        return Heard(text=inbound.text or "0", intent="talk_to_human", confidence=1.0)
+    else:
+        typed = inbound.digits or inbound.text.strip()
+        if typed.isdigit() and 1 <= int(typed) <= len(state.choices):
+            value = state.choices[int(typed) - 1][0]
+    if value is not None:
+        intent = {YES: "affirm", NO: "deny"}.get(value, value.removeprefix("intent:"))
+        return Heard(text=offered[value], intent=intent, confidence=1.0, choice=value)
+    if parse is None:
+        return Heard(text=inbound.text.strip())
+    intent = parse["intent"]
+    return Heard(
+        text=parse["text"],
+        intent=intent["name"] or FALLBACK,
+        confidence=float(intent.get("confidence") or 0.0),
+        entities=list(parse.get("entities", [])),
+        ruled=intent["name"] == dialogue.EMERGENCY
+        and float(intent.get("confidence") or 0) >= 0.999,
+    )
+
+
+def _retryable(exc: Exception) -> bool:
+    if isinstance(exc, CaseConflict):
+        return True
+    text = str(exc).lower()
+    return "deadlock" in text or "could not serialize" in text or "database is locked" in text
+
+
+def _reply_to_json(reply: Reply) -> dict[str, Any]:
+    data: dict[str, Any] = {"text": reply.text, "language": reply.language}
+    if reply.choices:
+        data["choices"] = [[c.value, c.label] for c in reply.choices]
+    if reply.hints:
+        data["hints"] = sorted(h.value for h in reply.hints)
+    return data
+
+
+def _reply_from_json(data: dict[str, Any]) -> Reply:
+    return Reply(
+        text=data["text"],
+        choices=tuple(Choice(v, label) for v, label in data.get("choices", [])),
+        hints=frozenset(Hint(h) for h in data.get("hints", [])),
+        language=data.get("language", "zh"),
+    )

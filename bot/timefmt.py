@@ -1,0 +1,65 @@
+"""Times and days as a person says them, in the person's language: 今天下午3点半, 明天上午9点,
+11月30日星期一; "today at 3:30 pm". The words come from the catalogs (time.*)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from config.i18n import Catalogs
+
+_PERIODS = ((5, "early_morning"), (11, "morning"), (12, "noon"), (17, "afternoon"), (23, "evening"))
+
+
+def _period(hour: int) -> str:
+    return next(name for last, name in _PERIODS if hour <= last)
+
+
+def spoken_clock(moment: datetime, catalogs: Catalogs, lang: str) -> str:
+    hour12 = moment.hour % 12 or 12
+    params = {
+        "period": catalogs.text(f"time.period.{_period(moment.hour)}", lang),
+        "hour": hour12,
+        "minute": f"{moment.minute:02d}",
+    }
+    if moment.minute == 0:
+        return catalogs.text("time.clock_hour", lang, **params)
+    if moment.minute == 30:
+        return catalogs.text("time.clock_half", lang, **params)
+    return catalogs.text("time.clock_minutes", lang, **params)
+
+
+def spoken_day(day: date, today: date, catalogs: Catalogs, lang: str) -> str:
+    """今天, 明天, 后天, or the date with its weekday."""
+    offset = (day - today).days
+    if offset in (0, 1, 2):
+        return catalogs.text(("time.today", "time.tomorrow", "time.day_after")[offset], lang)
+    return catalogs.text(
+        "time.date",
+        lang,
+        month=catalogs.text(f"time.month.{day.month}", lang),
+        day=day.day,
+        weekday=catalogs.text(f"time.weekday.{day.weekday()}", lang),
+    )
+
+
+def spoken_time(
+    moment: datetime, now: datetime, tz: ZoneInfo, catalogs: Catalogs, lang: str
+) -> str:
+    """A moment (a deadline) relative to ``now``, in local time."""
+    local, local_now = moment.astimezone(tz), now.astimezone(tz)
+    if local - local_now < timedelta(minutes=60):
+        return catalogs.text(
+            "time.in_minutes", lang, minutes=max(1, round((local - local_now).total_seconds() / 60))
+        )
+    return catalogs.text(
+        "time.day_and_clock",
+        lang,
+        day=spoken_day(local.date(), local_now.date(), catalogs, lang),
+        clock=spoken_clock(local, catalogs, lang),
+    )
+
+
+def spoken_date(iso_day: str, now: datetime, tz: ZoneInfo, catalogs: Catalogs, lang: str) -> str:
+    """A date slot (ISO) read back: 明天, 11月30日星期一."""
+    return spoken_day(date.fromisoformat(iso_day), now.astimezone(tz).date(), catalogs, lang)

@@ -1,0 +1,32 @@
+"""Call-backs: staff ring the person back. Filed when a caller says nothing (older people often
+press the key and wait, or hang up), and when nobody could take a hand-over."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.turn import Turn
+from handlers.base import Handler
+from storage.models import Case
+
+
+class CallbackHandler(Handler):
+    name = "callback"
+    intents = ()
+    category = "callback"
+    confirm = False
+
+    def file_callback(self, turn: Turn, reason: str, **details: Any) -> Case:
+        """A call-back case; ``reason`` is a key under callback.reason (silent, handover, ...)."""
+        return turn.file_case(
+            self.category,
+            summary=turn.text(f"callback.reason.{reason}", turn.staff_lang),
+            details={"reason": reason, "language": turn.lang, **details},
+            original_text="\n".join(turn.state.unclear),
+        )
+
+    def file_silent(self, turn: Turn) -> Case:
+        return self.file_callback(turn, "silent")
+
+
+HANDLER = CallbackHandler()
