@@ -28,6 +28,8 @@ LEAVING = "_leaving"
 OFFER_PERSON = "_offer_person"
 # What an unknown sender may do without registering first.
 WITHOUT_REGISTRATION = {EMERGENCY, TALK_TO_HUMAN, "goodbye"}
+# A shorter answer to an open question is taken as the answer, whatever it sounds like.
+MIN_SWITCH_CHARS = 6
 # Inbound metadata "event" a channel sends when a hand-over found nobody (phone: no answer).
 HANDOVER_UNANSWERED = "handover_unanswered"
 
@@ -102,7 +104,12 @@ def _offers_switch(turn: Turn, task: Task, handler: Handler) -> bool:
         return False  # the request is taken after registration (see _route)
     asking = handler.slot(task.asking) if task.asking and handler.has_slot(task.asking) else None
     if asking is not None and asking.kind != SlotKind.OPTION and asking.kind != SlotKind.AMOUNT:
-        # Free words answer this question, so only a very sure request counts as a new one.
+        # Free words answer this question ("住院的" for what the bills are for), so only a very
+        # sure request that says more than a short answer and none of the slot's words counts.
+        if asking.words and heard.says_any(asking.words):
+            return False
+        if len(heard.text.strip()) < MIN_SWITCH_CHARS:
+            return False
         return heard.confidence >= config.switch_confidence_free_text
     if asking is not None and asking.extract(turn, answering=False) is not None:
         return False

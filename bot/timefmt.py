@@ -48,6 +48,8 @@ def spoken_time(
 ) -> str:
     """A moment (a deadline) relative to ``now``, in local time."""
     local, local_now = moment.astimezone(tz), now.astimezone(tz)
+    if local - local_now >= timedelta(minutes=60):
+        local = _half_hour_up(local)  # "by 6:30", not "by 6:02": a promise, said plainly
     if local - local_now < timedelta(minutes=60):
         return catalogs.text(
             "time.in_minutes", lang, minutes=max(1, round((local - local_now).total_seconds() / 60))
@@ -58,6 +60,11 @@ def spoken_time(
         day=spoken_day(local.date(), local_now.date(), catalogs, lang),
         clock=spoken_clock(local, catalogs, lang),
     )
+
+
+def _half_hour_up(moment: datetime) -> datetime:
+    floor = moment.replace(minute=30 if moment.minute >= 30 else 0, second=0, microsecond=0)
+    return floor if floor == moment else floor + timedelta(minutes=30)
 
 
 def spoken_date(iso_day: str, now: datetime, tz: ZoneInfo, catalogs: Catalogs, lang: str) -> str:

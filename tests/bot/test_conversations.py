@@ -1,0 +1,33 @@
+"""Every conversation script in tests/bot/conversations/, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.orm import sessionmaker
+
+from bot.engine import ConversationEngine
+from config.settings import Settings
+from nlu.embedded import EmbeddedParser
+from storage.db import transaction
+from tests.bot.scripts import DEFAULT_START, Script, ScriptRunner, build_world, load_scripts
+
+SCRIPTS = load_scripts()
+
+
+@pytest.fixture(scope="session")
+def nlu_parser(trained_nlu_dir: Path) -> EmbeddedParser:
+    return EmbeddedParser.load(Settings(data_dir=trained_nlu_dir, _env_file=None))
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=[s.id for s in SCRIPTS])
+def test_conversation(script: Script, engine: Engine, nlu_parser: EmbeddedParser) -> None:
+    settings = Settings(_env_file=None)
+    start = datetime.fromisoformat(str(script.spec.get("at", DEFAULT_START)))
+    with transaction(engine) as session:
+        build_world(session, script.spec, start.date())
+    bot = ConversationEngine.create(settings, engine, nlu_parser)
+    ScriptRunner(bot, sessionmaker(engine), script).run()
