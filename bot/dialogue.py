@@ -125,7 +125,7 @@ def _on_switch(turn: Turn) -> None:
     if switch.intent == OFFER_PERSON:
         if heard.affirm:
             _start(turn, turn.handler(TALK_TO_HUMAN), heard)
-        elif heard.deny or heard.intent == "goodbye":
+        elif _declines(turn):
             _goodbye(turn)
         else:
             _route(turn)
@@ -225,8 +225,20 @@ def _file_unfinished(turn: Turn, task: Task, *, acknowledge: bool = False) -> No
 # -- no request open ----------------------------------------------------------------------------
 
 
+def _declines(turn: Turn) -> bool:
+    """No (more), thanks: a no, a goodbye, or "没了" as the answer to a yes/no question."""
+    heard = turn.heard
+    if heard.deny or heard.intent in ("goodbye", "cancel"):
+        return True
+    said = heard.said.strip(" 。.!！,，").lower()
+    return said in turn.services.dialogue.nothing_more
+
+
 def _route(turn: Turn) -> None:
     state, heard = turn.state, turn.heard
+    if turn.last_asked("anything_else") and _declines(turn):
+        _goodbye(turn)
+        return
     handler = turn.handler_for(heard.intent)
     if turn.retiree is None and not state.registered and heard.intent not in WITHOUT_REGISTRATION:
         if handler is not None and heard.intent in REQUEST_INTENTS:
@@ -242,7 +254,7 @@ def _route(turn: Turn) -> None:
             turn.ask("greeting.known", name=turn.retiree.name)
         else:
             turn.ask("greeting.unknown")
-    elif heard.intent == "goodbye" or (heard.deny and state.cases):
+    elif heard.intent == "goodbye":
         _goodbye(turn)
     elif heard.intent in ("affirm", "deny"):
         turn.ask("greeting.unknown")
@@ -252,7 +264,7 @@ def _route(turn: Turn) -> None:
 
 def _start(turn: Turn, handler: Handler, heard: Heard) -> None:
     turn.heard = heard
-    task = turn.task_for(handler, said=heard.text)
+    task = turn.task_for(handler, said=heard.said)
     turn.state.task = task
     handler.start(turn, task)
     _after_task(turn)
@@ -261,8 +273,8 @@ def _start(turn: Turn, handler: Handler, heard: Heard) -> None:
 def _not_understood(turn: Turn) -> None:
     state, config = turn.state, turn.services.dialogue
     state.fallbacks += 1
-    if turn.heard.text:
-        state.unclear.append(turn.heard.text)
+    if turn.heard.said:
+        state.unclear.append(turn.heard.said)
     if state.fallbacks < config.max_fallbacks:
         turn.ask("fallback.again")
         return
@@ -345,8 +357,8 @@ def _on_emergency_check(turn: Turn) -> None:
         return
     # Yes, or anything but a clear no: an emergency must not wait on a misunderstanding.
     original = _heard_from(check)
-    if heard.text and not heard.affirm:
-        original.text = f"{original.text}\n{heard.text}"
+    if heard.said and not heard.affirm:
+        original.said = f"{original.said}\n{heard.said}"
     _start_emergency(turn, original)
 
 
@@ -354,8 +366,16 @@ def _on_emergency_check(turn: Turn) -> None:
 
 
 def _switch_from(heard: Heard) -> Switch:
-    return Switch(intent=heard.intent, text=heard.text, entities=list(heard.entities))
+    return Switch(
+        intent=heard.intent, text=heard.text, said=heard.said, entities=list(heard.entities)
+    )
 
 
 def _heard_from(switch: Switch) -> Heard:
-    return Heard(text=switch.text, intent=switch.intent, confidence=1.0, entities=switch.entities)
+    return Heard(
+        text=switch.text,
+        said=switch.said or switch.text,
+        intent=switch.intent,
+        confidence=1.0,
+        entities=switch.entities,
+    )

@@ -173,7 +173,7 @@ class ConversationEngine:
                 if retiree is not None
                 else self.services.settings.default_language
             )
-        turn.heard = _understand(inbound, parse, turn.state)
+        turn.heard = _understand(inbound, parse, turn.state, self.services.dialogue)
         written = written_language(inbound.text)
         if written is not None:
             turn.state.lang = written
@@ -347,7 +347,9 @@ def _identify(session: Session, inbound: Inbound, row: ConversationState) -> Ret
     ).first()
 
 
-def _understand(inbound: Inbound, parse: dict[str, Any] | None, state: Dialogue) -> Heard:
+def _understand(
+    inbound: Inbound, parse: dict[str, Any] | None, state: Dialogue, config: DialogueConfig
+) -> Heard:
     """What the person meant: a chosen button or key (against the last question's choices),
     or the NLU's reading of the text."""
     offered = {value: label for value, label in state.choices}
@@ -355,19 +357,21 @@ def _understand(inbound: Inbound, parse: dict[str, Any] | None, state: Dialogue)
     if inbound.choice is not None and inbound.choice in offered:
         value = inbound.choice
     elif inbound.digits == "0" or (inbound.text.strip() == "0" and not offered):
-        return Heard(text=inbound.text or "0", intent="talk_to_human", confidence=1.0)
+        return Heard(text="0", said="0", intent="talk_to_human", confidence=1.0)
     else:
         typed = inbound.digits or inbound.text.strip()
         if typed.isdigit() and 1 <= int(typed) <= len(state.choices):
             value = state.choices[int(typed) - 1][0]
     if value is not None:
         intent = {YES: "affirm", NO: "deny"}.get(value, value.removeprefix("intent:"))
-        return Heard(text=offered[value], intent=intent, confidence=1.0, choice=value)
+        label = offered[value]
+        return Heard(text=label, said=label, intent=intent, confidence=1.0, choice=value)
     if parse is None:
-        return Heard(text=inbound.text.strip())
+        return Heard(text=inbound.text.strip(), said=inbound.text.strip())
     intent = parse["intent"]
     return Heard(
         text=parse["text"],
+        said=inbound.text.strip(),
         intent=intent["name"] or FALLBACK,
         confidence=float(intent.get("confidence") or 0.0),
         entities=list(parse.get("entities", [])),

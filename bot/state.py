@@ -43,6 +43,7 @@ class Switch(_State):
 
     intent: str
     text: str
+    said: str = ""
     entities: list[dict[str, Any]] = Field(default_factory=list)
 
 

@@ -58,7 +58,8 @@ class Services:
 class Heard:
     """What the person said this turn, understood: the NLU's parse, or a chosen button or key."""
 
-    text: str = ""
+    text: str = ""  # cleaned (entity offsets refer to it)
+    said: str = ""  # exactly as the person put it, for the record and for read-backs
     intent: str = FALLBACK
     confidence: float = 0.0
     entities: list[dict[str, Any]] = field(default_factory=list)
@@ -151,12 +152,12 @@ class Turn:
 
     def ask(self, key: str, choices: Sequence[Choice] = (), **params: Any) -> None:
         """Ask one question (at most one per turn); its choices answer the next turn's keys."""
-        self.ask_text(self.text(key, **params), choices)
+        self.ask_text(self.text(key, **params), choices, key=key)
 
-    def ask_text(self, text: str, choices: Sequence[Choice] = ()) -> None:
+    def ask_text(self, text: str, choices: Sequence[Choice] = (), *, key: str = "") -> None:
         self.replies.append(Reply(text, tuple(choices), language=self.lang))
         self.asked = True
-        asked = {"text": text, "choices": [[c.value, c.label] for c in choices]}
+        asked = {"key": key, "text": text, "choices": [[c.value, c.label] for c in choices]}
         self.state.choices = asked["choices"]
         self.state.last_ask = asked
         if self.state.task is not None:
@@ -166,8 +167,13 @@ class Turn:
         """Ask a stored question again; False when there is none."""
         if not asked:
             return False
-        self.ask_text(asked["text"], [Choice(v, label) for v, label in asked["choices"]])
+        choices = [Choice(v, label) for v, label in asked["choices"]]
+        self.ask_text(asked["text"], choices, key=asked.get("key", ""))
         return True
+
+    def last_asked(self, key: str) -> bool:
+        """Whether the previous turn's question was ``key``."""
+        return bool(self.state.last_ask) and self.state.last_ask.get("key") == key
 
     def choice(self, value: str, key: str, **params: Any) -> Choice:
         return Choice(value, self.text(key, **params))
@@ -253,4 +259,5 @@ class Turn:
             self.say("case.done_by", when=self.when(case.resolve_deadline))
 
     def task_for(self, handler: Handler, *, said: str = "") -> Task:
+        """A new task for ``handler``; ``said`` starts the record of what the person said."""
         return Task(handler=handler.name, said=[said] if said else [])

@@ -24,9 +24,11 @@ class DialogueConfig(BaseModel):
     max_fallbacks: int = Field(ge=1, le=5)
     max_silences: int = Field(ge=1, le=5)
     idle_minutes: int = Field(ge=1)
+    yes_no_confidence: float = Field(ge=0, le=1)
     dont_know: tuple[str, ...] = Field(min_length=1)
     myself: tuple[str, ...] = Field(min_length=1)
     corrections: tuple[str, ...] = Field(min_length=1)
+    nothing_more: tuple[str, ...] = Field(min_length=1)
 
 
 def load_dialogue(path: Path) -> DialogueConfig:

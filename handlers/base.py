@@ -62,7 +62,7 @@ class Slot:
             date = heard.entity("date")
             if date is not None:
                 return {"date": date["value"], "said": _span(heard.text, date)}
-            return {"said": heard.text.strip()} if answering and heard.text.strip() else None
+            return {"said": heard.said} if answering and heard.said else None
         if self.kind == SlotKind.AMOUNT:
             amount = heard.entity("amount")
             return amount["value"] if amount is not None else None
@@ -70,19 +70,19 @@ class Slot:
             hospital = heard.entity("hospital")
             if hospital is not None:
                 return hospital["value"]
-            return heard.text.strip() if answering and heard.text.strip() else None
+            return heard.said if answering and heard.said else None
         if self.kind == SlotKind.RELATION:
             relation = heard.entity("relation")
             if relation is not None:
                 return relation["value"]
             if answering and heard.says_any(turn.services.dialogue.myself):
                 return "self"
-            return heard.text.strip() if answering and heard.text.strip() else None
+            return heard.said if answering and heard.said else None
         if self.kind == SlotKind.PHONE:
             phone = heard.entity("phone_number")
             return phone["value"] if phone is not None else None
-        if answering and heard.text.strip():
-            return heard.text.strip()
+        if answering and heard.said.strip():
+            return heard.said.strip()
         return self._clause(turn) if self.words else None
 
     def _clause(self, turn: Turn) -> str | None:
@@ -159,8 +159,8 @@ class Handler:
 
     def answer(self, turn: Turn, task: Task) -> None:
         """The person answered the last question of this task."""
-        if turn.heard.text:
-            task.said.append(turn.heard.text)
+        if turn.heard.said:
+            task.said.append(turn.heard.said)
         if task.asking == CONFIRM:
             self.on_confirm(turn, task)
         elif task.asking == WHICH:
@@ -200,8 +200,8 @@ class Handler:
         if task.retries >= turn.services.dialogue.max_retries:
             task.retries = 0
             task.slots[slot.name] = UNKNOWN
-            if turn.heard.text:
-                task.data.setdefault("unclear", []).append(turn.heard.text)
+            if turn.heard.said:
+                task.data.setdefault("unclear", []).append(turn.heard.said)
             self.proceed(turn, task)
             return
         turn.say("not_understood")

@@ -23,7 +23,7 @@ class EmergencyHandler(Handler):
 
     def start(self, turn: Turn, task: Task) -> None:
         turn.hint(Hint.URGENT)
-        said = turn.heard.text
+        said = turn.heard.said
         earlier = self._open_emergency(turn)
         if earlier is not None:
             # Already filed in this conversation: add what was said, never a second alarm.
@@ -57,8 +57,8 @@ class EmergencyHandler(Handler):
     def answer(self, turn: Turn, task: Task) -> None:
         turn.hint(Hint.URGENT)
         case = actions.get_case(turn.session, task.case) if task.case else None
-        if case is not None and turn.heard.text:
-            actions.add_note(turn.session, case, RETIREE, turn.heard.text, now=turn.now)
+        if case is not None and turn.heard.said:
+            actions.add_note(turn.session, case, RETIREE, turn.heard.said, now=turn.now)
             turn.case_ids.append(case.id)
         task.done = True
         task.asking = None

@@ -29,6 +29,11 @@ _NAME_INTRO = re.compile(
     r"^(?:我的名字叫|我的名字是|我叫|我是|我姓|叫|my name is|i am|i'm|this is)\s*", re.IGNORECASE
 )
 
+# "我住在光明社区" → 光明社区
+_PLACE_INTRO = re.compile(
+    r"^(?:我家住在|我住在|我家在|住在|在|i live in|i live at|in|at)\s*", re.IGNORECASE
+)
+
 
 class RegistrationHandler(Handler):
     name = "registration"
@@ -48,8 +53,9 @@ class RegistrationHandler(Handler):
         self.proceed(turn, task)
 
     def on_slot_answer(self, turn: Turn, task: Task, slot: Slot) -> None:
-        if slot.name == "name" and turn.heard.text:
-            turn.heard.text = _NAME_INTRO.sub("", turn.heard.text.strip()) or turn.heard.text
+        intro = {"name": _NAME_INTRO, "place": _PLACE_INTRO}.get(slot.name)
+        if intro is not None and turn.heard.said:
+            turn.heard.said = intro.sub("", turn.heard.said) or turn.heard.said
         super().on_slot_answer(turn, task, slot)
 
     def finish(self, turn: Turn, task: Task) -> None:

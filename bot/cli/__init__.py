@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from bot.cli import cases, db, demo, nlu, retirees, serve, users
+from bot.cli import cases, chat, db, demo, nlu, retirees, serve, users
 
 app = typer.Typer(
     name="hotline",
@@ -19,6 +19,7 @@ app.add_typer(cases.app, name="cases")
 app.add_typer(nlu.app, name="nlu")
 app.command("seed-demo")(demo.seed_demo_command)
 app.command("serve")(serve.serve_command)
+app.command("chat")(chat.chat_command)
 
 
 @app.callback()
