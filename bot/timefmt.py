@@ -16,7 +16,9 @@ def _period(hour: int) -> str:
 
 
 def spoken_clock(moment: datetime, catalogs: Catalogs, lang: str) -> str:
-    hour12 = moment.hour % 12 or 12
+    hour12: int | str = moment.hour % 12 or 12
+    if moment.hour == 0:
+        hour12 = catalogs.text("time.midnight_hour", lang)  # 凌晨0点半 / 12:30 am
     params = {
         "period": catalogs.text(f"time.period.{_period(moment.hour)}", lang),
         "hour": hour12,

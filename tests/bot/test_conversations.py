@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
@@ -16,11 +15,6 @@ from storage.db import transaction
 from tests.bot.scripts import DEFAULT_START, Script, ScriptRunner, build_world, load_scripts
 
 SCRIPTS = load_scripts()
-
-
-@pytest.fixture(scope="session")
-def nlu_parser(trained_nlu_dir: Path) -> EmbeddedParser:
-    return EmbeddedParser.load(Settings(data_dir=trained_nlu_dir, _env_file=None))
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=[s.id for s in SCRIPTS])
