@@ -23,11 +23,11 @@ from bot import dialogue
 from bot.messages import Choice, Hint, Inbound, Reply
 from bot.state import Dialogue
 from bot.turn import NO, PHONE_CHANNELS, YES, Heard, Services, Turn, written_language
-from config.categories import CategoryConfig, get_categories
-from config.dialogue import DialogueConfig, get_dialogue
-from config.i18n import Catalogs, get_catalogs
+from config.categories import CategoryConfig, load_categories
+from config.dialogue import DialogueConfig, load_dialogue
+from config.i18n import load_catalogs
 from config.settings import Settings
-from handlers import handlers_by_intent, load_handlers
+from handlers import HandlerError, check_handlers, handlers_by_intent, load_handlers
 from nlu.intents import FALLBACK
 from nlu.parser import NluParser
 from storage.db import dialect_insert
@@ -73,13 +73,21 @@ class TurnResult:
         return Hint.END in self.hints
 
 
-def load_services(settings: Settings, catalogs: Catalogs | None = None) -> Services:
+def load_services(settings: Settings) -> Services:
+    """The configuration a turn needs, read from ``settings.config_dir`` and checked against the
+    handlers (each handler's category and texts must exist): raises ConfigError or HandlerError."""
+    folder = settings.config_dir
     handlers = load_handlers()
+    catalogs = load_catalogs(folder / "messages")
+    categories = load_categories(folder / "categories.yml")
+    problems = check_handlers(handlers, catalogs, categories)
+    if problems:
+        raise HandlerError("; ".join(problems))
     return Services(
         settings=settings,
-        catalogs=catalogs or get_catalogs(),
-        categories=get_categories(),
-        dialogue=get_dialogue(),
+        catalogs=catalogs,
+        categories=categories,
+        dialogue=load_dialogue(folder / "dialogue.yml"),
         handlers=handlers,
         by_intent=handlers_by_intent(handlers),
     )

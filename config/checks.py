@@ -4,6 +4,7 @@ is reported before anything runs, with the file and the key."""
 from __future__ import annotations
 
 from config.categories import load_categories
+from config.dialogue import load_dialogue
 from config.i18n import load_catalogs
 from config.settings import Settings
 
@@ -12,3 +13,4 @@ def check_configuration(settings: Settings) -> None:
     """Raise ConfigError naming the file and key of the first broken file."""
     load_categories(settings.config_dir / "categories.yml")
     load_catalogs(settings.config_dir / "messages")
+    load_dialogue(settings.config_dir / "dialogue.yml")

@@ -7,9 +7,11 @@ import uvicorn
 
 from bot.app import create_app
 from bot.cli.common import current_settings
+from bot.engine import load_services
 from config.checks import check_configuration
 from config.loader import ConfigError
 from config.logging import configure_logging
+from handlers import HandlerError
 from storage.db import make_engine
 from storage.migrate import upgrade
 
@@ -24,7 +26,8 @@ def serve_command(
     configure_logging(settings.log_level, settings.log_json)
     try:
         check_configuration(settings)
-    except ConfigError as exc:
+        load_services(settings)  # the handlers' categories and texts
+    except (ConfigError, HandlerError) as exc:
         typer.echo(f"error: configuration: {exc}", err=True)
         raise typer.Exit(1) from exc
     engine = make_engine(settings.effective_database_url, pool_timeout=5)
