@@ -77,6 +77,14 @@ def _continue_task(turn: Turn, task: Task) -> None:
         _file_unfinished(turn, task)
         _start(turn, turn.handler(TALK_TO_HUMAN), heard)
         return
+    if heard.choice is None and len(heard.said) < MIN_SWITCH_CHARS:
+        # "你好" or "谢谢" while a question is open: answer politely and ask again.
+        if heard.intent == "greet" and heard.confidence >= config.switch_confidence:
+            _resume_question(turn, task, "greeting.again")
+            return
+        if heard.said.strip(" 。.!！,，").lower() in config.thanks:
+            _resume_question(turn, task, "you_are_welcome")
+            return
     if sure and heard.intent == "cancel" and task.handler != "cancel" and task.case is None:
         turn.state.switch = Switch(intent=ABANDON, text=heard.text)
         turn.ask("abandon.confirm", turn.yes_no())

@@ -74,15 +74,22 @@ _CASE_NUMBER = re.compile(r"(?<!\d)(\d{4})-(\d{6})(?!\d)")  # \b fails next to C
 _SPOKEN_SEPARATOR = {"zh": "杠", "en": "dash"}
 
 
+# A phone number: seven or more digits, perhaps after +86 (which a caller does not say).
+_PHONE_NUMBER = re.compile(r"(?<![\d-])(?:\+86)?(\+?\d{7,15})(?![\d-])")
+
+
 def speak_digits(text: str, language: str) -> str:
-    """Case numbers read digit by digit, as a voice reply should say them:
-    2026-000123 → "2 0 2 6 杠 0 0 0 1 2 3"."""
+    """Case and phone numbers read digit by digit, as a voice reply should say them:
+    2026-000123 → "2 0 2 6 杠 0 0 0 1 2 3"; +8613912345678 → "1 3 9 1 2 3 4 5 6 7 8"."""
     separator = _SPOKEN_SEPARATOR.get(language, _SPOKEN_SEPARATOR["zh"])
 
     def spoken(match: re.Match[str]) -> str:
         return f"{' '.join(match.group(1))} {separator} {' '.join(match.group(2))}"
 
-    return _CASE_NUMBER.sub(spoken, text)
+    def phone(match: re.Match[str]) -> str:
+        return " ".join(match.group(1).lstrip("+"))
+
+    return _PHONE_NUMBER.sub(phone, _CASE_NUMBER.sub(spoken, text))
 
 
 def render(reply: Reply, style: Style, catalogs: Catalogs) -> str:

@@ -29,6 +29,7 @@ class DialogueConfig(BaseModel):
     myself: tuple[str, ...] = Field(min_length=1)
     corrections: tuple[str, ...] = Field(min_length=1)
     nothing_more: tuple[str, ...] = Field(min_length=1)
+    thanks: tuple[str, ...] = Field(min_length=1)
 
 
 def load_dialogue(path: Path) -> DialogueConfig:

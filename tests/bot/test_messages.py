@@ -49,6 +49,12 @@ def test_keypad_digit_picks_a_choice(digits: str, value: str | None) -> None:
     assert (chosen.value if chosen else None) == value
 
 
+def test_voice_reads_phone_numbers_digit_by_digit() -> None:
+    assert speak_digits("电话+8613912345678。对吗？", "zh") == "电话1 3 9 1 2 3 4 5 6 7 8。对吗？"
+    assert speak_digits("phone 13912345678.", "en") == "phone 1 3 9 1 2 3 4 5 6 7 8."
+    assert speak_digits("家里电话 84561234", "zh") == "家里电话 8 4 5 6 1 2 3 4"
+
+
 def test_speak_digits_leaves_other_numbers_alone() -> None:
     assert speak_digits("三百五十块，350元", "zh") == "三百五十块，350元"
     assert speak_digits("2026-000123和2026-000124", "zh").count("杠") == 2
