@@ -53,7 +53,7 @@ def test_two_handlers_for_one_intent_are_refused() -> None:
         name = "two"
         intents = ("greet",)
 
-    with pytest.raises(HandlerError, match="'greet' is served by both one and two"):
+    with pytest.raises(HandlerError, match=r"'greet' is served by both one and two"):
         handlers_by_intent({"one": One(), "two": Two()})
 
 
@@ -63,5 +63,5 @@ def test_start_up_refuses_a_deployment_that_deleted_a_handler_text(tmp_path: Pat
     for lang in ("zh", "en"):
         path = config / "messages" / lang / "medication_reimbursement.yml"
         path.write_text(path.read_text(encoding="utf-8").replace("  read_back:", "  readback:"))
-    with pytest.raises(HandlerError, match="medication_reimbursement.read_back"):
+    with pytest.raises(HandlerError, match=r"medication_reimbursement\.read_back"):
         load_services(Settings(config_dir=config, _env_file=None))

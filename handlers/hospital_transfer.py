@@ -1,0 +1,300 @@
+"""Hospital admission and transfer paperwork (办理住院、转院手续): who the patient is, the hospital
+they are in now (none for an admission), the hospital they go to, the day, and whether a car or
+someone to go along is needed.
+
+Two hospitals in one sentence are told apart by the words in front of them (从/在 X: where the
+patient is now; 转到/去/到 X: where they go); with no such words the first one named is the
+current hospital and the second the destination. "还没住院" / "在家" is an answer to "which
+hospital is the patient in now": the value NOT_IN_HOSPITAL, and the request is an admission.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+from bot.state import CONFIRM, UNKNOWN, Task
+from bot.turn import Heard, Turn
+from handlers.base import Handler, Option, Slot, SlotKind
+
+# The value of `current` when the patient is not in any hospital yet (an admission). Stored as
+# is in the case's slots, so staff tools can tell it from a hospital's name.
+NOT_IN_HOSPITAL = "not_in_hospital"
+CURRENT, DESTINATION = "current", "destination"
+
+# Words that say the patient is not in hospital yet (an answer, or part of the first sentence).
+NOT_IN_HOSPITAL_WORDS = (
+    *("还没住院", "没住院", "没有住院", "还没住上", "还没住进", "没住进", "还没进医院", "在家"),
+    *("not in hospital", "not in the hospital", "not in a hospital", "not admitted", "at home"),
+)
+# Short answers to "which hospital is the patient in now" that mean none (only as an answer).
+NONE_YET_WORDS = ("还没", "没有", "没呢", "不在医院", "not yet", "none", "no")
+# Words of a first sentence asking for an admission (no hospital stay yet): 办住院, 想住院.
+ADMISSION_WORDS = (
+    *("办住院", "要住院", "想住院", "去住院", "住院手续", "住院证", "住进", "入院", "办个住院"),
+    *("be admitted", "get admitted", "admission"),
+)
+# Words of a transfer or discharge: the patient is in a hospital already.
+IN_HOSPITAL_WORDS = ("转", "出院", "住着", "transfer", "move", "discharge")
+
+# The words right in front of a hospital's name that say which one it is (the last one wins).
+_CUES: dict[str, str] = {
+    **dict.fromkeys(("在", "从", "由", "住在", "现在在"), CURRENT),
+    **dict.fromkeys(
+        ("转到", "转去", "转往", "转入", "转至", "转", "去", "到", "住进", "进", "送到", "送去"),
+        DESTINATION,
+    ),
+    **dict.fromkeys(("from", "at", "in"), CURRENT),
+    **dict.fromkeys(("to", "into"), DESTINATION),
+}
+_CLAUSE_END = re.compile(r"[,，。.;；!！?？]")
+
+# Who the patient is: "我自己" in a first sentence; short forms the relation table lacks.
+SELF_WORDS = ("我自己", "本人", "myself")
+KIN_SHORT = {"我哥": "sibling", "我姐": "sibling", "我弟": "sibling", "我妹": "sibling"}
+
+# The transport and escort answer ("要车也要人陪", "不用车，要人陪").
+CAR_WORDS = ("车", "接送", "car", "ambulance", "drive", "lift", "ride")
+ESCORT_WORDS = ("陪", "跟着", "照应", "escort", "accompany", "go with", "come with", "someone")
+NEGATIONS = (
+    *("不用", "不要", "不需要", "用不着", "没必要", "不是"),
+    *("no", "not", "don't", "do not", "without", "nobody", "no one"),
+)
+BOTH_WORDS = ("都要", "都需要", "两个都", "车和人", "both")
+NONE_WORDS = (
+    *("都不用", "都不要", "不用", "不要", "不需要", "用不着", "自己去", "家里人送", "孩子送"),
+    *("neither", "none", "no need", "don't need", "do not need", "nothing"),
+)
+# Family who drive or go along themselves ("儿子开车送"): no car, no escort from us.
+_FAMILY_DOES = re.compile(
+    r"(?:家里人|孩子|儿子|女儿|闺女|儿媳|女婿|孙子|老伴|自己|我们)(?:会|能|可以|来)?(?:开车|送|陪|带|接)"
+    r"|\b(?:family|my son|my daughter|my wife|my husband|we)\b(?:\s+(?:will|can))?\s+"
+    r"(?:drive|take|go|bring)",
+    re.IGNORECASE,
+)
+_PARTS = re.compile(r"[,，。.;；!！?？]|也|但|可是|\bbut\b|\band\b", re.IGNORECASE)
+
+# The first sentence or the date said means it must be done within a day.
+SOON_WORDS = ("马上", "立刻", "现在就", "今天", "今晚", "明天", "越快越好")
+_SOON_EN = re.compile(r"\b(today|tonight|tomorrow|right away|right now|asap)\b", re.IGNORECASE)
+
+
+def _has(text: str, word: str) -> bool:
+    """``word`` in ``text``: a substring for Chinese, a whole word for English."""
+    if word.isascii():
+        return re.search(rf"\b{re.escape(word)}\b", text, re.IGNORECASE) is not None
+    return word in text
+
+
+def _has_any(text: str, words: tuple[str, ...]) -> bool:
+    return any(_has(text, word) for word in words)
+
+
+def _cue(before: str) -> str | None:
+    """The role the last cue word in ``before`` (the words in front of a hospital) gives."""
+    best: tuple[int, int, str] | None = None
+    lowered = before.lower()
+    for word, role in _CUES.items():
+        pattern = rf"\b{re.escape(word)}\b" if word.isascii() else re.escape(word)
+        for match in re.finditer(pattern, lowered):
+            key = (match.end(), len(word), role)
+            if best is None or key[:2] > best[:2]:
+                best = key
+    return best[2] if best else None
+
+
+def place_hospitals(heard: Heard) -> tuple[dict[str, str], list[str]]:
+    """The hospitals named in ``heard`` by role ({current, destination}), and those whose role
+    the words do not tell (one hospital named without 在/转到 in front of it)."""
+    found = sorted(heard.entities_of("hospital"), key=lambda e: e["start"])[:2]
+    roles: list[str | None] = []
+    previous_end = 0
+    for entity in found:
+        before = heard.text[previous_end : entity["start"]]
+        before = _CLAUSE_END.split(before)[-1]
+        roles.append(_cue(before))
+        previous_end = entity["end"]
+    values = [str(e["value"]) for e in found]
+    if len(found) == 2:
+        if roles[0] == roles[1]:  # no words tell, or both say the same: the order tells
+            roles = [CURRENT, DESTINATION]
+        elif roles[0] is None:
+            roles[0] = CURRENT if roles[1] == DESTINATION else DESTINATION
+        elif roles[1] is None:
+            roles[1] = CURRENT if roles[0] == DESTINATION else DESTINATION
+    placed = {role: value for role, value in zip(roles, values, strict=True) if role}
+    loose = [value for role, value in zip(roles, values, strict=True) if role is None]
+    return placed, loose
+
+
+@dataclass(frozen=True)
+class HospitalSlot(Slot):
+    """A hospital in one role: the words in front of a name say whether it is this one."""
+
+    role: str = CURRENT
+
+    def extract(self, turn: Turn, *, answering: bool) -> Any | None:
+        heard = turn.heard
+        if heard.choice is not None:  # a button's label ("要去的医院") names no hospital
+            return None
+        if answering and self.optional and heard.says_any(turn.services.dialogue.dont_know):
+            return UNKNOWN
+        placed, loose = place_hospitals(heard)
+        if self.role == CURRENT and CURRENT not in placed:
+            if _has_any(heard.text, NOT_IN_HOSPITAL_WORDS):
+                return NOT_IN_HOSPITAL
+            if answering and not loose and _has_any(heard.text, NONE_YET_WORDS):
+                return NOT_IN_HOSPITAL
+        if self.role in placed:
+            return placed[self.role]
+        if not answering:
+            return None
+        if loose:
+            return loose[0]
+        if placed:  # only the other hospital was named ("转到省医院" for "where is he now")
+            return None
+        return heard.text.strip() or None
+
+
+@dataclass(frozen=True)
+class PatientSlot(Slot):
+    """Who the patient is: a relation, "self", or the person's own words ("我家老王")."""
+
+    def extract(self, turn: Turn, *, answering: bool) -> Any | None:
+        heard = turn.heard
+        if heard.choice is not None:  # a button's label is not who the patient is
+            return None
+        relation = heard.entity("relation")
+        if relation is not None:
+            return relation["value"]
+        for word, value in KIN_SHORT.items():
+            if word in heard.text:
+                return value
+        if _has_any(heard.text, SELF_WORDS):
+            return "self"
+        if not answering:
+            return None
+        if heard.says_any(turn.services.dialogue.myself):
+            return "self"
+        return heard.text.strip() or None
+
+
+@dataclass(frozen=True)
+class TransportSlot(Slot):
+    """A car, someone to go along, both or neither: each part of the answer says yes or no to
+    the car and to the escort ("不用车，要人陪" is an escort)."""
+
+    def extract(self, turn: Turn, *, answering: bool) -> Any | None:
+        heard = turn.heard
+        if heard.choice is not None:  # a button or key: one of ours, or a label of something else
+            return heard.choice if heard.choice in {o.value for o in self.options} else None
+        text = heard.text.replace("不对", "").lower()
+        car = escort = None
+        for part in _PARTS.split(text):
+            negated = _has_any(part, NEGATIONS) or _FAMILY_DOES.search(part) is not None
+            if _has_any(part, CAR_WORDS):
+                car = not negated
+            if _has_any(part, ESCORT_WORDS):
+                escort = not negated
+        named = car is not None or escort is not None
+        if (answering or named) and _has_any(text, BOTH_WORDS) and not _has_any(text, NEGATIONS):
+            return "both"  # "车和人都要"
+        if named:
+            if car and escort:
+                return "both"
+            return "car" if car else "escort" if escort else "none"
+        # Without a car or an escort named, "都要" / "不用" only answer the question itself
+        # (in a first sentence "要不要" is not an answer).
+        if answering and _FAMILY_DOES.search(text):
+            return "none"
+        if answering and _has_any(text, NONE_WORDS):
+            return "none"
+        return None
+
+
+class HospitalTransferHandler(Handler):
+    name = "hospital_transfer"
+    intents = ("hospital_transfer",)
+    category = "hospital_transfer"
+    slots = (
+        PatientSlot("patient", SlotKind.RELATION),
+        HospitalSlot("current", SlotKind.HOSPITAL, optional=True, role=CURRENT),
+        HospitalSlot("destination", SlotKind.HOSPITAL, optional=True, role=DESTINATION),
+        Slot("when", SlotKind.WHEN, optional=True),
+        TransportSlot(
+            "transport",
+            SlotKind.OPTION,
+            options=(Option("car"), Option("escort"), Option("both"), Option("none")),
+        ),
+    )
+
+    def prefill(self, turn: Turn, task: Task) -> None:
+        super().prefill(turn, task)
+        heard = turn.heard
+        # One hospital and no words in front of it: in a transfer it is the one the patient
+        # is in ("市一院让转院"); otherwise the one to go into ("市一院住院手续咋办").
+        _, loose = place_hospitals(heard)
+        if loose:
+            transfer = _has_any(heard.text, IN_HOSPITAL_WORDS)
+            role = CURRENT if transfer and task.missing(CURRENT) else DESTINATION
+            if task.missing(role):
+                task.slots[role] = loose[0]
+        # An admission: nobody is in hospital yet, so "which hospital now" is not asked.
+        if (
+            task.missing(CURRENT)
+            and _has_any(heard.text, ADMISSION_WORDS)
+            and not _has_any(heard.text, IN_HOSPITAL_WORDS)
+        ):
+            task.slots[CURRENT] = NOT_IN_HOSPITAL
+
+    def admission(self, task: Task) -> bool:
+        return task.slots.get(CURRENT) == NOT_IN_HOSPITAL
+
+    def ask_slot(self, turn: Turn, task: Task, slot: Slot) -> None:
+        if slot.name == DESTINATION and self.admission(task):
+            task.asking = slot.name
+            turn.ask(f"{self.name}.ask.destination_admission")
+            return
+        super().ask_slot(turn, task, slot)
+
+    def read_back(self, turn: Turn, task: Task) -> None:
+        if not self.admission(task):
+            super().read_back(turn, task)
+            return
+        task.asking = CONFIRM
+        turn.ask(f"{self.name}.read_back_admission", turn.yes_no(), **self.displays(turn, task))
+
+    def display(self, turn: Turn, slot: Slot, value: Any, lang: str | None = None) -> str:
+        if slot.name == CURRENT and value == NOT_IN_HOSPITAL:
+            return turn.text(f"{self.name}.not_in_hospital", lang)
+        return super().display(turn, slot, value, lang)
+
+    def summary(self, turn: Turn, task: Task) -> str:
+        shown = self.displays(turn, task, turn.staff_lang)
+        if task.slots.get("patient") == "self":  # staff read "the retiree", not "您本人"
+            shown["patient"] = turn.text(f"{self.name}.patient_self", turn.staff_lang)
+        return turn.text(f"{self.name}.summary", turn.staff_lang, **shown)
+
+    def details(self, turn: Turn, task: Task) -> dict[str, Any]:
+        details = super().details(turn, task)
+        details["request"] = "admission" if self.admission(task) else "transfer"
+        return details
+
+    def raise_for(self, turn: Turn, task: Task) -> list[str]:
+        """Needed today or tomorrow: one level up (a bed or a transfer does not wait)."""
+        when = task.slots.get("when")
+        if not isinstance(when, dict):
+            return []
+        if when.get("date"):
+            today = turn.now.astimezone(turn.services.tz).date()
+            day = date.fromisoformat(when["date"])
+            return ["needed_within_a_day"] if today <= day <= today + timedelta(days=1) else []
+        said = str(when.get("said", ""))
+        if _has_any(said, SOON_WORDS) or _SOON_EN.search(said):
+            return ["needed_within_a_day"]
+        return []
+
+
+HANDLER = HospitalTransferHandler()

@@ -1,0 +1,190 @@
+"""Policy questions (养老金啥时候发): the deployment's own answer from config/faq.yml when it has
+one for the topic, then "do you still want staff to call you back?"; otherwise a call-back case
+with the question, so staff answer it. Nothing is ever made up: no configured answer, no answer.
+
+"我想咨询一下政策" names no topic: the person is asked once what they want to know.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import structlog
+
+from bot.state import UNKNOWN, Task
+from bot.turn import NO, YES, Turn
+from config.faq import get_faq
+from config.loader import ConfigError
+from handlers.base import Handler, Slot, SlotKind
+from nlu.text import clean_text, normalize_for_model
+from storage.models import Case
+
+log = structlog.get_logger(__name__)
+
+QUESTION, CALL_BACK = "question", "call_back"
+FAQ_FILE = "faq.yml"
+
+# Words that ask about "policy" in general; a sentence of only these names no topic.
+GENERIC = (
+    *("咨询", "政策", "问问", "问一下", "请问", "了解", "打听", "想知道", "问题", "事情", "情况"),
+    *(
+        "方面",
+        "关于",
+        "有关",
+        "相关",
+        "一下",
+        "有个",
+        "有一个",
+        "有些",
+        "你好",
+        "您好",
+        "那个",
+        "这个",
+        "就是",
+    ),
+    *("我们", "你们", "我", "想", "要", "问", "事", "的", "个", "些", "下", "有", "点", "嗯"),
+    *("啊", "吧", "呢", "呀", "了", "一", "能", "吗", "么"),
+)
+GENERIC_EN = {
+    *("i", "i'd", "i'm", "want", "would", "like", "to", "ask", "about", "a", "an", "the"),
+    *("question", "questions", "policy", "policies", "have", "has", "some", "hello", "hi"),
+    *("please", "know", "something", "need", "information", "info", "on", "can", "you"),
+    *("tell", "me", "my", "there", "is", "got", "query", "enquiry", "inquiry", "few"),
+}
+# At "do you still want a call back?": the words of a yes or a no (a no is looked for first).
+NO_WORDS = ("不用", "不要", "不需要", "没有", "没事", "知道了", "明白了", "清楚了")
+NO_WORDS_EN = {"no", "not", "don't", "nope", "fine", "understood"}
+YES_WORDS = ("要", "需要", "回电话", "打电话", "打过来")
+YES_WORDS_EN = {"yes", "yeah", "please", "ok", "okay", "call"}
+_WORD = re.compile(r"[a-z']+")
+_HAN = re.compile(r"[\u3400-\u9fff]")
+
+
+class PolicyQuestionHandler(Handler):
+    name = "policy_question"
+    intents = ("policy_question",)
+    category = "policy_question"
+    confirm = False
+    slots = (Slot(QUESTION, SlotKind.TEXT, prefill=False),)
+
+    def start(self, turn: Turn, task: Task) -> None:
+        heard = turn.heard
+        if not names_topic(heard.text) and self._topic(turn, heard.text) is None:
+            self.ask_slot(turn, task, self.slot(QUESTION))
+            return
+        self._question(turn, task)
+
+    def on_slot_answer(self, turn: Turn, task: Task, slot: Slot) -> None:
+        """What they want to know (asked once; whatever they say is the question)."""
+        self._question(turn, task)
+
+    def on_step(self, turn: Turn, task: Task) -> None:
+        """The answer to "do you still want staff to call you back?"."""
+        heard, config = turn.heard, turn.services.dialogue
+        another = heard.intent == self.intents[0] and heard.confidence >= config.switch_confidence
+        if heard.choice is None and another and names_topic(heard.text):
+            task.data.pop("topic", None)  # a new question: the last one was answered
+            self._question(turn, task)
+            return
+        words = set(_WORD.findall(heard.text.lower()))
+        says_no = heard.says_any(NO_WORDS) or bool(words & NO_WORDS_EN)
+        says_yes = heard.says_any(YES_WORDS) or bool(words & YES_WORDS_EN)
+        if heard.deny or (heard.choice is None and not heard.affirm and says_no):
+            task.done = True
+            task.asking = None
+            turn.say("policy_question.no_call_back")
+        elif heard.affirm or (heard.choice is None and says_yes):
+            self.finish(turn, task)
+        else:
+            task.retries += 1
+            if task.retries >= config.max_retries:
+                task.data["unconfirmed"] = True  # unsure: a call-back costs less than no answer
+                self.finish(turn, task)
+                return
+            turn.say("not_understood")
+            self._ask_call_back(turn, task)
+
+    def proceed(self, turn: Turn, task: Task) -> None:
+        if task.asking == CALL_BACK:
+            self._ask_call_back(turn, task)
+        elif task.missing(QUESTION):
+            self.ask_slot(turn, task, self.slot(QUESTION))
+        else:
+            self.finish(turn, task)
+
+    def file_incomplete(self, turn: Turn, task: Task) -> Case | None:
+        """Gone after an answer from the FAQ: answered, nothing to file. Gone before: the
+        question (or what was said) is filed for a call-back."""
+        if task.data.get("topic") and not task.done:
+            task.done = True
+            return None
+        return super().file_incomplete(turn, task)
+
+    # -- answering ---------------------------------------------------------------------------
+
+    def _question(self, turn: Turn, task: Task) -> None:
+        task.retries = 0
+        task.slots[QUESTION] = turn.heard.said.strip() or turn.heard.text.strip() or UNKNOWN
+        topic = self._topic(turn, turn.heard.text)
+        if topic is None:
+            self.finish(turn, task)
+            return
+        task.data["topic"] = topic
+        faq = get_faq(turn.services.settings.config_dir / FAQ_FILE)
+        turn.say("policy_question.answer", answer=faq.answer(topic, turn.lang))
+        self._ask_call_back(turn, task)
+
+    def _ask_call_back(self, turn: Turn, task: Task) -> None:
+        task.asking = CALL_BACK
+        choices = [
+            turn.choice(YES, "policy_question.call_back.yes"),
+            turn.choice(NO, "policy_question.call_back.no"),
+        ]
+        turn.ask("policy_question.ask.call_back", choices)
+
+    def _topic(self, turn: Turn, text: str) -> str | None:
+        """The FAQ topic of ``text``; None when the deployment has no answer for it (or its
+        FAQ file is broken: then staff answer, and the log says why)."""
+        path = turn.services.settings.config_dir / FAQ_FILE
+        try:
+            faq = get_faq(path)
+        except ConfigError as exc:
+            log.error("faq_unreadable", error=str(exc))
+            return None
+        return faq.match(normalize_for_model(clean_text(text)[0]))
+
+    # -- the call-back case ------------------------------------------------------------------
+
+    def summary(self, turn: Turn, task: Task) -> str:
+        question = task.slots.get(QUESTION, UNKNOWN)
+        if question == UNKNOWN:
+            question = " / ".join(task.said) or turn.text("unknown_value", turn.staff_lang)
+        return turn.text("policy_question.summary", turn.staff_lang, question=question)
+
+    def details(self, turn: Turn, task: Task) -> dict[str, Any]:
+        details = super().details(turn, task)
+        if task.data.get("topic"):
+            details["faq_topic"] = task.data["topic"]  # the FAQ answer was given first
+        return details
+
+    def acknowledge(self, turn: Turn, task: Task, case: Case) -> None:
+        if task.data.get("topic"):
+            turn.say("policy_question.call_back_filed")
+        else:
+            turn.say("policy_question.filed")
+        turn.acknowledge(case)
+
+
+def names_topic(text: str) -> bool:
+    """Whether ``text`` says what the question is about, beyond "a question about policy"."""
+    lowered = text.lower()
+    rest = lowered
+    for word in sorted(GENERIC, key=len, reverse=True):
+        rest = rest.replace(word, "")
+    if len(_HAN.findall(rest)) >= 2:
+        return True
+    return any(len(w) >= 3 and w not in GENERIC_EN for w in _WORD.findall(lowered))
+
+
+HANDLER = PolicyQuestionHandler()
