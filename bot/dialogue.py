@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import cast
 
 from bot.state import Switch, Task
-from bot.turn import Heard, Turn
-from handlers.base import Handler, SlotKind
+from bot.turn import NO, YES, Heard, Turn
+from handlers.base import Handler, Slot, SlotKind
 from handlers.callback import CallbackHandler
 from handlers.talk_to_human import TalkToHumanHandler
 from nlu.intents import REQUEST_INTENTS
@@ -28,6 +28,8 @@ LEAVING = "_leaving"
 OFFER_PERSON = "_offer_person"
 # What an unknown sender may do without registering first.
 WITHOUT_REGISTRATION = {EMERGENCY, TALK_TO_HUMAN, "goodbye"}
+# Slots that free words answer (so almost anything said can be the answer).
+FREE_WORDS = {SlotKind.TEXT, SlotKind.WHEN, SlotKind.HOSPITAL, SlotKind.RELATION}
 # A shorter answer to an open question is taken as the answer, whatever it sounds like.
 MIN_SWITCH_CHARS = 6
 # Inbound metadata "event" a channel sends when a hand-over found nobody (phone: no answer).
@@ -50,11 +52,15 @@ def respond(turn: Turn) -> None:
         _on_emergency_check(turn)
         return
     if heard.intent == EMERGENCY and _emergency_counts(turn):
-        if heard.ruled or heard.confidence >= turn.services.dialogue.emergency_confirm_below:
+        config = turn.services.dialogue
+        sure = heard.ruled or heard.confidence >= config.emergency_confirm_below
+        if sure and not _question_open(turn):
             _start_emergency(turn, heard)
         else:
+            # An uncertain guess, or the model alone while a question is open ("马上" answering
+            # "when?"): ask once; anything but a clear no is then treated as an emergency.
             state.emergency_check = _switch_from(heard)
-            turn.ask("emergency.check", turn.yes_no())
+            turn.ask("emergency.check", turn.yes_no(), remember=False)
         return
     if state.switch is not None:
         _on_switch(turn)
@@ -85,21 +91,52 @@ def _continue_task(turn: Turn, task: Task) -> None:
         if heard.said.strip(" 。.!！,，").lower() in config.thanks:
             _resume_question(turn, task, "you_are_welcome")
             return
-    if sure and heard.intent == "cancel" and task.handler != "cancel" and task.case is None:
+    if heard.intent == "cancel" and task.handler != "cancel" and _asked_yes_no(turn):
+        heard.intent = "deny"  # "不用了" to "do you need a call back?" is a no
+    cancels = sure and heard.intent == "cancel" and task.handler != "cancel"
+    if cancels and task.case is None and _drops_request(turn, task, handler):
         turn.state.switch = Switch(intent=ABANDON, text=heard.text)
-        turn.ask("abandon.confirm", turn.yes_no())
+        turn.ask("abandon.confirm", turn.yes_no(), remember=False)
         return
     if sure and heard.intent == "goodbye" and task.case is None:
+        if not handler.ask_before_leaving:
+            task.done = True
+            _goodbye(turn)
+            return
         turn.state.switch = Switch(intent=LEAVING, text=heard.text)
-        turn.ask("leaving.file_first", turn.yes_no())
+        turn.ask("leaving.file_first", turn.yes_no(), remember=False)
         return
     if _offers_switch(turn, task, handler):
         turn.state.switch = _switch_from(heard)
         kind = turn.handler_for(heard.intent)
-        turn.ask("switch.confirm", turn.yes_no(), kind=turn.category_name(kind.category))
+        assert kind is not None
+        turn.ask("switch.confirm", turn.yes_no(), remember=False, kind=kind.kind_name(turn))
         return
     handler.answer(turn, task)
     _after_task(turn)
+
+
+def _open_slot(task: Task, handler: Handler) -> Slot | None:
+    if task.asking and handler.has_slot(task.asking):
+        return handler.slot(task.asking)
+    return None
+
+
+def _asked_yes_no(turn: Turn) -> bool:
+    return [value for value, _ in turn.state.choices] == [YES, NO]
+
+
+def _drops_request(turn: Turn, task: Task, handler: Handler) -> bool:
+    """Whether "cancel" means dropping the request, not answering its question ("不用了" for
+    whether a car is needed, "志愿者不来了" for what a complaint is about)."""
+    slot = _open_slot(task, handler)
+    if slot is None:
+        return True
+    if slot.extract(turn, answering=False) is not None:
+        return False
+    if slot.kind in FREE_WORDS:
+        return turn.heard.says_any(turn.services.dialogue.abandon_words)
+    return True
 
 
 def _offers_switch(turn: Turn, task: Task, handler: Handler) -> bool:
@@ -108,10 +145,12 @@ def _offers_switch(turn: Turn, task: Task, handler: Handler) -> bool:
     new = turn.handler_for(heard.intent) if heard.choice is None else None
     if new is None or new.name == handler.name or heard.intent not in REQUEST_INTENTS:
         return False
+    if heard.intent == EMERGENCY:
+        return False  # emergencies are never "another matter" (see _emergency_counts)
     if task.handler == REGISTRATION:
         return False  # the request is taken after registration (see _route)
-    asking = handler.slot(task.asking) if task.asking and handler.has_slot(task.asking) else None
-    if asking is not None and asking.kind != SlotKind.OPTION and asking.kind != SlotKind.AMOUNT:
+    asking = _open_slot(task, handler)
+    if asking is not None and asking.kind in FREE_WORDS:
         # Free words answer this question ("住院的" for what the bills are for), so only a very
         # sure request that says more than a short answer and none of the slot's words counts.
         if asking.words and heard.says_any(asking.words):
@@ -120,7 +159,10 @@ def _offers_switch(turn: Turn, task: Task, handler: Handler) -> bool:
             return False
         return heard.confidence >= config.switch_confidence_free_text
     if asking is not None and asking.extract(turn, answering=False) is not None:
-        return False
+        # A word of one of the choices is in it ("派人" of "派人来拿"); only a long and very sure
+        # request of another kind ("我家水管漏水了，能派人来修一下吗") is a new one.
+        long = len(heard.text.strip()) >= 2 * MIN_SWITCH_CHARS
+        return long and heard.confidence >= config.switch_confidence_free_text
     return heard.confidence >= config.switch_confidence
 
 
@@ -210,7 +252,7 @@ def _after_task(turn: Turn) -> None:
 
 def _resume_suspended(turn: Turn, task: Task) -> None:
     handler = turn.handler(task.handler)
-    turn.say("switch.resume", kind=turn.category_name(handler.category))
+    turn.say("switch.resume", kind=handler.kind_name(turn))
     if not turn.repeat(task.data.get("last_ask")):
         handler.proceed(turn, task)
 
@@ -235,11 +277,15 @@ def _file_unfinished(turn: Turn, task: Task, *, acknowledge: bool = False) -> No
 
 def _declines(turn: Turn) -> bool:
     """No (more), thanks: a no, a goodbye, or "没了" as the answer to a yes/no question."""
-    heard = turn.heard
-    if heard.deny or heard.intent in ("goodbye", "cancel"):
+    heard, config = turn.heard, turn.services.dialogue
+    if heard.deny or heard.intent == "goodbye":
         return True
-    said = heard.said.strip(" 。.!！,，").lower()
-    return said in turn.services.dialogue.nothing_more
+    said = heard.said.lower()
+    for word in config.thanks:
+        said = said.replace(word.lower(), "")
+    said = said.strip(" 。.!！,，、")
+    # "不用了，谢谢" is no more; "不用了，我儿子已经办好了" or "我要取消" is a request to cancel.
+    return not said or said in config.nothing_more
 
 
 def _route(turn: Turn) -> None:
@@ -296,7 +342,7 @@ def _not_understood(turn: Turn) -> None:
         state.cases.append(task.case)
     state.task = None
     state.switch = Switch(intent=OFFER_PERSON, text="")
-    turn.ask("fallback.offer_person", turn.yes_no())
+    turn.ask("fallback.offer_person", turn.yes_no(), remember=False)
 
 
 def _goodbye(turn: Turn) -> None:
@@ -339,6 +385,12 @@ def _emergency_counts(turn: Turn) -> bool:
     if heard.ruled or task.asking is None:
         return True
     return heard.confidence >= turn.services.dialogue.emergency_in_answer
+
+
+def _question_open(turn: Turn) -> bool:
+    """A request's question waits for its answer, and no safety rule matched."""
+    task = turn.state.task
+    return not turn.heard.ruled and task is not None and not task.done and task.asking is not None
 
 
 def _start_emergency(turn: Turn, heard: Heard) -> None:

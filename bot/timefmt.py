@@ -64,6 +64,17 @@ def spoken_time(
     )
 
 
+def spoken_deadline(
+    moment: datetime, now: datetime, tz: ZoneInfo, catalogs: Catalogs, lang: str
+) -> str:
+    """A promise: "今天晚上6点半前" / "by today at 6:30 pm", "55分钟内", or "尽快" once past."""
+    if moment <= now:
+        return catalogs.text("time.asap", lang)
+    if moment - now < timedelta(minutes=60):
+        return spoken_time(moment, now, tz, catalogs, lang)  # "55分钟内": already a limit
+    return catalogs.text("time.by", lang, when=spoken_time(moment, now, tz, catalogs, lang))
+
+
 def _half_hour_up(moment: datetime) -> datetime:
     floor = moment.replace(minute=30 if moment.minute >= 30 else 0, second=0, microsecond=0)
     return floor if floor == moment else floor + timedelta(minutes=30)

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from bot.messages import Choice, Hint, Inbound, Reply
 from bot.state import Dialogue, Task
-from bot.timefmt import spoken_time
+from bot.timefmt import spoken_deadline, spoken_time
 from config.categories import CategoryConfig
 from config.dialogue import DialogueConfig
 from config.i18n import Catalogs
@@ -150,17 +150,23 @@ class Turn:
     def say(self, key: str, **params: Any) -> None:
         self.replies.append(Reply(self.text(key, **params), language=self.lang))
 
-    def ask(self, key: str, choices: Sequence[Choice] = (), **params: Any) -> None:
-        """Ask one question (at most one per turn); its choices answer the next turn's keys."""
-        self.ask_text(self.text(key, **params), choices, key=key)
+    def ask(
+        self, key: str, choices: Sequence[Choice] = (), *, remember: bool = True, **params: Any
+    ) -> None:
+        """Ask one question (at most one per turn); its choices answer the next turn's keys.
+        remember=False: the dialogue's own question, not to be repeated when the open request
+        is taken up again."""
+        self.ask_text(self.text(key, **params), choices, key=key, remember=remember)
 
-    def ask_text(self, text: str, choices: Sequence[Choice] = (), *, key: str = "") -> None:
+    def ask_text(
+        self, text: str, choices: Sequence[Choice] = (), *, key: str = "", remember: bool = True
+    ) -> None:
         self.replies.append(Reply(text, tuple(choices), language=self.lang))
         self.asked = True
         asked = {"key": key, "text": text, "choices": [[c.value, c.label] for c in choices]}
         self.state.choices = asked["choices"]
         self.state.last_ask = asked
-        if self.state.task is not None:
+        if remember and self.state.task is not None:
             self.state.task.data["last_ask"] = asked
 
     def repeat(self, asked: dict[str, Any] | None) -> bool:
@@ -200,8 +206,13 @@ class Turn:
         return self.services.categories.get(category).name.get(lang or self.lang)
 
     def when(self, moment: datetime) -> str:
-        """A deadline as a person says it: 今天下午3点, 明天上午9点半, 11月30日（星期一）."""
+        """A moment as a person says it: 今天下午3点, 明天上午9点半, 11月30日星期一."""
         return spoken_time(moment, self.now, self.services.tz, self.services.catalogs, self.lang)
+
+    def by(self, deadline: datetime) -> str:
+        """A deadline as a promise: 今天晚上6点半前, 55分钟内, 尽快 (when already past)."""
+        s = self.services
+        return spoken_deadline(deadline, self.now, s.tz, s.catalogs, self.lang)
 
     # -- cases -------------------------------------------------------------------------------
 
@@ -252,11 +263,11 @@ class Turn:
         else:
             who = self.text("case.who_unit", unit=case.unit.name(self.lang))
         if case.claim_deadline is not None:
-            self.say("case.contact_by", who=who, when=self.when(case.claim_deadline))
+            self.say("case.contact_by", who=who, by=self.by(case.claim_deadline))
         else:
             self.say("case.contact_soon", who=who)
         if case.resolve_deadline is not None:
-            self.say("case.done_by", when=self.when(case.resolve_deadline))
+            self.say("case.done_by", by=self.by(case.resolve_deadline))
 
     def task_for(self, handler: Handler, *, said: str = "") -> Task:
         """A new task for ``handler``; ``said`` starts the record of what the person said."""

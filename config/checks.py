@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from config.categories import load_categories
 from config.dialogue import load_dialogue
+from config.faq import load_faq
 from config.i18n import load_catalogs
 from config.settings import Settings
 
@@ -14,3 +15,4 @@ def check_configuration(settings: Settings) -> None:
     load_categories(settings.config_dir / "categories.yml")
     load_catalogs(settings.config_dir / "messages")
     load_dialogue(settings.config_dir / "dialogue.yml")
+    load_faq(settings.config_dir / "faq.yml")

@@ -30,6 +30,7 @@ class DialogueConfig(BaseModel):
     corrections: tuple[str, ...] = Field(min_length=1)
     nothing_more: tuple[str, ...] = Field(min_length=1)
     thanks: tuple[str, ...] = Field(min_length=1)
+    abandon_words: tuple[str, ...] = Field(min_length=1)
 
 
 def load_dialogue(path: Path) -> DialogueConfig:

@@ -60,6 +60,14 @@ def check_handlers(
         where = f"handlers/{handler.name}.py"
         if handler.category and handler.category not in categories.categories:
             problems.append(f"{where}: category {handler.category!r} is not in categories.yml")
+        if (
+            handler.intents
+            and not handler.category
+            and f"{handler.name}.kind" not in catalogs.texts["zh"]
+        ):
+            problems.append(
+                f"{where}: files no category, so it needs the text '{handler.name}.kind'"
+            )
         keys = [f"{handler.name}.ask.{s.name}" for s in handler.slots]
         keys += [
             f"{handler.name}.options.{s.name}.{o.value}"

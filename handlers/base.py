@@ -61,7 +61,8 @@ class Slot:
         if self.kind == SlotKind.WHEN:
             date = heard.entity("date")
             if date is not None:
-                return {"date": date["value"], "said": _span(heard.text, date)}
+                said = heard.said if answering else _span(heard.text, date)
+                return {"date": date["value"], "said": said}
             return {"said": heard.said} if answering and heard.said else None
         if self.kind == SlotKind.AMOUNT:
             amount = heard.entity("amount")
@@ -75,7 +76,9 @@ class Slot:
             relation = heard.entity("relation")
             if relation is not None:
                 return relation["value"]
-            if answering and heard.says_any(turn.services.dialogue.myself):
+            if answering and _bare(heard.said) in {
+                w.lower() for w in turn.services.dialogue.myself
+            }:
                 return "self"
             return heard.said if answering and heard.said else None
         if self.kind == SlotKind.PHONE:
@@ -113,6 +116,10 @@ class Slot:
 _CORRECTION_START = re.compile(r"^(?:应该是|而是|是)")
 
 
+def _bare(text: str) -> str:
+    return text.strip(" 。.!！,，、?？").lower()
+
+
 def _span(text: str, entity: dict[str, Any]) -> str:
     return str(entity.get("text") or text[entity["start"] : entity["end"]])
 
@@ -125,7 +132,9 @@ class Handler:
     category: ClassVar[str] = ""
     slots: ClassVar[tuple[Slot, ...]] = ()
     confirm: ClassVar[bool] = True  # read back before filing
-    volunteer_visible: ClassVar[bool] = True  # for documentation; categories.yml decides
+    # "再见" half-way asks whether to file what was said; False: just say goodbye (a request
+    # that files nothing, like a status inquiry).
+    ask_before_leaving: ClassVar[bool] = True
 
     # -- the flow ----------------------------------------------------------------------------
 
@@ -251,7 +260,7 @@ class Handler:
 
     def on_which(self, turn: Turn, task: Task) -> None:
         heard = turn.heard
-        if self.correct(turn, task):
+        if heard.choice is None and self.correct(turn, task):
             turn.say("confirm.fixed")
             self.proceed(turn, task)
             return
@@ -344,6 +353,14 @@ class Handler:
         task.case = case.number
         task.done = True
         return case
+
+    def kind_name(self, turn: Turn) -> str:
+        """What this kind of request is called: the `<handler>.kind` text, else its category's
+        name (the dialogue says it when it offers or resumes the request)."""
+        key = f"{self.name}.kind"
+        if turn.has_text(key):
+            return turn.text(key)
+        return turn.category_name(self.category)
 
     # -- slots -------------------------------------------------------------------------------
 

@@ -71,10 +71,9 @@ _LATIN_WORD = re.compile(r"[a-z]{4,}")
 class CancelHandler(Handler):
     name = "cancel"
     intents = ("cancel",)
-    # Files nothing. The dialogue names a handler's category when it resumes it after another
-    # request, so it needs one that exists: "other request".
-    category = "general"
+    category = ""  # files nothing; the dialogue calls it by its `cancel.kind` text
     confirm = False
+    ask_before_leaving = False
     # Free-text answers: as slots, the dialogue offers to switch to another request only when
     # the answer is long and the NLU very sure ("我儿子已经帮我办好了" sounds like status_inquiry).
     slots = (

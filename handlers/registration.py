@@ -77,7 +77,7 @@ class RegistrationHandler(Handler):
 
     def acknowledge(self, turn: Turn, task: Task, case: Case) -> None:
         if case.resolve_deadline is not None:
-            turn.say("registration.done", number=case.number, when=turn.when(case.resolve_deadline))
+            turn.say("registration.done", number=case.number, by=turn.by(case.resolve_deadline))
         else:
             turn.say("registration.done_soon", number=case.number)
 

@@ -73,10 +73,9 @@ def _late(deadline: datetime | None, now: datetime) -> bool:
 class StatusInquiryHandler(Handler):
     name = "status_inquiry"
     intents = ("status_inquiry",)
-    # Files nothing. The dialogue names a handler's category when it offers to switch to it in
-    # the middle of another request, so it needs one that exists: "other request".
-    category = "general"
+    category = ""  # files nothing; the dialogue calls it by its `status_inquiry.kind` text
     confirm = False
+    ask_before_leaving = False
 
     def start(self, turn: Turn, task: Task) -> None:
         task.done = True
@@ -125,9 +124,7 @@ class StatusInquiryHandler(Handler):
             if _late(case.claim_deadline, turn.now):
                 parts.append(turn.text("status_inquiry.late"))
             elif case.claim_deadline is not None:
-                parts.append(
-                    turn.text("case.contact_by", who=who, when=turn.when(case.claim_deadline))
-                )
+                parts.append(turn.text("case.contact_by", who=who, by=turn.by(case.claim_deadline)))
             else:
                 parts.append(turn.text("case.contact_soon", who=who))
         elif case.status == CaseStatus.CLAIMED:
@@ -135,7 +132,7 @@ class StatusInquiryHandler(Handler):
             if _late(case.resolve_deadline, turn.now):
                 parts.append(turn.text("status_inquiry.late"))
             elif case.resolve_deadline is not None:
-                parts.append(turn.text("case.done_by", when=turn.when(case.resolve_deadline)))
+                parts.append(turn.text("case.done_by", by=turn.by(case.resolve_deadline)))
         else:
             parts = [turn.text(key, **head)]
         return self.joiner(turn).join(parts)

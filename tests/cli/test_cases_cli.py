@@ -211,7 +211,7 @@ def test_a_catalog_mistake_stops_every_command(db_url: str, tmp_path) -> None:
     from config.settings import CONFIG_DIR
 
     shutil.copytree(CONFIG_DIR, tmp_path / "config")
-    en = tmp_path / "config" / "messages" / "en.yml"
+    en = tmp_path / "config" / "messages" / "en" / "common.yml"
     en.write_text(en.read_text(encoding="utf-8").replace("{number}", "{numbr}"), encoding="utf-8")
     result = CliRunner().invoke(
         app,
@@ -219,4 +219,4 @@ def test_a_catalog_mistake_stops_every_command(db_url: str, tmp_path) -> None:
         env={"HOTLINE_DATABASE_URL": db_url, "HOTLINE_CONFIG_DIR": str(tmp_path / "config")},
     )
     assert result.exit_code == 1
-    assert "messages/en.yml: case.filed: placeholders" in result.stderr
+    assert "messages/en/common.yml: case.filed: placeholders" in result.stderr
