@@ -12,7 +12,6 @@ from typing import Any
 from bot.state import Task
 from bot.turn import Turn
 from handlers.base import Handler, Slot, SlotKind
-from nlu.text import clean_text
 from storage.models import Case
 
 # Words that show an answer is (part of) the complaint itself: such an answer is never taken
@@ -42,14 +41,9 @@ def is_bare(text: str) -> bool:
 
 
 def own_words(turn: Turn) -> str:
-    """What the person wrote or was heard to say, as they put it: the message itself when it is
-    what was understood (the understood text has full-width punctuation made narrow)."""
-    heard, raw = turn.heard, turn.inbound.text
-    if heard.choice is None and raw and clean_text(raw)[0] == heard.text:
-        own = " ".join(raw.split())
-        if own.isprintable():
-            return own
-    return heard.text.strip()
+    """What the person wrote or was heard to say, as they put it (full-width punctuation and
+    all; the understood text has it made narrow)."""
+    return " ".join(turn.heard.said.split()) or turn.heard.text.strip()
 
 
 # The start of a correction ("不对，是……"), taken off what replaces the complaint.
