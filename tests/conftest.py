@@ -12,6 +12,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
@@ -109,3 +110,21 @@ def trained_nlu_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data_dir = tmp_path_factory.mktemp("nlu-data")
     EmbeddedParser.train(Settings(data_dir=data_dir, _env_file=None))
     return data_dir
+
+
+@pytest.fixture(scope="session")
+def nlu_parser(trained_nlu_dir: Path) -> Any:
+    """The embedded NLU parser, trained once per test run."""
+    from config.settings import Settings
+    from nlu.embedded import EmbeddedParser
+
+    return EmbeddedParser.load(Settings(data_dir=trained_nlu_dir, _env_file=None))
+
+
+@pytest.fixture
+def bot(engine: Engine, nlu_parser: Any) -> Any:
+    """A conversation engine over the test's database with the shipped configuration."""
+    from bot.engine import ConversationEngine
+    from config.settings import Settings
+
+    return ConversationEngine.create(Settings(_env_file=None), engine, nlu_parser)

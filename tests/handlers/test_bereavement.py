@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -11,16 +10,10 @@ import pytest
 
 from bot.turn import Heard
 from config.dialogue import get_dialogue
-from config.settings import Settings
 from handlers.bereavement import HANDLER
 from nlu.embedded import EmbeddedParser
 
 NOW = datetime.fromisoformat("2026-11-24T10:00:00+08:00")
-
-
-@pytest.fixture(scope="module")
-def nlu_parser(trained_nlu_dir: Path) -> EmbeddedParser:
-    return EmbeddedParser.load(Settings(data_dir=trained_nlu_dir, _env_file=None))
 
 
 def turn_for(parser: EmbeddedParser, text: str) -> Any:

@@ -4,7 +4,6 @@ without a clear yes, and somebody else's case is never touched. On SQLite and Po
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, select
@@ -12,9 +11,7 @@ from sqlalchemy import Engine, select
 from bot.engine import ConversationEngine, TurnResult
 from bot.messages import Inbound
 from bot.turn import RETIREE
-from config.settings import Settings
 from handlers.cancel import reason_in
-from nlu.embedded import EmbeddedParser
 from storage import actions
 from storage.db import transaction
 from storage.models import Case, CaseEvent, CaseStatus, OutboxItem, Retiree, Role, Staff
@@ -24,16 +21,6 @@ from tests.factories import make_retiree, make_staff, make_unit_tree
 NOW = datetime.fromisoformat("2026-11-24T10:00:00+08:00")
 PHONE = "+8613800000001"
 OTHER_PHONE = "+8613800000002"
-
-
-@pytest.fixture(scope="module")
-def nlu_parser(trained_nlu_dir: Path) -> EmbeddedParser:
-    return EmbeddedParser.load(Settings(data_dir=trained_nlu_dir, _env_file=None))
-
-
-@pytest.fixture
-def bot(engine: Engine, nlu_parser: EmbeddedParser) -> ConversationEngine:
-    return ConversationEngine.create(Settings(_env_file=None), engine, nlu_parser)
 
 
 class World:

@@ -4,7 +4,6 @@ and whoever claims it first stays responsible for it (首问负责). On SQLite a
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, select
@@ -12,9 +11,7 @@ from sqlalchemy.orm import Session
 
 from bot.engine import ConversationEngine, TurnResult
 from bot.messages import Inbound
-from config.settings import Settings
 from handlers.complaint import is_bare
-from nlu.embedded import EmbeddedParser
 from storage import actions
 from storage.db import transaction
 from storage.errors import NotPermitted
@@ -25,16 +22,6 @@ from tests.factories import make_retiree, make_staff, make_unit_tree
 NOW = datetime.fromisoformat("2026-11-24T10:00:00+08:00")
 PHONE = "+8613800000001"
 COMPLAINT = "你们社区那个工作人员态度太差了，上周三我去办事他骂人！"
-
-
-@pytest.fixture(scope="module")
-def nlu_parser(trained_nlu_dir: Path) -> EmbeddedParser:
-    return EmbeddedParser.load(Settings(data_dir=trained_nlu_dir, _env_file=None))
-
-
-@pytest.fixture
-def bot(engine: Engine, nlu_parser: EmbeddedParser) -> ConversationEngine:
-    return ConversationEngine.create(Settings(_env_file=None), engine, nlu_parser)
 
 
 @pytest.mark.parametrize(

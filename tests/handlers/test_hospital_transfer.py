@@ -4,7 +4,6 @@ priority raised for a day today or tomorrow (recorded on the case's file event).
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -25,11 +24,6 @@ from tests.factories import make_retiree, make_unit_tree
 
 NOW = datetime.fromisoformat("2026-11-24T10:00:00+08:00")
 PHONE = "+8613800000001"
-
-
-@pytest.fixture(scope="module")
-def nlu_parser(trained_nlu_dir: Path) -> EmbeddedParser:
-    return EmbeddedParser.load(Settings(data_dir=trained_nlu_dir, _env_file=None))
 
 
 def heard(parser: EmbeddedParser, text: str, choice: str | None = None) -> Heard:

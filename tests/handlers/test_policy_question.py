@@ -44,11 +44,6 @@ topics:
 """
 
 
-@pytest.fixture(scope="module")
-def nlu_parser(trained_nlu_dir: Path) -> EmbeddedParser:
-    return EmbeddedParser.load(Settings(data_dir=trained_nlu_dir, _env_file=None))
-
-
 def config_dir(tmp_path: Path, faq: str) -> Path:
     folder = tmp_path / "config"
     shutil.copytree(CONFIG_DIR, folder, ignore=shutil.ignore_patterns("*.py", "__pycache__"))

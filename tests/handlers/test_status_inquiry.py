@@ -4,10 +4,8 @@ only, somebody else's case never told, nothing audited. On SQLite and PostgreSQL
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import pytest
 from sqlalchemy import Engine, func, select
 
 from bot.engine import ConversationEngine
@@ -15,8 +13,6 @@ from bot.messages import Inbound
 from bot.timefmt import spoken_time
 from bot.turn import RETIREE
 from config.i18n import get_catalogs
-from config.settings import Settings
-from nlu.embedded import EmbeddedParser
 from storage import actions
 from storage.db import transaction
 from storage.models import AuditEntry, Case, Retiree, Role, Staff
@@ -27,16 +23,6 @@ NOW = datetime.fromisoformat("2026-11-24T10:00:00+08:00")  # a Tuesday
 TZ = ZoneInfo("Asia/Shanghai")
 PHONE = "+8613800000001"
 OTHER_PHONE = "+8613800000002"
-
-
-@pytest.fixture(scope="module")
-def nlu_parser(trained_nlu_dir: Path) -> EmbeddedParser:
-    return EmbeddedParser.load(Settings(data_dir=trained_nlu_dir, _env_file=None))
-
-
-@pytest.fixture
-def bot(engine: Engine, nlu_parser: EmbeddedParser) -> ConversationEngine:
-    return ConversationEngine.create(Settings(_env_file=None), engine, nlu_parser)
 
 
 class World:
