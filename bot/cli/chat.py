@@ -3,7 +3,8 @@
 Each line typed is one turn through the real conversation engine, against the configured
 database: an empty line is silence, and at the end of input (Ctrl-D, Ctrl-C, or the end of a
 pipe) the conversation is closed as when a person hangs up, so a request left half-way is filed.
-Piped input gives a transcript without prompts:
+A line of digits answers a numbered choice ("1" is the first); with --channel phone it is sent as
+keypad digits, as the phone sends a key press. Piped input gives a transcript without prompts:
 
     printf '我想报销药费，大概三百块，是上个月住院的\\n上门来取吧\\n1\\n' | hotline chat --phone +8613800000001
 """
@@ -23,6 +24,9 @@ from sqlalchemy.orm import Session, selectinload
 from bot.cli.common import current_settings, fail
 from bot.engine import ConversationEngine, FiledCase
 from bot.messages import Inbound, Style, render
+from config.loader import ConfigError
+from handlers import HandlerError
+from nlu.parser import get_parser
 from storage.db import make_engine
 from storage.demo import database_is_empty
 from storage.directory import find_retiree_by_phone
@@ -62,9 +66,10 @@ def chat_command(
     db = make_engine(settings.effective_database_url)
     try:
         _check_database(db)
-        from nlu.parser import get_parser
-
-        engine = ConversationEngine.create(settings, db, get_parser(settings))
+        try:
+            engine = ConversationEngine.create(settings, db, get_parser(settings))
+        except (ConfigError, HandlerError) as exc:
+            fail(f"configuration: {exc}")
         Chat(engine, channel, address, interactive=sys.stdin.isatty()).run()
     finally:
         db.dispose()
