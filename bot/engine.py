@@ -11,28 +11,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from sqlalchemy import Engine as DbEngine
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import dialogue
 from bot.messages import Choice, Hint, Inbound, Reply
-from bot.state import Dialogue
+from bot.state import Dialogue, Task
 from bot.turn import NO, PHONE_CHANNELS, YES, Heard, Services, Turn, written_language
 from config.categories import CategoryConfig, load_categories
 from config.dialogue import DialogueConfig, load_dialogue
 from config.i18n import load_catalogs
 from config.settings import Settings
 from handlers import HandlerError, check_handlers, handlers_by_intent, load_handlers
+from handlers.callback import CallbackHandler
 from nlu.intents import FALLBACK
 from nlu.parser import NluParser
 from storage.db import dialect_insert
 from storage.errors import CaseConflict
 from storage.models import (
+    Case,
     ConversationState,
     Direction,
     Message,
@@ -130,8 +132,9 @@ class ConversationEngine:
         """Answer one message. Understanding runs before the transaction, so no lock is held
         while the NLU works."""
         parse = None
-        if inbound.text.strip():
-            parse = self.parser.parse(inbound.text, reference=inbound.received_at)
+        words = inbound.text.strip() or inbound.digits  # "300" keyed in answers "how much?"
+        if words:
+            parse = self.parser.parse(words, reference=inbound.received_at)
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 with self._sessions.begin() as session:
@@ -146,10 +149,10 @@ class ConversationEngine:
 
     def _turn(self, session: Session, inbound: Inbound, parse: dict[str, Any] | None) -> TurnResult:
         now = inbound.received_at
-        row = _lock_conversation(session, inbound.channel, inbound.address, now)
+        row, retiree = _lock_conversation(session, inbound.channel, inbound.address, now)
         if inbound.provider_id:
-            earlier = session.scalars(
-                select(Message).where(
+            earlier = session.execute(
+                select(Message.payload, Message.retiree_id).where(
                     Message.channel == inbound.channel,
                     Message.provider_id == inbound.provider_id,
                 )
@@ -163,7 +166,8 @@ class ConversationEngine:
         idle = bool(row.state) and now - row.updated_at > timedelta(
             minutes=self.services.dialogue.idle_minutes
         )
-        retiree = _identify(session, inbound, row)
+        if retiree is None:
+            retiree = _identify(session, inbound)
         turn = Turn(
             session=session,
             services=self.services,
@@ -196,9 +200,13 @@ class ConversationEngine:
             last = replies[-1]
             replies[-1] = Reply(last.text, last.choices, frozenset(turn.hints), last.language)
         retiree_id = turn.retiree.id if turn.retiree is not None else None
-        row.state = turn.state.dump()
-        row.retiree_id = retiree_id
-        row.updated_at = now
+        session.flush()  # the handlers' changes first (cases, events, a new profile)
+        session.execute(
+            update(ConversationState)
+            .where(ConversationState.id == row.id)
+            .values(state=turn.state.dump(), retiree_id=retiree_id, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
         case_id = turn.case_ids[0] if turn.case_ids else None
         heard = turn.heard
         payload: dict[str, Any] = {
@@ -212,35 +220,30 @@ class ConversationEngine:
             payload["choice"] = inbound.choice
         if inbound.metadata:
             payload["metadata"] = inbound.metadata
-        session.add(
-            Message(
-                channel=inbound.channel,
-                direction=Direction.INBOUND,
-                address=inbound.address,
-                provider_id=inbound.provider_id,
-                text=inbound.text,
-                payload=payload,
-                status="received",
-                retiree_id=retiree_id,
-                case_id=case_id,
-                created_at=now,
-            )
-        )
-        session.add_all(
-            Message(
-                channel=inbound.channel,
-                direction=Direction.OUTBOUND,
-                address=inbound.address,
-                text=reply.text,
-                payload=_reply_to_json(reply),
-                status="replied",
-                retiree_id=retiree_id,
-                case_id=case_id,
-                created_at=now,
-            )
+        common = {"channel": inbound.channel, "address": inbound.address, "created_at": now}
+        common.update(retiree_id=retiree_id, case_id=case_id, provider_id=None)
+        rows: list[dict[str, Any]] = [
+            {
+                **common,
+                "direction": Direction.INBOUND.value,
+                "provider_id": inbound.provider_id,
+                "text": inbound.text,
+                "payload": payload,
+                "status": "received",
+            }
+        ]
+        rows += [
+            {
+                **common,
+                "direction": Direction.OUTBOUND.value,
+                "text": reply.text,
+                "payload": _reply_to_json(reply),
+                "status": "replied",
+            }
             for reply in replies
-        )
-        session.flush()
+        ]
+        # One statement for all of them (Core, no RETURNING): a turn is a few round trips.
+        session.execute(insert(Message.__table__), rows)
         cases = [
             FiledCase(c.number, c.category, c.priority, c.unit.code, c.unit.name(turn.lang))
             for c in turn.filed
@@ -263,7 +266,7 @@ class ConversationEngine:
         left half-way with what is known, and start afresh next time. Returns the case numbers."""
         now = now or utcnow()
         with self._sessions.begin() as session:
-            row = _lock_conversation(session, channel, address, now)
+            row, retiree = _lock_conversation(session, channel, address, now)
             inbound = Inbound(channel=channel, address=address, provider_id=None, received_at=now)
             turn = Turn(
                 session=session,
@@ -271,7 +274,7 @@ class ConversationEngine:
                 inbound=inbound,
                 heard=Heard(),
                 state=Dialogue.load(row.state),
-                retiree=_identify(session, inbound, row),
+                retiree=retiree or _identify(session, inbound),
                 now=now,
             )
             _start_afresh(turn)
@@ -303,37 +306,58 @@ def _start_afresh(turn: Turn) -> None:
     """Close what the last conversation left open (filing unfinished requests) and reset."""
     state = turn.state
     for task in [*state.suspended, state.task]:
-        if task is not None and not task.done and task.handler != dialogue.REGISTRATION:
+        if task is None or task.done:
+            continue
+        if task.handler == dialogue.REGISTRATION:
+            case = _file_unfinished_registration(turn, task)
+        else:
             case = turn.handler(task.handler).file_incomplete(turn, task)
-            if case is not None:
-                log.info("unfinished_request_filed", case=case.number, handler=task.handler)
+        if case is not None:
+            log.info("unfinished_request_filed", case=case.number, handler=task.handler)
     turn.state = Dialogue(
         lang=state.lang, lang_chosen=state.lang_chosen, registered=state.registered
     )
 
 
+def _file_unfinished_registration(turn: Turn, task: Task) -> Case:
+    """An unknown caller went away before registering: staff call back the number, knowing
+    what they said and what they asked for."""
+    callback = cast(CallbackHandler, turn.handler(dialogue.CALLBACK))
+    deferred = turn.state.deferred
+    details: dict[str, Any] = {"caller": turn.inbound.address, "registration": dict(task.slots)}
+    said = ""
+    if deferred is not None:
+        said = deferred.said or deferred.text
+        details["request"] = deferred.intent
+    task.done = True
+    return callback.file_callback(turn, "registration_unfinished", said=said, **details)
+
+
 def _lock_conversation(
     session: Session, channel: str, address: str, now: datetime
-) -> ConversationState:
-    """The person's conversation row, created if new and locked until the turn commits
-    (SQLite: the transaction began IMMEDIATE, which already serialises writers)."""
-    table = ConversationState.__table__
-    session.execute(
-        dialect_insert(session)(table)
-        .values(channel=channel, address=address, state={}, updated_at=now)
-        .on_conflict_do_nothing(index_elements=["channel", "address"])
-    )
-    return session.scalars(
-        select(ConversationState)
+) -> tuple[ConversationState, Retiree | None]:
+    """The person's conversation row (created if new) with its retiree, locked until the turn
+    commits (SQLite: the transaction began IMMEDIATE, which already serialises writers)."""
+    query = (
+        select(ConversationState, Retiree)
+        .outerjoin(Retiree, Retiree.id == ConversationState.retiree_id)
         .where(ConversationState.channel == channel, ConversationState.address == address)
-        .with_for_update()
-    ).one()
+        .with_for_update(of=ConversationState)
+    )
+    found = session.execute(query).first()
+    if found is None:  # a new conversation: one statement more, once
+        session.execute(
+            dialect_insert(session)(ConversationState.__table__)
+            .values(channel=channel, address=address, state={}, updated_at=now)
+            .on_conflict_do_nothing(index_elements=["channel", "address"])
+        )
+        found = session.execute(query).one()
+    return found[0], found[1]
 
 
-def _identify(session: Session, inbound: Inbound, row: ConversationState) -> Retiree | None:
-    """Who is speaking: the conversation's retiree, a linked account, or the phone number."""
-    if row.retiree_id is not None:
-        return session.get(Retiree, row.retiree_id)
+def _identify(session: Session, inbound: Inbound) -> Retiree | None:
+    """Who is speaking in a conversation not yet tied to anyone: a linked messaging account,
+    or the phone number (calls, SMS, WhatsApp)."""
     linked = session.scalars(
         select(Retiree)
         .join(MessagingIdentity)
@@ -374,12 +398,13 @@ def _understand(
         intent = {YES: "affirm", NO: "deny"}.get(value, value.removeprefix("intent:"))
         label = offered[value]
         return Heard(text=label, said=label, intent=intent, confidence=1.0, choice=value)
+    said = inbound.text.strip() or inbound.digits
     if parse is None:
-        return Heard(text=inbound.text.strip(), said=inbound.text.strip())
+        return Heard(text=said, said=said)
     intent = parse["intent"]
     return Heard(
         text=parse["text"],
-        said=inbound.text.strip(),
+        said=said,
         intent=intent["name"] or FALLBACK,
         confidence=float(intent.get("confidence") or 0.0),
         entities=list(parse.get("entities", [])),

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from config.i18n import Catalogs
 
+DAYTIME = (8, 20)  # hours in which a deadline's clock time is worth saying
 _PERIODS = ((5, "early_morning"), (11, "morning"), (12, "noon"), (17, "afternoon"), (23, "evening"))
 
 
@@ -72,6 +73,11 @@ def spoken_deadline(
         return catalogs.text("time.asap", lang)
     if moment - now < timedelta(minutes=60):
         return spoken_time(moment, now, tz, catalogs, lang)  # "55分钟内": already a limit
+    local, today = moment.astimezone(tz), now.astimezone(tz).date()
+    if local.date() > today and not DAYTIME[0] <= local.hour < DAYTIME[1]:
+        # A working-day deadline keeps the clock time of a request made at night: "by Tuesday",
+        # not "by Tuesday at 3 am".
+        return catalogs.text("time.by", lang, when=spoken_day(local.date(), today, catalogs, lang))
     return catalogs.text("time.by", lang, when=spoken_time(moment, now, tz, catalogs, lang))
 
 

@@ -66,7 +66,11 @@ class Slot:
             return {"said": heard.said} if answering and heard.said else None
         if self.kind == SlotKind.AMOUNT:
             amount = heard.entity("amount")
-            return amount["value"] if amount is not None else None
+            if amount is not None:
+                return amount["value"]
+            if answering and _PLAIN_NUMBER.fullmatch(heard.text.strip()):
+                return _number_value(heard.text.strip())  # "300" keyed in for "how much?"
+            return None
         if self.kind == SlotKind.HOSPITAL:
             hospital = heard.entity("hospital")
             if hospital is not None:
@@ -114,6 +118,14 @@ class Slot:
 
 # "是门诊的" after "不对，": the leading 是 / 应该是 is not part of the value.
 _CORRECTION_START = re.compile(r"^(?:应该是|而是|是)")
+
+
+_PLAIN_NUMBER = re.compile(r"\d{1,7}(?:\.\d{1,2})?")
+
+
+def _number_value(text: str) -> int | float:
+    value = float(text)
+    return int(value) if value.is_integer() else value
 
 
 def _bare(text: str) -> str:

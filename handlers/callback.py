@@ -16,13 +16,16 @@ class CallbackHandler(Handler):
     category = "callback"
     confirm = False
 
-    def file_callback(self, turn: Turn, reason: str, **details: Any) -> Case:
-        """A call-back case; ``reason`` is a key under callback.reason (silent, handover, ...)."""
+    def file_callback(
+        self, turn: Turn, reason: str, *, said: str | None = None, **details: Any
+    ) -> Case:
+        """A call-back case; ``reason`` is a key under callback.reason (silent, handover, ...);
+        ``said``: what the person said (default: what was not understood)."""
         return turn.file_case(
             self.category,
             summary=turn.text(f"callback.reason.{reason}", turn.staff_lang),
             details={"reason": reason, "language": turn.lang, **details},
-            original_text="\n".join(turn.state.unclear),
+            original_text=said if said is not None else "\n".join(turn.state.unclear),
         )
 
     def file_silent(self, turn: Turn) -> Case:

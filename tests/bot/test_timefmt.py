@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.timefmt import spoken_time
+from bot.timefmt import spoken_deadline, spoken_time
 from bot.turn import written_language
 from config.i18n import load_catalogs
 from config.settings import CONFIG_DIR
@@ -50,3 +50,11 @@ def test_spoken_deadlines(later: timedelta, zh: str, en: str) -> None:
 )
 def test_written_language(text: str, language: str | None) -> None:
     assert written_language(text) == language
+
+
+def test_a_deadline_that_falls_at_night_is_said_as_a_day() -> None:
+    night = datetime(2026, 11, 24, 2, 35, tzinfo=SHANGHAI)
+    due = datetime(2026, 12, 1, 2, 35, tzinfo=SHANGHAI)
+    assert spoken_deadline(due, night, SHANGHAI, CATALOGS, "zh") == "12月1日星期二前"
+    assert spoken_deadline(due, night, SHANGHAI, CATALOGS, "en") == "by Tuesday 1 December"
+    assert spoken_deadline(night, due, SHANGHAI, CATALOGS, "zh") == "尽快"
