@@ -16,7 +16,7 @@ time, not 50 messages always queued.
 Run: .venv/bin/python benchmarks/turn_bench.py [--postgres-url URL] [--conversations 50]
      [--rounds 10] [--paced-turns 2000] [--think 1.0 2.0] [--backends postgres sqlite]
      [--models paced closed] [--profile] [--profile-rounds 20] [--profile-top 30]
-     [--experiment no-pre-ping select-first gil-1ms sqlite-writer-lock]
+     [--experiment no-pre-ping gil-1ms sqlite-writer-lock]
 (about 4 minutes with --profile; PostgreSQL: a throwaway server from tests/pg_server.py, or
 --postgres-url / HOTLINE_TEST_POSTGRES_URL)
 """
@@ -56,15 +56,14 @@ import structlog
 from sqlalchemy import Engine, event, func, select, text
 from sqlalchemy.orm import Session
 
-import bot.engine
 from benchmarks.queue_bench import ServerCpu
-from bot.engine import ConversationEngine
+from bot.engine import ConversationEngine, freeze_startup_objects
 from bot.messages import Inbound
 from bot.state import Dialogue
 from config.settings import Settings
 from nlu.parser import NluParser, get_parser
 from storage import actions
-from storage.db import dialect_insert, make_engine
+from storage.db import make_engine
 from storage.migrate import upgrade
 from storage.models import Case, ConversationState, Direction, Message, RetireePhone, Role
 from storage.permissions import Actor
@@ -82,8 +81,6 @@ BACKGROUND_CHANNEL = "walk_in"  # the cases filed before the runs, for status in
 # Changes that are NOT in the application, measured to show what they would save.
 EXPERIMENTS = {
     "no-pre-ping": "the engine's pool without pool_pre_ping (one round trip less per turn)",
-    "select-first": "the conversation row locked by one SELECT ... FOR UPDATE when it exists "
-    "(the INSERT ... ON CONFLICT only for a new conversation): one round trip less per turn",
     "gil-1ms": "sys.setswitchinterval(0.001): a thread back from the database waits at most "
     "~1 ms (not 5 ms) for the GIL held by another turn",
     "sqlite-writer-lock": "SQLite: the engine's transactions take a lock in the process first, "
@@ -115,16 +112,12 @@ class Options:
     @contextmanager
     def applied(self) -> Iterator[None]:
         interval = sys.getswitchinterval()
-        lock = bot.engine._lock_conversation
         if "gil-1ms" in self.experiments:
             sys.setswitchinterval(0.001)
-        if "select-first" in self.experiments:
-            bot.engine._lock_conversation = _lock_select_first  # type: ignore[assignment]
         try:
             yield
         finally:
             sys.setswitchinterval(interval)
-            bot.engine._lock_conversation = lock  # type: ignore[assignment]
 
 
 class LockedSessions:
@@ -138,27 +131,6 @@ class LockedSessions:
     def begin(self) -> Iterator[Session]:
         with self.lock, self.sessions.begin() as session:
             yield session
-
-
-def _lock_select_first(
-    session: Session, channel: str, address: str, now: datetime
-) -> ConversationState:
-    """The "select-first" experiment: lock the row if it exists (one statement); only a new
-    conversation needs the INSERT ... ON CONFLICT DO NOTHING and the SELECT again."""
-    query = (
-        select(ConversationState)
-        .where(ConversationState.channel == channel, ConversationState.address == address)
-        .with_for_update()
-    )
-    row = session.scalars(query).one_or_none()
-    if row is not None:
-        return row
-    session.execute(
-        dialect_insert(session)(ConversationState.__table__)
-        .values(channel=channel, address=address, state={}, updated_at=now)
-        .on_conflict_do_nothing(index_elements=["channel", "address"])
-    )
-    return session.scalars(query).one()
 
 
 def quiet_logs() -> None:
@@ -550,6 +522,7 @@ def open_engine(
 ) -> Any:
     db = options.engine(url, threads)
     meter.count_statements(db)
+    freeze_startup_objects()  # as `hotline serve` does once the model is loaded
     engine = options.conversation_engine(settings, db, TimedParser(parser, meter))
     return db, engine
 

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
+from bot.engine import freeze_startup_objects
 from config.settings import Settings
 from nlu.parser import NluParser, get_parser
 
@@ -38,7 +39,9 @@ class ParserLoader:
 
     def _load(self, settings: Settings) -> None:
         try:
-            self._future.set_result(get_parser(settings))
+            parser = get_parser(settings)
+            freeze_startup_objects()  # the model is loaded: spare it from the collector
+            self._future.set_result(parser)
             log.info("nlu_ready", backend=settings.nlu_backend)
         except BaseException as exc:  # handed to the requests that wait for it
             log.error("nlu_failed", error=str(exc))
