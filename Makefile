@@ -39,6 +39,7 @@ format: install
 bench: install
 	$(BIN)/python benchmarks/queue_bench.py
 	$(BIN)/python benchmarks/import_bench.py
+	$(BIN)/python benchmarks/turn_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
