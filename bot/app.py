@@ -1,4 +1,5 @@
-"""The one ASGI app that `hotline serve` runs: health checks and NLU now; webhooks, API and console later."""
+"""The one ASGI app that `hotline serve` runs: health checks, NLU, the channels' webhooks and API;
+the console later."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot.channels import mount_channels
+from bot.channels.base import Conversations
 from bot.routes import nlu as nlu_routes
 from bot.routes.nlu import ParserLoader
 from config.settings import Settings
@@ -31,15 +34,25 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         app.state.engine = engine or make_engine(settings.effective_database_url, pool_timeout=5)
         app.state.nlu = ParserLoader(settings)
         app.state.nlu.start()
+        app.state.conversations = Conversations(settings, app.state.engine, app.state.nlu.parser)
+        for channel in channels:
+            for start in channel.on_startup:
+                await start()
         try:
             yield
         finally:
+            for channel in channels:
+                for stop in channel.on_shutdown:
+                    await stop()
             if own:
                 app.state.engine.dispose()
 
     app = FastAPI(title="Community Hotline", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.include_router(nlu_routes.router)
+    channels = mount_channels(app, settings)
+    app.state.channels = channels
+    log.info("channels", **{c.name: ("on" if c.enabled else f"off: {c.why}") for c in channels})
 
     @app.middleware("http")
     async def request_log(

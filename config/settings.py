@@ -39,6 +39,45 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
+    # -- channels (each is switched off, and said so at start-up, until configured) ---------
+    public_url: str = Field(
+        default="",
+        description="The URL the outside world calls us at (https://hotline.example.org); "
+        "Twilio signs webhooks against it, so it must be what Twilio was given.",
+    )
+    twilio_account_sid: str = ""
+    twilio_auth_token: str = ""
+    twilio_from_number: str = Field(default="", description="Our number, E.164 (+1...).")
+    twilio_whatsapp_from: str = Field(
+        default="", description="Our WhatsApp sender (whatsapp:+...); empty: no WhatsApp."
+    )
+    twilio_api_url: str = Field(
+        default="", description="REST base other than api.twilio.com (tests, gateways)."
+    )
+    twilio_voice: str = Field(default="Polly.Zhiyu", description="Text-to-speech voice (Chinese).")
+    twilio_voice_language: str = Field(default="cmn-CN", description="<Say> language (Chinese).")
+    twilio_voice_en: str = Field(default="Polly.Joanna", description="Text-to-speech voice (English).")
+    twilio_speech_language: str = Field(
+        default="cmn-Hans-CN", description="<Gather> speech recognition language (Chinese)."
+    )
+    twilio_ring_timeout_s: int = Field(default=20, ge=5, le=60)
+    twilio_low_confidence: float = Field(
+        default=0.5, ge=0, le=1, description="Speech heard with less confidence is confirmed by key."
+    )
+    telegram_bot_token: str = ""
+    telegram_webhook_secret: str = ""
+    telegram_api_url: str = Field(
+        default="https://api.telegram.org", description="Bot API base (tests use a fake)."
+    )
+    api_tokens: str = Field(
+        default="", description="Bearer tokens for POST /api/v1/messages, comma-separated."
+    )
+    run_worker: bool = Field(
+        default=True,
+        description="`hotline serve` sends the outbox itself; turn off when `hotline worker` "
+        "runs as its own process (several servers).",
+    )
+
     @computed_field  # type: ignore[prop-decorator]
     @property
     def effective_database_url(self) -> str:
@@ -51,6 +90,25 @@ class Settings(BaseSettings):
     def nlu_cache_dir(self) -> Path:
         """Where the trained embedded model is cached (rebuilt when the data changes)."""
         return self.data_dir / "nlu-cache"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def twilio_enabled(self) -> bool:
+        return bool(self.twilio_account_sid and self.twilio_auth_token and self.twilio_from_number)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def telegram_enabled(self) -> bool:
+        return bool(self.telegram_bot_token)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def web_api_enabled(self) -> bool:
+        return bool(self.api_token_list)
+
+    @property
+    def api_token_list(self) -> list[str]:
+        return [t.strip() for t in self.api_tokens.split(",") if t.strip()]
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -1,0 +1,69 @@
+"""What every channel shares: the app's conversation engine (ready once the NLU model is
+loaded), running a turn from an async route without blocking the event loop, and the status a
+channel reports at start-up."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import Engine
+
+from bot.engine import ConversationEngine, TurnResult
+from bot.messages import Inbound
+from config.settings import Settings
+from nlu.parser import NluParser
+
+
+@dataclass
+class Mounted:
+    """A channel after `mount`: on or off (and why), and what it needs at start and stop."""
+
+    name: str
+    enabled: bool
+    why: str = ""  # when off: the setting that is missing
+    on_startup: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    on_shutdown: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    def describe(self) -> str:
+        return f"{self.name}: on" if self.enabled else f"{self.name}: off ({self.why})"
+
+
+class Conversations:
+    """The app's one ConversationEngine, built when the parser is ready."""
+
+    def __init__(
+        self, settings: Settings, db: Engine, parser: Callable[[], Awaitable[NluParser]]
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self._parser = parser
+        self._engine: ConversationEngine | None = None
+        self._lock = asyncio.Lock()
+
+    async def engine(self) -> ConversationEngine:
+        if self._engine is None:
+            async with self._lock:
+                if self._engine is None:
+                    parser = await self._parser()
+                    self._engine = await run_in_threadpool(
+                        ConversationEngine.create, self.settings, self.db, parser
+                    )
+        return self._engine
+
+    async def turn(self, inbound: Inbound) -> TurnResult:
+        """One turn, run on a worker thread (the engine talks to the database synchronously)."""
+        engine = await self.engine()
+        return await run_in_threadpool(engine.handle, inbound)
+
+    async def close(self, channel: str, address: str) -> list[str]:
+        engine = await self.engine()
+        return await run_in_threadpool(engine.close_conversation, channel, address)
+
+
+def conversations(request: Request) -> Conversations:
+    """FastAPI dependency: the app's conversations."""
+    return request.app.state.conversations

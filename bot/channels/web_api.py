@@ -1,0 +1,126 @@
+"""A web API for other apps: `POST /api/v1/messages` runs one turn (channel "web") and returns the
+replies, so a web chat or a bridge to another messenger can use the bot. Bearer token auth."""
+
+from __future__ import annotations
+
+import hmac
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+
+from bot.channels.base import Conversations, Mounted, conversations
+from bot.engine import TurnResult
+from bot.messages import Inbound
+from config.settings import Settings
+
+CHANNEL = "web"
+_BEARER = HTTPBearer(auto_error=False)
+
+
+class MessageIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sender: str = Field(
+        min_length=1, max_length=100, description="The person on your side: a stable id."
+    )
+    text: str = Field(default="", max_length=4000)
+    choice: str | None = Field(
+        default=None, max_length=64, description="The value of a choice picked."
+    )
+    message_id: str | None = Field(
+        default=None,
+        max_length=100,
+        description="Your id of this message: a repeat is answered once.",
+    )
+
+
+class ChoiceOut(BaseModel):
+    value: str
+    label: str
+
+
+class ReplyOut(BaseModel):
+    text: str
+    choices: list[ChoiceOut]
+    hints: list[str]
+    language: str
+
+
+class CaseOut(BaseModel):
+    number: str
+    category: str
+    priority: int
+    queue: str
+
+
+class MessageOut(BaseModel):
+    replies: list[ReplyOut]
+    cases: list[CaseOut]
+    redelivered: bool
+
+
+def mount(app: FastAPI, settings: Settings) -> Mounted:
+    if not settings.web_api_enabled:
+        return Mounted("web_api", enabled=False, why="no HOTLINE_API_TOKENS")
+    tokens = [t.encode() for t in settings.api_token_list]
+
+    def authorised(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
+    ) -> None:
+        given = credentials.credentials.encode() if credentials is not None else b""
+        # compare_digest against every token: the time taken does not tell which one is close
+        if not any([hmac.compare_digest(given, token) for token in tokens]):
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                detail="a valid bearer token is required (Authorization: Bearer <token>)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    router = APIRouter(prefix="/api/v1", tags=["messages"], dependencies=[Depends(authorised)])
+
+    @router.post("/messages", response_model=MessageOut)
+    async def post_message(
+        body: MessageIn, talk: Annotated[Conversations, Depends(conversations)]
+    ) -> dict[str, Any]:
+        """Run one turn of the conversation with ``sender`` and return what the bot says."""
+        if not body.text.strip() and body.choice is None:
+            raise HTTPException(422, detail="give text or a choice")
+        inbound = Inbound(
+            channel=CHANNEL,
+            address=body.sender,
+            provider_id=body.message_id,
+            received_at=datetime.now(UTC),
+            text=body.text,
+            choice=body.choice,
+        )
+        return _out(await talk.turn(inbound))
+
+    app.include_router(router)
+    return Mounted("web_api", enabled=True)
+
+
+def _out(result: TurnResult) -> dict[str, Any]:
+    return {
+        "replies": [
+            {
+                "text": r.text,
+                "choices": [{"value": c.value, "label": c.label} for c in r.choices],
+                "hints": sorted(h.value for h in r.hints),
+                "language": r.language,
+            }
+            for r in result.replies
+        ],
+        "cases": [
+            {
+                "number": c.number,
+                "category": c.category,
+                "priority": c.priority,
+                "queue": c.unit_code,
+            }
+            for c in result.cases
+        ],
+        "redelivered": result.redelivered,
+    }

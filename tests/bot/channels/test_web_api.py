@@ -1,0 +1,117 @@
+"""POST /api/v1/messages: one turn per call for other apps, behind a bearer token."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, select
+
+from bot.app import create_app
+from config.settings import Settings
+from storage.db import transaction
+from storage.models import Case, MessagingIdentity, Retiree
+from tests.factories import make_retiree, make_unit_tree
+
+TOKEN = "s3cret-token"
+
+
+def app_client(db_url: str, engine: Engine, trained_nlu_dir: Path, tmp_path: Path) -> TestClient:
+    shutil.copytree(trained_nlu_dir / "nlu-cache", tmp_path / "nlu-cache")
+    settings = Settings(
+        database_url=db_url, data_dir=tmp_path, api_tokens=f"other,{TOKEN}", _env_file=None
+    )
+    return TestClient(create_app(settings, engine))
+
+
+def linked_person(engine: Engine, sender: str) -> None:
+    with transaction(engine) as session:
+        tree = make_unit_tree(session)
+        retiree = make_retiree(session, tree.community_a1, name="王秀英", age=75)
+        retiree.identities.append(MessagingIdentity(channel="web", address=sender))
+
+
+def post(client: TestClient, token: str | None = TOKEN, **body: object):  # type: ignore[no-untyped-def]
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return client.post("/api/v1/messages", json=body, headers=headers)
+
+
+def test_a_conversation_through_the_api_files_a_case(
+    db_url: str, engine: Engine, trained_nlu_dir: Path, tmp_path: Path
+) -> None:
+    linked_person(engine, "bridge-user-1")
+    with app_client(db_url, engine, trained_nlu_dir, tmp_path) as client:
+        first = post(
+            client, sender="bridge-user-1", text="我想报销药费，门诊的，三百块", message_id="m1"
+        )
+        assert first.status_code == 200, first.text
+        reply = first.json()["replies"][-1]
+        assert "票据" in reply["text"]
+        assert [c["label"] for c in reply["choices"]] == ["上门来取", "自己送去"]
+        second = post(client, sender="bridge-user-1", choice="collect", message_id="m2")
+        assert "对吗" in second.json()["replies"][-1]["text"]
+        done = post(client, sender="bridge-user-1", choice="yes", message_id="m3").json()
+        assert done["cases"] == [
+            {
+                "number": "2026-000001",
+                "category": "medication_reimbursement",
+                "priority": 3,
+                "queue": "A1",
+            }
+        ]
+        again = post(client, sender="bridge-user-1", choice="yes", message_id="m3").json()
+        assert again["redelivered"] is True and again["cases"] == []
+        assert again["replies"] == done["replies"]
+    with transaction(engine) as session:
+        case = session.scalars(select(Case)).one()
+        assert case.channel == "web" and case.retiree.name == "王秀英"
+
+
+def test_without_the_token_nothing_runs(
+    db_url: str, engine: Engine, trained_nlu_dir: Path, tmp_path: Path
+) -> None:
+    with app_client(db_url, engine, trained_nlu_dir, tmp_path) as client:
+        for token in (None, "wrong", TOKEN + "x"):
+            refused = post(client, token=token, sender="x", text="我摔倒了")
+            assert refused.status_code == 401
+            assert refused.headers["www-authenticate"] == "Bearer"
+    with transaction(engine) as session:
+        assert session.scalars(select(Case)).all() == []
+
+
+def test_bad_bodies_say_what_is_wrong(
+    db_url: str, engine: Engine, trained_nlu_dir: Path, tmp_path: Path
+) -> None:
+    with app_client(db_url, engine, trained_nlu_dir, tmp_path) as client:
+        missing = post(client, text="你好")
+        assert missing.status_code == 422
+        assert missing.json()["detail"][0]["loc"] == ["body", "sender"]
+        empty = post(client, sender="a")
+        assert empty.status_code == 422 and empty.json()["detail"] == "give text or a choice"
+        extra = post(client, sender="a", text="hi", colour="red")
+        assert extra.status_code == 422
+
+
+def test_an_unknown_sender_is_registered_on_the_web_channel(
+    db_url: str, engine: Engine, trained_nlu_dir: Path, tmp_path: Path
+) -> None:
+    with transaction(engine) as session:
+        make_unit_tree(session)
+    with app_client(db_url, engine, trained_nlu_dir, tmp_path) as client:
+        for text in ("你好", "李桂兰", "住在光明社区", "13912345678", "对"):
+            result = post(client, sender="web-42", text=text)
+            assert result.status_code == 200
+    with transaction(engine) as session:
+        person = session.scalars(select(Retiree).where(Retiree.name == "李桂兰")).one()
+        assert [(i.channel, i.address) for i in person.identities] == [("web", "web-42")]
+
+
+def test_the_api_is_off_without_tokens(db_url: str, tmp_path: Path) -> None:
+    app = create_app(Settings(database_url=db_url, data_dir=tmp_path, _env_file=None))
+    status = {c.name: c for c in app.state.channels}
+    assert not status["web_api"].enabled and "HOTLINE_API_TOKENS" in status["web_api"].why
+    with TestClient(app) as client:
+        assert (
+            client.post("/api/v1/messages", json={"sender": "a", "text": "hi"}).status_code == 404
+        )
