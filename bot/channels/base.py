@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
@@ -18,6 +19,39 @@ from config.settings import Settings
 from nlu.parser import NluParser
 
 
+@dataclass(frozen=True)
+class SendOutcome:
+    """What happened to one outbox item: sent, to be retried (after ``retry_after_s`` if the
+    provider said), or failed for good (an invalid number, a bot the person blocked)."""
+
+    sent: bool
+    provider_id: str | None = None
+    error: str = ""
+    permanent: bool = False
+    retry_after_s: float | None = None
+
+    @classmethod
+    def ok(cls, provider_id: str | None = None) -> SendOutcome:
+        return cls(sent=True, provider_id=provider_id)
+
+    @classmethod
+    def retry(cls, error: str, retry_after_s: float | None = None) -> SendOutcome:
+        return cls(sent=False, error=error, retry_after_s=retry_after_s)
+
+    @classmethod
+    def failed(cls, error: str) -> SendOutcome:
+        return cls(sent=False, error=error, permanent=True)
+
+
+class Sender(Protocol):
+    """Sends outbox items of some channels ("sms", "whatsapp", "voice", "telegram"). Must not
+    block the event loop; must not raise for a provider's refusal (return an outcome)."""
+
+    async def send(
+        self, channel: str, address: str, payload: dict[str, Any], idempotency_key: str
+    ) -> SendOutcome: ...
+
+
 @dataclass
 class Mounted:
     """A channel after `mount`: on or off (and why), and what it needs at start and stop."""
@@ -27,6 +61,7 @@ class Mounted:
     why: str = ""  # when off: the setting that is missing
     on_startup: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     on_shutdown: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    senders: dict[str, Sender] = field(default_factory=dict)  # outbox channel -> its sender
 
     def describe(self) -> str:
         return f"{self.name}: on" if self.enabled else f"{self.name}: off ({self.why})"
