@@ -413,7 +413,7 @@ def _understand(
         return Heard(text="0", said="0", intent="talk_to_human", confidence=1.0)
     else:
         typed = inbound.digits or inbound.text.strip()
-        if typed.isdigit() and 1 <= int(typed) <= len(state.choices):
+        if typed.isdecimal() and 1 <= int(typed) <= len(state.choices):
             value = state.choices[int(typed) - 1][0]
     if value is not None:
         intent = {YES: "affirm", NO: "deny"}.get(value, value.removeprefix("intent:"))

@@ -65,7 +65,7 @@ class Reply:
 
     def choice_for_digit(self, digits: str) -> Choice | None:
         """The choice a keypad digit or a typed number picks (1 is the first), if any."""
-        if digits.isdigit() and 1 <= int(digits) <= len(self.choices):
+        if digits.isdecimal() and 1 <= int(digits) <= len(self.choices):
             return self.choices[int(digits) - 1]
         return None
 

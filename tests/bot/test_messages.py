@@ -42,7 +42,17 @@ def test_buttons_leave_choices_to_the_channel_and_keep_numbers_as_written() -> N
 
 @pytest.mark.parametrize(
     ("digits", "value"),
-    [("1", "affirm"), ("2", "deny"), ("3", None), ("", None), ("x", None), ("0", None)],
+    [
+        ("1", "affirm"),
+        ("2", "deny"),
+        ("１", "affirm"),
+        ("3", None),
+        ("", None),
+        ("x", None),
+        ("0", None),
+        ("①", None),
+        ("²", None),
+    ],
 )
 def test_keypad_digit_picks_a_choice(digits: str, value: str | None) -> None:
     chosen = Reply("对吗？", YES_NO_ZH).choice_for_digit(digits)
