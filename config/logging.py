@@ -41,3 +41,5 @@ def configure_logging(level: str = "INFO", json: bool = True) -> None:
         logging.getLogger(name).propagate = True
     # Our own middleware logs each request once; uvicorn's access log would repeat it.
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx logs every URL it calls at INFO, and a Bot API URL carries the bot's token.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

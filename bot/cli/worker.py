@@ -1,0 +1,66 @@
+"""`hotline worker`: send the outbox (SMS, WhatsApp, Telegram, calls) until stopped, or once."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import typer
+
+from bot.channels.senders import missing_senders, senders_for
+from bot.cli.common import current_settings, fail
+from bot.worker import OutboxWorker
+from config.logging import configure_logging
+from storage.db import make_engine
+
+
+def worker_command(
+    once: bool = typer.Option(
+        False, "--once", help="Send what is due now, then exit (for cron and tests)."
+    ),
+    interval: float = typer.Option(
+        1.0, "--interval", min=0.05, help="Seconds between looks at the outbox when idle."
+    ),
+) -> None:
+    """Send the outbox; run this beside `hotline serve` when HOTLINE_RUN_WORKER=false."""
+    settings = current_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    senders = senders_for(settings)
+    for channel in sorted(senders):
+        typer.echo(f"{channel}: on")
+    for channel, why in sorted(missing_senders(settings).items()):
+        typer.echo(f"{channel}: off (needs {why}); its notifications wait in the outbox")
+    if not senders:
+        fail("no channel can send: configure Twilio or Telegram first")
+    engine = make_engine(settings.effective_database_url)
+    worker = OutboxWorker(engine, senders, language=settings.default_language)
+    try:
+        sent = asyncio.run(_run(worker, once, interval))
+    finally:
+        engine.dispose()
+    if once:
+        typer.echo(f"attempted {sent} notification(s)")
+
+
+async def _run(worker: OutboxWorker, once: bool, interval: float) -> int:
+    try:
+        if once:
+            await worker.maintain()
+            total = 0
+            while True:  # everything due now, a batch at a time
+                attempted = await worker.run_once()
+                total += attempted
+                if attempted < worker.batch_size:
+                    return total
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await worker.run(stop, interval_s=interval)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+        return 0
+    finally:
+        await worker.aclose()

@@ -1,0 +1,370 @@
+"""The outbox worker: sends what the engine queued (SMS, WhatsApp, Telegram, calls) and retries.
+
+One round (``run_once``):
+
+1. claim due items in a short transaction (``storage.outbox.claim_due``: status ``sending``,
+   one more attempt; SKIP LOCKED on PostgreSQL, so several workers never take the same item);
+2. send each through the sender of its channel, several at once (bounded), with no database
+   transaction open;
+3. record each outcome in another short transaction: sent; or pending again after the back-off
+   or the provider's Retry-After; or dead at once for a permanent refusal (a note on the case's
+   timeline shows it to staff). An outcome is recorded only while the item is still held by
+   this claim (``storage.outbox.held``), so a worker that was too slow never overwrites the
+   outcome of the worker that took the item over.
+
+The database work is synchronous and runs on a thread (``asyncio.to_thread``): the event loop
+(shared with the web app under ``hotline serve``) is never blocked.
+
+``run`` repeats rounds until asked to stop and, every ``maintenance_every_s``, puts back items a
+dead worker left ``sending`` (``release_stuck``) and flags due items of channels that have no
+sender here: they stay pending, with a last_error naming the missing setting, and go as soon as
+a worker with that sender runs (they are not claimed, so no attempt is used up).
+
+Delivery is at least once, with at most one duplicate for a crash between sending and
+recording; see bot/channels/senders.py for what each provider offers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from bot.channels.base import Mounted, Sender, SendOutcome
+from bot.channels.senders import senders_for
+from config.i18n import Catalogs
+from config.settings import Settings
+from storage import outbox
+from storage.db import transaction
+from storage.models import OutboxItem
+from storage.types import utcnow
+
+log = structlog.get_logger(__name__)
+
+# Pauses between tries to record a round's outcomes while the database is unreachable.
+RECORD_RETRY_PAUSES_S = (0.5, 1.0, 2.0)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A claimed item as plain data (no ORM object crosses threads)."""
+
+    id: int
+    channel: str
+    address: str
+    payload: dict[str, Any]
+    idempotency_key: str
+    attempt: int
+    priority: int
+    case_id: int | None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    item: Claimed
+    outcome: SendOutcome
+    ms: float
+
+
+def mask(address: str) -> str:
+    """An address for the logs: enough to tell numbers apart, not enough to call them."""
+    head, sep, tail = address.rpartition(":")
+    value = tail if sep else address
+    shown = value[-4:] if len(value) > 4 else ""
+    return f"{head}{sep}…{shown}"
+
+
+class OutboxWorker:
+    """Sends the outbox through ``senders`` (outbox channel → sender)."""
+
+    def __init__(
+        self,
+        db_engine: Engine,
+        senders: Mapping[str, Sender],
+        *,
+        batch_size: int = 20,
+        concurrency: int = 8,
+        send_timeout_s: float = 60.0,
+        stuck_after: timedelta = timedelta(minutes=5),
+        maintenance_every_s: float = 60.0,
+        catalogs: Catalogs | None = None,
+        language: str | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        if send_timeout_s >= stuck_after.total_seconds():
+            raise ValueError("send_timeout_s must be shorter than stuck_after")
+        self.db = db_engine
+        self.senders = dict(senders)
+        self.batch_size = batch_size
+        self.concurrency = max(1, concurrency)
+        self.send_timeout_s = send_timeout_s
+        self.stuck_after = stuck_after
+        self.maintenance_every_s = maintenance_every_s
+        self.catalogs = catalogs
+        self.language = language
+        self.clock = clock
+
+    # -- one round ------------------------------------------------------------------------------
+
+    async def run_once(self) -> int:
+        """Claim what is due, send it, record the outcomes; returns how many were attempted."""
+        if not self.senders:
+            return 0
+        claimed = await asyncio.to_thread(self._claim)
+        if not claimed:
+            return 0
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def bounded(item: Claimed) -> Attempt:
+            async with gate:
+                return await self._send(item)
+
+        # Most urgent first (an emergency's calls in their order); the gate bounds how many at once.
+        ordered = sorted(claimed, key=lambda c: (c.priority, _order(c.payload), c.id))
+        attempts = await asyncio.gather(*(bounded(item) for item in ordered))
+        await self._record_with_retries(list(attempts))
+        return len(attempts)
+
+    async def _record_with_retries(self, attempts: list[Attempt]) -> None:
+        """Record the outcomes, trying again through a short database outage: items whose
+        outcome is never recorded stay 'sending' and are sent again once released (a
+        duplicate each), so it is worth a few seconds."""
+        for pause in (*RECORD_RETRY_PAUSES_S, None):
+            try:
+                await asyncio.to_thread(self._record, attempts)
+                return
+            except DBAPIError as exc:
+                if pause is None:
+                    raise
+                log.warning(
+                    "outbox_record_retry", error=f"{type(exc).__name__}: {exc}"[:300], pause=pause
+                )
+                await asyncio.sleep(pause)
+
+    def _claim(self) -> list[Claimed]:
+        with transaction(self.db) as session:
+            items = outbox.claim_due(
+                session, limit=self.batch_size, now=self.clock(), channels=self.senders.keys()
+            )
+            return [
+                Claimed(
+                    id=i.id,
+                    channel=i.channel,
+                    address=i.address,
+                    payload=dict(i.payload or {}),
+                    idempotency_key=i.idempotency_key,
+                    attempt=i.attempts,
+                    priority=i.priority,
+                    case_id=i.case_id,
+                )
+                for i in items
+            ]
+
+    async def _send(self, item: Claimed) -> Attempt:
+        started = time.perf_counter()
+        sender = self.senders.get(item.channel)
+        if sender is None:  # cannot happen (we claim only our channels); never drop the item
+            outcome = SendOutcome.retry(f"no sender for channel {item.channel!r}")
+        else:
+            try:
+                outcome = await asyncio.wait_for(
+                    sender.send(item.channel, item.address, item.payload, item.idempotency_key),
+                    timeout=self.send_timeout_s,
+                )
+            except TimeoutError:
+                outcome = SendOutcome.retry(f"no outcome within {self.send_timeout_s:g} s")
+            except Exception as exc:  # a sender's bug must not lose the item or stop the round
+                log.exception("outbox_sender_error", id=item.id, channel=item.channel)
+                outcome = SendOutcome.retry(f"sender error: {type(exc).__name__}: {exc}")
+        ms = round((time.perf_counter() - started) * 1000, 1)
+        log.info(
+            "outbox_attempt",
+            id=item.id,
+            channel=item.channel,
+            to=mask(item.address),
+            kind=item.payload.get("kind"),
+            case=item.payload.get("case"),
+            attempt=item.attempt,
+            result="sent" if outcome.sent else ("failed" if outcome.permanent else "retry"),
+            provider_id=outcome.provider_id,
+            error=outcome.error[:300] or None,
+            retry_after_s=outcome.retry_after_s,
+            ms=ms,
+        )
+        return Attempt(item, outcome, ms)
+
+    def _record(self, attempts: list[Attempt]) -> None:
+        now = self.clock()
+        with transaction(self.db) as session:
+            for attempt in attempts:
+                item = outbox.held(session, attempt.item.id, attempt.item.attempt)
+                if item is None:
+                    log.warning(
+                        "outbox_outcome_dropped",
+                        id=attempt.item.id,
+                        attempt=attempt.item.attempt,
+                        sent=attempt.outcome.sent,
+                        why="the item was released and claimed again meanwhile",
+                    )
+                    continue
+                outcome = attempt.outcome
+                if outcome.sent:
+                    outbox.mark_sent(item, now=now)
+                    self._after_sent(session, item, outcome)
+                else:
+                    outbox.mark_failed(
+                        item,
+                        outcome.error or "failed",
+                        retry_after_s=outcome.retry_after_s,
+                        permanent=outcome.permanent,
+                        now=now,
+                        catalogs=self.catalogs,
+                        language=self.language,
+                    )
+
+    def _after_sent(self, session: Session, item: OutboxItem, outcome: SendOutcome) -> None:
+        """A sender's ``after_sent(session, item, outcome)`` hook, if it has one (the outbound
+        message record, say), in a savepoint: its failure is logged and never keeps the item
+        from being marked sent (which would send it again)."""
+        hook = getattr(self.senders.get(item.channel), "after_sent", None)
+        if hook is None:
+            return
+        try:
+            with session.begin_nested():
+                hook(session, item, outcome)
+        except Exception:
+            log.exception("outbox_after_sent_failed", id=item.id, channel=item.channel)
+
+    # -- upkeep -------------------------------------------------------------------------------
+
+    async def maintain(self) -> None:
+        """Put back items a dead worker left sending; flag items no sender here can send."""
+        await asyncio.to_thread(self._maintain)
+
+    def _maintain(self) -> None:
+        now = self.clock()
+        with transaction(self.db) as session:
+            released = outbox.release_stuck(
+                session,
+                older_than=self.stuck_after,
+                now=now,
+                catalogs=self.catalogs,
+                language=self.language,
+            )
+            flagged = outbox.flag_unsendable(
+                session,
+                channels_with_sender=self.senders.keys(),
+                now=now,
+                catalogs=self.catalogs,
+                language=self.language,
+            )
+        if released or flagged:
+            log.info("outbox_maintenance", released=released, flagged_without_sender=flagged)
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event, interval_s: float = 1.0) -> None:
+        """Send rounds until ``stop`` is set: at once again while a round was full, otherwise
+        every ``interval_s``. Database errors are logged and retried (the loop keeps going)."""
+        log.info("outbox_worker_started", channels=sorted(self.senders))
+        next_upkeep = time.monotonic()
+        failures = 0
+        while not stop.is_set():
+            busy = False
+            try:
+                if time.monotonic() >= next_upkeep:
+                    await self.maintain()
+                    next_upkeep = time.monotonic() + self.maintenance_every_s
+                busy = await self.run_once() >= self.batch_size
+                failures = 0
+            except SQLAlchemyError as exc:
+                failures += 1
+                log.warning("outbox_db_error", error=f"{type(exc).__name__}: {exc}"[:300])
+            except Exception:
+                failures += 1
+                log.exception("outbox_round_failed")
+            if busy:
+                await asyncio.sleep(0)  # let the app breathe between full rounds
+                continue
+            wait = interval_s * min(2**failures, 30) if failures else interval_s
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=wait)
+        log.info("outbox_worker_stopped")
+
+    async def aclose(self) -> None:
+        """Close the senders' connections (each once)."""
+        seen: set[int] = set()
+        for sender in self.senders.values():
+            close = getattr(sender, "aclose", None)
+            if close is None or id(sender) in seen:
+                continue
+            seen.add(id(sender))
+            try:
+                await close()
+            except Exception:
+                log.exception("outbox_sender_close_failed")
+
+
+def _order(payload: dict[str, Any]) -> int:
+    try:
+        return int(payload.get("order") or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+# -- inside `hotline serve` ---------------------------------------------------------------------
+
+
+class RunningWorker:
+    """A worker running as a task of the app's event loop."""
+
+    def __init__(self, worker: OutboxWorker, task: asyncio.Task[None], stop: asyncio.Event):
+        self.worker = worker
+        self.task = task
+        self._stop = stop
+
+    async def stop(self, timeout_s: float = 20.0) -> None:
+        """Let the round in progress finish (its sends have their own timeouts), then close.
+        Past ``timeout_s`` the task is cancelled: its items stay 'sending' until released."""
+        self._stop.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self.task), timeout=timeout_s)
+        except TimeoutError:
+            log.warning("outbox_worker_cancelled", after_s=timeout_s)
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+        except Exception:
+            log.exception("outbox_worker_crashed")
+        finally:
+            await self.worker.aclose()
+
+
+def start_outbox_worker(
+    settings: Settings,
+    db_engine: Engine,
+    channels: list[Mounted] | None = None,
+    *,
+    interval_s: float = 1.0,
+) -> RunningWorker | None:
+    """Start the worker inside the app (``settings.run_worker``; off for multi-server set-ups,
+    where `hotline worker` runs on its own). Senders: the configured providers', and those a
+    channel offers in ``Mounted.senders`` (which take precedence). Call from a running loop."""
+    if not settings.run_worker:
+        log.info("outbox_worker_off", why="HOTLINE_RUN_WORKER=false: run `hotline worker`")
+        return None
+    senders: dict[str, Sender] = dict(senders_for(settings))
+    for channel in channels or []:
+        senders.update(channel.senders)
+    worker = OutboxWorker(db_engine, senders, language=settings.default_language)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop, interval_s=interval_s), name="outbox-worker")
+    return RunningWorker(worker, task, stop)

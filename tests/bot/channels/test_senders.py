@@ -1,0 +1,321 @@
+"""The senders against fake provider APIs (real HTTP servers on 127.0.0.1) through the real
+twilio and python-telegram-bot clients: what goes over the wire, and how refusals map to
+retry / permanent failure."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from typing import Any
+from xml.etree import ElementTree
+
+import pytest
+
+from bot.channels.senders import (
+    IDEMPOTENCY_HEADER,
+    TelegramSender,
+    TwilioSender,
+    inline_keyboard,
+    missing_senders,
+    rewrite_twilio_url,
+    senders_for,
+)
+from config.settings import Settings
+from tests.fakes.telegram_api import FakeTelegramApi
+from tests.fakes.twilio_rest import FakeTwilio, TwilioReply
+
+SID = "AC" + "0" * 32
+FROM = "+15005550006"
+TO = "+8613800000001"
+
+
+def twilio_settings(url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "twilio_account_sid": SID,
+        "twilio_auth_token": "secret",
+        "twilio_from_number": FROM,
+        "twilio_api_url": url,
+        "_env_file": None,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def twilio() -> Iterator[FakeTwilio]:
+    with FakeTwilio() as fake:
+        yield fake
+
+
+@pytest.fixture
+def telegram() -> Iterator[FakeTelegramApi]:
+    with FakeTelegramApi(token="123:ABC") as fake:
+        yield fake
+
+
+async def send(sender: Any, channel: str, address: str = TO, **payload: Any):
+    payload.setdefault("text", "您好，测试")
+    payload.setdefault("kind", "emergency_alert")
+    try:
+        return await sender.send(channel, address, payload, f"K-1:{channel}")
+    finally:
+        await sender.aclose()
+
+
+# -- Twilio -------------------------------------------------------------------------------------
+
+
+def test_rewrite_twilio_url() -> None:
+    url = "https://api.twilio.com/2010-04-01/Accounts/AC1/Messages.json?x=1"
+    assert rewrite_twilio_url(url, "http://127.0.0.1:9000") == (
+        "http://127.0.0.1:9000/2010-04-01/Accounts/AC1/Messages.json?x=1"
+    )
+    assert rewrite_twilio_url(url, "https://gw.example.org/twilio/").startswith(
+        "https://gw.example.org/twilio/2010-04-01/"
+    )
+    assert rewrite_twilio_url("https://api.sydney.us1.twilio.com/x", "http://h:1") == "http://h:1/x"
+    assert rewrite_twilio_url("https://example.org/x", "http://h:1") == "https://example.org/x"
+    assert rewrite_twilio_url(url, "") == url
+
+
+@pytest.mark.asyncio
+async def test_sms_goes_through_the_messages_api(twilio: FakeTwilio) -> None:
+    outcome = await send(TwilioSender(twilio_settings(twilio.url)), "sms")
+    assert outcome.sent and outcome.provider_id == twilio.messages[0]["sid"]
+    (request,) = twilio.creates("Messages")
+    assert request.path == f"/2010-04-01/Accounts/{SID}/Messages.json"
+    assert request.form == {"To": TO, "From": FROM, "Body": "您好，测试"}
+    assert request.header(IDEMPOTENCY_HEADER) == "K-1:sms"
+    assert (request.header("Authorization") or "").startswith("Basic ")
+
+
+@pytest.mark.asyncio
+async def test_status_callback_when_the_public_url_is_known(twilio: FakeTwilio) -> None:
+    settings = twilio_settings(twilio.url, public_url="https://hotline.example.org/")
+    assert (await send(TwilioSender(settings), "sms")).sent
+    assert twilio.creates()[0].form["StatusCallback"] == (
+        "https://hotline.example.org/twilio/messaging/status"
+    )
+
+
+@pytest.mark.asyncio
+async def test_whatsapp_uses_whatsapp_addresses(twilio: FakeTwilio) -> None:
+    settings = twilio_settings(twilio.url, twilio_whatsapp_from="+15005550007")
+    assert (await send(TwilioSender(settings), "whatsapp", "whatsapp:+8613800000002")).sent
+    form = twilio.creates()[0].form
+    assert form["To"] == "whatsapp:+8613800000002"
+    assert form["From"] == "whatsapp:+15005550007"
+
+
+@pytest.mark.asyncio
+async def test_whatsapp_without_a_sender_number_waits(twilio: FakeTwilio) -> None:
+    outcome = await send(TwilioSender(twilio_settings(twilio.url)), "whatsapp")
+    assert not outcome.sent and not outcome.permanent
+    assert "WHATSAPP_FROM" in outcome.error
+    assert twilio.requests == []
+
+
+@pytest.mark.asyncio
+async def test_a_call_says_the_text_twice(twilio: FakeTwilio) -> None:
+    settings = twilio_settings(twilio.url)
+    outcome = await send(TwilioSender(settings), "voice", text="紧急：王大爷需要帮助")
+    assert outcome.sent and outcome.provider_id.startswith("CA")
+    (request,) = twilio.creates("Calls")
+    assert request.form["To"] == TO and request.form["From"] == FROM
+    assert request.form["Timeout"] == str(settings.twilio_ring_timeout_s)
+    assert request.header(IDEMPOTENCY_HEADER) == "K-1:voice"
+    says = ElementTree.fromstring(request.form["Twiml"]).findall("Say")
+    assert [s.text for s in says] == ["紧急：王大爷需要帮助"] * 2
+    assert {(s.get("voice"), s.get("language")) for s in says} == {("Polly.Zhiyu", "cmn-CN")}
+
+
+@pytest.mark.asyncio
+async def test_an_english_call_uses_the_english_voice(twilio: FakeTwilio) -> None:
+    await send(TwilioSender(twilio_settings(twilio.url)), "voice", text="Help", language="en")
+    says = ElementTree.fromstring(twilio.creates()[0].form["Twiml"]).findall("Say")
+    assert says[0].get("voice") == "Polly.Joanna" and says[0].get("language") == "en-US"
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("status", [500, 502, 503])
+async def test_server_errors_are_retried(twilio: FakeTwilio, status: int) -> None:
+    twilio.script(TwilioReply.server_error(status))
+    outcome = await send(TwilioSender(twilio_settings(twilio.url)), "sms")
+    assert not outcome.sent and not outcome.permanent
+    assert outcome.error.startswith(f"twilio {status}")
+    assert twilio.messages == []
+
+
+@pytest.mark.asyncio
+async def test_429_is_retried_after_the_retry_after_header(twilio: FakeTwilio) -> None:
+    twilio.script(TwilioReply.rate_limited(retry_after=7))
+    outcome = await send(TwilioSender(twilio_settings(twilio.url)), "sms")
+    assert not outcome.sent and not outcome.permanent
+    assert outcome.retry_after_s == 7
+    assert "429" in outcome.error
+
+
+@pytest.mark.asyncio
+async def test_429_without_retry_after(twilio: FakeTwilio) -> None:
+    twilio.script(TwilioReply.rate_limited(retry_after=None))
+    outcome = await send(TwilioSender(twilio_settings(twilio.url)), "sms")
+    assert not outcome.permanent and outcome.retry_after_s is None
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "reply, code",
+    [
+        (TwilioReply.invalid_to(), 21211),
+        (TwilioReply.unsubscribed(), 21610),
+        (TwilioReply.error(400, 21614, "'To' number is not a valid mobile number"), 21614),
+    ],
+)
+async def test_refused_numbers_fail_for_good(twilio: FakeTwilio, reply: TwilioReply, code: int):
+    twilio.script(reply)
+    outcome = await send(TwilioSender(twilio_settings(twilio.url)), "sms")
+    assert not outcome.sent and outcome.permanent
+    assert f"code {code}" in outcome.error
+
+
+@pytest.mark.asyncio
+async def test_bad_credentials_are_retried(twilio: FakeTwilio) -> None:
+    twilio.script(TwilioReply.error(401, 20003, "Authenticate"))
+    outcome = await send(TwilioSender(twilio_settings(twilio.url)), "sms")
+    assert not outcome.permanent
+
+
+@pytest.mark.asyncio
+async def test_a_timeout_is_retried(twilio: FakeTwilio) -> None:
+    twilio.script(TwilioReply.hang(2))
+    sender = TwilioSender(twilio_settings(twilio.url), timeout_s=0.3)
+    outcome = await send(sender, "sms")
+    assert not outcome.sent and not outcome.permanent
+    assert "no answer" in outcome.error
+
+
+@pytest.mark.asyncio
+async def test_a_connection_failure_is_retried() -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    outcome = await send(TwilioSender(twilio_settings(f"http://127.0.0.1:{port}")), "sms")
+    assert not outcome.sent and not outcome.permanent
+    assert "connection" in outcome.error
+
+
+@pytest.mark.asyncio
+async def test_concurrent_sends_keep_their_own_tokens(twilio: FakeTwilio) -> None:
+    import asyncio
+
+    sender = TwilioSender(twilio_settings(twilio.url))
+    try:
+        outcomes = await asyncio.gather(
+            *(
+                sender.send("sms", f"+86138000000{n:02d}", {"text": f"t{n}"}, f"key-{n}")
+                for n in range(12)
+            )
+        )
+    finally:
+        await sender.aclose()
+    assert all(o.sent for o in outcomes)
+    pairs = {(r.form["To"][-2:], r.header(IDEMPOTENCY_HEADER)) for r in twilio.creates()}
+    assert pairs == {(f"{n:02d}", f"key-{n}") for n in range(12)}
+
+
+# -- Telegram -----------------------------------------------------------------------------------
+
+
+def telegram_settings(url: str) -> Settings:
+    return Settings(telegram_bot_token="123:ABC", telegram_api_url=url, _env_file=None)
+
+
+@pytest.mark.asyncio
+async def test_telegram_message(telegram: FakeTelegramApi) -> None:
+    outcome = await send(TelegramSender(telegram_settings(telegram.url)), "telegram", "7")
+    assert outcome.sent and outcome.provider_id == "7:1"
+    (call,) = telegram.calls_to("sendMessage")
+    assert call["chat_id"] == 7 and call["text"] == "您好，测试"
+    assert "reply_markup" not in call
+
+
+@pytest.mark.asyncio
+async def test_telegram_choices_become_buttons(telegram: FakeTelegramApi) -> None:
+    choices = [["yes", "是"], ["no", "不是"], ["x" * 65, "too long"], ["长" * 21, "63 bytes"]]
+    sender = TelegramSender(telegram_settings(telegram.url))
+    assert (await send(sender, "telegram", "7", choices=choices)).sent
+    markup = telegram.calls_to("sendMessage")[0]["reply_markup"]
+    assert markup["inline_keyboard"] == [
+        [{"text": "是", "callback_data": "yes"}],
+        [{"text": "不是", "callback_data": "no"}],
+        [{"text": "63 bytes", "callback_data": "长" * 21}],
+    ]
+
+
+def test_inline_keyboard_of_nothing() -> None:
+    assert inline_keyboard([]) is None
+    assert inline_keyboard([["x" * 70, "long"]]) is None
+
+
+@pytest.mark.asyncio
+@pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")  # inside PTB
+async def test_telegram_flood_control_is_retried_after_its_delay(
+    telegram: FakeTelegramApi,
+) -> None:
+    telegram.fail("sendMessage", error_code=429, description="Too Many Requests", retry_after=9)
+    outcome = await send(TelegramSender(telegram_settings(telegram.url)), "telegram", "7")
+    assert not outcome.sent and not outcome.permanent
+    assert outcome.retry_after_s == 9
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "code, description",
+    [
+        (403, "Forbidden: bot was blocked by the user"),
+        (400, "Bad Request: chat not found"),
+    ],
+)
+async def test_telegram_blocked_or_unknown_chat_fails_for_good(
+    telegram: FakeTelegramApi, code: int, description: str
+) -> None:
+    telegram.fail("sendMessage", error_code=code, description=description)
+    outcome = await send(TelegramSender(telegram_settings(telegram.url)), "telegram", "7")
+    assert not outcome.sent and outcome.permanent
+    assert description.split(": ", 1)[1].lower() in outcome.error.lower()
+
+
+@pytest.mark.asyncio
+async def test_telegram_server_error_is_retried(telegram: FakeTelegramApi) -> None:
+    telegram.fail("sendMessage", error_code=502, description="Bad Gateway")
+    outcome = await send(TelegramSender(telegram_settings(telegram.url)), "telegram", "7")
+    assert not outcome.sent and not outcome.permanent
+
+
+@pytest.mark.asyncio
+async def test_telegram_unreachable_is_retried() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    sender = TelegramSender(telegram_settings(f"http://127.0.0.1:{port}"))
+    outcome = await send(sender, "telegram", "7")
+    assert not outcome.sent and not outcome.permanent
+
+
+# -- which senders ------------------------------------------------------------------------------
+
+
+def test_senders_for_only_the_configured_providers() -> None:
+    assert senders_for(Settings(_env_file=None)) == {}
+    twilio_only = senders_for(twilio_settings("http://x"))
+    assert sorted(twilio_only) == ["sms", "voice"]
+    assert isinstance(twilio_only["sms"], TwilioSender)
+    everything = senders_for(
+        twilio_settings(
+            "http://x", twilio_whatsapp_from="whatsapp:+15005550007", telegram_bot_token="1:A"
+        )
+    )
+    assert sorted(everything) == ["sms", "telegram", "voice", "whatsapp"]
+    assert everything["sms"] is everything["whatsapp"]  # one client, one connection pool
+    assert isinstance(everything["telegram"], TelegramSender)
+    assert sorted(missing_senders(twilio_settings("http://x"))) == ["telegram", "whatsapp"]
