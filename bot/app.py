@@ -19,6 +19,7 @@ from bot.channels import mount_channels
 from bot.channels.base import Conversations
 from bot.routes import nlu as nlu_routes
 from bot.routes.nlu import ParserLoader
+from bot.worker import start_outbox_worker
 from config.settings import Settings
 from storage.db import make_engine, ping
 
@@ -34,13 +35,21 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         app.state.engine = engine or make_engine(settings.effective_database_url, pool_timeout=5)
         app.state.nlu = ParserLoader(settings)
         app.state.nlu.start()
-        app.state.conversations = Conversations(settings, app.state.engine, app.state.nlu.parser)
+        hooks = [hook for channel in channels for hook in channel.on_filed]
+        app.state.conversations = Conversations(
+            settings, app.state.engine, app.state.nlu.parser, on_filed=hooks
+        )
         for channel in channels:
             for start in channel.on_startup:
                 await start()
+        app.state.outbox_worker = outbox_worker = start_outbox_worker(
+            settings, app.state.engine, channels
+        )
         try:
             yield
         finally:
+            if outbox_worker is not None:
+                await outbox_worker.stop()
             for channel in channels:
                 for stop in channel.on_shutdown:
                     await stop()

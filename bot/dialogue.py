@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import cast
 
+from bot.messages import Hint
 from bot.state import Switch, Task
 from bot.turn import NO, YES, Heard, Turn
 from handlers.base import Handler, Slot, SlotKind
@@ -241,6 +242,8 @@ def _after_task(turn: Turn) -> None:
             return
     if task.handler == EMERGENCY:
         return  # after an emergency: no "anything else?", staff are on their way
+    if task.handler == TALK_TO_HUMAN and Hint.HAND_OVER in turn.hints:
+        return  # the phone is putting a person on: nothing more to ask
     if state.suspended:
         resumed = state.suspended.pop()
         state.task = resumed

@@ -10,6 +10,7 @@ it survives restarts and any server can take the next turn.
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -49,6 +50,10 @@ from storage.types import utcnow
 log = structlog.get_logger(__name__)
 
 ATTEMPTS = 3  # a turn that lost a race (CaseConflict, deadlock) is run again
+
+
+# Called in the transaction that filed cases (say, to post them to volunteers on Telegram).
+FiledHook = Callable[[Session, Sequence[Case]], object]
 
 
 @dataclass(frozen=True)
@@ -107,10 +112,17 @@ def load_services(settings: Settings) -> Services:
 class ConversationEngine:
     """Runs turns against a database with an NLU parser; safe to share between threads."""
 
-    def __init__(self, db: DbEngine, parser: NluParser, services: Services) -> None:
+    def __init__(
+        self,
+        db: DbEngine,
+        parser: NluParser,
+        services: Services,
+        on_filed: Sequence[FiledHook] = (),
+    ) -> None:
         self.db = db
         self.parser = parser
         self.services = services
+        self.on_filed = list(on_filed)
         self._sessions = sessionmaker(db, expire_on_commit=False)
 
     @classmethod
@@ -122,6 +134,7 @@ class ConversationEngine:
         *,
         categories: CategoryConfig | None = None,
         dialogue_config: DialogueConfig | None = None,
+        on_filed: Sequence[FiledHook] = (),
     ) -> ConversationEngine:
         services = load_services(settings)
         if categories is not None or dialogue_config is not None:
@@ -133,7 +146,7 @@ class ConversationEngine:
                 handlers=services.handlers,
                 by_intent=services.by_intent,
             )
-        return cls(db, parser, services)
+        return cls(db, parser, services, on_filed)
 
     # -- one turn ------------------------------------------------------------------------------
 
@@ -207,6 +220,7 @@ class ConversationEngine:
             replies[-1] = Reply(last.text, last.choices, frozenset(turn.hints), last.language)
         retiree_id = turn.retiree.id if turn.retiree is not None else None
         session.flush()  # the handlers' changes first (cases, events, a new profile)
+        self._announce(session, turn.filed)
         state = {"row_id": row.id, "state": turn.state.dump(), "retiree_id": retiree_id, "now": now}
         session.execute(_SAVE_STATE, state)
         case_id = turn.case_ids[0] if turn.case_ids else None
@@ -280,9 +294,15 @@ class ConversationEngine:
                 now=now,
             )
             _start_afresh(turn)
+            self._announce(session, turn.filed)
             row.state = turn.state.dump()
             row.updated_at = now
             return [c.number for c in turn.filed]
+
+    def _announce(self, session: Session, cases: Sequence[Case]) -> None:
+        if cases:
+            for hook in self.on_filed:
+                hook(session, cases)
 
     def idle_conversations(self, *, now: datetime | None = None) -> list[tuple[str, str]]:
         """(channel, address) of conversations with a request left half-way and no turn for

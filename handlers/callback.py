@@ -29,7 +29,7 @@ class CallbackHandler(Handler):
         )
 
     def file_silent(self, turn: Turn) -> Case:
-        return self.file_callback(turn, "silent")
+        return self.file_callback(turn, "silent", caller=turn.inbound.address)
 
 
 HANDLER = CallbackHandler()

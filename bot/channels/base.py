@@ -5,15 +5,16 @@ channel reports at start-up."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
 
-from bot.engine import ConversationEngine, TurnResult
+from bot.engine import ConversationEngine, FiledHook, TurnResult
 from bot.messages import Inbound
 from config.settings import Settings
 from nlu.parser import NluParser
@@ -62,6 +63,8 @@ class Mounted:
     on_startup: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     on_shutdown: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     senders: dict[str, Sender] = field(default_factory=dict)  # outbox channel -> its sender
+    # Called in the transaction that filed cases (e.g. post them to volunteers on Telegram).
+    on_filed: list[FiledHook] = field(default_factory=list)
 
     def describe(self) -> str:
         return f"{self.name}: on" if self.enabled else f"{self.name}: off ({self.why})"
@@ -71,11 +74,16 @@ class Conversations:
     """The app's one ConversationEngine, built when the parser is ready."""
 
     def __init__(
-        self, settings: Settings, db: Engine, parser: Callable[[], Awaitable[NluParser]]
+        self,
+        settings: Settings,
+        db: Engine,
+        parser: Callable[[], Awaitable[NluParser]],
+        on_filed: Sequence[FiledHook] = (),
     ) -> None:
         self.settings = settings
         self.db = db
         self._parser = parser
+        self._on_filed = list(on_filed)
         self._engine: ConversationEngine | None = None
         self._lock = asyncio.Lock()
 
@@ -85,7 +93,13 @@ class Conversations:
                 if self._engine is None:
                     parser = await self._parser()
                     self._engine = await run_in_threadpool(
-                        ConversationEngine.create, self.settings, self.db, parser
+                        partial(
+                            ConversationEngine.create,
+                            self.settings,
+                            self.db,
+                            parser,
+                            on_filed=self._on_filed,
+                        )
                     )
         return self._engine
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from bot.cli import cases, chat, db, demo, nlu, retirees, serve, users
+from bot.cli import cases, chat, db, demo, nlu, retirees, serve, telegram, users, worker
 
 app = typer.Typer(
     name="hotline",
@@ -17,9 +17,11 @@ app.add_typer(retirees.app, name="retirees")
 app.add_typer(users.app, name="users")
 app.add_typer(cases.app, name="cases")
 app.add_typer(nlu.app, name="nlu")
+app.add_typer(telegram.app, name="telegram")
 app.command("seed-demo")(demo.seed_demo_command)
 app.command("serve")(serve.serve_command)
 app.command("chat")(chat.chat_command)
+app.command("worker")(worker.worker_command)
 
 
 @app.callback()
