@@ -56,13 +56,18 @@ class Settings(BaseSettings):
     )
     twilio_voice: str = Field(default="Polly.Zhiyu", description="Text-to-speech voice (Chinese).")
     twilio_voice_language: str = Field(default="cmn-CN", description="<Say> language (Chinese).")
-    twilio_voice_en: str = Field(default="Polly.Joanna", description="Text-to-speech voice (English).")
+    twilio_voice_en: str = Field(
+        default="Polly.Joanna", description="Text-to-speech voice (English)."
+    )
     twilio_speech_language: str = Field(
         default="cmn-Hans-CN", description="<Gather> speech recognition language (Chinese)."
     )
     twilio_ring_timeout_s: int = Field(default=20, ge=5, le=60)
     twilio_low_confidence: float = Field(
-        default=0.5, ge=0, le=1, description="Speech heard with less confidence is confirmed by key."
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Speech heard with less confidence is confirmed by key.",
     )
     telegram_bot_token: str = ""
     telegram_webhook_secret: str = ""
