@@ -200,6 +200,32 @@ def test_other_kinds_of_request_by_voice(line: Line) -> None:
     assert len(cases(line.engine)) == 1
 
 
+# Each kind of request by voice, as a caller would say it, each answer confirmed by voice or key.
+EVERY_KIND = [
+    (
+        "medication_reimbursement",
+        [Speak("我要报销上个月住院的药费，三百块，请上门来取"), Press("1")],
+    ),
+    (
+        "hospital_transfer",
+        [Speak("我老伴明天要从市一院转到省人民医院"), Press("1"), Press("1")],
+    ),
+    ("complaint", [Speak("我要投诉楼上装修太吵了，从上周开始天天吵"), Press("1")]),
+    ("help_request", [Speak("家里灯坏了，明天上午能来人修一下吗"), Press("1")]),
+    ("bereavement", [Speak("我老伴昨天去世了"), Press("1")]),
+    ("policy_question", [Speak("养老金今年什么时候涨")]),
+]
+
+
+@pytest.mark.parametrize(("category", "script"), EVERY_KIND, ids=[k for k, _ in EVERY_KIND])
+def test_each_kind_of_request_by_voice(line: Line, category: str, script: list) -> None:
+    call = line.caller.call([*script, HangUp()], caller=WANG)
+    filed = cases(line.engine)
+    assert [c.category for c in filed] == [category], call.said
+    assert filed[0].channel == "phone" and filed[0].retiree is not None
+    said_in_order(call, f"编号是{spoken(filed[0].number)}")
+
+
 def test_an_english_speaker_is_answered_in_english(line: Line) -> None:
     call = line.caller.call(
         [Speak("I want to claim back my medicine costs from the pharmacy"), HangUp()],
