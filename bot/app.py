@@ -3,6 +3,7 @@ the console later."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,7 +20,7 @@ from bot.channels import mount_channels
 from bot.channels.base import Conversations
 from bot.routes import nlu as nlu_routes
 from bot.routes.nlu import ParserLoader
-from bot.worker import start_outbox_worker
+from bot.worker import start_outbox_worker, sweep_idle_conversations
 from config.settings import Settings
 from storage.db import make_engine, ping
 
@@ -45,9 +46,18 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         app.state.outbox_worker = outbox_worker = start_outbox_worker(
             settings, app.state.engine, channels
         )
+        sweep_stop = asyncio.Event()
+        sweeper = None
+        if settings.run_worker:  # the same switch: one process does the background work
+            sweeper = asyncio.create_task(
+                sweep_idle_conversations(app.state.conversations.engine, sweep_stop)
+            )
         try:
             yield
         finally:
+            sweep_stop.set()
+            if sweeper is not None:
+                await sweeper
             if outbox_worker is not None:
                 await outbox_worker.stop()
             for channel in channels:

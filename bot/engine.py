@@ -299,6 +299,15 @@ class ConversationEngine:
             row.updated_at = now
             return [c.number for c in turn.filed]
 
+    def close_idle(self, *, now: datetime | None = None) -> list[str]:
+        """Close every conversation left half-way and idle for idle_minutes, filing what each
+        was told (the person hung up or walked away): run now and then by the server or the
+        worker. Returns the case numbers filed."""
+        filed: list[str] = []
+        for channel, address in self.idle_conversations(now=now):
+            filed += self.close_conversation(channel, address, now=now)
+        return filed
+
     def _announce(self, session: Session, cases: Sequence[Case]) -> None:
         if cases:
             for hook in self.on_filed:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -41,6 +41,7 @@ from sqlalchemy.orm import Session
 
 from bot.channels.base import Mounted, Sender, SendOutcome
 from bot.channels.senders import senders_for
+from bot.engine import ConversationEngine
 from config.i18n import Catalogs
 from config.settings import Settings
 from storage import outbox
@@ -346,6 +347,27 @@ class RunningWorker:
             log.exception("outbox_worker_crashed")
         finally:
             await self.worker.aclose()
+
+
+async def sweep_idle_conversations(
+    engine: Callable[[], Awaitable[ConversationEngine]],
+    stop: asyncio.Event,
+    every_s: float = 60.0,
+) -> None:
+    """Now and then, file the requests of conversations that went quiet half-way (the person
+    hung up or walked away), so every contact reaches staff."""
+    while not stop.is_set():
+        try:
+            conversation = await engine()
+            filed = await asyncio.to_thread(conversation.close_idle)
+            if filed:
+                log.info("idle_conversations_closed", filed=filed)
+        except SQLAlchemyError as exc:
+            log.warning("idle_sweep_db_error", error=f"{type(exc).__name__}: {exc}"[:300])
+        except Exception:
+            log.exception("idle_sweep_failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=every_s)
 
 
 def start_outbox_worker(

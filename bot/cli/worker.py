@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Awaitable, Callable
 
 import typer
+from sqlalchemy import Engine
 
 from bot.channels.senders import missing_senders, senders_for
 from bot.cli.common import current_settings, fail
-from bot.worker import OutboxWorker
+from bot.engine import ConversationEngine
+from bot.worker import OutboxWorker, sweep_idle_conversations
 from config.logging import configure_logging
+from config.settings import Settings
+from nlu.parser import get_parser
 from storage.db import make_engine
 
 
@@ -34,15 +39,36 @@ def worker_command(
         fail("no channel can send: configure Twilio or Telegram first")
     engine = make_engine(settings.effective_database_url)
     worker = OutboxWorker(engine, senders, language=settings.default_language)
+    conversations = _lazy_conversations(settings, engine)
     try:
-        sent = asyncio.run(_run(worker, once, interval))
+        sent = asyncio.run(_run(worker, once, interval, conversations))
     finally:
         engine.dispose()
     if once:
         typer.echo(f"attempted {sent} notification(s)")
 
 
-async def _run(worker: OutboxWorker, once: bool, interval: float) -> int:
+def _lazy_conversations(
+    settings: Settings, engine: Engine
+) -> Callable[[], Awaitable[ConversationEngine]]:
+    """The conversation engine, built on first use (it loads the NLU model)."""
+    built: list[ConversationEngine] = []
+
+    async def conversations() -> ConversationEngine:
+        if not built:
+            parser = await asyncio.to_thread(get_parser, settings)
+            built.append(ConversationEngine.create(settings, engine, parser))
+        return built[0]
+
+    return conversations
+
+
+async def _run(
+    worker: OutboxWorker,
+    once: bool,
+    interval: float,
+    conversations: Callable[[], Awaitable[ConversationEngine]],
+) -> int:
     try:
         if once:
             await worker.maintain()
@@ -56,9 +82,13 @@ async def _run(worker: OutboxWorker, once: bool, interval: float) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        # Beside sending: file what conversations left half-way (the person went away).
+        sweeper = asyncio.create_task(sweep_idle_conversations(conversations, stop))
         try:
             await worker.run(stop, interval_s=interval)
         finally:
+            stop.set()
+            await sweeper
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
         return 0

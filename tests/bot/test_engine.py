@@ -3,6 +3,7 @@ that outlives the process, conversations closed half-way, and who gets an emerge
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +18,7 @@ from bot.engine import ConversationEngine, TurnResult
 from bot.messages import Hint, Inbound
 from bot.notify import on_duty_staff
 from bot.state import Dialogue
+from bot.worker import sweep_idle_conversations
 from config.settings import Settings
 from nlu.embedded import EmbeddedParser
 from storage.db import transaction
@@ -188,3 +190,42 @@ def test_an_empty_message_is_silence_not_an_error(
     (phone,) = people(engine, 1)
     result = bot.handle(message(phone, text, 0, channel="phone"))
     assert "您还在吗" in result.replies[0].text
+
+
+def test_close_idle_files_what_quiet_conversations_left(
+    engine: Engine, bot: ConversationEngine
+) -> None:
+    first, second = people(engine, 2)
+    bot.handle(message(first, "我想报销住院的药费", 0))  # left half-way
+    bot.handle(message(second, "我想报销药费，门诊的，三百块，上门来取", 0))
+    bot.handle(message(second, "对", 1))  # finished: nothing left to file
+    assert bot.close_idle(now=NOW + timedelta(minutes=10)) == []  # not idle yet
+    filed = bot.close_idle(now=NOW + timedelta(minutes=45))
+    assert len(filed) == 1
+    assert bot.close_idle(now=NOW + timedelta(hours=2)) == []
+    with transaction(engine) as session:
+        case = session.scalars(select(Case).where(Case.number == filed[0])).one()
+        assert case.retiree.phones[0].number == first and case.details["incomplete"] is True
+
+
+@pytest.mark.asyncio
+async def test_the_sweeper_closes_idle_conversations_until_stopped(
+    engine: Engine, bot: ConversationEngine
+) -> None:
+    (phone,) = people(engine, 1)
+    bot.handle(message(phone, "我想报销住院的药费", 0, at=datetime.now(UTC) - timedelta(hours=1)))
+    stop = asyncio.Event()
+
+    async def conversations() -> ConversationEngine:
+        return bot
+
+    sweeper = asyncio.create_task(sweep_idle_conversations(conversations, stop, every_s=0.05))
+    for _ in range(100):
+        await asyncio.sleep(0.05)
+        with transaction(engine) as session:
+            if session.scalars(select(Case)).first() is not None:
+                break
+    stop.set()
+    await asyncio.wait_for(sweeper, timeout=5)
+    with transaction(engine) as session:
+        assert [c.details.get("incomplete") for c in session.scalars(select(Case))] == [True]
