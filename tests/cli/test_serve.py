@@ -14,6 +14,7 @@ import httpx
 
 from storage.db import make_engine
 from storage.migrate import current_revision
+from tests.storage.test_migrations import HEAD
 
 
 def free_port() -> int:
@@ -51,7 +52,7 @@ def test_serve_migrates_and_answers(tmp_path: Path) -> None:
         proc.terminate()
         proc.wait(timeout=10)
     engine = make_engine(url)
-    assert current_revision(engine) == "0002"
+    assert current_revision(engine) == HEAD
     engine.dispose()
     lines = [json.loads(x) for x in Path(log.name).read_text().splitlines() if x.startswith("{")]
     requests = [x for x in lines if x.get("event") == "request"]
