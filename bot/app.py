@@ -1,5 +1,5 @@
-"""The one ASGI app that `hotline serve` runs: health checks, NLU, the channels' webhooks and API;
-the console later."""
+"""The one ASGI app that `hotline serve` runs: health checks, NLU, the channels' webhooks and API,
+and the staff console."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from bot.routes import nlu as nlu_routes
 from bot.routes.nlu import ParserLoader
 from bot.worker import start_outbox_worker, sweep_idle_conversations
 from config.settings import Settings
+from console import bind_engine, mount_console
 from storage.db import make_engine, ping
 
 log = structlog.get_logger(__name__)
@@ -34,6 +35,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = engine is None
         app.state.engine = engine or make_engine(settings.effective_database_url, pool_timeout=5)
+        bind_engine(app, app.state.engine)
         app.state.nlu = ParserLoader(settings)
         app.state.nlu.start()
         hooks = [hook for channel in channels for hook in channel.on_filed]
@@ -70,6 +72,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.state.settings = settings
     app.include_router(nlu_routes.router)
     channels = mount_channels(app, settings)
+    mount_console(app, settings)
     app.state.channels = channels
     log.info("channels", **{c.name: ("on" if c.enabled else f"off: {c.why}") for c in channels})
 

@@ -77,6 +77,17 @@ class Settings(BaseSettings):
     api_tokens: str = Field(
         default="", description="Bearer tokens for POST /api/v1/messages, comma-separated."
     )
+    # -- the staff console -------------------------------------------------------------------
+    secret_key: str = Field(
+        default="",
+        description="Signs the console's session cookies; the same on every server. Empty: a "
+        "random key kept in data_dir/secret_key (one server only).",
+    )
+    session_hours: int = Field(default=12, ge=1, le=24 * 30, description="Console sign-in lasts.")
+    max_failed_logins: int = Field(
+        default=5, ge=1, le=100, description="Wrong passwords in a row before the account locks."
+    )
+    lock_minutes: int = Field(default=15, ge=1, le=24 * 60, description="How long a lock lasts.")
     run_worker: bool = Field(
         default=True,
         description="`hotline serve` sends the outbox itself; turn off when `hotline worker` "

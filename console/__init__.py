@@ -1,1 +1,80 @@
+"""The staff and volunteer console, served by the same app as the webhooks: queues, cases, the
+registry and reports (server-rendered pages with htmx), and a JSON API under /api/v1."""
 
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import Engine
+from sqlalchemy.orm import sessionmaker
+from starlette.middleware.sessions import SessionMiddleware
+
+from config.settings import Settings
+from console.auth import SESSION_COOKIE, CsrfRefused, SignInRequired, secret_key
+from console.flash import flash, go
+from console.web import STATIC, ConsoleConfig, is_htmx, render
+from storage.errors import CaseError, NotFound, NotPermitted
+
+# Refusals by the case actions, by their stable code, as catalog keys.
+ERROR_KEYS = {
+    "illegal_transition": "console.errors.illegal_transition",
+    "not_permitted": "console.errors.not_permitted",
+    "conflict": "console.errors.conflict",
+    "invalid_input": "console.errors.invalid_input",
+    "not_found": "console.errors.not_found",
+}
+
+
+def mount_console(app: FastAPI, settings: Settings) -> None:
+    """Add the console's pages, static files, session cookie and error pages to ``app``."""
+    from console.routes import cases, queue, signin
+
+    app.state.console = ConsoleConfig.load(settings)
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=secret_key(settings),
+        session_cookie=SESSION_COOKIE,
+        max_age=settings.session_hours * 3600,
+        same_site="lax",
+        https_only=settings.public_url.startswith("https://"),
+    )
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    for module in (signin, queue, cases):
+        app.include_router(module.router)
+    app.add_exception_handler(SignInRequired, _sign_in_required)
+    app.add_exception_handler(CsrfRefused, _csrf_refused)
+    app.add_exception_handler(CaseError, _case_error)
+
+
+def bind_engine(app: FastAPI, engine: Engine) -> None:
+    """Called at start-up once the database engine exists."""
+    app.state.console_sessions = sessionmaker(engine, expire_on_commit=False)
+
+
+async def _sign_in_required(request: Request, exc: Exception) -> Response:
+    target = "/login?next=" + request.url.path if request.method == "GET" else "/login"
+    if is_htmx(request):
+        return Response(status_code=401, headers={"HX-Redirect": target})
+    return RedirectResponse(target, status_code=303)
+
+
+async def _csrf_refused(request: Request, exc: Exception) -> Response:
+    return render(request, "error.html", {"key": "console.errors.csrf"}, status_code=403)
+
+
+async def _case_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, CaseError)
+    key = ERROR_KEYS.get(exc.code, "console.errors.invalid_input")
+    if request.url.path.startswith("/api/"):
+        status = 404 if isinstance(exc, NotFound) else 403 if isinstance(exc, NotPermitted) else 409
+        return JSONResponse({"error": exc.code, "detail": str(exc)}, status_code=status)
+    if request.method == "GET":
+        status = 404 if isinstance(exc, NotFound) else 403
+        return render(request, "error.html", {"key": key, "detail": str(exc)}, status_code=status)
+    # A refused form: back to the page it came from, saying why.
+    flash(request, "error", key, detail=str(exc))
+    back = request.url.path.rsplit("/", 1)[0]
+    if isinstance(exc, NotPermitted) or not back.startswith("/cases/"):
+        back = "/queue"
+    return go(request, back)

@@ -1,0 +1,219 @@
+"""The queue and the case page: who sees what, and every action through the case rules."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from storage.models import AuditEntry, Case, CaseEvent, CaseStatus
+from tests.console.conftest import World
+
+
+def _case(engine: Engine, number: str) -> Case:
+    with Session(engine) as session:
+        return session.scalars(select(Case).where(Case.number == number)).one()
+
+
+def _events(engine: Engine, case: Case) -> list[str]:
+    with Session(engine) as session:
+        return list(
+            session.scalars(
+                select(CaseEvent.action).where(CaseEvent.case_id == case.id).order_by(CaseEvent.id)
+            )
+        )
+
+
+def test_a_volunteer_queue_holds_only_volunteer_cases_of_their_community(
+    world: World, browser
+) -> None:
+    page = browser("vol_a1").get("/queue").text
+    assert world.help_a1.number in page
+    assert world.complaint_a1.number not in page  # staff only
+    assert world.help_b1.number not in page  # another station's community
+    assert "+8613911112222" not in page and "和平路" not in page  # no contact details in a list
+
+
+def test_staff_see_their_station_and_an_admin_the_whole_centre(world: World, browser) -> None:
+    staff_a = browser("staff_a").get("/queue").text
+    assert world.help_a1.number in staff_a and world.complaint_a1.number in staff_a
+    assert world.help_b1.number not in staff_a
+    admin = browser("admin").get("/queue").text
+    assert all(c.number in admin for c in (world.help_a1, world.complaint_a1, world.help_b1))
+
+
+def test_queue_filters_and_live_rows(world: World, browser) -> None:
+    b = browser("staff_a")
+    only_complaints = b.get("/queue?category=complaint").text
+    assert world.complaint_a1.number in only_complaints
+    assert world.help_a1.number not in only_complaints
+    rows = b.get(f"/queue/rows?unit={world.units.community_a1.id}")
+    assert rows.status_code == 200 and 'id="queue-rows"' in rows.text
+    assert "<html" not in rows.text  # a fragment for htmx to swap in
+    assert world.help_a1.number in rows.text
+    assert "共 1 件" in rows.text  # the complaint waits in the station's queue, not A1's
+    nothing = b.get(f"/queue/rows?unit={world.units.community_a2.id}").text
+    assert "没有符合条件的个案" in nothing
+
+
+def test_a_volunteer_cannot_open_a_complaint_or_another_communitys_case(
+    world: World, browser
+) -> None:
+    b = browser("vol_a1")
+    complaint = b.get(f"/cases/{world.complaint_a1.number}")
+    assert complaint.status_code == 403 and "楼道灯" not in complaint.text
+    other = b.get(f"/cases/{world.help_b1.number}")
+    assert other.status_code == 403 and "修水龙头" not in other.text
+    assert b.get("/cases/2026-999999").status_code == 404
+
+
+def test_staff_of_one_station_cannot_see_anothers_case(world: World, browser) -> None:
+    b = browser("staff_b")
+    assert b.get(f"/cases/{world.help_a1.number}").status_code == 403
+    refused = b.post(f"/cases/{world.help_a1.number}/claim")
+    assert refused.status_code == 303 and refused.headers["location"] == "/queue"
+
+
+def test_a_volunteer_sees_the_phone_only_after_claiming_and_never_health_notes(
+    world: World, browser, engine: Engine
+) -> None:
+    b = browser("vol_a1")
+    before = b.get(f"/cases/{world.help_a1.number}").text
+    assert "帮忙买菜" in before
+    assert "+8613911112222" not in before and "和平路" not in before
+    assert "领取个案后显示" in before
+    claimed = b.post(f"/cases/{world.help_a1.number}/claim")
+    assert claimed.headers["location"] == f"/cases/{world.help_a1.number}"
+    after = b.get(f"/cases/{world.help_a1.number}").text
+    assert "+8613911112222" in after and "和平路 8 号" in after and "+8613800009999" in after
+    assert "高血压" not in after
+    assert "已领取个案" in after  # the notice
+    with Session(engine) as session:
+        views = session.scalars(
+            select(AuditEntry).where(
+                AuditEntry.action == "view_retiree",
+                AuditEntry.subject_id == world.retiree_a1.id,
+                AuditEntry.actor_id == world.volunteer_a1.id,
+            )
+        ).all()
+    assert [v.detail["contact"] for v in views] == [False, True]
+    assert _case(engine, world.help_a1.number).assignee_id == world.volunteer_a1.id
+
+
+def test_staff_see_health_notes_and_the_view_is_audited(
+    world: World, browser, engine: Engine
+) -> None:
+    page = browser("staff_a").get(f"/cases/{world.complaint_a1.number}").text
+    assert "高血压" in page and "+8613911112222" in page and "楼道灯坏了" in page
+    with Session(engine) as session:
+        entry = session.scalars(
+            select(AuditEntry).where(
+                AuditEntry.action == "view_retiree", AuditEntry.actor_id == world.staff_a.id
+            )
+        ).one()
+    assert entry.detail == {"case": world.complaint_a1.number, "contact": True, "notes": True}
+
+
+def test_two_volunteers_claim_the_same_case_and_the_second_is_told(
+    world: World, browser, engine: Engine
+) -> None:
+    first, second = browser("vol_a1"), browser("vol2_a1")
+    second.get(f"/cases/{world.help_a1.number}")  # both have the page open
+    first.post(f"/cases/{world.help_a1.number}/claim")
+    late = second.post(f"/cases/{world.help_a1.number}/claim")
+    assert late.status_code == 303
+    # The case is no longer open, so a volunteer who does not hold it may not see it.
+    assert late.headers["location"] in ("/queue", f"/cases/{world.help_a1.number}")
+    assert "不能做这一步" in second.get("/queue").text or "没有权限" in second.get("/queue").text
+    assert _case(engine, world.help_a1.number).assignee_id == world.volunteer_a1.id
+
+
+def test_claim_next_takes_the_best_waiting_case(world: World, browser, engine: Engine) -> None:
+    b = browser("vol_a1")
+    response = b.post("/queue/claim-next")
+    assert response.headers["location"] == f"/cases/{world.help_a1.number}"
+    assert _case(engine, world.help_a1.number).status == CaseStatus.CLAIMED
+    again = b.post("/queue/claim-next")
+    assert again.headers["location"] == "/queue"
+    assert "现在没有等待领取的个案" in b.get("/queue").text
+
+
+def test_staff_note_resolve_close_and_reopen_a_complaint(
+    world: World, browser, engine: Engine
+) -> None:
+    b = browser("staff_a")
+    number = world.complaint_a1.number
+    b.post(f"/cases/{number}/claim")
+    b.post(f"/cases/{number}/note", {"text": "已联系物业"})
+    assert b.post(f"/cases/{number}/resolve", {"outcome": ""}).status_code == 422
+    b.post(f"/cases/{number}/resolve", {"outcome": "物业已换灯"})
+    assert _case(engine, number).status == CaseStatus.RESOLVED
+    b.post(f"/cases/{number}/close", {"text": "老人满意"})
+    assert _case(engine, number).status == CaseStatus.CLOSED
+    b.post(f"/cases/{number}/reopen", {"reason": "灯又坏了"})
+    case = _case(engine, number)
+    assert case.status == CaseStatus.CLAIMED and case.assignee_id == world.staff_a.id
+    assert _events(engine, case) == ["file", "claim", "note", "resolve", "close", "reopen"]
+    page = b.get(f"/cases/{number}").text
+    assert "已联系物业" in page and "物业已换灯" in page and "灯又坏了" in page
+
+
+def test_a_volunteer_resolves_their_case_but_cannot_close_it(
+    world: World, browser, engine: Engine
+) -> None:
+    b = browser("vol_a1")
+    number = world.help_a1.number
+    b.post(f"/cases/{number}/claim")
+    b.post(f"/cases/{number}/resolve", {"outcome": "菜已送到"})
+    assert _case(engine, number).status == CaseStatus.RESOLVED
+    page = b.get(f"/cases/{number}").text
+    assert 'id="action-close"' not in page
+    b.post(f"/cases/{number}/close")
+    assert _case(engine, number).status == CaseStatus.RESOLVED
+    assert "没有权限" in b.get("/queue").text
+
+
+def test_transfer_to_another_unit_keeps_the_first_contact_owner(
+    world: World, browser, engine: Engine
+) -> None:
+    b = browser("staff_a")
+    number = world.complaint_a1.number
+    b.post(f"/cases/{number}/claim")
+    assert (
+        b.post(
+            f"/cases/{number}/transfer", {"to_unit": str(world.units.station_b.id), "reason": ""}
+        ).status_code
+        == 422
+    )
+    b.post(
+        f"/cases/{number}/transfer",
+        {"to_unit": str(world.units.station_b.id), "reason": "属西街道管辖"},
+    )
+    case = _case(engine, number)
+    assert case.unit_id == world.units.station_b.id and case.status == CaseStatus.OPEN
+    assert case.first_contact_owner_id == world.staff_a.id
+    # Now it is station B's: staff A no longer see it, staff B do.
+    assert b.get(f"/cases/{number}").status_code == 403
+    assert browser("staff_b").get(f"/cases/{number}").status_code == 200
+
+
+def test_cancel_needs_a_reason_and_staff(world: World, browser, engine: Engine) -> None:
+    volunteer = browser("vol_a1")
+    volunteer.post(f"/cases/{world.help_a1.number}/cancel", {"reason": "老人说不用了"})
+    assert _case(engine, world.help_a1.number).status == CaseStatus.OPEN
+    staff = browser("staff_a")
+    staff.post(f"/cases/{world.help_a1.number}/cancel", {"reason": "老人说不用了"})
+    assert _case(engine, world.help_a1.number).status == CaseStatus.CANCELLED
+
+
+def test_an_action_without_the_csrf_token_changes_nothing(
+    world: World, browser, engine: Engine
+) -> None:
+    b = browser("staff_a")
+    response = b.post(f"/cases/{world.help_a1.number}/claim", csrf=False)
+    assert response.status_code == 403
+    assert _case(engine, world.help_a1.number).status == CaseStatus.OPEN
+    htmx = b.client.post(
+        f"/cases/{world.help_a1.number}/claim",
+        headers={"HX-Request": "true", "X-CSRF-Token": b.csrf},
+    )
+    assert htmx.status_code == 204 and htmx.headers["HX-Redirect"].endswith(world.help_a1.number)
