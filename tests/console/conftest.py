@@ -23,6 +23,8 @@ from storage.permissions import Actor
 from tests.factories import UnitTree, make_retiree, make_staff, make_unit_tree
 
 PASSWORD = "correct horse battery"
+# Hashed once: argon2 is slow on purpose, and every person of the world shares the password.
+PASSWORD_HASH = hash_password(PASSWORD)
 CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
@@ -49,7 +51,7 @@ def _person(session: Session, role: Role, units: list, username: str, name: str)
         username=username,
         name=name,
         phone="+8613700000000",
-        password_hash=hash_password(PASSWORD),
+        password_hash=PASSWORD_HASH,
     )
 
 
