@@ -426,6 +426,61 @@ class OutboxItem(Base):
     sent_at: Mapped[datetime | None]
 
 
+class FollowUpStatus(enum.StrEnum):
+    PENDING = "pending"  # to be asked (or asked again) at next_attempt_at
+    ASKED = "asked"  # the question is out; an answer is awaited until next_attempt_at
+    ANSWERED = "answered"
+    UNANSWERED = "unanswered"  # every attempt went unanswered: a call-back case was filed
+    CANCELLED = "cancelled"  # the case was reopened or cancelled before an answer
+
+
+class FollowUp(Base):
+    """回访: after a case is resolved the retiree is asked whether it was done and whether they
+    are satisfied. One row per resolution (a reopened and again resolved case is asked again)."""
+
+    __tablename__ = "follow_ups"
+    __table_args__ = (
+        UniqueConstraint("case_id", "round"),
+        Index("ix_follow_ups_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    round: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[FollowUpStatus] = mapped_column(
+        _enum(FollowUpStatus, "follow_up_status"), default=FollowUpStatus.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    channel: Mapped[str] = mapped_column(String(20), default="")
+    address: Mapped[str] = mapped_column(String(100), default="")
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    asked_at: Mapped[datetime | None]
+    answered_at: Mapped[datetime | None]
+    done: Mapped[bool | None] = mapped_column(Boolean)
+    satisfied: Mapped[bool | None] = mapped_column(Boolean)
+    callback_case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    case: Mapped[Case] = relationship(foreign_keys=[case_id])
+
+
+class ApiToken(Base):
+    """A personal token for the JSON API (integrations act as the person who made it). Only a
+    hash is stored; the token itself is shown once, when it is made."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+    staff: Mapped[Staff] = relationship()
+
+
 class AuditEntry(Base):
     """Who looked at or changed a retiree's personal data, and when."""
 

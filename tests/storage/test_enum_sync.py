@@ -16,6 +16,7 @@ from storage.models import (
     Base,
     CaseStatus,
     Direction,
+    FollowUpStatus,
     Hardship,
     OutboxStatus,
     RetireeStatus,
@@ -35,6 +36,7 @@ ENUM_COLUMNS: list[tuple[str, str, type[enum.Enum]]] = [
     ("cases", "status", CaseStatus),
     ("messages", "direction", Direction),
     ("outbox", "status", OutboxStatus),
+    ("follow_ups", "status", FollowUpStatus),
 ]
 BAD = "not_a_value"
 
@@ -117,7 +119,7 @@ def test_sqlite_check_constraints_match_the_enums(sqlite_url: str) -> None:
 # --- the database refuses other values ----------------------------------------------------
 
 
-def _row(table: Table, enum_column: str, value: str, unit_id: int) -> dict[str, Any]:
+def _row(table: Table, enum_column: str, value: str, ids: dict[str, int]) -> dict[str, Any]:
     """A value for every NOT NULL column of ``table`` (what an INSERT must give)."""
     row: dict[str, Any] = {}
     for column in table.columns:
@@ -129,8 +131,8 @@ def _row(table: Table, enum_column: str, value: str, unit_id: int) -> dict[str, 
         elif isinstance(sa_type, Enum):
             row[column.name] = sa_type.enums[0]
         elif column.foreign_keys:
-            assert {fk.column.table.name for fk in column.foreign_keys} == {"units"}
-            row[column.name] = unit_id
+            (target,) = {fk.column.table.name for fk in column.foreign_keys}
+            row[column.name] = ids[target]
         elif isinstance(sa_type, Boolean):
             row[column.name] = False
         elif isinstance(sa_type, Integer):
@@ -165,14 +167,21 @@ def test_database_refuses_a_value_not_in_the_enum(
     )
     with engine.connect() as conn:
         unit_id = conn.execute(text("SELECT id FROM units WHERE code = 'U1'")).scalar_one()
+    ids = {"units": unit_id}
+    if any(fk.column.table.name == "cases" for fk in Base.metadata.tables[table].foreign_keys):
+        case_row = _row(Base.metadata.tables["cases"], "status", CaseStatus.OPEN.value, ids)
+        case_row["number"] = "2026-000001"
+        _insert(engine, "cases", case_row)
+        with engine.connect() as conn:
+            ids["cases"] = conn.execute(text("SELECT id FROM cases")).scalar_one()
     sa_table = Base.metadata.tables[table]
     constraint, _ = expected()[(table, column)]
 
     with pytest.raises(IntegrityError, match=constraint):
-        _insert(engine, table, _row(sa_table, column, BAD, unit_id))
+        _insert(engine, table, _row(sa_table, column, BAD, ids))
     # The same row with a value of the enum goes in: the constraint was the only objection.
     good = next(iter(enum_class)).value
-    _insert(engine, table, _row(sa_table, column, str(good), unit_id))
+    _insert(engine, table, _row(sa_table, column, str(good), ids))
     with engine.connect() as conn:
         count = conn.execute(
             text(f"SELECT count(*) FROM {table} WHERE {column} = :v"), {"v": good}
