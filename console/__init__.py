@@ -14,7 +14,7 @@ from config.settings import Settings
 from console.auth import SESSION_COOKIE, CsrfRefused, SignInRequired, secret_key
 from console.flash import flash, go
 from console.web import STATIC, ConsoleConfig, is_htmx, render
-from storage.errors import CaseError, NotFound, NotPermitted
+from storage.errors import CaseError, InvalidCaseInput, NotFound, NotPermitted
 
 # Refusals by the case actions, by their stable code, as catalog keys.
 ERROR_KEYS = {
@@ -28,6 +28,7 @@ ERROR_KEYS = {
 
 def mount_console(app: FastAPI, settings: Settings) -> None:
     """Add the console's pages, static files, session cookie and error pages to ``app``."""
+    from console import api
     from console.routes import cases, queue, signin
 
     app.state.console = ConsoleConfig.load(settings)
@@ -42,6 +43,7 @@ def mount_console(app: FastAPI, settings: Settings) -> None:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     for module in (signin, queue, cases):
         app.include_router(module.router)
+    app.include_router(api.router)
     app.add_exception_handler(SignInRequired, _sign_in_required)
     app.add_exception_handler(CsrfRefused, _csrf_refused)
     app.add_exception_handler(CaseError, _case_error)
@@ -67,7 +69,7 @@ async def _case_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, CaseError)
     key = ERROR_KEYS.get(exc.code, "console.errors.invalid_input")
     if request.url.path.startswith("/api/"):
-        status = 404 if isinstance(exc, NotFound) else 403 if isinstance(exc, NotPermitted) else 409
+        status = {NotFound: 404, NotPermitted: 403, InvalidCaseInput: 422}.get(type(exc), 409)
         return JSONResponse({"error": exc.code, "detail": str(exc)}, status_code=status)
     if request.method == "GET":
         status = 404 if isinstance(exc, NotFound) else 403

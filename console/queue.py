@@ -130,7 +130,7 @@ def load_queue(
         .offset((max(filters.page, 1) - 1) * PAGE_SIZE)
         .options(joinedload(Case.assignee))
     ).all()
-    rows = [_row(case, now) for case in cases]
+    rows = [queue_row(case, now) for case in cases]
     if staff.role == Role.ADMIN:
         visible = sorted(unit_names)
     else:
@@ -139,7 +139,7 @@ def load_queue(
     return QueuePage(rows, total, filters, choices, unit_names)
 
 
-def _row(case: Case, now: datetime) -> Row:
+def queue_row(case: Case, now: datetime) -> Row:
     deadline = case.claim_deadline if case.status == CaseStatus.OPEN else case.resolve_deadline
     if case.status not in (CaseStatus.OPEN, CaseStatus.CLAIMED):
         deadline = None

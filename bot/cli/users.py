@@ -11,8 +11,10 @@ from bot.cli.common import cli_transaction, fail
 from storage.audit import record_access
 from storage.directory import find_staff, find_unit
 from storage.errors import NotFound
-from storage.models import Role, Staff
+from storage.models import ApiToken, Role, Staff
 from storage.passwords import WeakPassword, hash_password
+from storage.tokens import hash_token, new_token
+from storage.types import utcnow
 
 app = typer.Typer(help="Staff and volunteer accounts.", no_args_is_help=True)
 
@@ -92,3 +94,51 @@ def reset_password(
     except (NotFound, WeakPassword) as exc:
         fail(str(exc))
     typer.echo(f"password of {username} changed")
+
+
+@app.command("token")
+def add_token(
+    username: str = typer.Option(..., "--username", help="Whose token: it acts as this person."),
+    name: str = typer.Option(..., "--name", help="What it is for (e.g. the integration's name)."),
+) -> None:
+    """Make a personal token for the JSON API (/api/v1, see /docs). It is shown only now."""
+    token = new_token()
+    try:
+        with cli_transaction() as session:
+            staff = find_staff(session, username)
+            row = ApiToken(staff_id=staff.id, name=name, token_hash=hash_token(token))
+            session.add(row)
+            session.flush()
+            record_access(
+                session,
+                actor=None,
+                actor_label="cli",
+                action="add_api_token",
+                subject_type="staff",
+                subject_id=staff.id,
+                detail={"token_id": row.id, "name": name},
+            )
+    except NotFound as exc:
+        fail(str(exc))
+    typer.echo(f"token #{row.id} for {username} ({name}); keep it secret, it is not shown again:")
+    typer.echo(token)
+
+
+@app.command("revoke-token")
+def revoke_token(token_id: int = typer.Option(..., "--id", help="The token's number.")) -> None:
+    """Stop a personal token from working."""
+    with cli_transaction() as session:
+        row = session.get(ApiToken, token_id)
+        if row is None:
+            fail(f"no token #{token_id}")
+        row.revoked_at = utcnow()
+        record_access(
+            session,
+            actor=None,
+            actor_label="cli",
+            action="revoke_api_token",
+            subject_type="staff",
+            subject_id=row.staff_id,
+            detail={"token_id": token_id},
+        )
+    typer.echo(f"token #{token_id} revoked")

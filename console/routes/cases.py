@@ -12,10 +12,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import selectinload
 
-from config.categories import CategoryConfig
 from console.auth import check_csrf, signed_in
+from console.case_actions import DONE_KEYS, TEXT_ACTIONS, TextAction
 from console.case_view import find_case, load_case_view
 from console.flash import flash, go
 from console.web import DB, console, render
@@ -111,43 +111,6 @@ def transfer(
         ),
         "console.case.transferred",
     )
-
-
-# The actions that take one text from their form: (action, form field, required, what to call).
-# The case actions check the text too (a reason, an outcome) and say what is missing.
-TextAction = Callable[[Session, Case, Actor, str, CategoryConfig], object]
-TEXT_ACTIONS: dict[str, tuple[str, bool, TextAction]] = {
-    "note": ("text", True, lambda s, c, a, v, k: actions.add_note(s, c, a, v, categories=k)),
-    "release": (
-        "reason",
-        False,
-        lambda s, c, a, v, k: actions.release(s, c, a, reason=v, categories=k),
-    ),
-    "resolve": (
-        "outcome",
-        True,
-        lambda s, c, a, v, k: actions.resolve(s, c, a, outcome=v, categories=k),
-    ),
-    "close": ("text", False, lambda s, c, a, v, k: actions.close(s, c, a, note=v, categories=k)),
-    "reopen": (
-        "reason",
-        True,
-        lambda s, c, a, v, k: actions.reopen(s, c, a, reason=v, categories=k),
-    ),
-    "cancel": (
-        "reason",
-        True,
-        lambda s, c, a, v, k: actions.cancel(s, c, a, reason=v, categories=k),
-    ),
-}
-DONE_KEYS = {
-    "note": "console.case.noted",
-    "release": "console.case.released",
-    "resolve": "console.case.resolved",
-    "close": "console.case.closed",
-    "reopen": "console.case.reopened",
-    "cancel": "console.case.cancelled",
-}
 
 
 def _text_route(action: str, field: str, required: bool, call: TextAction) -> None:

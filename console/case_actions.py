@@ -1,0 +1,48 @@
+"""The case actions that take one text (a note, a reason, an outcome), shared by the console's
+forms and its JSON API. The case actions check the text too and say what is missing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy.orm import Session
+
+from config.categories import CategoryConfig
+from storage import actions
+from storage.models import Case
+from storage.permissions import Actor
+
+# action -> (form field, required, what to call)
+TextAction = Callable[[Session, Case, Actor, str, CategoryConfig], object]
+TEXT_ACTIONS: dict[str, tuple[str, bool, TextAction]] = {
+    "note": ("text", True, lambda s, c, a, v, k: actions.add_note(s, c, a, v, categories=k)),
+    "release": (
+        "reason",
+        False,
+        lambda s, c, a, v, k: actions.release(s, c, a, reason=v, categories=k),
+    ),
+    "resolve": (
+        "outcome",
+        True,
+        lambda s, c, a, v, k: actions.resolve(s, c, a, outcome=v, categories=k),
+    ),
+    "close": ("text", False, lambda s, c, a, v, k: actions.close(s, c, a, note=v, categories=k)),
+    "reopen": (
+        "reason",
+        True,
+        lambda s, c, a, v, k: actions.reopen(s, c, a, reason=v, categories=k),
+    ),
+    "cancel": (
+        "reason",
+        True,
+        lambda s, c, a, v, k: actions.cancel(s, c, a, reason=v, categories=k),
+    ),
+}
+DONE_KEYS = {
+    "note": "console.case.noted",
+    "release": "console.case.released",
+    "resolve": "console.case.resolved",
+    "close": "console.case.closed",
+    "reopen": "console.case.reopened",
+    "cancel": "console.case.cancelled",
+}
