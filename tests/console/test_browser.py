@@ -1,0 +1,133 @@
+"""The console in a real browser: Playwright driving Debian's Chromium (headless, from
+/usr/bin/chromium: Playwright cannot download its own browser here; `.ci/run` installs it).
+
+Screenshots are saved under test-artifacts/screenshots/ (HOTLINE_TEST_ARTIFACTS to change it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from storage.models import Case, CaseStatus
+from tests.console.conftest import PASSWORD, World
+from tests.fakes.caller import serve
+
+CHROMIUM = os.environ.get("HOTLINE_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = Path(
+    os.environ.get("HOTLINE_TEST_ARTIFACTS", Path(__file__).parents[2] / "test-artifacts")
+)
+PHONE = {"width": 390, "height": 844}  # a common phone, in CSS pixels
+DESK = {"width": 1280, "height": 900}
+
+pytestmark = [
+    pytest.mark.parametrize("db_url", ["sqlite"], indirect=True),
+    pytest.mark.skipif(
+        shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists(),
+        reason=f"no Chromium at {CHROMIUM} (Debian package chromium; .ci/run installs it)",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def site(console_app: FastAPI) -> Iterator[str]:
+    with serve(console_app) as url:
+        yield url
+
+
+def shot(page: Page, name: str) -> None:
+    folder = ARTIFACTS / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+
+
+def sign_in(page: Page, site: str, username: str) -> None:
+    page.goto(site + "/")
+    page.get_by_label("用户名").fill(username)
+    page.get_by_label("密码").fill(PASSWORD)
+    page.get_by_role("button", name="登录").click()
+    expect(page).to_have_url(site + "/queue")
+
+
+def _case(engine: Engine, number: str) -> Case:
+    with Session(engine) as session:
+        return session.scalars(select(Case).where(Case.number == number)).one()
+
+
+def test_a_volunteer_on_a_phone_claims_a_help_request_and_sees_the_phone_number(
+    world: World, site: str, chromium: Browser, engine: Engine
+) -> None:
+    context = chromium.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True)
+    page = context.new_page()
+    sign_in(page, site, "vol_a1")
+    row = page.locator(f"#case-{world.help_a1.number}")
+    expect(row).to_contain_text("帮忙买菜")
+    expect(page.locator(f"#case-{world.complaint_a1.number}")).to_have_count(0)
+    # On a phone the queue is a list of cards, not a table wider than the screen.
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    shot(page, "volunteer-phone-queue")
+    row.get_by_role("button", name="领取").click()
+    expect(page).to_have_url(f"{site}/cases/{world.help_a1.number}")
+    expect(page.locator("#retiree-phones")).to_contain_text("+8613911112222")
+    expect(page.get_by_text("高血压")).to_have_count(0)
+    shot(page, "volunteer-phone-claimed")
+    assert _case(engine, world.help_a1.number).assignee_id == world.volunteer_a1.id
+    context.close()
+
+
+def test_staff_resolve_and_close_a_complaint(
+    world: World, site: str, chromium: Browser, engine: Engine
+) -> None:
+    context = chromium.new_context(viewport=DESK)
+    page = context.new_page()
+    sign_in(page, site, "staff_a")
+    page.get_by_role("link", name=world.complaint_a1.number).click()
+    expect(page.locator("#retiree-card")).to_contain_text("高血压")
+    page.locator("#action-claim").click()
+    expect(page.locator("#case-status")).to_have_text("处理中")
+    page.get_by_label("办理结果").fill("已请物业更换楼道灯")
+    page.locator("#action-resolve").click()
+    expect(page.locator("#case-status")).to_have_text("已办结")
+    page.locator("#action-close").click()
+    expect(page.locator("#case-status")).to_have_text("已结案")
+    expect(page.locator("#timeline")).to_contain_text("已请物业更换楼道灯")
+    shot(page, "staff-complaint-closed")
+    assert _case(engine, world.complaint_a1.number).status == CaseStatus.CLOSED
+    context.close()
+
+
+def test_the_queue_refreshes_itself(world: World, site: str, chromium: Browser) -> None:
+    """htmx polls the rows: a case claimed elsewhere leaves the open queue without a reload."""
+    context = chromium.new_context(viewport=DESK)
+    page = context.new_page()
+    sign_in(page, site, "staff_a")
+    row = page.locator(f"#case-{world.help_a1.number}")
+    expect(row).to_be_visible()
+    other = chromium.new_context(viewport=PHONE)
+    volunteer = other.new_page()
+    sign_in(volunteer, site, "vol_a1")
+    volunteer.locator(f"#case-{world.help_a1.number}").get_by_role("button", name="领取").click()
+    # What the 20-second poll does, now (no 20-second wait in a test): the same request, swapped in.
+    page.evaluate(
+        "htmx.ajax('GET', document.querySelector('#queue-rows').getAttribute('hx-get'),"
+        " {target: '#queue-rows', swap: 'outerHTML'})"
+    )
+    expect(row).to_have_count(0)
+    other.close()
+    context.close()
