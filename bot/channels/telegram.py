@@ -1,6 +1,7 @@
 """Telegram (python-telegram-bot 22): the bot application, its webhook inside the app, polling,
 and what its handlers share (sending, de-duplication). The handlers: retirees in
-telegram_retirees.py, volunteers and staff in telegram_staff.py.
+telegram_retirees.py, volunteers and staff in telegram_staff.py, a unit's group chat (linking
+it) in telegram_groups.py.
 
 Webhook mode: `POST /telegram/webhook`, the secret header compared in constant time, each update
 handed to the application's handlers. `hotline telegram poll` runs the same handlers by long
@@ -128,9 +129,12 @@ def build_application(settings: Settings, *, polling: bool = False) -> Applicati
 
 def add_handlers(application: Application) -> None:
     # Imported here: the handler modules import this one.
+    from bot.channels import telegram_groups as groups
     from bot.channels import telegram_retirees as retirees
     from bot.channels import telegram_staff as staff
 
+    # A command in a group may come as "/linkunit@OurBot": CommandHandler takes that form
+    # (and ignores a command addressed to another bot), using the username getMe gave.
     application.add_handlers(
         [
             CallbackQueryHandler(staff.on_claim, pattern=f"^{staff.CLAIM}"),
@@ -138,6 +142,9 @@ def add_handlers(application: Application) -> None:
             CommandHandler("start", retirees.on_start),
             CommandHandler("mine", staff.on_mine),
             CommandHandler("close", staff.on_close),
+            CommandHandler(groups.LINK_COMMAND, groups.on_link_unit),
+            CommandHandler(groups.UNLINK_COMMAND, groups.on_unlink_unit),
+            MessageHandler(filters.StatusUpdate.MIGRATE, groups.on_chat_migrated),
             MessageHandler(filters.CONTACT, retirees.on_contact),
             MessageHandler(filters.TEXT & ~filters.COMMAND, retirees.on_text),
             MessageHandler(filters.ALL, retirees.on_other),
@@ -360,11 +367,11 @@ async def deliver(
     payload: dict[str, Any] = {"kind": "reply", "text": text, "language": language}
     if choices:
         payload["choices"] = [[data, label] for data, label in choices]
-    await run_in_threadpool(_enqueue_reply, hotline, chat_id, payload, key)
+    await run_in_threadpool(enqueue_reply, hotline, chat_id, payload, key)
     return None
 
 
-def _enqueue_reply(hotline: Hotline, chat_id: int, payload: dict[str, Any], key: str) -> None:
+def enqueue_reply(hotline: Hotline, chat_id: int, payload: dict[str, Any], key: str) -> None:
     with hotline.sessions.begin() as session:
         outbox.enqueue(
             session,
@@ -391,14 +398,16 @@ async def send_replies(
         )
 
 
-async def answer_quietly(update: Update, text: str | None = None, alert: bool = False) -> None:
+async def answer_quietly(
+    update: Update, text: str | None = None, alert: bool = False, url: str | None = None
+) -> None:
     """Every callback query is answered (the button stops spinning); a query answered before or
-    too old is not worth an error."""
+    too old is not worth an error. ``url``: a t.me/<bot>?start=... link the person's app opens."""
     query = update.callback_query
     if query is None:
         return
     try:
-        await query.answer(text=text, show_alert=alert)
+        await query.answer(text=text, show_alert=alert, url=url)
     except TelegramError as exc:
         log.info("telegram_answer_failed", error=str(exc)[:200])
 

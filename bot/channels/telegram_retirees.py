@@ -30,7 +30,7 @@ from bot.channels.telegram import (
     provider_id,
     send_replies,
 )
-from bot.channels.telegram_staff import send_staff_help
+from bot.channels.telegram_staff import on_staff_start, send_staff_help
 from bot.messages import Inbound
 from storage.audit import record_access
 from storage.models import (
@@ -54,14 +54,15 @@ def contact_keyboard(hotline: Hotline, lang: str) -> ReplyKeyboardMarkup:
 
 
 async def on_start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """/start: staff get their help; a person already linked is greeted by name; anyone else is
-    asked to share their phone contact (a button), so we find their registered profile."""
+    """/start: staff get their help (or a claimed case's details: on_staff_start); a person
+    already linked is greeted by name; anyone else is asked to share their phone contact (a
+    button), so we find their registered profile."""
     hotline, user = hotline_of(context), update.effective_user
     if user is None:
         return
     staff = await hotline.staff_for(user.id)
     if staff is not None:
-        await send_staff_help(hotline, context.bot, update, staff)
+        await on_staff_start(hotline, context.bot, update, staff, list(context.args or []))
         return
     if not is_private(update):
         return

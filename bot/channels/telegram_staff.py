@@ -1,7 +1,16 @@
 """Volunteers and staff on Telegram (Staff.telegram_user_id): a new case is posted to everyone
-whose role and units allow it, with a Claim button (through the outbox, so it is retried); the
-first tap claims it and a later tap is told who took it; `/mine` lists their cases and staff
-`/close NUMBER`. Every change goes through storage.actions, as everywhere else."""
+whose role and units allow it, with a Claim button (through the outbox, so it is retried), and
+to the group chat of its queue unit (telegram_groups.py links it); the first tap anywhere claims
+it, every copy then says who took it, and the claimer gets the person's contact details in a
+private chat; `/mine` lists their cases and staff `/close NUMBER`. Every change goes through
+storage.actions, as everywhere else.
+
+A group has mixed members (and anyone can be added to it), so its post never carries personal
+data, not even the summary (it may quote the person): number, kind, unit, priority, deadline.
+Staff-only kinds (volunteer_eligible: false, e.g. complaints, bereavement) never go to a group.
+Personal posts stay as they are even for members of the unit's group: one post per person and
+one per group; whichever copy is tapped first wins.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +24,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from telegram import Bot, Update
-from telegram.error import TelegramError
+from telegram.error import BadRequest, Forbidden, TelegramError
 from telegram.ext import ContextTypes
 
 from bot.channels.telegram import (
@@ -24,8 +33,10 @@ from bot.channels.telegram import (
     answer_quietly,
     deliver,
     edit_quietly,
+    enqueue_reply,
     first_delivery,
     hotline_of,
+    is_private,
     provider_id,
     staff_by_telegram,
 )
@@ -33,6 +44,7 @@ from config.categories import CategoryConfig
 from config.i18n import Catalogs
 from config.settings import Settings
 from storage import actions, outbox
+from storage.audit import record_access
 from storage.db import dialect_insert
 from storage.errors import CaseConflict, IllegalTransition, NotFound, NotPermitted
 from storage.models import Case, CaseStatus, Direction, Message, OutboxItem, Role, Staff
@@ -43,6 +55,9 @@ log = structlog.get_logger(__name__)
 
 CLAIM = "claim:"  # callback_data "claim:2026-000123" (18 bytes; Telegram allows 64)
 NEW_CASE = "new_case"  # the outbox payload's kind
+# /start payload of the link that opens a private chat with the bot to get a claimed case's
+# contact details: "case_2026-000123" (Telegram allows A-Z, a-z, 0-9, _ and -).
+DETAILS_START = "case_"
 MINE_LIMIT = 30
 
 
@@ -59,11 +74,13 @@ def post_new_case(
     timezone: str,
 ) -> int:
     """Queue a post of ``case`` with a Claim button to every active volunteer and staff member
-    with a Telegram account who may see it (their role, units and the case's category), in the
-    caller's transaction. The outbox payload is {"kind": "new_case", "case", "text",
-    "language", "choices": [["claim:<number>", "<label>"]]}; its key makes a second call for the
-    same case queue nothing. Returns how many posts were queued."""
-    text = new_case_text(case, catalogs, categories, language, ZoneInfo(timezone))
+    with a Telegram account who may see it (their role, units and the case's category), and to
+    the group chat of its unit if it has one and volunteers may take the case, in the caller's
+    transaction. The outbox payload is {"kind": "new_case", "case", "text", "language",
+    "choices": [["claim:<number>", "<label>"]]}; its key makes a second call for the same case
+    queue nothing. Returns how many posts were queued."""
+    tz = ZoneInfo(timezone)
+    text = new_case_text(case, catalogs, categories, language, tz)
     choices = [[f"{CLAIM}{case.number}", catalogs.text("telegram.staff.claim_button", language)]]
     people = session.scalars(
         select(Staff)
@@ -74,25 +91,48 @@ def post_new_case(
     for staff in people:
         if may_see_case(session, staff, case, categories) is not None:
             continue
-        address = str(staff.telegram_user_id)
-        outbox.enqueue(
-            session,
-            channel=CHANNEL,
-            address=address,
-            payload={
-                "kind": NEW_CASE,
-                "case": case.number,
-                "text": text,
-                "language": language,
-                "choices": choices,
-            },
-            idempotency_key=f"{case.number}:{NEW_CASE}:{CHANNEL}:{address}",
-            priority=case.priority,
-            case_id=case.id,
-        )
+        _queue_post(session, case, str(staff.telegram_user_id), text, language, choices)
         queued += 1
-    log.info("telegram_case_posted", case=case.number, to=queued)
-    return queued
+    group = group_chat_for(case, categories)
+    if group is not None:
+        group_text = group_post_text(case, catalogs, categories, language, tz)
+        _queue_post(session, case, str(group), group_text, language, choices)
+    log.info("telegram_case_posted", case=case.number, to=queued, group=group is not None)
+    return queued + (1 if group is not None else 0)
+
+
+def group_chat_for(case: Case, categories: CategoryConfig) -> int | None:
+    """The group chat a new case goes to: its queue unit's only (a station's group does not
+    get its communities' cases: their own groups do), and only a case volunteers may take,
+    since anyone in the group sees it."""
+    if not categories.get(case.category).volunteer_eligible:
+        return None
+    return case.unit.telegram_chat_id
+
+
+def _queue_post(
+    session: Session,
+    case: Case,
+    address: str,
+    text: str,
+    language: str,
+    choices: list[list[str]],
+) -> None:
+    outbox.enqueue(
+        session,
+        channel=CHANNEL,
+        address=address,
+        payload={
+            "kind": NEW_CASE,
+            "case": case.number,
+            "text": text,
+            "language": language,
+            "choices": choices,
+        },
+        idempotency_key=f"{case.number}:{NEW_CASE}:{CHANNEL}:{address}",
+        priority=case.priority,
+        case_id=case.id,
+    )
 
 
 def announce_new_cases(
@@ -124,23 +164,38 @@ def announce_new_cases(
 def new_case_text(
     case: Case, catalogs: Catalogs, categories: CategoryConfig, lang: str, tz: ZoneInfo
 ) -> str:
-    def t(key: str, **params: object) -> str:
-        return catalogs.text(f"telegram.staff.{key}", lang, **params)
-
-    lines = [
-        t(
-            "new_case",
-            number=case.number,
-            category=categories.get(case.category).name.get(lang),
-            unit=case.unit.name(lang),
-            priority=t(f"priority.{case.priority}"),
-        )
-    ]
+    """A personal post: the headline, what was asked, the claim deadline."""
+    lines = [_headline(case, catalogs, categories, lang)]
     if case.summary:
-        lines.append(t("summary", summary=case.summary))
-    if case.claim_deadline is not None:
-        lines.append(t("claim_by", when=_local(case.claim_deadline, tz)))
+        lines.append(catalogs.text("telegram.staff.summary", lang, summary=case.summary))
+    lines.extend(_claim_by(case, catalogs, lang, tz))
     return "\n".join(lines)
+
+
+def group_post_text(
+    case: Case, catalogs: Catalogs, categories: CategoryConfig, lang: str, tz: ZoneInfo
+) -> str:
+    """A group's post: no personal data at all (no name, phone, address or summary)."""
+    lines = [_headline(case, catalogs, categories, lang), *_claim_by(case, catalogs, lang, tz)]
+    lines.append(catalogs.text("telegram.group.claim_hint", lang))
+    return "\n".join(lines)
+
+
+def _headline(case: Case, catalogs: Catalogs, categories: CategoryConfig, lang: str) -> str:
+    return catalogs.text(
+        "telegram.staff.new_case",
+        lang,
+        number=case.number,
+        category=categories.get(case.category).name.get(lang),
+        unit=case.unit.name(lang),
+        priority=catalogs.text(f"telegram.staff.priority.{case.priority}", lang),
+    )
+
+
+def _claim_by(case: Case, catalogs: Catalogs, lang: str, tz: ZoneInfo) -> list[str]:
+    if case.claim_deadline is None:
+        return []
+    return [catalogs.text("telegram.staff.claim_by", lang, when=_local(case.claim_deadline, tz))]
 
 
 def _local(moment: datetime, tz: ZoneInfo) -> str:
@@ -156,8 +211,11 @@ def staff_lang(hotline: Hotline) -> str:
 
 
 async def send_staff_help(hotline: Hotline, bot: Bot, update: Update, staff: Staff) -> None:
+    """What a volunteer or staff member can do here. In a group only when the message was a
+    command addressed to this bot ("/start@OurBot"): its members talk to each other there,
+    and a command for another bot is not ours to answer."""
     chat = update.effective_chat
-    if chat is None:
+    if chat is None or not (is_private(update) or _addressed_to(bot, update)):
         return
     lang = staff_lang(hotline)
     key = "help_staff" if staff.role != Role.VOLUNTEER else "help_volunteer"
@@ -169,6 +227,13 @@ async def send_staff_help(hotline: Hotline, bot: Bot, update: Update, staff: Sta
         language=lang,
         key=f"{provider_id(update)}:help",
     )
+
+
+def _addressed_to(bot: Bot, update: Update) -> bool:
+    message = update.effective_message
+    words = (message.text or "").split() if message is not None else []
+    command, _, to = (words[0] if words else "").partition("@")
+    return command.startswith("/") and to.lower() == (bot.username or "").lower()
 
 
 # -- the Claim button --------------------------------------------------------------------------
@@ -188,8 +253,8 @@ class ClaimOutcome:
     won: bool
     notice: str  # the answer to the button press
     line: str  # added to the pressed post, whose button goes
-    others: tuple[Post, ...] = ()  # after a win: everyone else's post of the case
-    others_line: str = ""  # "taken by": added to those
+    others: tuple[tuple[Post, str], ...] = ()  # after a win: every other copy and its line
+    details: str | None = None  # after a win: the contact details, for a private chat only
 
 
 POST_PREFIX = "tgmsg:"  # provider_id of a recorded post: "tgmsg:<chat_id>:<message_id>"
@@ -243,19 +308,25 @@ async def on_claim(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     number = (query.data or "").removeprefix(CLAIM)
     outcome = await run_in_threadpool(claim_from_telegram, hotline, update, number)
-    await answer_quietly(update, outcome.notice, alert=not outcome.won)
+    notice, url = outcome.notice, None
+    if outcome.details is not None:
+        key = f"{provider_id(update)}:details"
+        if not await send_privately(hotline, context.bot, query.from_user.id, outcome.details, key):
+            # The bot may not write first to someone who never opened a chat with it: the
+            # link opens that chat, and its Start sends the details (on_staff_start).
+            notice = hotline.text("staff.claimed_open_chat", staff_lang(hotline), number=number)
+            url = f"https://t.me/{context.bot.username}?start={DETAILS_START}{number}"
+    await answer_quietly(update, notice, alert=not outcome.won or url is not None, url=url)
     text = getattr(query.message, "text", None)
     if outcome.line and text and not text.endswith(outcome.line):
         await edit_quietly(update, f"{text}\n\n{outcome.line}")
     if outcome.others:
         # In the background: the person who pressed is answered without waiting for these.
-        context.application.create_task(
-            _tell_others(context.bot, outcome.others, outcome.others_line), update=update
-        )
+        context.application.create_task(_tell_others(context.bot, outcome.others), update=update)
 
 
-async def _tell_others(bot: Bot, posts: tuple[Post, ...], line: str) -> None:
-    for post in posts:
+async def _tell_others(bot: Bot, posts: tuple[tuple[Post, str], ...]) -> None:
+    for post, line in posts:
         try:
             await bot.edit_message_text(
                 f"{post.text}\n\n{line}", chat_id=post.chat_id, message_id=post.message_id
@@ -264,29 +335,55 @@ async def _tell_others(bot: Bot, posts: tuple[Post, ...], line: str) -> None:
             log.info("telegram_post_not_updated", chat=post.chat_id, error=str(exc)[:200])
 
 
+async def send_privately(hotline: Hotline, bot: Bot, user_id: int, text: str, key: str) -> bool:
+    """Send ``text`` to the person's private chat with the bot (its id is their user id);
+    False when Telegram refuses for good (they never started the bot, or blocked it). One not
+    taken for a passing reason waits in the outbox under ``key``."""
+    try:
+        await bot.send_message(user_id, text)
+        return True
+    except (Forbidden, BadRequest) as exc:
+        log.info("telegram_private_refused", error=str(exc)[:200])
+        return False
+    except TelegramError as exc:
+        log.warning("telegram_send_queued", error=str(exc)[:200])
+    payload = {"kind": "reply", "text": text, "language": staff_lang(hotline)}
+    await run_in_threadpool(enqueue_reply, hotline, user_id, payload, key)
+    return True
+
+
+def _pressed(update: Update) -> tuple[int, int] | None:
+    """(chat id, message id) of the post whose button was pressed."""
+    message = update.callback_query.message if update.callback_query else None
+    if message is None:
+        return None
+    return message.chat.id, message.message_id
+
+
 def claim_from_telegram(hotline: Hotline, update: Update, number: str) -> ClaimOutcome:
     """Claim ``number`` for the staff member who pressed; one transaction with the record of
     the update, so a redelivered press claims nothing twice. Whoever comes second (by the
-    version check, or finding it claimed) is told who took it; after a win everyone else's post
-    of the case is updated to say so."""
+    version check, or finding it claimed) is told who took it; after a win every other copy of
+    the post is updated to say so, and the winner gets the contact details (privately).
+
+    A press in a group: the group's post says who took it (never "you"), and a press by
+    someone whose Telegram account is not linked to a staff record is refused."""
     user = update.effective_user
     assert user is not None
     lang = staff_lang(hotline)
+    in_group = not is_private(update)
     refused: Exception | None = None
     try:
         with hotline.sessions.begin() as session:
             staff = staff_by_telegram(session, user.id)
             if staff is None:
-                return ClaimOutcome(False, hotline.text("staff.not_staff", lang), "")
+                return ClaimOutcome(False, hotline.text("staff.link_first", lang), "")
             first = first_delivery(session, update, "claim", text=f"{CLAIM}{number}")
             case = actions.get_case(session, number)
             if first:
                 actions.claim(session, case, Actor.person(staff), categories=hotline.categories)
-                log.info("telegram_claimed", case=number, staff=staff.id)
-                mine = hotline.text("staff.claimed_by_you", lang, number=number)
-                others = tuple(p for p in _posts_of(session, case) if p.chat_id != user.id)
-                taken = hotline.text("staff.taken_by", lang, number=number, name=staff.name)
-                return ClaimOutcome(True, mine, mine, others, taken)
+                log.info("telegram_claimed", case=number, staff=staff.id, in_group=in_group)
+                return _won(hotline, session, case, staff, _pressed(update), in_group)
     except NotFound:
         return ClaimOutcome(False, hotline.text("staff.not_found", lang, number=number), "")
     except NotPermitted as exc:
@@ -295,7 +392,30 @@ def claim_from_telegram(hotline: Hotline, update: Update, number: str) -> ClaimO
     except (IllegalTransition, CaseConflict) as exc:
         refused = exc  # somebody was faster: see who, below
     with hotline.sessions.begin() as session:
-        return _claim_state(hotline, session, user.id, number, lang, refused)
+        return _claim_state(hotline, session, user.id, number, lang, refused, in_group)
+
+
+def _won(
+    hotline: Hotline,
+    session: Session,
+    case: Case,
+    staff: Staff,
+    pressed: tuple[int, int] | None,
+    in_group: bool,
+) -> ClaimOutcome:
+    lang, number = staff_lang(hotline), case.number
+    mine = hotline.text("staff.claimed_by_you", lang, number=number)
+    taken = hotline.text("staff.taken_by", lang, number=number, name=staff.name)
+    others = tuple(
+        (post, mine if post.chat_id == staff.telegram_user_id else taken)
+        for post in _posts_of(session, case)
+        if (post.chat_id, post.message_id) != pressed
+    )
+    details = case_details(hotline, session, case, staff)
+    if in_group:  # the group reads who took it; the presser, that the details went privately
+        notice = hotline.text("staff.claimed_see_private", lang, number=number)
+        return ClaimOutcome(True, notice, taken, others, details)
+    return ClaimOutcome(True, mine, mine, others, details)
 
 
 def _claim_state(
@@ -305,15 +425,16 @@ def _claim_state(
     number: str,
     lang: str,
     refused: Exception | None,
+    in_group: bool,
 ) -> ClaimOutcome:
     """What a press that claimed nothing (this time) should say: the case as it is now."""
     case = actions.get_case(session, number)
     assignee = case.assignee
     if case.status == CaseStatus.CLAIMED and assignee is not None:
+        taken = hotline.text("staff.taken_by", lang, number=number, name=assignee.name)
         if assignee.telegram_user_id == user_id:
             mine = hotline.text("staff.claimed_by_you", lang, number=number)
-            return ClaimOutcome(True, mine, mine)
-        taken = hotline.text("staff.taken_by", lang, number=number, name=assignee.name)
+            return ClaimOutcome(True, mine, taken if in_group else mine)
         log.info("telegram_claim_lost", case=number, error=type(refused).__name__)
         return ClaimOutcome(False, taken, taken)
     status = hotline.text(f"status.{case.status.value}", lang)
@@ -321,20 +442,101 @@ def _claim_state(
     return ClaimOutcome(False, gone, gone)
 
 
+# -- the contact details, for the claimer only -------------------------------------------------
+
+
+def case_details(hotline: Hotline, session: Session, case: Case, staff: Staff) -> str:
+    """Whom to contact for ``case``, for the person who claimed it: name, phone numbers,
+    address, what was asked, the deadline. Their view of it goes to the audit log."""
+    lang, tz = staff_lang(hotline), ZoneInfo(hotline.settings.timezone)
+
+    def t(key: str, **params: object) -> str:
+        return hotline.text(f"staff.{key}", lang, **params)
+
+    category = hotline.categories.get(case.category).name.get(lang)
+    lines = [t("details_header", number=case.number, category=category)]
+    retiree = case.retiree
+    if retiree is not None:
+        phones = ", ".join(p.number for p in retiree.phones) or "-"
+        lines.append(t("details_person", name=retiree.name, phones=phones))
+        lines.append(t("details_address", address=retiree.address or "-"))
+        record_access(
+            session,
+            actor=staff,
+            actor_label=staff.role.value,
+            action="view_retiree",
+            subject_type="retiree",
+            subject_id=retiree.id,
+            detail={"case": case.number, "via": "telegram"},
+        )
+    else:
+        caller = str(case.details.get("caller") or "-")
+        lines.append(t("details_unregistered", channel=case.channel, caller=caller))
+    if case.summary:
+        lines.append(t("summary", summary=case.summary))
+    if case.resolve_deadline is not None:
+        lines.append(t("resolve_by", when=_local(case.resolve_deadline, tz)))
+    return "\n".join(lines)
+
+
+async def on_staff_start(
+    hotline: Hotline, bot: Bot, update: Update, staff: Staff, args: list[str]
+) -> None:
+    """/start from a volunteer or staff member: their help, or, when they came by the link of
+    a claim whose details could not reach them ("/start case_<number>"), those details."""
+    payload = args[0] if args else ""
+    if not (payload.startswith(DETAILS_START) and is_private(update)):
+        await send_staff_help(hotline, bot, update, staff)
+        return
+    number = payload.removeprefix(DETAILS_START)
+    text = await run_in_threadpool(_details_again, hotline, update, number)
+    user = update.effective_user
+    if text is not None and user is not None:
+        await deliver(
+            hotline,
+            bot,
+            user.id,
+            text,
+            language=staff_lang(hotline),
+            key=f"{provider_id(update)}:details",
+        )
+
+
+def _details_again(hotline: Hotline, update: Update, number: str) -> str | None:
+    """The details of ``number`` if the person who sent /start has it claimed."""
+    user = update.effective_user
+    assert user is not None
+    lang = staff_lang(hotline)
+    with hotline.sessions.begin() as session:
+        staff = staff_by_telegram(session, user.id)
+        if not first_delivery(session, update, "details", text=f"/start {DETAILS_START}{number}"):
+            return None
+        if staff is None:
+            return hotline.text("staff.not_staff", lang)
+        try:
+            case = actions.get_case(session, number)
+        except NotFound:
+            return hotline.text("staff.not_found", lang, number=number)
+        if case.assignee_id != staff.id or case.status != CaseStatus.CLAIMED:
+            return hotline.text("staff.details_not_yours", lang, number=number)
+        return case_details(hotline, session, case, staff)
+
+
 # -- commands ----------------------------------------------------------------------------------
 
 
 async def on_mine(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """/mine: the cases the person has claimed and not yet resolved, most urgent first."""
-    hotline, chat = hotline_of(context), update.effective_chat
-    if chat is None:
+    """/mine: the cases the person has claimed and not yet resolved, most urgent first. Always
+    in their private chat (the list quotes what was asked), even when asked in a group."""
+    hotline, user = hotline_of(context), update.effective_user
+    if user is None:
         return
     text = await run_in_threadpool(_mine_text, hotline, update)
     if text is not None:
         await deliver(
             hotline,
             context.bot,
-            chat.id,
+            user.id,
             text,
             language=staff_lang(hotline),
             key=f"{provider_id(update)}:mine",

@@ -34,11 +34,18 @@ body (``Content-Type: application/json``) is accepted too.
   chat not found"); python-telegram-bot turns these into RetryAfter / Forbidden / BadRequest.
 - ``webhook``: ``{"url", "secret_token", "allowed_updates"}`` from the last setWebhook (None after
   deleteWebhook).
+- ``never_started(user_id, ...)``: as for a person who never opened a private chat with the bot,
+  sendMessage to their private chat fails with 403 "Forbidden: bot can't initiate conversation
+  with a user" until a private message of theirs is built with ``text_update`` (their /start).
+- answerCallbackQuery refuses a ``url`` other than ``https://t.me/<bot username>?start=...``
+  (400 "Bad Request: URL_INVALID"), as Telegram does outside games.
 
 Updates. ``text_update(user_id, text)``, ``contact_update(user_id, phone, contact_user_id=...)``,
 ``callback_update(user_id, data, message=...)`` build update dicts with fresh ``update_id``s
 (``message`` is a message dict, e.g. ``fake.sent_message(...)`` or one from ``messages``);
 ``chat_id`` defaults to the user's private chat (= user id); a negative chat id is a group.
+``migrate_update(old_chat_id, new_chat_id)``: the service message a group gets when Telegram
+turns it into a supergroup (``migrate_to_chat_id``).
 ``push(update, url=None, secret=None)`` POSTs one to the webhook with the
 ``X-Telegram-Bot-Api-Secret-Token`` header (the URL and secret given to setWebhook unless
 overridden; ``secret=""`` sends no header) and returns the ``httpx.Response``;
@@ -176,6 +183,7 @@ class FakeTelegramApi:
         self._calls: list[Call] = []
         self._failures: dict[str, _Failure] = {}
         self._updates: list[dict[str, Any]] = []
+        self._strangers: set[int] = set()
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._update_ids = itertools.count(1000)
@@ -238,6 +246,10 @@ class FakeTelegramApi:
         with self._lock:
             self._failures[method] = _Failure(error_code, description, retry_after, times)
 
+    def never_started(self, *user_ids: int) -> None:
+        with self._lock:
+            self._strangers.update(user_ids)
+
     # -- updates -------------------------------------------------------------------------------
 
     def next_update_id(self) -> int:
@@ -276,6 +288,9 @@ class FakeTelegramApi:
         if text.startswith("/"):
             length = len(text.split()[0])
             content["entities"] = [{"type": "bot_command", "offset": 0, "length": length}]
+        if chat_id is None or chat_id == user_id:
+            with self._lock:
+                self._strangers.discard(user_id)  # they opened the chat: the bot may write
         return {
             "update_id": update_id if update_id is not None else self.next_update_id(),
             "message": self._message(user_id, chat_id, **content),
@@ -299,6 +314,11 @@ class FakeTelegramApi:
             "update_id": self.next_update_id(),
             "message": self._message(user_id, chat_id, contact=contact),
         }
+
+    def migrate_update(self, old_chat_id: int, new_chat_id: int) -> dict[str, Any]:
+        """The group ``old_chat_id`` became the supergroup ``new_chat_id``."""
+        message = self._message(BOT_ID, old_chat_id, migrate_to_chat_id=new_chat_id)
+        return {"update_id": self.next_update_id(), "message": message}
 
     def callback_update(
         self, user_id: int, data: str, *, message: dict[str, Any] | None = None
@@ -416,6 +436,8 @@ class FakeTelegramApi:
         chat_id = params.get("chat_id")
         if not isinstance(chat_id, int):
             return _error(400, "Bad Request: chat not found")
+        if chat_id in self._strangers:
+            return _error(403, "Forbidden: bot can't initiate conversation with a user")
         text = str(params.get("text", ""))
         if not text.strip():
             return _error(400, "Bad Request: message text is empty")
@@ -474,6 +496,9 @@ class FakeTelegramApi:
     def _do_answerCallbackQuery(self, params: dict[str, Any]) -> JSONResponse:
         if len(str(params.get("text", ""))) > 200:
             return _error(400, "Bad Request: MESSAGE_TOO_LONG")
+        url = params.get("url")
+        if url is not None and not str(url).startswith(f"https://t.me/{BOT_USERNAME}?start="):
+            return _error(400, "Bad Request: URL_INVALID")
         return _ok(True)
 
     async def _do_getUpdates(self, params: dict[str, Any]) -> JSONResponse:
