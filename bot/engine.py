@@ -54,6 +54,9 @@ ATTEMPTS = 3  # a turn that lost a race (CaseConflict, deadlock) is run again
 
 # Called in the transaction that filed cases (say, to post them to volunteers on Telegram).
 FiledHook = Callable[[Session, Sequence[Case]], object]
+# Called in the turn's own transaction with its result (a redelivery's too): a channel's writes
+# that must commit with the turn or not at all (say, its reply's outbox item).
+TurnHook = Callable[[Session, "TurnResult"], object]
 
 
 @dataclass(frozen=True)
@@ -150,9 +153,9 @@ class ConversationEngine:
 
     # -- one turn ------------------------------------------------------------------------------
 
-    def handle(self, inbound: Inbound) -> TurnResult:
+    def handle(self, inbound: Inbound, *, then: TurnHook | None = None) -> TurnResult:
         """Answer one message. Understanding runs before the transaction, so no lock is held
-        while the NLU works."""
+        while the NLU works. ``then`` runs in the turn's transaction, before it commits."""
         parse = None
         words = inbound.text.strip() or inbound.digits  # "300" keyed in answers "how much?"
         if words:
@@ -160,7 +163,10 @@ class ConversationEngine:
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 with self._sessions.begin() as session:
-                    return self._turn(session, inbound, parse)
+                    result = self._turn(session, inbound, parse)
+                    if then is not None:
+                        then(session, result)
+                    return result
             except (CaseConflict, OperationalError) as exc:
                 if attempt == ATTEMPTS or not _retryable(exc):
                     raise
@@ -308,6 +314,86 @@ class ConversationEngine:
             filed += self.close_conversation(channel, address, now=now)
         return filed
 
+    # -- a call in which nothing was said -------------------------------------------------------
+
+    def file_silent_call(
+        self, channel: str, address: str, provider_id: str, now: datetime | None = None
+    ) -> SilentCall:
+        """A call in which the person said nothing (pressed the one key and waited, or hung up
+        at once): staff ring back, never a dropped call. One transaction: a request left
+        half-way in the conversation is filed as it is (as close_conversation does), then a
+        `callback` case with the caller's number, and the call is recorded under
+        ``provider_id`` (say ``{CallSid}:silent``): a status callback Twilio repeats, even at
+        the same moment, files nothing twice (the conversation row is locked first)."""
+        now = now or utcnow()
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                with self._sessions.begin() as session:
+                    return self._file_silent_call(session, channel, address, provider_id, now)
+            except (CaseConflict, OperationalError) as exc:
+                if attempt == ATTEMPTS or not _retryable(exc):
+                    raise
+                log.warning("silent_call_retried", attempt=attempt, error=str(exc)[:200])
+        raise AssertionError("unreachable")
+
+    def _file_silent_call(
+        self, session: Session, channel: str, address: str, provider_id: str, now: datetime
+    ) -> SilentCall:
+        row, retiree = _lock_conversation(session, channel, address, now)
+        earlier = session.execute(
+            _EARLIER, {"channel": channel, "provider_id": provider_id}
+        ).first()
+        if earlier is not None:
+            return SilentCall(list(earlier.payload.get("filed", [])), redelivered=True)
+        inbound = Inbound(
+            channel=channel,
+            address=address,
+            provider_id=provider_id,
+            received_at=now,
+            metadata={"event": SILENT_CALL},
+        )
+        turn = Turn(
+            session=session,
+            services=self.services,
+            inbound=inbound,
+            heard=Heard(),
+            state=Dialogue.load(row.state),
+            retiree=retiree or _identify(session, inbound),
+            now=now,
+        )
+        _start_afresh(turn)
+        if turn.retiree is not None and not turn.state.lang_chosen:
+            turn.state.lang = turn.retiree.preferred_language
+        callback = cast(CallbackHandler, turn.handler(dialogue.CALLBACK))
+        case = callback.file_silent(turn)
+        self._announce(session, turn.filed)
+        filed = [c.number for c in turn.filed]
+        retiree_id = turn.retiree.id if turn.retiree is not None else None
+        session.execute(
+            _SAVE_STATE,
+            {"row_id": row.id, "state": turn.state.dump(), "retiree_id": retiree_id, "now": now},
+        )
+        record = {"event": SILENT_CALL, "filed": filed}
+        session.execute(
+            _ADD_MESSAGES,
+            [
+                {
+                    "channel": channel,
+                    "direction": Direction.INBOUND.value,
+                    "address": address,
+                    "provider_id": provider_id,
+                    "text": "",
+                    "payload": record,
+                    "status": "received",
+                    "retiree_id": retiree_id,
+                    "case_id": case.id,
+                    "created_at": now,
+                }
+            ],
+        )
+        log.info("silent_call_filed", channel=channel, filed=filed)
+        return SilentCall(filed)
+
     def _announce(self, session: Session, cases: Sequence[Case]) -> None:
         if cases:
             for hook in self.on_filed:
@@ -331,6 +417,19 @@ class ConversationEngine:
             if unfinished:
                 found.append((channel, address))
         return found
+
+
+# The inbound metadata "event" of a call in which nothing was said (file_silent_call).
+SILENT_CALL = "silent_call"
+
+
+@dataclass(frozen=True)
+class SilentCall:
+    """What file_silent_call did: the case numbers filed (a request left half-way first, then
+    the call-back), or, for a repeat, those the first delivery filed."""
+
+    filed: list[str]
+    redelivered: bool = False
 
 
 def _start_afresh(turn: Turn) -> None:

@@ -20,6 +20,12 @@ dead worker left ``sending`` (``release_stuck``) and flags due items of channels
 sender here: they stay pending, with a last_error naming the missing setting, and go as soon as
 a worker with that sender runs (they are not claimed, so no attempt is used up).
 
+An emergency's alert calls go one after another (bot/channels/twilio_voice/chain.py): the worker
+places the call that is due; the status callback, or pressing 1, decides what comes next. The
+worker itself passes the emergency on when a call could not be placed (its item died: right
+after the round) and, in its upkeep, when a placed call had no status within ``call_timeout``.
+All of it is in the database, so any worker, or one restarted, carries on.
+
 Delivery is at least once, with at most one duplicate for a crash between sending and
 recording; see bot/channels/senders.py for what each provider offers.
 """
@@ -41,8 +47,9 @@ from sqlalchemy.orm import Session
 
 from bot.channels.base import Mounted, Sender, SendOutcome
 from bot.channels.senders import senders_for
+from bot.channels.twilio_voice import chain
 from bot.engine import ConversationEngine
-from config.i18n import Catalogs
+from config.i18n import Catalogs, get_catalogs
 from config.settings import Settings
 from storage import outbox
 from storage.db import transaction
@@ -100,6 +107,7 @@ class OutboxWorker:
         catalogs: Catalogs | None = None,
         language: str | None = None,
         clock: Callable[[], datetime] = utcnow,
+        call_timeout: timedelta = chain.CALL_TIMEOUT,
     ) -> None:
         if send_timeout_s >= stuck_after.total_seconds():
             raise ValueError("send_timeout_s must be shorter than stuck_after")
@@ -113,6 +121,7 @@ class OutboxWorker:
         self.catalogs = catalogs
         self.language = language
         self.clock = clock
+        self.call_timeout = call_timeout
 
     # -- one round ------------------------------------------------------------------------------
 
@@ -133,6 +142,13 @@ class OutboxWorker:
         ordered = sorted(claimed, key=lambda c: (c.priority, _order(c.payload), c.id))
         attempts = await asyncio.gather(*(bounded(item) for item in ordered))
         await self._record_with_retries(list(attempts))
+        failed_calls = [
+            a.item.idempotency_key
+            for a in attempts
+            if not a.outcome.sent and chain.is_chain_call(a.item.channel, a.item.payload)
+        ]
+        if failed_calls:
+            await asyncio.to_thread(self._pass_on_dead_calls, failed_calls)
         return len(attempts)
 
     async def _record_with_retries(self, attempts: list[Attempt]) -> None:
@@ -173,7 +189,11 @@ class OutboxWorker:
     async def _send(self, item: Claimed) -> Attempt:
         started = time.perf_counter()
         sender = self.senders.get(item.channel)
-        if sender is None:  # cannot happen (we claim only our channels); never drop the item
+        if chain.is_chain_call(item.channel, item.payload) and chain.settled(item.payload):
+            # An alert call whose part was decided while it waited for a retry (Twilio placed
+            # it after all and said how it ended): not placed again.
+            outcome = SendOutcome.ok(item.payload.get("call_sid"))
+        elif sender is None:  # cannot happen (we claim only our channels); never drop the item
             outcome = SendOutcome.retry(f"no sender for channel {item.channel!r}")
         else:
             try:
@@ -245,6 +265,31 @@ class OutboxWorker:
         except Exception:
             log.exception("outbox_after_sent_failed", id=item.id, channel=item.channel)
 
+    # -- an emergency's alert calls -----------------------------------------------------------
+
+    def _pass_on_dead_calls(self, keys: list[str]) -> None:
+        """Alert calls that just died (an invalid number, the last attempt): the next person is
+        called now, not at the next upkeep. Each in its own short transaction."""
+        catalogs = self.catalogs or get_catalogs()
+        for key in keys:
+            with transaction(self.db) as session:
+                if chain.give_up_if_dead(session, key, now=self.clock(), catalogs=catalogs):
+                    log.info("emergency_call_undeliverable", key=mask(key))
+
+    def _time_out_calls(self, now: datetime) -> int:
+        """Alert calls placed ``call_timeout`` ago with no status since (a lost callback, no
+        public URL) and dead ones nobody passed on: the emergency goes to the next person."""
+        catalogs = self.catalogs or get_catalogs()
+        with transaction(self.db) as session:
+            keys = chain.overdue(session, now=now, timeout=self.call_timeout)
+        passed = 0
+        for key in keys:
+            with transaction(self.db) as session:
+                passed += chain.time_out(
+                    session, key, now=now, catalogs=catalogs, timeout=self.call_timeout
+                )
+        return passed
+
     # -- upkeep -------------------------------------------------------------------------------
 
     async def maintain(self) -> None:
@@ -268,8 +313,14 @@ class OutboxWorker:
                 catalogs=self.catalogs,
                 language=self.language,
             )
-        if released or flagged:
-            log.info("outbox_maintenance", released=released, flagged_without_sender=flagged)
+        passed_on = self._time_out_calls(now)
+        if released or flagged or passed_on:
+            log.info(
+                "outbox_maintenance",
+                released=released,
+                flagged_without_sender=flagged,
+                calls_passed_on=passed_on,
+            )
 
     # -- the loop -------------------------------------------------------------------------------
 

@@ -1,8 +1,10 @@
 """Senders: the provider calls that deliver outbox items (bot/worker.py runs them).
 
 - ``TwilioSender``: channels "sms", "whatsapp" (Messages API, ``whatsapp:+...`` addresses) and
-  "voice" (an outbound call that speaks the text twice), through the twilio library's async
-  client. ``settings.twilio_api_url`` points it elsewhere (a test fake, a gateway).
+  "voice" (an outbound call that speaks the text twice; an emergency's alert call says it and
+  asks for 1 to take it, with a status callback: bot/channels/twilio_voice/chain.py), through
+  the twilio library's async client. ``settings.twilio_api_url`` points it elsewhere (a test
+  fake, a gateway).
 - ``TelegramSender``: channel "telegram", through python-telegram-bot's ``Bot``; the payload's
   "choices" become an inline keyboard.
 - ``senders_for(settings)``: the senders of the configured providers, by outbox channel.
@@ -10,7 +12,8 @@
 A sender may also have ``after_sent(session, item, outcome)``: the worker calls it in the
 transaction that marks the item sent (TwilioSender records the outbound SMS/WhatsApp message of
 bot/channels/twilio_messaging.py there, whose status callbacks, sent to
-``{public_url}/twilio/messaging/status`` when public_url is set, then update it).
+``{public_url}/twilio/messaging/status`` when public_url is set, then update it; and an alert
+call's CallSid on its outbox item).
 
 A sender never raises for what a provider says: it returns a ``SendOutcome`` — sent, retry
 (timeouts, connection errors, 5xx, 429 with the provider's Retry-After) or failed for good (an
@@ -57,6 +60,7 @@ from twilio.http.response import Response as TwilioResponse
 from twilio.twiml.voice_response import VoiceResponse
 
 from bot.channels.base import Sender, SendOutcome
+from bot.channels.twilio_voice import chain
 from config.settings import Settings
 from storage.models import OutboxItem
 
@@ -83,6 +87,7 @@ TWILIO_PERMANENT_CODES = {
 # Statuses that are worth another attempt: the request may succeed later.
 _RETRY_STATUSES = {401, 403, 408, 409, 425, 429}  # 401/403: credentials, fixed by an operator
 TWILIO_TIMEOUT_S = 15.0
+ALERT_GATHER_TIMEOUT_S = 8  # seconds to press 1 after an alert call's question
 TELEGRAM_TIMEOUT_S = 10.0
 CALLBACK_DATA_MAX_BYTES = 64
 
@@ -202,6 +207,29 @@ def speech_twiml(text: str, settings: Settings, language: str | None = None) -> 
     return str(response)
 
 
+def alert_twiml(
+    text: str, prompt: str, action: str, settings: Settings, language: str | None = None
+) -> str:
+    """TwiML of an emergency's alert call: the alert, then ``prompt`` (press 1 to take it) in a
+    one-key Gather whose ``action`` hears the key (or nothing: the route asks once more)."""
+    english = language == "en"
+    voice = settings.twilio_voice_en if english else settings.twilio_voice
+    lang = "en-US" if english else settings.twilio_voice_language
+    response = VoiceResponse()
+    gather = response.gather(
+        input="dtmf",
+        num_digits=1,
+        timeout=ALERT_GATHER_TIMEOUT_S,
+        action=action,
+        method="POST",
+        action_on_empty_result=True,
+    )
+    gather.say(text, voice=voice, language=lang)
+    gather.pause(length=1)
+    gather.say(prompt, voice=voice, language=lang)
+    return str(response)
+
+
 class TwilioSender:
     """SMS, WhatsApp and calls through Twilio (see the module docstring)."""
 
@@ -244,8 +272,8 @@ class TwilioSender:
                 created = await client.calls.create_async(
                     to=address,
                     from_=self.settings.twilio_from_number,
-                    twiml=speech_twiml(text, self.settings, payload.get("language")),
                     timeout=self.settings.twilio_ring_timeout_s,
+                    **self._call(text, payload, idempotency_key),
                 )
             elif channel == "whatsapp":
                 created = await client.messages.create_async(
@@ -273,6 +301,22 @@ class TwilioSender:
             _CURRENT_CALL.reset(token)
         return SendOutcome.ok(getattr(created, "sid", None))
 
+    def _call(self, text: str, payload: dict[str, Any], key: str) -> dict[str, str]:
+        """An emergency's alert call asks for 1 and reports how it ended, to the voice line's
+        routes (which need public_url; without it the call only says its text twice, and the
+        chain moves on when the call times out). Any other call says its text twice."""
+        base = self.settings.public_url.rstrip("/")
+        language = payload.get("language")
+        if not (base and chain.is_chain_call("voice", payload)):
+            return {"twiml": speech_twiml(text, self.settings, language)}
+        prompt = str(payload.get("prompt") or "")
+        action = chain.alert_url(base, key)
+        return {
+            "twiml": alert_twiml(text, prompt, action, self.settings, language),
+            "status_callback": chain.status_url(base, key),
+            "status_callback_method": "POST",
+        }
+
     def _status_callback(self) -> dict[str, str]:
         """Delivery reports of messages go to the messaging channel's status route."""
         base = self.settings.public_url.rstrip("/")
@@ -280,7 +324,11 @@ class TwilioSender:
 
     def after_sent(self, session: Session, item: OutboxItem, outcome: SendOutcome) -> None:
         """In the transaction that marks ``item`` sent: the outbound message record of an SMS or
-        WhatsApp message (bot/channels/twilio_messaging.py), which its status callbacks update."""
+        WhatsApp message (bot/channels/twilio_messaging.py), which its status callbacks update;
+        the CallSid of an emergency's alert call, on its outbox item."""
+        if item.channel == "voice" and outcome.provider_id:
+            chain.record_placed(item, outcome.provider_id)
+            return
         if item.channel not in ("sms", "whatsapp") or not outcome.provider_id:
             return
         try:

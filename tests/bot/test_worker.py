@@ -26,6 +26,7 @@ from typer.testing import CliRunner
 
 from bot.channels.base import SendOutcome
 from bot.channels.senders import IDEMPOTENCY_HEADER, senders_for
+from bot.channels.twilio_voice import chain
 from bot.notify import alert_emergency
 from bot.worker import OutboxWorker, mask, start_outbox_worker
 from config.i18n import get_catalogs
@@ -93,8 +94,9 @@ def make_settings(twilio: FakeTwilio | None, telegram: FakeTelegramApi | None, *
 
 
 def file_emergency(engine: Engine) -> str:
-    """An emergency as the engine files it: a case and its alerts in the outbox (a call and a
-    Telegram alert to the on-duty staff member, a call and an SMS to the emergency contact)."""
+    """An emergency as the engine files it: a case and its alerts in the outbox (a Telegram
+    alert to the on-duty staff member, an SMS to the emergency contact, and the first of the
+    calls, to the staff member: the contact's call comes only if that one is not taken)."""
     with Session(engine, expire_on_commit=False) as s:
         tree = make_unit_tree(s)
         make_staff(
@@ -114,7 +116,7 @@ def file_emergency(engine: Engine) -> str:
         queued = alert_emergency(
             s, case, retiree, "我摔倒了", "+8613800000009", get_catalogs(), "zh"
         )
-        assert queued == 4
+        assert queued == 3
         s.commit()
         return case.number
 
@@ -156,6 +158,19 @@ def worker_notes(engine: Engine, number: str) -> list[str]:
         )
 
 
+def chain_notes(engine: Engine, number: str) -> list[str]:
+    """The notes of the emergency's chain of calls (nobody took it, who took it)."""
+    with Session(engine) as s:
+        case = actions.get_case(s, number)
+        return list(
+            s.scalars(
+                select(CaseEvent.note).where(
+                    CaseEvent.case_id == case.id, CaseEvent.actor_label == chain.LABEL
+                )
+            )
+        )
+
+
 async def drain(worker: OutboxWorker) -> int:
     total = 0
     try:
@@ -174,17 +189,30 @@ async def test_an_emergency_is_sent_once_each(
     engine: Engine, twilio: FakeTwilio, telegram: FakeTelegramApi
 ) -> None:
     number = file_emergency(engine)
-    worker = OutboxWorker(engine, senders_for(make_settings(twilio, telegram)), concurrency=1)
+    clock = Clock()
+    worker = OutboxWorker(
+        engine, senders_for(make_settings(twilio, telegram)), concurrency=1, clock=clock
+    )
     try:
-        assert await worker.run_once() == 4
+        assert await worker.run_once() == 3
+        assert await worker.run_once() == 0
+        # The calls go one after another: the contact's only once the staff member's call had
+        # its time (no public URL here, so no status callback says how it went).
+        clock.advance(chain.CALL_TIMEOUT.total_seconds() - 1)
+        await worker.maintain()
+        assert await worker.run_once() == 0
+        clock.advance(2)
+        await worker.maintain()
+        assert await worker.run_once() == 1
+        clock.advance(chain.CALL_TIMEOUT.total_seconds() + 1)
+        await worker.maintain()
         assert await worker.run_once() == 0
     finally:
         await worker.aclose()
     assert [i.status for i in items(engine)] == [OutboxStatus.SENT] * 4
     calls = twilio.creates("Calls")
-    # One at a time here: the calls in the emergency's order, the staff member first.
     assert [c.form["To"] for c in calls] == [STAFF_PHONE, CONTACT_PHONE]
-    assert all("王大爷" in c.form["Twiml"] for c in calls[:1])
+    assert "王大爷" in calls[0].form["Twiml"] and "StatusCallback" not in calls[0].form
     (sms,) = twilio.creates("Messages")
     assert sms.form["To"] == CONTACT_PHONE and number in sms.form["Body"]
     (alert,) = telegram.calls_to("sendMessage")
@@ -192,6 +220,8 @@ async def test_an_emergency_is_sent_once_each(
     keys = {i.idempotency_key for i in items(engine) if i.channel != "telegram"}
     assert {r.header(IDEMPOTENCY_HEADER) for r in twilio.creates()} == keys
     assert worker_notes(engine, number) == []
+    (nobody,) = chain_notes(engine, number)  # the last call had its time too: staff are told
+    assert nobody.startswith("紧急电话无人接手：已依次呼叫") and "王小明（儿子）" in nobody
 
 
 @pytest.mark.asyncio
@@ -272,7 +302,7 @@ async def test_a_refused_number_dies_and_shows_on_the_case(
         "sendMessage", error_code=403, description="Forbidden: bot was blocked by the user"
     )
     worker = OutboxWorker(engine, senders_for(make_settings(twilio, telegram)))
-    assert await drain(worker) == 4
+    assert await drain(worker) == 3
     by_channel = {i.channel: i for i in items(engine) if i.channel != "voice"}
     for dead in by_channel.values():
         assert dead.status == OutboxStatus.DEAD and dead.attempts == 1
@@ -305,14 +335,20 @@ async def test_the_last_failure_dies_with_a_note_in_english(engine: Engine) -> N
     senders = {"sms": Down(), "voice": Down(), "telegram": Down()}
     worker = OutboxWorker(engine, senders, clock=clock, language="en")
     for _ in range(len(outbox.RETRY_DELAYS) + 1):
-        assert await worker.run_once() == 4
+        assert await worker.run_once() == 3
+        clock.advance(3600)
+    # The staff member's call died: the contact's is placed at once, and fails as often.
+    for _ in range(len(outbox.RETRY_DELAYS) + 1):
+        assert await worker.run_once() == 1
         clock.advance(3600)
     assert await worker.run_once() == 0
     assert {i.status for i in items(engine)} == {OutboxStatus.DEAD}
     notes = worker_notes(engine, number)
     assert len(notes) == 4
-    assert any(n.startswith("Could not deliver the emergency call by voice") for n in notes)
+    assert sum(n.startswith("Could not deliver the emergency call by voice") for n in notes) == 2
     assert all("after 7 attempt(s): gateway down" in n for n in notes)
+    (nobody,) = chain_notes(engine, number)
+    assert nobody.startswith("紧急电话无人接手") and "王小明（儿子）" in nobody
 
 
 # -- channels without a sender, misbehaving senders -----------------------------------------------
@@ -327,7 +363,7 @@ async def test_an_item_without_a_sender_waits_and_is_not_dropped(
     worker = OutboxWorker(engine, senders_for(make_settings(twilio, None)), clock=clock)
     try:
         await worker.maintain()
-        assert await worker.run_once() == 3
+        assert await worker.run_once() == 2
         (waiting,) = [i for i in items(engine) if i.channel == "telegram"]
         assert waiting.status == OutboxStatus.PENDING and waiting.attempts == 0
         assert waiting.last_error == "telegram 渠道没有配置发件方式"

@@ -23,6 +23,11 @@ When the call is over the caller sends the status callback ("completed"), as Twi
 number's "Call status changes" webhook is set. Every exchange is kept (``Call.exchanges``) and can
 be sent again (``FakeCaller.replay``), as Twilio retries a webhook.
 
+Calls the app places (through the fake Twilio REST API, ``tests.fakes.twilio_rest``) are answered
+the same way: ``pick_up(placed, script)`` follows the call's inline TwiML as the person called
+(a ``Press("1")`` at its Gather), then sends its status callback "completed" to the URL the app
+gave; ``placed_status(placed, "no-answer")`` sends only a status callback (busy, failed, ...).
+
 Usage::
 
     with serve(create_app(settings, engine)) as local:
@@ -38,7 +43,7 @@ import threading
 import time
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -183,6 +188,41 @@ class FakeCaller:
     ) -> httpx.Response:
         params = self.base_params(call_sid, caller, to, status) | extra
         return self.post(self.public_url + self.status_path, params)
+
+    def outbound_params(self, placed: Mapping[str, Any], status: str) -> dict[str, str]:
+        """What Twilio posts about a call the app placed: from our number to the person."""
+        params = self.base_params(placed["sid"], placed["from"], placed["to"], status)
+        return params | {"Direction": "outbound-api"}
+
+    def placed_status(self, placed: Mapping[str, Any], status: str, **extra: str) -> httpx.Response:
+        """The status callback of a call the app placed, to the URL it asked for."""
+        url = placed.get("status_callback")
+        assert url, f"the app asked for no status callback for the call to {placed['to']}"
+        return self.post(url, self.outbound_params(placed, status) | extra)
+
+    def pick_up(
+        self, placed: Mapping[str, Any], script: Sequence[Action], *, max_steps: int = 20
+    ) -> Call:
+        """Answer a call the app placed: hear its inline TwiML, do what ``script`` says at each
+        point it waits, then send its status callback ("completed"), as Twilio does."""
+        call = Call(call_sid=placed["sid"], caller=placed["to"])
+        assert placed.get("twiml"), "the call has no inline TwiML to follow"
+        actions = list(script)
+        url = str(placed.get("status_callback") or self.public_url + self.voice_path)
+        doc = ET.fromstring(placed["twiml"])
+        for _ in range(max_steps):
+            outcome = self._follow(call, doc, url, actions, {})
+            if outcome is None:
+                break
+            url, extra = outcome
+            doc = self._request(call, url, self.outbound_params(placed, "in-progress") | extra)
+        else:
+            raise AssertionError(f"the call went on for more than {max_steps} steps")
+        call.status = "completed"
+        if placed.get("status_callback"):
+            response = self.placed_status(placed, "completed", CallDuration="30")
+            assert response.status_code == 200, response.text
+        return call
 
     def new_sid(self) -> str:
         return f"CA{next(self._sids):04d}{uuid.uuid4().hex[:28]}"

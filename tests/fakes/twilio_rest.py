@@ -16,7 +16,9 @@ Usage::
 What it answers:
 
 - ``POST .../Messages.json``  → 201 with a message resource (sid ``SM...``, status ``queued``)
-- ``POST .../Calls.json``     → 201 with a call resource (sid ``CA...``, status ``queued``)
+- ``POST .../Calls.json``     → 201 with a call resource (sid ``CA...``, status ``queued``; it
+                                keeps the ``twiml`` and ``status_callback`` it was given, so that
+                                ``tests.fakes.caller.FakeCaller.pick_up`` can answer the call)
 - ``GET  .../Messages/{sid}.json`` and ``.../Calls/{sid}.json`` → the created resource, or 404
 - anything else               → 404 with Twilio's error body (code 20404)
 
@@ -233,7 +235,13 @@ class FakeTwilio:
         if kind == "Messages":
             base.update(body=form.get("Body", ""), direction="outbound-api", num_segments="1")
         else:
-            base.update(direction="outbound-api", twiml=form.get("Twiml"), url=form.get("Url"))
+            base.update(
+                direction="outbound-api",
+                twiml=form.get("Twiml"),
+                url=form.get("Url"),
+                status_callback=form.get("StatusCallback"),
+                status_callback_method=form.get("StatusCallbackMethod"),
+            )
         return base
 
     def _answer(self, request: RecordedRequest) -> tuple[int, dict[str, Any], dict[str, str]]:

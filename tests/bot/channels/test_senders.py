@@ -130,6 +130,32 @@ async def test_a_call_says_the_text_twice(twilio: FakeTwilio) -> None:
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("public_url", ["https://hotline.example.org", ""], ids=["url", "no-url"])
+async def test_an_emergency_alert_call_asks_for_1_and_reports_how_it_ended(
+    twilio: FakeTwilio, public_url: str
+) -> None:
+    settings = twilio_settings(twilio.url, public_url=public_url)
+    alert = {"kind": "emergency_call", "order": 1, "chain": [], "prompt": "要接手请按1。"}
+    outcome = await send(TwilioSender(settings), "voice", text="紧急：王大爷需要帮助", **alert)
+    assert outcome.sent
+    (request,) = twilio.creates("Calls")
+    doc = ElementTree.fromstring(request.form["Twiml"])
+    if not public_url:  # nowhere to report a key or a status: the text twice, as any call
+        assert [s.text for s in doc.findall("Say")] == ["紧急：王大爷需要帮助"] * 2
+        assert "StatusCallback" not in request.form
+        return
+    assert request.form["StatusCallback"] == (
+        "https://hotline.example.org/twilio/voice/status?k=K-1%3Avoice"
+    )
+    assert request.form["StatusCallbackMethod"] == "POST"
+    (gather,) = doc.findall("Gather")
+    assert gather.get("action") == "https://hotline.example.org/twilio/voice/alert?k=K-1%3Avoice"
+    assert (gather.get("input"), gather.get("numDigits")) == ("dtmf", "1")
+    assert gather.get("actionOnEmptyResult") == "true"
+    assert [s.text for s in gather.findall("Say")] == ["紧急：王大爷需要帮助", "要接手请按1。"]
+
+
+@pytest.mark.asyncio
 async def test_an_english_call_uses_the_english_voice(twilio: FakeTwilio) -> None:
     await send(TwilioSender(twilio_settings(twilio.url)), "voice", text="Help", language="en")
     says = ElementTree.fromstring(twilio.creates()[0].form["Twiml"]).findall("Say")

@@ -1,0 +1,305 @@
+"""An emergency's alert calls, one after another: the on-duty staff first, then the next, then
+the emergency contacts, until somebody presses 1 to take it (bot/notify.py queues the first).
+
+Each call is an outbox item (channel "voice", kind "emergency_call"), placed by the worker with
+TwiML that says the alert and asks for 1 (``/twilio/voice/alert``) and a status callback
+(``/twilio/voice/status``); both URLs carry the item's idempotency key (``k``), signed by Twilio.
+The chain's state lives in the items' payloads, so any server or worker takes the next step and
+a restart loses nothing:
+
+- ``chain``: the people still to call after this one, in order; ``order``: this call's place;
+- ``call_sid``, ``call_status``: what Twilio said of this call (placed; its final status);
+- ``taken``: this person pressed 1; ``outcome``, set once: ``taken``, ``passed`` (not taken: the
+  next call was queued, or after the last a note tells staff nobody took it) or ``not_needed``
+  (somebody else had taken it).
+
+A call is passed on when its status callback ends it without a 1 (no-answer, busy, failed,
+canceled, or answered with no key), when it cannot be placed (the item died), or when no status
+came within ``CALL_TIMEOUT`` of placing it (the worker's upkeep, ``overdue``). Pressing 1 calls
+off the calls queued but not yet placed and notes on the case who took it.
+
+Every change locks the case row first (``FOR NO KEY UPDATE``: it does not block the notes and
+events written meanwhile), then the item: two servers handling the same chain take turns, a
+repeated callback finds the outcome set and does nothing, and queuing the next call twice queues
+it once (its idempotency key).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+import structlog
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from bot.channels.twilio_voice.steps import FINAL_STATUSES, PREFIX
+from bot.notify import EMERGENCY_CALL, Callee, enqueue_call
+from config.i18n import Catalogs
+from storage import actions
+from storage.models import Case, OutboxItem, OutboxStatus
+from storage.permissions import Actor
+
+log = structlog.get_logger(__name__)
+
+ALERT_PATH = f"{PREFIX}/alert"
+STATUS_PATH = f"{PREFIX}/status"
+# Long enough to ring (twilio_ring_timeout_s, at most 60 s), say the alert and ask for 1 twice.
+CALL_TIMEOUT = timedelta(seconds=150)
+LOOK_BACK = timedelta(days=2)  # older calls are not looked at for a missing status any more
+LABEL = "call_chain"  # the actor label of the notes on the case
+TAKEN, PASSED, NOT_NEEDED = "taken", "passed", "not_needed"
+TIMED_OUT, UNDELIVERABLE = "no_status_in_time", "undeliverable"
+
+
+def is_chain_call(channel: str, payload: dict[str, Any] | None) -> bool:
+    payload = payload or {}
+    return (
+        channel == "voice"
+        and payload.get("kind") == EMERGENCY_CALL
+        and isinstance(payload.get("chain"), list)
+    )
+
+
+def settled(payload: dict[str, Any] | None) -> bool:
+    """This call's part of the chain is decided: placing it (again) is no use."""
+    return bool((payload or {}).get("outcome"))
+
+
+def alert_url(public_url: str, key: str) -> str:
+    return f"{public_url.rstrip('/')}{ALERT_PATH}?{urlencode({'k': key})}"
+
+
+def status_url(public_url: str, key: str) -> str:
+    return f"{public_url.rstrip('/')}{STATUS_PATH}?{urlencode({'k': key})}"
+
+
+# -- what happens to a call ------------------------------------------------------------------
+
+
+def record_placed(item: OutboxItem, call_sid: str) -> None:
+    """Twilio took the call (the worker, in the transaction that marks the item sent)."""
+    if is_chain_call(item.channel, item.payload) and call_sid:
+        item.payload = {**item.payload, "call_sid": call_sid}
+
+
+def call_ended(
+    session: Session, key: str, call_sid: str, status: str, *, now: datetime, catalogs: Catalogs
+) -> OutboxItem | None:
+    """A status callback of the alert call ``key``: recorded on the item; a final status with no
+    1 pressed passes the emergency on. None when ``key`` is no alert call of ours."""
+    item = _locked(session, key)
+    if item is None:
+        return None
+    item.payload = {**item.payload, "call_status": status, "call_sid": call_sid}
+    if status in FINAL_STATUSES:
+        pass_on(session, item, status, now=now, catalogs=catalogs)
+    return item
+
+
+def acknowledge(
+    session: Session, key: str, call_sid: str, *, now: datetime, catalogs: Catalogs
+) -> OutboxItem | None:
+    """The callee of ``key`` pressed 1: the emergency is theirs. The calls queued but not yet
+    placed are called off, and the case's timeline says who took it (once, however often
+    Twilio repeats the webhook)."""
+    item = _locked(session, key)
+    if item is None or item.payload.get("taken"):
+        return item
+    item.payload = {
+        **item.payload,
+        "taken": True,
+        "outcome": item.payload.get("outcome") or TAKEN,
+        "call_sid": item.payload.get("call_sid") or call_sid,
+    }
+    called_off = _call_off_the_rest(session, item)
+    lang = _language(item)
+    note = catalogs.text("twilio_voice.chain.taken", lang, who=_who(item), phone=item.address)
+    if called_off:
+        names = _joined([_who(i) for i in called_off], catalogs, lang)
+        note += catalogs.text("twilio_voice.chain.called_off", lang, names=names)
+    _note(session, item, note, now)
+    log.info("emergency_call_taken", case=item.payload.get("case"), order=item.payload.get("order"))
+    return item
+
+
+def pass_on(
+    session: Session, item: OutboxItem, reason: str, *, now: datetime, catalogs: Catalogs
+) -> None:
+    """This call was not taken (``reason``): queue the next one, or, after the last, tell staff
+    on the case that nobody took the emergency. Once per call (its outcome); nothing when
+    somebody already took it. The case and ``item`` are locked by the caller."""
+    if settled(item.payload):
+        return
+    calls = _calls_of(session, item.case_id)
+    if any(c.payload.get("taken") for c in calls):
+        item.payload = {**item.payload, "outcome": NOT_NEEDED}
+        return
+    payload = item.payload
+    item.payload = {**payload, "outcome": PASSED, "passed_because": reason}
+    rest = [Callee.from_json(c) for c in payload.get("chain") or []]
+    log.info(
+        "emergency_call_passed_on",
+        case=payload.get("case"),
+        order=payload.get("order"),
+        reason=reason,
+        left=len(rest),
+    )
+    if rest:
+        enqueue_call(
+            session,
+            case_id=item.case_id or 0,
+            case_number=str(payload.get("case")),
+            callees=rest,
+            order=int(payload.get("order") or 0) + 1,
+            language=_language(item),
+            prompt=str(payload.get("prompt") or ""),
+            now=now,
+        )
+        return
+    lang = _language(item)
+    tried = _joined([_who(c) for c in calls], catalogs, lang)
+    _note(session, item, catalogs.text("twilio_voice.chain.nobody", lang, tried=tried), now)
+
+
+def give_up_if_dead(session: Session, key: str, *, now: datetime, catalogs: Catalogs) -> bool:
+    """The call ``key`` could not be placed (its item died): pass the emergency on. True when
+    it was passed on now."""
+    item = _locked(session, key)
+    if item is None or item.status != OutboxStatus.DEAD or settled(item.payload):
+        return False
+    pass_on(session, item, UNDELIVERABLE, now=now, catalogs=catalogs)
+    return True
+
+
+def overdue(session: Session, *, now: datetime, timeout: timedelta = CALL_TIMEOUT) -> list[str]:
+    """Keys of alert calls that are not settled although they should be: placed ``timeout``
+    ago with no final status since, or dead. Read without locks (see `time_out`)."""
+    rows = session.execute(
+        select(
+            OutboxItem.idempotency_key,
+            OutboxItem.status,
+            OutboxItem.sent_at,
+            OutboxItem.payload,
+        )
+        .where(
+            OutboxItem.channel == "voice",
+            OutboxItem.status.in_([OutboxStatus.SENT, OutboxStatus.DEAD]),
+            OutboxItem.created_at >= now - LOOK_BACK,
+        )
+        .order_by(OutboxItem.id)
+    ).all()
+    return [
+        key
+        for key, status, sent_at, payload in rows
+        if is_chain_call("voice", payload)
+        and not settled(payload)
+        and _is_overdue(status, sent_at, now, timeout)
+    ]
+
+
+def time_out(
+    session: Session,
+    key: str,
+    *,
+    now: datetime,
+    catalogs: Catalogs,
+    timeout: timedelta = CALL_TIMEOUT,
+) -> bool:
+    """Pass the call ``key`` on if it is still overdue once locked (another worker may have
+    passed it on meanwhile, or its status came in). True when it was passed on now."""
+    item = _locked(session, key)
+    if item is None or settled(item.payload):
+        return False
+    if not _is_overdue(item.status, item.sent_at, now, timeout):
+        return False
+    reason = UNDELIVERABLE if item.status == OutboxStatus.DEAD else TIMED_OUT
+    pass_on(session, item, reason, now=now, catalogs=catalogs)
+    return True
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _is_overdue(
+    status: OutboxStatus, sent_at: datetime | None, now: datetime, timeout: timedelta
+) -> bool:
+    if status == OutboxStatus.DEAD:
+        return True
+    return status == OutboxStatus.SENT and sent_at is not None and sent_at <= now - timeout
+
+
+def _locked(session: Session, key: str) -> OutboxItem | None:
+    """The alert call ``key``, its case row locked first, then the item (see the docstring)."""
+    case_id = session.scalar(select(OutboxItem.case_id).where(OutboxItem.idempotency_key == key))
+    if case_id is None:
+        return None
+    session.execute(select(Case.id).where(Case.id == case_id).with_for_update(key_share=True))
+    item = session.scalars(
+        select(OutboxItem)
+        .where(OutboxItem.idempotency_key == key)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+    if item is None or not is_chain_call(item.channel, item.payload):
+        return None
+    return item
+
+
+def _calls_of(session: Session, case_id: int | None) -> list[OutboxItem]:
+    """The case's alert calls so far, in the chain's order."""
+    items = session.scalars(
+        select(OutboxItem).where(OutboxItem.case_id == case_id, OutboxItem.channel == "voice")
+    ).all()
+    calls = [i for i in items if is_chain_call(i.channel, i.payload)]
+    return sorted(calls, key=lambda i: (int(i.payload.get("order") or 0), i.id))
+
+
+def _call_off_the_rest(session: Session, taken: OutboxItem) -> list[OutboxItem]:
+    """Remove the case's alert calls queued but not yet placed (nor being placed: a worker
+    that holds one places it, and its callee hears the emergency is taken only by pressing 1
+    too; that call then settles as not needed). Returns those called off."""
+    waiting = [
+        c
+        for c in _calls_of(session, taken.case_id)
+        if c.id != taken.id and c.status == OutboxStatus.PENDING
+    ]
+    if not waiting:
+        return []
+    locked = set(
+        session.scalars(
+            select(OutboxItem.id)
+            .where(OutboxItem.id.in_([c.id for c in waiting]))
+            .where(OutboxItem.status == OutboxStatus.PENDING)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    called_off = [c for c in waiting if c.id in locked]
+    if called_off:
+        session.execute(
+            delete(OutboxItem).where(OutboxItem.id.in_([c.id for c in called_off])),
+            execution_options={"synchronize_session": False},
+        )
+        for item in called_off:
+            session.expunge(item)
+    return called_off
+
+
+def _note(session: Session, item: OutboxItem, text: str, now: datetime) -> None:
+    case = session.get(Case, item.case_id) if item.case_id is not None else None
+    if case is not None:
+        actions.add_note(session, case, Actor.system(LABEL), text, now=now)
+
+
+def _who(item: OutboxItem) -> str:
+    return str(item.payload.get("who") or item.address)
+
+
+def _language(item: OutboxItem) -> str:
+    return str(item.payload.get("language") or "zh")
+
+
+def _joined(names: Iterable[str], catalogs: Catalogs, lang: str) -> str:
+    return catalogs.text("twilio_voice.chain.separator", lang).join(names)

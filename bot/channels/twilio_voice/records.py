@@ -1,0 +1,161 @@
+"""What the database holds of a call: its rows in the messages table (arrival, turns, dialled
+numbers, statuses), who is calling, and whom to put the call through to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from bot.channels.twilio_voice.steps import ANSWERED, CHANNEL, EMERGENCY, Target
+from bot.messages import Hint
+from bot.notify import on_duty_staff
+from storage.db import dialect_insert
+from storage.directory import find_retiree_by_phone
+from storage.models import Direction, Message, Retiree, Unit
+from storage.phones import InvalidPhoneNumber
+
+
+def retiree_by_phone(session: Session, phone: str) -> Retiree | None:
+    try:
+        return find_retiree_by_phone(session, phone)
+    except InvalidPhoneNumber:  # "anonymous", a withheld number
+        return None
+
+
+def caller_profile(db: Engine, phone: str) -> tuple[str | None, str | None]:
+    """The registered caller's name and language, if the number is known."""
+    with Session(db) as session:
+        retiree = retiree_by_phone(session, phone)
+        if retiree is None:
+            return None, None
+        return retiree.name, retiree.preferred_language
+
+
+def targets(db: Engine, caller: str, kind: str) -> list[Target]:
+    """Whom to put the call through to, in order: the on-duty staff of the caller's community
+    (then of the units above; the top unit's for an unknown caller), and in an emergency then
+    the caller's emergency contacts."""
+    with Session(db) as session:
+        retiree = retiree_by_phone(session, caller)
+        unit = retiree.community if retiree is not None else None
+        if unit is None:
+            unit = session.scalars(
+                select(Unit).where(Unit.parent_id.is_(None)).order_by(Unit.id).limit(1)
+            ).first()
+        found = [Target(s.phone) for s in on_duty_staff(session, unit) if s.phone] if unit else []
+        if kind == EMERGENCY and retiree is not None:
+            found += [Target(c.phone, contact=True) for c in retiree.emergency_contacts]
+    seen = {caller}
+    unique = []
+    for target in found:
+        if target.phone and target.phone not in seen:
+            seen.add(target.phone)
+            unique.append(target)
+    return unique
+
+
+def record(
+    db: Engine, address: str, provider_id: str, status: str, payload: dict[str, Any]
+) -> bool:
+    """A record of the call in the messages table (its arrival, a status, a dialled number);
+    False when Twilio repeated it (the provider id was seen)."""
+    with Session(db) as session, session.begin():
+        retiree = retiree_by_phone(session, address)
+        done = session.execute(
+            dialect_insert(session)(Message.__table__)
+            .values(
+                channel=CHANNEL,
+                direction=Direction.INBOUND.value,
+                address=address,
+                provider_id=provider_id,
+                text="",
+                payload=payload,
+                status=status[:20],
+                retiree_id=retiree.id if retiree is not None else None,
+                created_at=datetime.now(UTC),
+            )
+            .on_conflict_do_nothing(index_elements=["channel", "provider_id"])
+            .returning(Message.__table__.c.id)  # not rowcount: psycopg says -1 here
+        )
+        return done.first() is not None
+
+
+@dataclass(frozen=True)
+class CallRow:
+    id: int
+    provider_id: str
+    text: str
+    payload: dict[str, Any]
+    case_id: int | None
+    status: str
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """What the messages table holds of one call: its turns, hand-overs and dialled numbers."""
+
+    call_sid: str
+    rows: list[CallRow]
+
+    def turn_number(self, row: CallRow) -> int | None:
+        """n of an engine turn's row ("{CallSid}:{n}"); None for the call's other rows."""
+        rest = row.provider_id.removeprefix(f"{self.call_sid}:")
+        return int(rest) if rest.isdigit() else None
+
+    def heard_anything(self) -> bool:
+        return any(
+            (row.text.strip() or row.payload.get("digits"))
+            for row in self.rows
+            if self.turn_number(row) is not None
+        )
+
+    def filed_anything(self) -> bool:
+        return any(row.case_id is not None for row in self.rows)
+
+    def pending_hand_over(self) -> int | None:
+        """n of the last turn that asked for a person, when after it nobody was reached and
+        no voicemail was taken (the caller hung up while the phones rang)."""
+        asked: CallRow | None = None
+        for row in self.rows:
+            replies = row.payload.get("replies", [])
+            if self.turn_number(row) is not None and any(
+                Hint.HAND_OVER.value in reply.get("hints", []) for reply in replies
+            ):
+                asked = row
+        if asked is None:
+            return None
+        for row in self.rows:
+            if row.id <= asked.id:
+                continue
+            if row.provider_id.startswith(f"{self.call_sid}:handover:"):
+                return None
+            if row.provider_id.startswith(f"{self.call_sid}:dial:") and row.status in ANSWERED:
+                return None
+        return self.turn_number(asked)
+
+
+def call_record(db: Engine, caller: str, call_sid: str) -> CallRecord:
+    with Session(db) as session:
+        found = session.execute(
+            select(
+                Message.id,
+                Message.provider_id,
+                Message.text,
+                Message.payload,
+                Message.case_id,
+                Message.status,
+            )
+            .where(
+                Message.channel == CHANNEL,
+                Message.address == caller,
+                Message.direction == Direction.INBOUND,
+                Message.provider_id.startswith(f"{call_sid}:", autoescape=True),
+            )
+            .order_by(Message.id)
+        ).all()
+    rows = [CallRow(r[0], r[1] or "", r[2] or "", r[3] or {}, r[4], r[5] or "") for r in found]
+    return CallRecord(call_sid, rows)

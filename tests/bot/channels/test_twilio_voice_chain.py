@@ -1,0 +1,336 @@
+"""An emergency's alert calls, one after another, end to end: a retiree's call files the emergency,
+the real worker places the calls through the real twilio client against the fake Twilio REST API,
+and the fake caller answers them (or does not) the way Twilio would: signed webhooks to the
+public URL, reaching the app on 127.0.0.1. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from bot.app import create_app
+from bot.channels.senders import senders_for
+from bot.channels.twilio_voice import chain
+from bot.worker import OutboxWorker
+from config.settings import Settings
+from storage.db import make_engine
+from storage.models import Case, CaseEvent, OutboxItem, OutboxStatus
+from storage.types import utcnow
+from tests.bot.channels.test_twilio_voice import (
+    PUBLIC_URL,
+    SON,
+    STAFF_A1,
+    STAFF_SA,
+    TOKEN,
+    WANG,
+    settings_for,
+    world,
+)
+from tests.fakes.caller import FakeCaller, HangUp, Press, Silence, Speak, serve
+from tests.fakes.twilio_rest import FakeTwilio, TwilioReply
+
+STAFF_TEXT = "【紧急求助"
+PRESS_ONE = "要接手这个紧急情况，请按1。"
+
+
+class Clock:
+    """The worker's clock: the real time, moved on by the test (the app enqueues at real time)."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def __call__(self) -> datetime:
+        return utcnow() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += timedelta(seconds=seconds)
+
+
+@dataclass
+class Line:
+    caller: FakeCaller
+    engine: Engine
+    twilio: FakeTwilio
+    settings: Settings
+    clock: Clock
+
+    def worker(self, engine: Engine | None = None) -> OutboxWorker:
+        return OutboxWorker(engine or self.engine, senders_for(self.settings), clock=self.clock)
+
+    def calls(self) -> list[dict[str, Any]]:
+        return list(self.twilio.calls)
+
+
+@pytest.fixture
+def line(db_url: str, engine: Engine, trained_nlu_dir: Path, tmp_path: Path) -> Iterator[Line]:
+    shutil.copytree(trained_nlu_dir / "nlu-cache", tmp_path / "nlu-cache")
+    world(engine)
+    with FakeTwilio() as twilio:
+        settings = settings_for(db_url, tmp_path, twilio_api_url=twilio.url)
+        with serve(create_app(settings, engine)) as local, httpx.Client(timeout=60) as client:
+            caller = FakeCaller(local, PUBLIC_URL, TOKEN, client=client)
+            yield Line(caller, engine, twilio, settings, Clock())
+
+
+def emergency_by_phone(line: Line) -> Case:
+    """王秀英 calls and says she fell: the case is filed and its alerts queued."""
+    line.caller.call([Speak("我摔倒了，起不来"), HangUp()], caller=WANG)
+    with Session(line.engine) as session:
+        [case] = session.scalars(select(Case)).all()
+        return case
+
+
+def chain_notes(engine: Engine, case: Case) -> list[str]:
+    with Session(engine) as session:
+        return list(
+            session.scalars(
+                select(CaseEvent.note)
+                .where(CaseEvent.case_id == case.id, CaseEvent.actor_label == chain.LABEL)
+                .order_by(CaseEvent.id)
+            )
+        )
+
+
+def alert_calls(engine: Engine) -> list[OutboxItem]:
+    with Session(engine) as session:
+        items = session.scalars(select(OutboxItem).where(OutboxItem.channel == "voice")).all()
+        return sorted(items, key=lambda i: i.payload["order"])
+
+
+def key_of(placed: dict[str, Any]) -> str:
+    return parse_qs(urlsplit(placed["status_callback"]).query)["k"][0]
+
+
+# -- in turn, until somebody presses 1 ------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_the_calls_ring_in_turn_and_whoever_presses_1_takes_the_emergency(
+    line: Line,
+) -> None:
+    case = emergency_by_phone(line)
+    worker = line.worker()
+    try:
+        await worker.run_once()
+        # The messages go to everyone at once; the calls one after another.
+        assert sorted(m["to"] for m in line.twilio.messages) == sorted([STAFF_A1, STAFF_SA, SON])
+        [first] = line.calls()
+        assert first["to"] == STAFF_A1
+        assert STAFF_TEXT in first["twiml"] and PRESS_ONE in first["twiml"]
+        assert first["status_callback"].startswith(f"{PUBLIC_URL}/twilio/voice/status?k=")
+        assert await worker.run_once() == 0  # the next waits for this one
+
+        assert line.caller.placed_status(first, "no-answer").status_code == 200
+        assert await worker.run_once() == 1
+        second = line.calls()[1]
+        assert second["to"] == STAFF_SA
+
+        answered = line.caller.pick_up(second, [Press("1")])
+        assert answered.said[1:] == [
+            PRESS_ONE,
+            "谢谢您，已经记下由您接手，其他人不再呼叫。请马上联系求助的人。",
+        ]
+        assert answered.said[0].startswith(f"{STAFF_TEXT} {case.number}】王秀英")
+        assert answered.ended_by == "app"
+        # Nobody else is called: not now, not after the calls' time-out.
+        assert await worker.run_once() == 0
+        line.clock.advance(chain.CALL_TIMEOUT.total_seconds() + 60)
+        await worker.maintain()
+        assert await worker.run_once() == 0
+    finally:
+        await worker.aclose()
+    assert [c["to"] for c in line.calls()] == [STAFF_A1, STAFF_SA]
+    assert chain_notes(line.engine, case) == [
+        f"赵站长（{STAFF_SA}）接听了紧急电话，按1接手了这个紧急情况。"
+    ]
+    staff_one, staff_two = alert_calls(line.engine)
+    # The status callbacks are recorded on the calls' outbox items.
+    assert staff_one.payload["call_sid"] == first["sid"]
+    assert (staff_one.payload["call_status"], staff_one.payload["outcome"]) == (
+        "no-answer",
+        "passed",
+    )
+    assert (staff_two.payload["call_status"], staff_two.payload["outcome"]) == (
+        "completed",
+        "taken",
+    )
+    assert [c["who"] for c in staff_two.payload["chain"]] == ["李强（儿子）"]
+
+
+@pytest.mark.asyncio
+async def test_nobody_takes_it_and_the_case_says_so(line: Line) -> None:
+    case = emergency_by_phone(line)
+    worker = line.worker()
+    try:
+        await worker.run_once()
+        line.caller.placed_status(line.calls()[0], "busy")
+        await worker.run_once()
+        # Answered, but no key: asked twice, then told the next person is called.
+        heard = line.caller.pick_up(line.calls()[1], [Silence(), Silence()])
+        assert heard.said.count(PRESS_ONE) == 2
+        assert heard.said[-1] == "没有收到按键。我们会继续呼叫下一位。"
+        await worker.run_once()
+        son = line.calls()[2]
+        assert son["to"] == SON and "您的家人王秀英刚才紧急求助" in son["twiml"]
+        last = line.caller.placed_status(son, "no-answer")
+        assert last.status_code == 200
+        # Twilio repeats the last callback: the note is not written twice.
+        assert line.caller.placed_status(son, "no-answer").status_code == 200
+        assert await worker.run_once() == 0
+    finally:
+        await worker.aclose()
+    assert chain_notes(line.engine, case) == [
+        "紧急电话无人接手：已依次呼叫钱社工、赵站长、李强（儿子），都没有接听或没有按1。"
+        "请立即另行安排人员联系求助的人。"
+    ]
+    outcomes = [
+        (i.address, i.payload["call_status"], i.payload["outcome"])
+        for i in alert_calls(line.engine)
+    ]
+    assert outcomes == [
+        (STAFF_A1, "busy", "passed"),
+        (STAFF_SA, "completed", "passed"),
+        (SON, "no-answer", "passed"),
+    ]
+
+
+@pytest.mark.asyncio
+async def test_a_call_with_no_status_in_time_is_passed_on(line: Line) -> None:
+    case = emergency_by_phone(line)
+    worker = line.worker()
+    try:
+        await worker.run_once()
+        [first] = line.calls()
+        line.clock.advance(chain.CALL_TIMEOUT.total_seconds() - 10)
+        await worker.maintain()
+        assert await worker.run_once() == 0  # still ringing, perhaps
+        line.clock.advance(20)
+        await worker.maintain()
+        assert await worker.run_once() == 1
+        assert [c["to"] for c in line.calls()] == [STAFF_A1, STAFF_SA]
+        line.caller.placed_status(line.calls()[1], "no-answer")
+        assert [i.address for i in alert_calls(line.engine)] == [STAFF_A1, STAFF_SA, SON]
+        # The first call was going on after all: its callee presses 1 before the son is rung,
+        # and the call's status ("completed") comes last, passing on nothing.
+        line.caller.pick_up(first, [Press("1")])
+        assert await worker.run_once() == 0
+    finally:
+        await worker.aclose()
+    assert [c["to"] for c in line.calls()] == [STAFF_A1, STAFF_SA]
+    assert [i.address for i in alert_calls(line.engine)] == [STAFF_A1, STAFF_SA]
+    assert chain_notes(line.engine, case) == [
+        f"钱社工（{STAFF_A1}）接听了紧急电话，按1接手了这个紧急情况。不再呼叫：李强（儿子）。"
+    ]
+    assert alert_calls(line.engine)[0].payload["passed_because"] == chain.TIMED_OUT
+
+
+@pytest.mark.asyncio
+async def test_a_call_still_ringing_when_somebody_takes_it_calls_nobody_after(line: Line) -> None:
+    case = emergency_by_phone(line)
+    worker = line.worker()
+    try:
+        await worker.run_once()
+        first = line.calls()[0]
+        line.clock.advance(chain.CALL_TIMEOUT.total_seconds() + 1)
+        await worker.maintain()
+        await worker.run_once()
+        line.caller.pick_up(first, [Press("1")])  # late, while the second phone rings
+        line.caller.placed_status(line.calls()[1], "no-answer")
+        line.clock.advance(chain.CALL_TIMEOUT.total_seconds() + 1)
+        await worker.maintain()
+        assert await worker.run_once() == 0
+    finally:
+        await worker.aclose()
+    assert [c["to"] for c in line.calls()] == [STAFF_A1, STAFF_SA]
+    assert [i.payload["outcome"] for i in alert_calls(line.engine)] == ["passed", "not_needed"]
+    assert chain_notes(line.engine, case) == [
+        f"钱社工（{STAFF_A1}）接听了紧急电话，按1接手了这个紧急情况。"
+    ]
+
+
+@pytest.mark.asyncio
+async def test_a_number_that_cannot_be_called_is_passed_on_at_once(line: Line) -> None:
+    case = emergency_by_phone(line)
+    line.twilio.script(TwilioReply.invalid_to(), resource="Calls")
+    worker = line.worker()
+    try:
+        await worker.run_once()
+        assert line.calls() == []
+        assert await worker.run_once() == 1
+        assert [c["to"] for c in line.calls()] == [STAFF_SA]
+    finally:
+        await worker.aclose()
+    dead, placed = alert_calls(line.engine)
+    assert dead.status == OutboxStatus.DEAD and dead.payload["passed_because"] == "undeliverable"
+    assert placed.status == OutboxStatus.SENT
+    assert chain_notes(line.engine, case) == []  # the worker's own note says the call failed
+
+
+# -- several servers and workers, restarts ----------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_repeated_callbacks_and_two_workers_ring_the_next_once(
+    line: Line, db_url: str
+) -> None:
+    emergency_by_phone(line)
+    first_worker = line.worker()
+    await first_worker.run_once()
+    await first_worker.aclose()  # the worker stops; another one (its own pool) carries on
+    [first] = line.calls()
+
+    barrier = threading.Barrier(3)
+
+    def deliver() -> int:
+        with httpx.Client(timeout=60) as client:
+            caller = FakeCaller(line.caller.local_url, PUBLIC_URL, TOKEN, client=client)
+            barrier.wait()
+            return caller.placed_status(first, "no-answer").status_code
+
+    threads = [asyncio.to_thread(deliver) for _ in range(3)]
+    assert await asyncio.gather(*threads) == [200, 200, 200]
+
+    engines = [make_engine(db_url), make_engine(db_url)]
+    workers = [line.worker(e) for e in engines]
+    try:
+        placed = await asyncio.gather(*(w.run_once() for w in workers))
+        assert sorted(placed) == [0, 1]
+        # Its status never comes: both workers' upkeep at once passes it on once.
+        line.clock.advance(chain.CALL_TIMEOUT.total_seconds() + 1)
+        await asyncio.gather(*(w.maintain() for w in workers))
+        placed = await asyncio.gather(*(w.run_once() for w in workers))
+        assert sorted(placed) == [0, 1]
+    finally:
+        for w in workers:
+            await w.aclose()
+        for e in engines:
+            e.dispose()
+    assert [c["to"] for c in line.calls()] == [STAFF_A1, STAFF_SA, SON]
+    assert [i.address for i in alert_calls(line.engine)] == [STAFF_A1, STAFF_SA, SON]
+
+
+def test_the_alert_routes_check_the_signature_and_ignore_unknown_calls(line: Line) -> None:
+    url = f"{PUBLIC_URL}/twilio/voice/alert?k=2026-000001%3Aemergency_call%3Avoice%3A%2B86"
+    placed = {"sid": "CA" + "2" * 32, "from": "+15005550006", "to": STAFF_A1}
+    params = line.caller.outbound_params(placed, "in-progress") | {"Digits": "1"}
+    assert line.caller.post(url, params, signature=None).status_code == 403
+    unknown = line.caller.post(url, params)
+    assert unknown.status_code == 200 and "<Hangup />" in unknown.text
+    status = line.caller.post(
+        url.replace("/alert", "/status"), line.caller.outbound_params(placed, "no-answer")
+    )
+    assert status.status_code == 200
+    with Session(line.engine) as session:
+        assert session.scalars(select(OutboxItem)).all() == []
