@@ -29,7 +29,7 @@ ERROR_KEYS = {
 def mount_console(app: FastAPI, settings: Settings) -> None:
     """Add the console's pages, static files, session cookie and error pages to ``app``."""
     from console import api
-    from console.routes import cases, queue, signin
+    from console.routes import cases, queue, registry, reports, signin
 
     app.state.console = ConsoleConfig.load(settings)
     app.add_middleware(
@@ -41,7 +41,7 @@ def mount_console(app: FastAPI, settings: Settings) -> None:
         https_only=settings.public_url.startswith("https://"),
     )
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (signin, queue, cases):
+    for module in (signin, queue, cases, reports, registry):
         app.include_router(module.router)
     app.include_router(api.router)
     app.add_exception_handler(SignInRequired, _sign_in_required)

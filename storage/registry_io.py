@@ -6,7 +6,7 @@ Every row is validated; the good rows are imported in the caller's transaction i
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -50,6 +50,9 @@ from storage.types import utcnow
 
 CHUNK = 2000  # rows per INSERT/UPDATE batch and ids per IN (...) list
 T = TypeVar("T")
+# Asked about each valid row with the id of the retiree it would update (None: a new one);
+# returns why the row is refused, or None. The console keeps an import within a person's units.
+RowCheck = Callable[[ParsedRow, int | None], str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +127,7 @@ def import_retirees(
     actor: Staff | None = None,
     actor_label: str = "",
     today: date | None = None,
+    check: RowCheck | None = None,
 ) -> ImportReport:
     """Validate every row of ``path`` and import the good ones (in the caller's transaction).
 
@@ -142,6 +146,10 @@ def import_retirees(
         if row is None:
             continue
         matcher.check(row)
+        if not row.errors and check is not None:
+            refusal = check(row, matcher.owner(row))
+            if refusal:
+                row.errors.append(refusal)
         if row.errors:
             report.rejected.append(RejectedRow(number, "; ".join(row.errors)))
             continue
@@ -296,9 +304,15 @@ def _expire_registry_objects(session: Session) -> None:
 
 
 def export_retirees(
-    session: Session, path: str | Path, *, actor: Staff | None = None, actor_label: str = ""
+    session: Session,
+    path: str | Path,
+    *,
+    actor: Staff | None = None,
+    actor_label: str = "",
+    community_ids: Collection[int] | None = None,
 ) -> int:
-    """Write every retiree to ``path`` (.xlsx or .csv) in the import format; returns the count."""
+    """Write every retiree (of ``community_ids`` if given) to ``path`` (.xlsx or .csv) in the
+    import format; returns the count."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in ACCEPTED_EXTENSIONS:
@@ -306,7 +320,7 @@ def export_retirees(
             path,
             f"unsupported file type {path.suffix!r}; accepted: {', '.join(ACCEPTED_EXTENSIONS)}",
         )
-    rows = export_rows(session)
+    rows = export_rows(session, community_ids)
     header = [c.zh for c in COLUMNS]
     try:
         if suffix == ".xlsx":
@@ -322,31 +336,42 @@ def export_retirees(
         action="export_retirees",
         subject_type="retiree",
         subject_id=None,
-        detail={"file": path.name, "exported": len(rows)},
+        detail={"file": path.name, "exported": len(rows)}
+        | ({} if community_ids is None else {"communities": sorted(community_ids)}),
     )
     session.flush()
     return len(rows)
 
 
-def export_rows(session: Session) -> list[list[str]]:
-    """Every retiree as a row of text cells, in the order of COLUMNS."""
+def export_rows(session: Session, community_ids: Collection[int] | None = None) -> list[list[str]]:
+    """Every retiree (of ``community_ids`` if given) as a row of text cells, in COLUMNS order."""
     session.flush()
+    scoped = (
+        None
+        if community_ids is None
+        else select(Retiree.id).where(Retiree.community_id.in_(sorted(community_ids)))
+    )
     phones: dict[int, list[str]] = {}
-    for rid, number in session.execute(
-        select(RetireePhone.retiree_id, RetireePhone.number).order_by(RetireePhone.id)
-    ):
+    phone_query = select(RetireePhone.retiree_id, RetireePhone.number).order_by(RetireePhone.id)
+    if scoped is not None:
+        phone_query = phone_query.where(RetireePhone.retiree_id.in_(scoped))
+    for rid, number in session.execute(phone_query):
         phones.setdefault(rid, []).append(number)
     contacts: dict[int, tuple[str, str]] = {}
-    for rid, name, phone in session.execute(
-        select(EmergencyContact.retiree_id, EmergencyContact.name, EmergencyContact.phone)
-        .order_by(EmergencyContact.id.desc())
-    ):  # fmt: skip
+    contact_query = select(
+        EmergencyContact.retiree_id, EmergencyContact.name, EmergencyContact.phone
+    ).order_by(EmergencyContact.id.desc())
+    if scoped is not None:
+        contact_query = contact_query.where(EmergencyContact.retiree_id.in_(scoped))
+    for rid, name, phone in session.execute(contact_query):
         contacts[rid] = (name, phone)
     communities = _community_labels(session)
     query = select(
         Retiree.id, Retiree.name, Retiree.birth_date, Retiree.community_id, Retiree.address,
         Retiree.lives_alone, Retiree.self_care, Retiree.hardship, Retiree.preferred_language,
     ).order_by(Retiree.id)  # fmt: skip
+    if community_ids is not None:
+        query = query.where(Retiree.community_id.in_(sorted(community_ids)))
     rows = []
     for rid, name, born, community_id, address, alone, care, hardship, lang in session.execute(
         query
