@@ -1,5 +1,8 @@
 """Case actions: the only code that changes cases. Each writes a case event.
 
+Claiming and resolving also tell the retiree who asked, through the outbox in the same
+transaction (storage/notices.py).
+
 Every action takes the caller's session and never commits; the caller's transaction does.
 A refused action raises a CaseError subclass saying why. After a CaseConflict (somebody else
 changed the case at the same time) the caller must roll back and may try again.
@@ -14,7 +17,17 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import Integer, String, bindparam, func, insert, literal, select, update
+from sqlalchemy import (
+    Integer,
+    String,
+    bindparam,
+    column,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -29,6 +42,7 @@ from storage.errors import (
     NotPermitted,
 )
 from storage.models import Case, CaseEvent, CaseStatus, Retiree, Role, Staff, Unit, UnitLevel
+from storage.notices import fact_columns, facts_from, tell_claimed, tell_resolved
 from storage.numbering import next_case_number
 from storage.permissions import Actor, may_see_case, unit_tree
 from storage.priority import case_priority
@@ -282,6 +296,7 @@ def _apply_claim(session: Session, case: Case, actor: Actor, staff: Staff, now: 
     _take_first_contact(case, staff)
     _flush(session, case)
     _event(session, case, "claim", actor, from_status=OPEN, now=now)
+    tell_claimed(session, case, staff, now=now)
     return case
 
 
@@ -336,13 +351,21 @@ def _claim_next_in_one_statement(
     }
     if scope.categories is not None:
         params["categories"] = scope.categories
-    return session.scalars(statement, params).first()
+    row = session.execute(statement, params).first()
+    if row is None:
+        return None
+    case = row[0]
+    # The statement also read what telling the retiree needs; its subqueries could not see
+    # the claim event it wrote, hence uncounted=1.
+    tell_claimed(session, case, staff, now=now, facts=facts_from(row[1:], uncounted=1))
+    return case
 
 
 @lru_cache(maxsize=4)
 def _one_statement_claim(by_category: bool, takes_ownership: bool) -> Any:
     """UPDATE the best open case in scope (locked with SKIP LOCKED) and INSERT its claim
-    event, returning the claimed case as an ORM object."""
+    event, returning the claimed case as an ORM object and the facts storage.notices needs to
+    tell the retiree (saving the claim a round trip)."""
     cases, events = Case.__table__, CaseEvent.__table__
     now = bindparam("now", type_=UTCDateTime())
     staff_id = bindparam("staff_id", type_=Integer())
@@ -404,9 +427,16 @@ def _one_statement_claim(by_category: bool, takes_ownership: bool) -> Any:
         )
         .cte("claim_event")
     )
+    facts = fact_columns(
+        case_id=claimed.c.id,
+        retiree_id=claimed.c.retiree_id,
+        channel=claimed.c.channel,
+        filed_at=claimed.c.created_at,
+        action=literal("claim"),
+    )
     return (
-        select(Case)
-        .from_statement(select(claimed).add_cte(event))
+        select(Case, *(column(f.name, f.type) for f in facts))
+        .from_statement(select(claimed, *facts).add_cte(event))
         .execution_options(populate_existing=True)
     )
 
@@ -578,6 +608,7 @@ def resolve(
     case.updated_at = now
     _flush(session, case)
     _event(session, case, "resolve", actor, from_status=CLAIMED, now=now, note=outcome)
+    tell_resolved(session, case, now=now)
     return case
 
 

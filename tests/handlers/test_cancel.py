@@ -15,8 +15,11 @@ from handlers.cancel import reason_in
 from storage import actions
 from storage.db import transaction
 from storage.models import Case, CaseEvent, CaseStatus, OutboxItem, Retiree, Role, Staff
+from storage.notices import CLAIMED, RESOLVED
 from storage.permissions import Actor
 from tests.factories import make_retiree, make_staff, make_unit_tree
+
+RETIREE_NOTICES = (CLAIMED, RESOLVED)
 
 NOW = datetime.fromisoformat("2026-11-24T10:00:00+08:00")
 PHONE = "+8613800000001"
@@ -97,8 +100,11 @@ class World:
             return case
 
     def outbox(self) -> list[OutboxItem]:
+        """What the cancelling queued (not the retiree's own claim/resolve notices, which
+        tests/storage/test_notices.py covers)."""
         with transaction(self.engine) as session:
-            return list(session.scalars(select(OutboxItem).order_by(OutboxItem.id)).all())
+            items = session.scalars(select(OutboxItem).order_by(OutboxItem.id)).all()
+            return [i for i in items if i.payload.get("kind") not in RETIREE_NOTICES]
 
 
 def test_a_claimed_case_is_cancelled_with_the_reason_and_its_assignee_told(
