@@ -8,7 +8,7 @@ from collections.abc import Callable
 from sqlalchemy.orm import Session
 
 from config.categories import CategoryConfig
-from storage import actions
+from storage import actions, replies
 from storage.models import Case
 from storage.permissions import Actor
 
@@ -16,6 +16,7 @@ from storage.permissions import Actor
 TextAction = Callable[[Session, Case, Actor, str, CategoryConfig], object]
 TEXT_ACTIONS: dict[str, tuple[str, bool, TextAction]] = {
     "note": ("text", True, lambda s, c, a, v, k: actions.add_note(s, c, a, v, categories=k)),
+    "reply": ("text", True, lambda s, c, a, v, k: replies.reply(s, c, a, v, categories=k)),
     "release": (
         "reason",
         False,
@@ -40,6 +41,7 @@ TEXT_ACTIONS: dict[str, tuple[str, bool, TextAction]] = {
 }
 DONE_KEYS = {
     "note": "console.case.noted",
+    "reply": "console.case.replied",
     "release": "console.case.released",
     "resolve": "console.case.resolved",
     "close": "console.case.closed",

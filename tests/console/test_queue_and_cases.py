@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from storage.models import AuditEntry, Case, CaseEvent, CaseStatus
+from storage.models import AuditEntry, Case, CaseEvent, CaseStatus, OutboxItem
 from tests.console.conftest import World
 
 
@@ -217,3 +217,54 @@ def test_an_action_without_the_csrf_token_changes_nothing(
         headers={"HX-Request": "true", "X-CSRF-Token": b.csrf},
     )
     assert htmx.status_code == 204 and htmx.headers["HX-Redirect"].endswith(world.help_a1.number)
+
+
+def _replies(engine: Engine, case: Case) -> list[OutboxItem]:
+    with Session(engine) as session:
+        return list(
+            session.scalars(
+                select(OutboxItem).where(
+                    OutboxItem.case_id == case.id,
+                    OutboxItem.payload["kind"].as_string() == "staff_reply",
+                )
+            )
+        )
+
+
+def test_staff_reply_to_the_retiree_through_the_outbox(
+    world: World, browser, engine: Engine
+) -> None:
+    b = browser("staff_a")
+    number = world.complaint_a1.number
+    b.post(f"/cases/{number}/claim")
+    b.post(f"/cases/{number}/reply", {"text": "王阿姨您好，物业明天上午来修灯。"})
+    (item,) = _replies(engine, world.complaint_a1)
+    assert item.channel == "sms" and item.address == "+8613911112222"
+    assert item.payload["text"] == "王阿姨您好，物业明天上午来修灯。"
+    page = b.get(f"/cases/{number}").text
+    assert "已排队发送" in page and "物业明天上午来修灯" in page  # the notice and the timeline
+    assert b.post(f"/cases/{number}/reply", {"text": ""}).status_code == 422
+    assert len(_replies(engine, world.complaint_a1)) == 1
+
+
+def test_a_volunteer_replies_only_on_a_case_they_hold(
+    world: World, browser, engine: Engine
+) -> None:
+    other = browser("vol2_a1")
+    other.post(f"/cases/{world.help_a1.number}/reply", {"text": "你好"})
+    assert _replies(engine, world.help_a1) == []
+    holder = browser("vol_a1")
+    holder.post(f"/cases/{world.help_a1.number}/claim")
+    holder.post(f"/cases/{world.help_a1.number}/reply", {"text": "阿姨，我下午三点到。"})
+    assert [i.payload["text"] for i in _replies(engine, world.help_a1)] == ["阿姨，我下午三点到。"]
+
+
+def test_a_reply_nobody_can_receive_is_refused_with_the_reason(
+    world: World, browser, engine: Engine
+) -> None:
+    with Session(engine) as session, session.begin():
+        session.get(Case, world.help_b1.id).channel = "web"
+    b = browser("staff_b")
+    b.post(f"/cases/{world.help_b1.number}/reply", {"text": "您好"})
+    assert _replies(engine, world.help_b1) == []
+    assert "网页接口" in b.get(f"/cases/{world.help_b1.number}").text
