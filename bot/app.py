@@ -4,20 +4,25 @@ and the staff console."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
+import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import structlog
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.channels import mount_channels
-from bot.channels.base import Conversations
+from bot.channels.base import Conversations, Mounted
 from bot.routes import nlu as nlu_routes
 from bot.routes.nlu import ParserLoader
 from bot.worker import start_outbox_worker, sweep_idle_conversations
@@ -28,8 +33,12 @@ from storage.db import make_engine, ping
 log = structlog.get_logger(__name__)
 
 
-def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
-    """Build the app for ``settings``; ``engine`` lets a caller share one it already has."""
+def create_app(
+    settings: Settings, engine: Engine | None = None, *, standby_retry_s: float = 5.0
+) -> FastAPI:
+    """Build the app for ``settings``; ``engine`` lets a caller share one it already has.
+    ``standby_retry_s``: with several workers, how often a process that does not run the
+    background work looks whether it should take it over (see `BackgroundWork`)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -45,23 +54,13 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         for channel in channels:
             for start in channel.on_startup:
                 await start()
-        app.state.outbox_worker = outbox_worker = start_outbox_worker(
-            settings, app.state.engine, channels
-        )
-        sweep_stop = asyncio.Event()
-        sweeper = None
-        if settings.run_worker:  # the same switch: one process does the background work
-            sweeper = asyncio.create_task(
-                sweep_idle_conversations(app.state.conversations.engine, sweep_stop)
-            )
+        app.state.outbox_worker = None
+        app.state.background = background = BackgroundWork(app, channels, standby_retry_s)
+        background.start()
         try:
             yield
         finally:
-            sweep_stop.set()
-            if sweeper is not None:
-                await sweeper
-            if outbox_worker is not None:
-                await outbox_worker.stop()
+            await background.stop()
             for channel in channels:
                 for stop in channel.on_shutdown:
                     await stop()
@@ -76,27 +75,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.state.channels = channels
     log.info("channels", **{c.name: ("on" if c.enabled else f"off: {c.why}") for c in channels})
 
-    @app.middleware("http")
-    async def request_log(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
-        structlog.contextvars.bind_contextvars(request_id=request_id)
-        started = time.perf_counter()
-        try:
-            response = await call_next(request)
-        finally:
-            structlog.contextvars.unbind_contextvars("request_id")
-        response.headers["x-request-id"] = request_id
-        log.info(
-            "request",
-            request_id=request_id,
-            method=request.method,
-            path=request.url.path,
-            status=response.status_code,
-            ms=round((time.perf_counter() - started) * 1000, 1),
-        )
-        return response
+    app.add_middleware(RequestLog)  # added last: the outermost, so it times everything
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
@@ -116,3 +95,129 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         return JSONResponse({"status": "ok", "database": "ok"})
 
     return app
+
+
+class BackgroundWork:
+    """The outbox worker and the idle sweep of a `hotline serve` (with HOTLINE_RUN_WORKER).
+
+    One process: they run in it. Several uvicorn workers (settings.workers > 1), each with
+    this same app: only the process holding an exclusive lock on data_dir/background.lock
+    runs them, the others stand by and try the lock every ``retry_s``, so that when the holder
+    stops (a crash, uvicorn's restart of a worker) another takes over and the outbox is never
+    left unsent. The lock is the kernel's (flock), released when its process ends however it
+    ends. One sender per machine is what SQLite needs (its outbox claims have no SKIP LOCKED;
+    BEGIN IMMEDIATE serialises them, but two senders would only queue on the busy timeout);
+    on PostgreSQL a second sender (another machine's, or `hotline worker`) is safe.
+    """
+
+    LOCK_FILE = "background.lock"
+
+    def __init__(self, app: FastAPI, channels: list[Mounted], retry_s: float = 5.0) -> None:
+        self.app = app
+        self.settings: Settings = app.state.settings
+        self.channels = channels
+        self.retry_s = retry_s
+        self.running = False
+        self._lock_fd: int | None = None
+        self._standby: asyncio.Task[None] | None = None
+        self._sweep_stop = asyncio.Event()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Run the work now (one process), or stand by for the lock (several)."""
+        if not self.settings.run_worker:
+            start_outbox_worker(self.settings, self.app.state.engine)  # logs that it is off
+        elif self.settings.workers <= 1:
+            self._run()
+        else:
+            self._standby = asyncio.create_task(self._take_over(), name="background-standby")
+
+    async def stop(self) -> None:
+        if self._standby is not None:
+            self._standby.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._standby
+        self._sweep_stop.set()
+        if self._sweeper is not None:
+            await self._sweeper
+        if self.app.state.outbox_worker is not None:
+            await self.app.state.outbox_worker.stop()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the lock: a standing-by process takes over
+            self._lock_fd = None
+        self.running = False
+
+    async def _take_over(self) -> None:
+        while not self._locked():
+            await asyncio.sleep(self.retry_s)
+        self._run()
+
+    def _locked(self) -> bool:
+        path = Path(self.settings.data_dir) / self.LOCK_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._lock_fd = fd
+        return True
+
+    def _run(self) -> None:
+        state = self.app.state
+        state.outbox_worker = start_outbox_worker(self.settings, state.engine, self.channels)
+        self._sweeper = asyncio.create_task(
+            sweep_idle_conversations(state.conversations.engine, self._sweep_stop)
+        )
+        self.running = True
+        log.info("background_work_here", pid=os.getpid(), workers=self.settings.workers)
+
+
+class RequestLog:
+    """Logs each HTTP request once (method, path, status, ms) under a request id, which the
+    response carries as x-request-id and every log line of the request shows (taken from the
+    caller's x-request-id header when it sends one). Plain ASGI middleware: Starlette's
+    BaseHTTPMiddleware (``@app.middleware("http")``) runs the rest of the app in a task of its
+    own behind memory streams, a cost paid by every webhook."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _header(scope, b"x-request-id") or uuid.uuid4().hex[:16]
+        status = 500  # unless the app starts a response
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [*message.get("headers", ()), (b"x-request-id", request_id.encode())]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            structlog.contextvars.unbind_contextvars("request_id")
+            log.info(
+                "request",
+                request_id=request_id,
+                method=scope["method"],
+                path=scope["path"],
+                status=status,
+                ms=round((time.perf_counter() - started) * 1000, 1),
+            )
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    """The first header ``name`` (lower case) of the request, or ""."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return ""

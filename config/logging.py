@@ -9,7 +9,17 @@ import structlog
 
 
 def configure_logging(level: str = "INFO", json: bool = True) -> None:
-    """Route both structlog and the standard library (uvicorn, alembic) through one renderer."""
+    """Route both structlog and the standard library (uvicorn, alembic) through one renderer.
+
+    Our own loggers drop an event below ``level`` in their first processor, before the
+    context merge and the time stamp: at WARNING the "turn" and "request" lines of every
+    webhook cost a level check. (Not a filtering bound logger, which would cost less still:
+    its level is fixed when configured, and structlog.testing.capture_logs, which swaps the
+    processors only, would then miss INFO events in any test run after a command that
+    configured WARNING.)"""
+    threshold = logging.getLevelName(level.upper())
+    if not isinstance(threshold, int):
+        raise ValueError(f"log level {level!r}: not one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -21,7 +31,11 @@ def configure_logging(level: str = "INFO", json: bool = True) -> None:
         else structlog.dev.ConsoleRenderer(colors=False)
     )
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
@@ -35,7 +49,7 @@ def configure_logging(level: str = "INFO", json: bool = True) -> None:
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    root.setLevel(threshold)
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True

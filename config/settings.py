@@ -29,6 +29,14 @@ class Settings(BaseSettings):
     default_language: str = Field(default="zh", pattern="^(zh|en)$")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="`hotline serve` processes on the one port (uvicorn workers); about one per "
+        "CPU core, as a turn holds Python's lock while it runs. The outbox and the idle sweep "
+        "run in one of them.",
+    )
     nlu_backend: Literal["embedded", "rasa"] = Field(
         default="embedded", description="embedded (default, no server) or rasa (a Rasa server)."
     )

@@ -14,7 +14,7 @@ from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
 
-from bot.engine import ConversationEngine, FiledHook, TurnResult
+from bot.engine import ConversationEngine, FiledHook, TurnHook, TurnResult
 from bot.messages import Inbound
 from config.settings import Settings
 from nlu.parser import NluParser
@@ -103,10 +103,11 @@ class Conversations:
                     )
         return self._engine
 
-    async def turn(self, inbound: Inbound) -> TurnResult:
-        """One turn, run on a worker thread (the engine talks to the database synchronously)."""
+    async def turn(self, inbound: Inbound, then: TurnHook | None = None) -> TurnResult:
+        """One turn, run on a worker thread (the engine talks to the database synchronously);
+        ``then`` writes what must commit with the turn (see `ConversationEngine.handle`)."""
         engine = await self.engine()
-        return await run_in_threadpool(engine.handle, inbound)
+        return await run_in_threadpool(partial(engine.handle, inbound, then=then))
 
     async def close(self, channel: str, address: str) -> list[str]:
         engine = await self.engine()

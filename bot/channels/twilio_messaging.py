@@ -11,16 +11,15 @@ The replies of one turn become one text (rendered with `Style.TEXT`: numbered ch
 SMS can arrive out of order, and each costs at least a segment. Its idempotency key is
 ``reply:<channel>:<MessageSid>:<part>``, so a redelivery enqueues nothing twice.
 
-The window: the engine commits the turn in its own transaction, and the replies are enqueued
-right after, in a second short one. If the process dies (or the database fails) between the
-two, the turn is recorded but its reply is not queued, and Twilio gets a 500 (or no answer).
-A redelivery of that ``MessageSid`` finds the turn done, gets the same replies from the engine
-and enqueues them then. How Twilio retries is set by connection overrides in the webhook URL;
-give Twilio e.g. ``https://hotline.example.org/twilio/messaging#rc=3&rp=ct,rt,5xx`` so that it
-retries on connection failures, timeouts and 5xx (the fragment is not sent to us). Without a redelivery the person gets no answer to that one message; the
-conversation itself is saved, so their next message carries on. Both steps are idempotent, so
-no order of failures and retries queues a reply twice. (Closing the window would need the engine
-to run a channel's writes inside the turn's transaction.)
+The reply's outbox item is written in the turn's own transaction (the engine's ``then`` hook):
+the turn and its reply commit together or not at all, and it costs no second transaction. If
+the process dies (or the database fails) before the commit, nothing is recorded and Twilio gets
+a 500 (or no answer); its redelivery of that ``MessageSid`` runs the turn afresh. A redelivery
+after the commit finds the turn done and gets the same replies, whose outbox item is already
+there (the idempotency key), so no order of failures and retries queues a reply twice. How
+Twilio retries is set by connection overrides in the webhook URL; give Twilio e.g.
+``https://hotline.example.org/twilio/messaging#rc=3&rp=ct,rt,5xx`` so that it retries on
+connection failures, timeouts and 5xx (the fragment is not sent to us).
 
 Messages the bot cannot read (a picture, a voice note or a location with no text) run no turn:
 a silent turn would ask "are you still there?" and after a few file a call-back. The message is
@@ -213,12 +212,15 @@ async def _handle(
         return
 
     inbound = Inbound(channel, sender, sid, received, text=typed_number(body), metadata=metadata)
-    result = await talk.turn(inbound)
-    text, language = reply_text(result, catalogs, media_ignored=bool(metadata))
-    if not text:
-        return
-    priority = URGENT_PRIORITY if Hint.URGENT in result.hints else REPLY_PRIORITY
-    await run_in_threadpool(_enqueue_reply, talk.db, inbound, text, language, priority)
+
+    def queue_reply(session: Session, result: TurnResult) -> None:
+        """In the turn's transaction: the reply commits with the turn, or neither does."""
+        text, language = reply_text(result, catalogs, media_ignored=bool(metadata))
+        if text:
+            priority = URGENT_PRIORITY if Hint.URGENT in result.hints else REPLY_PRIORITY
+            _enqueue_reply(session, inbound, text, language, priority)
+
+    await talk.turn(inbound, then=queue_reply)
 
 
 _KEYCAP = str.maketrans("", "", "\ufe0f\u20e3")  # 1️⃣ is "1", a variation selector, a keycap
@@ -289,23 +291,22 @@ def reply_key(channel: str, sid: str, part: int) -> str:
 
 
 def _enqueue_reply(
-    db: Engine,
+    session: Session,
     inbound: Inbound,
     text: str,
     language: str,
     priority: int,
 ) -> None:
     assert inbound.provider_id is not None
-    with transaction(db) as session:
-        for n, part in enumerate(split_body(text)):
-            enqueue(
-                session,
-                channel=inbound.channel,
-                address=inbound.address,
-                payload={"kind": "reply", "text": part, "language": language},
-                idempotency_key=reply_key(inbound.channel, inbound.provider_id, n),
-                priority=priority,
-            )
+    for n, part in enumerate(split_body(text)):
+        enqueue(
+            session,
+            channel=inbound.channel,
+            address=inbound.address,
+            payload={"kind": "reply", "text": part, "language": language},
+            idempotency_key=reply_key(inbound.channel, inbound.provider_id, n),
+            priority=priority,
+        )
 
 
 def _record_without_turn(

@@ -1,9 +1,21 @@
-"""`hotline serve`: migrate, then run the app on uvicorn."""
+"""`hotline serve`: migrate, then run the app on uvicorn, in one process or several.
+
+With ``--workers N`` (or HOTLINE_WORKERS) uvicorn runs N worker processes on the one port,
+each building the app afresh from the environment (`worker_app`, an import string: a built
+app cannot be handed to another process). What must happen once happens here first, in the
+parent: the configuration is checked, the schema migrated, the console's signing key made.
+The outbox worker and the idle sweep then run in one worker only (bot.app.BackgroundWork).
+A turn holds Python's interpreter lock while it runs, so one process serves about one core's
+worth of turns: N near the number of cores lets the others work.
+"""
 
 from __future__ import annotations
 
+import os
+
 import typer
 import uvicorn
+from fastapi import FastAPI
 
 from bot.app import create_app
 from bot.cli.common import current_settings
@@ -11,14 +23,25 @@ from bot.engine import load_services
 from config.checks import check_configuration
 from config.loader import ConfigError
 from config.logging import configure_logging
+from config.settings import Settings
+from console.auth import secret_key
 from handlers import HandlerError
 from storage.db import make_engine
 from storage.migrate import upgrade
+
+WORKER_APP = "bot.cli.serve:worker_app"
 
 
 def serve_command(
     host: str | None = typer.Option(None, "--host", help="Default: HOTLINE_HOST or 127.0.0.1."),
     port: int | None = typer.Option(None, "--port", help="Default: HOTLINE_PORT or 8000."),
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        min=1,
+        max=64,
+        help="Processes on the port. Default: HOTLINE_WORKERS or 1.",
+    ),
     migrate: bool = typer.Option(True, "--migrate/--no-migrate", help="Upgrade the schema first."),
 ) -> None:
     """Serve the webhooks, API and console."""
@@ -33,10 +56,28 @@ def serve_command(
     engine = make_engine(settings.effective_database_url, pool_timeout=5)
     if migrate:
         upgrade(engine)
+    listen = {"host": host or settings.host, "port": port or settings.port}
+    processes = workers or settings.workers
+    if processes == 1:
+        uvicorn.run(create_app(settings, engine), log_config=None, proxy_headers=True, **listen)
+        return
+    engine.dispose()  # each worker opens its own
+    secret_key(settings)  # made once here, not raced by the workers
+    # The workers read their settings from the environment, which they inherit.
+    os.environ["HOTLINE_WORKERS"] = str(processes)
     uvicorn.run(
-        create_app(settings, engine),
-        host=host or settings.host,
-        port=port or settings.port,
+        WORKER_APP,
+        factory=True,
+        workers=processes,
         log_config=None,
         proxy_headers=True,
+        **listen,
     )
+
+
+def worker_app() -> FastAPI:
+    """The app of one worker process of `hotline serve --workers N` (uvicorn calls this in
+    each): the settings from the environment, the schema already migrated by the parent."""
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_json)
+    return create_app(settings)

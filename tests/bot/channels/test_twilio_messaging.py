@@ -19,6 +19,7 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import text as sql
 from twilio.request_validator import RequestValidator
 
 from bot.app import create_app
@@ -309,8 +310,8 @@ def test_a_redelivered_message_is_answered_once(app_of: Any, engine: Engine) -> 
         assert is_empty_twiml(again)
         assert (count(engine, Message), count(engine, OutboxItem)) == stored
 
-        # The window: the turn was committed but its reply never reached the outbox (the
-        # process died in between). A redelivery of the same MessageSid queues it then.
+        # The reply's outbox item went missing after the turn (say, deleted by hand): a
+        # redelivery of the same MessageSid queues it again, once.
         with transaction(engine) as session:
             session.execute(delete(OutboxItem))
         assert (
@@ -324,6 +325,52 @@ def test_a_redelivered_message_is_answered_once(app_of: Any, engine: Engine) -> 
     with transaction(engine) as session:
         state = session.scalars(select(ConversationState)).one()
         assert state.state["turns"] == 1  # the redeliveries ran no turn
+
+
+@contextmanager
+def outbox_refused(engine: Engine) -> Iterator[None]:
+    """Every insert into the outbox fails in the database (a trigger), until the block ends."""
+    if engine.dialect.name == "postgresql":
+        create = [
+            "CREATE FUNCTION refuse_outbox() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'outbox refused'; END $$",
+            "CREATE TRIGGER refuse_outbox BEFORE INSERT ON outbox "
+            "FOR EACH ROW EXECUTE FUNCTION refuse_outbox()",
+        ]
+        drop = ["DROP TRIGGER refuse_outbox ON outbox", "DROP FUNCTION refuse_outbox()"]
+    else:
+        create = [
+            "CREATE TRIGGER refuse_outbox BEFORE INSERT ON outbox "
+            "BEGIN SELECT RAISE(ABORT, 'outbox refused'); END"
+        ]
+        drop = ["DROP TRIGGER refuse_outbox"]
+    with engine.begin() as conn:
+        for statement in create:
+            conn.execute(sql(statement))
+    try:
+        yield
+    finally:
+        with engine.begin() as conn:
+            for statement in drop:
+                conn.execute(sql(statement))
+
+
+def test_the_reply_commits_with_its_turn_or_neither_does(app_of: Any, engine: Engine) -> None:
+    registered_person(engine)
+    said = "我想报销药费，大概三百块，是上个月住院的"
+    with app_of() as twilio, outbox_refused(engine):
+        assert twilio.message(said, "SM0001").status_code == 500
+    # The reply could not be queued, so the turn is not recorded either: Twilio's redelivery
+    # will run it afresh (no turn answered into the void).
+    assert count(engine, Message) == 0
+    assert count(engine, ConversationState) == 0
+    with app_of() as twilio:
+        assert is_empty_twiml(twilio.message(said, "SM0001"))  # Twilio delivers it again
+    assert [i.payload["text"] for i in outbox(engine)] == [ASK_RECEIPTS]
+    with transaction(engine) as session:
+        assert session.scalars(select(ConversationState)).one().state["turns"] == 1
+        inbound = session.scalars(select(Message).where(Message.direction == "inbound")).all()
+        assert [m.provider_id for m in inbound] == ["SM0001"]
 
 
 def test_an_emergency_reply_goes_first(app_of: Any, engine: Engine) -> None:
