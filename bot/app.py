@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.channels import mount_channels
 from bot.channels.base import Conversations, Mounted
+from bot.periodic import run_periodic
 from bot.routes import nlu as nlu_routes
 from bot.routes.nlu import ParserLoader
 from bot.worker import start_outbox_worker, sweep_idle_conversations
@@ -98,7 +99,8 @@ def create_app(
 
 
 class BackgroundWork:
-    """The outbox worker and the idle sweep of a `hotline serve` (with HOTLINE_RUN_WORKER).
+    """The outbox worker, the idle sweep and the periodic case jobs (bot/periodic.py:
+    follow-ups, escalation) of a `hotline serve` (with HOTLINE_RUN_WORKER).
 
     One process: they run in it. Several uvicorn workers (settings.workers > 1), each with
     this same app: only the process holding an exclusive lock on data_dir/background.lock
@@ -122,6 +124,7 @@ class BackgroundWork:
         self._standby: asyncio.Task[None] | None = None
         self._sweep_stop = asyncio.Event()
         self._sweeper: asyncio.Task[None] | None = None
+        self._periodic: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         """Run the work now (one process), or stand by for the lock (several)."""
@@ -140,6 +143,8 @@ class BackgroundWork:
         self._sweep_stop.set()
         if self._sweeper is not None:
             await self._sweeper
+        if self._periodic is not None:
+            await self._periodic
         if self.app.state.outbox_worker is not None:
             await self.app.state.outbox_worker.stop()
         if self._lock_fd is not None:
@@ -169,6 +174,9 @@ class BackgroundWork:
         state.outbox_worker = start_outbox_worker(self.settings, state.engine, self.channels)
         self._sweeper = asyncio.create_task(
             sweep_idle_conversations(state.conversations.engine, self._sweep_stop)
+        )
+        self._periodic = asyncio.create_task(
+            run_periodic(state.engine, self._sweep_stop), name="periodic-jobs"
         )
         self.running = True
         log.info("background_work_here", pid=os.getpid(), workers=self.settings.workers)

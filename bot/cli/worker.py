@@ -1,4 +1,5 @@
-"""`hotline worker`: send the outbox (SMS, WhatsApp, Telegram, calls) until stopped, or once."""
+"""`hotline worker`: send the outbox (SMS, WhatsApp, Telegram, calls) and run the periodic case
+jobs (follow-ups, escalation; bot/periodic.py) until stopped, or once."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from sqlalchemy import Engine
 from bot.channels.senders import missing_senders, senders_for
 from bot.cli.common import current_settings, fail
 from bot.engine import ConversationEngine
+from bot.periodic import run_all_once, run_periodic
 from bot.worker import OutboxWorker, sweep_idle_conversations
 from config.logging import configure_logging
 from config.settings import Settings
@@ -27,7 +29,8 @@ def worker_command(
         1.0, "--interval", min=0.05, help="Seconds between looks at the outbox when idle."
     ),
 ) -> None:
-    """Send the outbox; run this beside `hotline serve` when HOTLINE_RUN_WORKER=false."""
+    """Send the outbox and run follow-ups and escalation; run this beside `hotline serve` when
+    HOTLINE_RUN_WORKER=false."""
     settings = current_settings()
     configure_logging(settings.log_level, settings.log_json)
     senders = senders_for(settings)
@@ -41,7 +44,10 @@ def worker_command(
     worker = OutboxWorker(engine, senders, language=settings.default_language)
     conversations = _lazy_conversations(settings, engine)
     try:
-        sent = asyncio.run(_run(worker, once, interval, conversations))
+        if once:  # case work first: what it queues is sent in the same run
+            for job, handled in run_all_once(engine).items():
+                typer.echo(f"{job}: {handled} handled")
+        sent = asyncio.run(_run(worker, once, interval, conversations, engine))
     finally:
         engine.dispose()
     if once:
@@ -68,6 +74,7 @@ async def _run(
     once: bool,
     interval: float,
     conversations: Callable[[], Awaitable[ConversationEngine]],
+    db: Engine,
 ) -> int:
     try:
         if once:
@@ -84,11 +91,13 @@ async def _run(
             loop.add_signal_handler(sig, stop.set)
         # Beside sending: file what conversations left half-way (the person went away).
         sweeper = asyncio.create_task(sweep_idle_conversations(conversations, stop))
+        periodic = asyncio.create_task(run_periodic(db, stop))  # follow-ups, escalation
         try:
             await worker.run(stop, interval_s=interval)
         finally:
             stop.set()
             await sweeper
+            await periodic
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
         return 0

@@ -642,6 +642,7 @@ def test_worker_once(engine: Engine, db_url: str, twilio: FakeTwilio) -> None:
     assert result.exit_code == 0, result.output
     assert "sms: on" in result.output and "telegram: off" in result.output
     assert "attempted 25 notification(s)" in result.output
+    assert "follow_ups: 0 handled" in result.output  # the periodic case jobs ran once too
     assert len(twilio.messages) == 25
 
 
