@@ -3,10 +3,10 @@ PostgreSQL, each Twilio webhook signed as Twilio signs it, beside GET /healthz o
 servers measured in the same run under the same load model; then the database shows whether
 every conversation filed exactly the cases its script files.
 
-The servers are the real thing: `hotline serve` in subprocesses (HOTLINE_RUN_WORKER=false, so the
-replies stay in the outbox). `hotline serve` has no --workers option, so "N processes" means N
-`hotline serve` processes on N ports behind a client-side round robin (as behind a load balancer:
-a call's place travels in its action URLs, so any process can take its next webhook).
+The server is the real thing: `hotline serve --workers N` in a subprocess (HOTLINE_RUN_WORKER=false,
+so the replies stay in the outbox): N uvicorn worker processes on one port, the kernel spreading
+connections among them (a call's place travels in its action URLs, so any process can take its
+next webhook).
 
 The conversations are turn_bench.py's scripts: texters POST /twilio/messaging, one message per
 line; callers POST /twilio/voice, then follow the TwiML (tests/fakes/caller.py), answering each
@@ -100,40 +100,37 @@ def free_port() -> int:
 
 
 class Servers:
-    """``count`` `hotline serve` processes on the database ``url``, each on its own port."""
+    """`hotline serve --workers count` on the database ``url``: one port, ``count`` processes."""
 
     def __init__(self, url: str, data_dir: Path, count: int) -> None:
         self.processes: list[subprocess.Popen[bytes]] = []
         self.logs: list[Path] = []
         self.urls: list[str] = []
         hotline = Path(sys.executable).with_name("hotline")
-        for n in range(count):
-            port = free_port()
-            env = {
-                **os.environ,
-                "HOTLINE_DATABASE_URL": url,
-                "HOTLINE_DATA_DIR": str(data_dir),
-                "HOTLINE_PORT": str(port),
-                "HOTLINE_PUBLIC_URL": PUBLIC_URL,
-                "HOTLINE_TWILIO_ACCOUNT_SID": ACCOUNT_SID,
-                "HOTLINE_TWILIO_AUTH_TOKEN": TOKEN,
-                "HOTLINE_TWILIO_FROM_NUMBER": OUR_NUMBER,
-                "HOTLINE_API_TOKENS": "webhook-bench-api-token",
-                "HOTLINE_RUN_WORKER": "false",
-                "HOTLINE_LOG_LEVEL": "WARNING",
-            }
-            log = data_dir / f"serve-{port}.log"
-            # The first process migrates (nothing to do: the template is migrated), as a
-            # deployment's would; the others must not race it.
-            command = [str(hotline), "serve"] + ([] if n == 0 else ["--no-migrate"])
-            with open(log, "wb") as out:
-                self.processes.append(
-                    subprocess.Popen(
-                        command, env=env, cwd=data_dir, stdout=out, stderr=subprocess.STDOUT
-                    )
+        port = free_port()
+        env = {
+            **os.environ,
+            "HOTLINE_DATABASE_URL": url,
+            "HOTLINE_DATA_DIR": str(data_dir),
+            "HOTLINE_PORT": str(port),
+            "HOTLINE_PUBLIC_URL": PUBLIC_URL,
+            "HOTLINE_TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+            "HOTLINE_TWILIO_AUTH_TOKEN": TOKEN,
+            "HOTLINE_TWILIO_FROM_NUMBER": OUR_NUMBER,
+            "HOTLINE_API_TOKENS": "webhook-bench-api-token",
+            "HOTLINE_RUN_WORKER": "false",
+            "HOTLINE_LOG_LEVEL": "WARNING",
+        }
+        log = data_dir / f"serve-{port}.log"
+        command = [str(hotline), "serve", "--workers", str(count)]
+        with open(log, "wb") as out:
+            self.processes.append(
+                subprocess.Popen(
+                    command, env=env, cwd=data_dir, stdout=out, stderr=subprocess.STDOUT
                 )
-            self.logs.append(log)
-            self.urls.append(f"http://127.0.0.1:{port}")
+            )
+        self.logs.append(log)
+        self.urls.append(f"http://127.0.0.1:{port}")
 
     def wait_ready(self, timeout_s: float = 120.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -152,7 +149,13 @@ class Servers:
                     time.sleep(0.1)
 
     def cpu_s(self) -> float:
-        return sum(_cpu(psutil.Process(p.pid)) for p in self.processes if p.poll() is None)
+        """The server's CPU time: the parent and its worker processes."""
+        total = 0.0
+        for p in self.processes:
+            if p.poll() is None:
+                parent = psutil.Process(p.pid)
+                total += _cpu(parent) + sum(_cpu(c) for c in parent.children(recursive=True))
+        return total
 
     def errors(self) -> list[str]:
         """The errors the servers logged (they log at WARNING and above)."""
@@ -660,8 +663,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"  targets: p99 of every webhook <= {TARGET_RATIO:g}x the p99 of GET /healthz"
                     f" (judged on the paced run); >= {TARGET_RATE:g} inbound messages/s (judged "
-                    "on the closed loop); `hotline serve` has no --workers: N processes are N "
-                    "servers on N ports, round robin in the client"
+                    "on the closed loop); N processes: `hotline serve --workers N`, one port"
                 )
                 for count, model in itertools.product(args.processes, args.models):
                     name = f"{prefix}_{len(databases)}"
