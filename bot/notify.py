@@ -5,82 +5,20 @@ An outbox payload is {"kind", "case", "text", "language"}. The messages of an em
 Telegram) go to everyone at once; its calls go one after another (staff first, then the next,
 then the emergency contacts): only the first is queued here, and its payload carries the rest
 ("chain", "order", "who", "prompt"; bot/channels/twilio_voice/chain.py queues each next call
-when the one before was not taken).
+when the one before was not taken). Who is on duty and the alert calls themselves live in
+storage/staff_alerts.py (the escalation job uses them too); their names stay importable here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
-
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from config.i18n import Catalogs
 from storage import outbox
-from storage.models import Case, EmergencyContact, Retiree, Role, Staff, Unit, staff_units
-
-URGENT = 1
-EMERGENCY_CALL = "emergency_call"  # the payload kind of an emergency's alert calls
-
-
-@dataclass(frozen=True)
-class Callee:
-    """Someone an emergency's alert call goes to: the number, what is said, and who it is (the
-    name the case's timeline shows when they take the emergency, or nobody does)."""
-
-    address: str
-    text: str
-    who: str
-
-    def to_json(self) -> dict[str, str]:
-        return {"address": self.address, "text": self.text, "who": self.who}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Callee:
-        return cls(str(data["address"]), str(data.get("text") or ""), str(data.get("who") or ""))
-
-
-def _chain(unit: Unit) -> list[int]:
-    ids: list[int] = []
-    current: Unit | None = unit
-    while current is not None:
-        ids.append(current.id)
-        current = current.parent
-    return ids
-
-
-def on_duty_staff(session: Session, unit: Unit) -> list[Staff]:
-    """Staff on duty for ``unit``: those of the unit itself first, then of the units above.
-    When nobody is marked on duty, every active staff member of those units (never nobody)."""
-    chain = _chain(unit)
-    rank = {unit_id: n for n, unit_id in enumerate(chain)}
-    rows = session.execute(
-        select(Staff, staff_units.c.unit_id)
-        .join(staff_units, staff_units.c.staff_id == Staff.id)
-        .where(
-            staff_units.c.unit_id.in_(chain),
-            Staff.active.is_(True),
-            Staff.role.in_([Role.STAFF, Role.ADMIN]),
-        )
-    ).all()
-    best: dict[int, tuple[int, Staff]] = {}
-    for staff, unit_id in rows:
-        if staff.id not in best or rank[unit_id] < best[staff.id][0]:
-            best[staff.id] = (rank[unit_id], staff)
-    ordered = [s for _, s in sorted(best.values(), key=lambda pair: (pair[0], pair[1].id))]
-    on_duty = [s for s in ordered if s.on_duty]
-    return on_duty or ordered
-
-
-def _message_channel(staff: Staff) -> tuple[str, str] | None:
-    if staff.telegram_user_id is not None:
-        return "telegram", str(staff.telegram_user_id)
-    if staff.phone:
-        return "sms", staff.phone
-    return None
+from storage.models import Case, EmergencyContact, Retiree
+from storage.staff_alerts import EMERGENCY_CALL as EMERGENCY_CALL
+from storage.staff_alerts import URGENT, Callee, enqueue_call, on_duty_staff
+from storage.staff_alerts import message_channel as _message_channel
 
 
 def alert_emergency(
@@ -134,43 +72,6 @@ def alert_emergency(
         )
         queued += 1
     return queued
-
-
-def enqueue_call(
-    session: Session,
-    *,
-    case_id: int,
-    case_number: str,
-    callees: Sequence[Callee],
-    order: int,
-    language: str,
-    prompt: str,
-    now: datetime | None = None,
-) -> None:
-    """Queue the alert call to ``callees[0]``, due now; its payload carries the others, to be
-    called in turn if this one is not taken. Queuing the same call again does nothing (its
-    idempotency key), so two servers passing the emergency on at once ring the next once."""
-    first, rest = callees[0], callees[1:]
-    payload: dict[str, object] = {
-        "kind": EMERGENCY_CALL,
-        "case": case_number,
-        "text": first.text,
-        "language": language,
-        "order": order,
-        "who": first.who,
-        "prompt": prompt,
-        "chain": [c.to_json() for c in rest],
-    }
-    outbox.enqueue(
-        session,
-        channel="voice",
-        address=first.address,
-        payload=payload,
-        idempotency_key=f"{case_number}:{EMERGENCY_CALL}:voice:{first.address}",
-        priority=URGENT,
-        case_id=case_id,
-        now=now,
-    )
 
 
 def _contact_name(contact: EmergencyContact, catalogs: Catalogs, lang: str) -> str:

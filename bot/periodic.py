@@ -41,10 +41,11 @@ class PeriodicJob:
 def default_jobs() -> list[PeriodicJob]:
     """The jobs of a deployment. Emergencies are looked at often: one unclaimed for two
     minutes must ring again."""
-    from storage import follow_ups
+    from storage import escalation, follow_ups
 
     return [
         PeriodicJob("follow_ups", follow_ups.run_due, 60.0),
+        PeriodicJob("escalation", escalation.run_due, 15.0),
     ]
 
 

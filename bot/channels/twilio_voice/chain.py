@@ -157,6 +157,7 @@ def pass_on(
             language=_language(item),
             prompt=str(payload.get("prompt") or ""),
             now=now,
+            wave=int(payload.get("wave") or 1),
         )
         return
     lang = _language(item)
