@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 import structlog
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, insert, select, text
+from sqlalchemy import Engine, event, insert, select, text
 
 from config.categories import get_categories
 from config.settings import Settings
@@ -276,6 +276,31 @@ def signed_in(app: FastAPI, username: str) -> TestClient:
     return client
 
 
+class QueryTimes:
+    """With --queries: the database time of each statement, summed per page (what to index)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.by_statement: dict[str, list[float]] = {}
+        self._started: list[float] = []
+
+        @event.listens_for(engine, "before_cursor_execute")
+        def before(*_: Any) -> None:
+            self._started.append(time.perf_counter())
+
+        @event.listens_for(engine, "after_cursor_execute")
+        def after(_conn: Any, _cursor: Any, statement: str, *__: Any) -> None:
+            ms = (time.perf_counter() - self._started.pop()) * 1000
+            key = " ".join(statement.split())[:150]
+            self.by_statement.setdefault(key, []).append(ms)
+
+    def report(self, requests: int, top: int = 4) -> None:
+        ranked = sorted(self.by_statement.items(), key=lambda kv: -sum(kv[1]))
+        for statement, times in ranked[:top]:
+            per_request = sum(times) / requests
+            print(f"      {per_request:7.1f} ms/request  x{len(times) / requests:.0f}  {statement}")
+        self.by_statement.clear()
+
+
 def measure(client: TestClient, url: str, requests: int) -> tuple[list[float], int]:
     for _ in range(3):  # warm: templates compiled, statements cached, pool filled
         response = client.get(url)
@@ -320,6 +345,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stations", type=int, default=4)
     parser.add_argument("--communities-per-station", type=int, default=6)
     parser.add_argument("--requests", type=int, default=60)
+    parser.add_argument(
+        "--queries", action="store_true", help="also print each page's slowest statements"
+    )
     args = parser.parse_args(argv)
     quiet_logs()
     rng = random.Random(7)
@@ -380,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"{'page':<40} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'KiB':>7}")
         worst = 0.0
+        queries = QueryTimes(engine) if args.queries else None
         for who, page, label in pages:
             times, size = measure(clients[who], page, args.requests)
             p99 = pct(times, 99)
@@ -388,6 +417,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{label:<40} {statistics.median(times):>8.1f} {p99:>8.1f} "
                 f"{max(times):>8.1f} {size / 1024:>7.0f}"
             )
+            if queries is not None:
+                queries.report(args.requests + 3)
         print(
             f"worst p99 {worst:.1f} ms: {'meets' if worst < TARGET_P99_MS else 'MISSES'} the target"
         )

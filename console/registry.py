@@ -9,7 +9,7 @@ The list shows what it takes to pick the right person (name, community, age band
 never a phone number or an address; those are on the profile, and every showing of a profile is
 written to the audit log.
 
-On PostgreSQL with 100,000 retirees the list relies on: ``ix_retirees_community_id`` (scope and
+On PostgreSQL with 100,000 retirees the list relies on: ``ix_retirees_community_status`` (scope and
 the community filter; ``IS NULL`` for registrations without a community), the unique index on
 ``retiree_phones.number`` (phone search), ``ix_cases_retiree_id`` and ``ix_cases_unit_id`` (the
 no-community rule), and a LIMIT with one COUNT per page. A name search is a ``LIKE '%..%'`` scan

@@ -140,11 +140,14 @@ staff_units = Table(
 
 class Retiree(Base):
     __tablename__ = "retirees"
+    # A community's retirees, and counts of them by status (reports, visit lists) from the
+    # index alone.
+    __table_args__ = (Index("ix_retirees_community_status", "community_id", "status"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
     birth_date: Mapped[date | None] = mapped_column(Date)
-    community_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"), index=True)
+    community_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"))
     address: Mapped[str] = mapped_column(String(300), default="")
     lives_alone: Mapped[bool] = mapped_column(Boolean, default=False)
     self_care: Mapped[SelfCare] = mapped_column(
@@ -242,11 +245,11 @@ class MessagingIdentity(Base):
 
 class Visit(Base):
     __tablename__ = "visits"
+    # A retiree's visits in date order: the last visit of each is read from the index alone.
+    __table_args__ = (Index("ix_visits_retiree_visited", "retiree_id", "visited_on"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    retiree_id: Mapped[int] = mapped_column(
-        ForeignKey("retirees.id", ondelete="CASCADE"), index=True
-    )
+    retiree_id: Mapped[int] = mapped_column(ForeignKey("retirees.id", ondelete="CASCADE"))
     visited_on: Mapped[date] = mapped_column(Date)
     staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
     notes: Mapped[str] = mapped_column(Text, default="")
@@ -293,6 +296,8 @@ class Case(Base):
         CheckConstraint("priority BETWEEN 1 AND 3", name="priority_range"),
         # Listing a unit's cases by status.
         Index("ix_cases_queue", "status", "unit_id", "priority", "claim_deadline", "created_at"),
+        # Reports: the cases filed in a period.
+        Index("ix_cases_created_at", "created_at"),
         # The claim query on PostgreSQL: open cases already in claim order (storage/queues.py),
         # so the best case is the first index entry in scope instead of a sort of the queue.
         # Not on SQLite: its planner cannot use it for NULLS LAST and it only slows writes.
