@@ -33,6 +33,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from config.categories import CategoryConfig, get_categories
 from config.settings import get_settings
+from storage import follow_ups
 from storage.deadlines import CalendarNotCovered, deadline_after
 from storage.errors import (
     CaseConflict,
@@ -598,7 +599,8 @@ def resolve(
     categories: CategoryConfig | None = None,
     now: datetime | None = None,
 ) -> Case:
-    """The work is done: record the outcome. Its assignee, or staff of the unit."""
+    """The work is done: record the outcome. Its assignee, or staff of the unit. The retiree is
+    told, and a follow-up round (回访) starts where storage.follow_ups.wanted says so."""
     _authorize_assignee_or_staff(session, case, actor, "resolve", _categories(categories))
     _require_text(outcome, "resolving a case needs its outcome")
     now = now or utcnow()
@@ -609,6 +611,8 @@ def resolve(
     _flush(session, case)
     _event(session, case, "resolve", actor, from_status=CLAIMED, now=now, note=outcome)
     tell_resolved(session, case, now=now)
+    if follow_ups.wanted(case):
+        follow_ups.start(session, case, now=now)
     return case
 
 
@@ -642,7 +646,7 @@ def reopen(
     now: datetime | None = None,
 ) -> Case:
     """Reopen a resolved or closed case. It goes back to its assignee if they are still
-    active, otherwise to its unit's queue."""
+    active, otherwise to its unit's queue. An unanswered follow-up round is moot: cancelled."""
     _authorize_staff(session, case, actor, "reopen", _categories(categories))
     _require_text(reason, "reopening a case needs a reason")
     now = now or utcnow()
@@ -658,6 +662,7 @@ def reopen(
     case.updated_at = now
     _flush(session, case)
     _event(session, case, "reopen", actor, from_status=before, now=now, reason=reason)
+    follow_ups.cancel_open(session, case)
     return case
 
 
@@ -680,6 +685,7 @@ def cancel(
     case.updated_at = now
     _flush(session, case)
     _event(session, case, "cancel", actor, from_status=before, now=now, reason=reason)
+    follow_ups.cancel_open(session, case)  # none is open for a case not resolved: defensive
     return case
 
 

@@ -15,6 +15,18 @@ whether they are satisfied, and their answer decides what happens next.
 - No answer within ANSWER_WINDOW: asked once more; after MAX_ATTEMPTS unanswered questions a
   call-back case (priority 2) is filed so staff ring the person, and the round is closed as
   unanswered. A retiree who cannot be reached on any channel gets the call-back at once.
+- Closing a resolved case does not end its round: closing is staff's bookkeeping, the question is
+  still asked, and "not done" reopens a closed case as it does a resolved one.
+
+Which cases get a round (``wanted``): every resolved case ("every contact followed up", 有接必访;
+an emergency above all: the call-back after two silences is a safety net), except
+- a call-back filed by a follow-up (details ``reason: follow_up``): staff ringing the person is
+  the follow-up; asking about it again would start an endless chain of rounds and call-backs;
+- bereavement: the person the case is about has died; their family is not sent a keypad survey
+  (staff visit and console them in person, 慰问).
+
+The channels route the answers here (bot/channels/follow_up_answers.py): a bare "1", "2" or "3"
+by SMS or WhatsApp, a button on Telegram, a key on the follow-up call.
 """
 
 from __future__ import annotations
@@ -45,6 +57,11 @@ KIND = "follow_up"
 RETIREE = Actor.system("retiree")
 WORKER = Actor.system("worker")
 OPEN_ROUND = (FollowUpStatus.PENDING, FollowUpStatus.ASKED)
+CHOICES = ("1", "2", "3")
+# Whose resolution is not followed up (see the module docstring).
+NOT_FOLLOWED_UP = ("bereavement",)
+# A case still asked about: resolved, or resolved and closed by staff.
+ASKED_ABOUT = (CaseStatus.RESOLVED, CaseStatus.CLOSED)
 
 
 @dataclass(frozen=True)
@@ -70,6 +87,13 @@ class Answer:
         if not self.done:
             return "not_done"
         return "satisfied" if self.satisfied else "not_satisfied"
+
+
+def wanted(case: Case) -> bool:
+    """Whether resolving ``case`` starts a round (the rule of the module docstring)."""
+    if case.category in NOT_FOLLOWED_UP:
+        return False
+    return not (case.category == "callback" and (case.details or {}).get("reason") == "follow_up")
 
 
 def _zone() -> ZoneInfo:
@@ -135,8 +159,8 @@ def run_due(
     handled = 0
     for follow_up in due(session, now, limit=limit):
         case = session.get(Case, follow_up.case_id)
-        if case is None or case.status != CaseStatus.RESOLVED:
-            follow_up.status = FollowUpStatus.CANCELLED  # reopened, closed early, cancelled
+        if case is None or case.status not in ASKED_ABOUT:
+            follow_up.status = FollowUpStatus.CANCELLED  # reopened or cancelled meanwhile
         elif follow_up.attempts >= MAX_ATTEMPTS:
             give_up(session, follow_up, case, categories, now=now)
         else:
@@ -176,11 +200,18 @@ def ask(
             "kind": KIND,
             "case": case.number,
             "follow_up": follow_up.id,
-            "text": question(catalogs, lang, case.number, by_voice=channel == "voice"),
+            "text": question(
+                catalogs,
+                lang,
+                case.number,
+                by_voice=channel == "voice",
+                buttons=channel == "telegram",
+            ),
             "language": lang,
+            # [value, label] pairs, as every outbox payload has them (Telegram's buttons).
             "choices": [
-                {"value": f"fu:{follow_up.id}:{n}", "label": catalogs.text(f"follow_up.{n}", lang)}
-                for n in ("1", "2", "3")
+                [choice_value(follow_up.id, n), catalogs.text(f"follow_up.{n}", lang)]
+                for n in CHOICES
             ],
         },
         idempotency_key=f"{case.number}:{KIND}:{follow_up.round}:{follow_up.attempts}",
@@ -188,11 +219,34 @@ def ask(
         case_id=case.id,
         now=now,
     )
-    _event(session, case, "follow_up_asked", now, data={"attempt": follow_up.attempts})
+    _event(
+        session,
+        case,
+        "follow_up_asked",
+        now,
+        data={"attempt": follow_up.attempts, "channel": channel},
+        note=catalogs.text(
+            "follow_up.event.asked",
+            get_settings().default_language,
+            attempt=follow_up.attempts,
+            channel=catalogs.text(f"follow_up.by.{channel}", get_settings().default_language),
+        ),
+    )
 
 
-def question(catalogs: Catalogs, lang: str, number: str, *, by_voice: bool) -> str:
-    key = "follow_up.question_voice" if by_voice else "follow_up.question"
+def choice_value(follow_up_id: int, choice: str) -> str:
+    """A Telegram button's callback_data: ``fu:<follow-up id>:<1|2|3>``."""
+    return f"fu:{follow_up_id}:{choice}"
+
+
+def question(
+    catalogs: Catalogs, lang: str, number: str, *, by_voice: bool, buttons: bool = False
+) -> str:
+    """The question: keys to press on a call, buttons to tap on Telegram, else a digit to reply."""
+    if by_voice:
+        key = "follow_up.question_voice"
+    else:
+        key = "follow_up.question_buttons" if buttons else "follow_up.question"
     return catalogs.text(key, lang, number=number)
 
 
@@ -224,7 +278,14 @@ def give_up(
     )
     follow_up.status = FollowUpStatus.UNANSWERED
     follow_up.callback_case_id = callback.id
-    _event(session, case, "follow_up_unanswered", now, data={"callback": callback.number})
+    _event(
+        session,
+        case,
+        "follow_up_unanswered",
+        now,
+        data={"callback": callback.number, "why": why},
+        note=catalogs.text("follow_up.event.unanswered", staff_lang, callback=callback.number),
+    )
     log.info("follow_up_unanswered", case=case.number, callback=callback.number, why=why)
     return callback
 
@@ -251,8 +312,9 @@ def answer(
     *,
     now: datetime,
 ) -> Answer:
-    """The retiree's answer (1, 2 or 3). Not done or not satisfied reopens the case and tells
-    its owner. An answer to a round that is no longer open changes nothing."""
+    """The retiree's answer (1, 2 or 3). Not done or not satisfied reopens the case (resolved
+    or closed) and tells its owner. An answer to a round that is no longer open changes
+    nothing."""
     from storage import actions
 
     result = Answer.from_choice(choice)
@@ -263,14 +325,34 @@ def answer(
     follow_up.status = FollowUpStatus.ANSWERED
     follow_up.answered_at = now
     follow_up.done, follow_up.satisfied = result.done, result.satisfied
-    _event(session, case, "follow_up_answered", now, data={"answer": result.label})
-    if result.reopens and case.status == CaseStatus.RESOLVED:
-        catalogs = get_catalogs()
-        staff_lang = get_settings().default_language
+    catalogs = get_catalogs()
+    staff_lang = get_settings().default_language
+    _event(
+        session,
+        case,
+        "follow_up_answered",
+        now,
+        data={"answer": result.label, "channel": follow_up.channel},
+        note=catalogs.text(f"follow_up.event.answered.{result.label}", staff_lang),
+        actor_label=RETIREE.label,
+    )
+    if result.reopens and case.status in ASKED_ABOUT:
         reason = catalogs.text(f"follow_up.reopen_reason.{result.label}", staff_lang)
         actions.reopen(session, case, RETIREE, reason=reason, categories=categories, now=now)
         _tell_owner(session, case, result, catalogs, now)
     return result
+
+
+def recorded_answer(follow_up: FollowUp) -> Answer | None:
+    """The answer a round was given, None while it has none."""
+    if follow_up.status != FollowUpStatus.ANSWERED or follow_up.done is None:
+        return None
+    return Answer(follow_up.done, follow_up.satisfied if follow_up.done else None)
+
+
+def language_of(session: Session, case: Case) -> str:
+    """The language the retiree was asked in (and is thanked in)."""
+    return notice_language(read_facts(session, case, "resolve"), case.details or {})
 
 
 def _tell_owner(
@@ -300,17 +382,25 @@ def _tell_owner(
 
 
 def _event(
-    session: Session, case: Case, action: str, now: datetime, *, data: dict[str, object]
+    session: Session,
+    case: Case,
+    action: str,
+    now: datetime,
+    *,
+    data: dict[str, object],
+    note: str = "",
+    actor_label: str = "system",
 ) -> None:
     session.add(
         CaseEvent(
             case_id=case.id,
             at=now,
             actor_id=None,
-            actor_label="system",
+            actor_label=actor_label,
             action=action,
             from_status=case.status.value,
             to_status=case.status.value,
+            note=note,
             data=data,
         )
     )

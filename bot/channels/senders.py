@@ -2,7 +2,8 @@
 
 - ``TwilioSender``: channels "sms", "whatsapp" (Messages API, ``whatsapp:+...`` addresses) and
   "voice" (an outbound call that speaks the text twice; an emergency's alert call says it and
-  asks for 1 to take it, with a status callback: bot/channels/twilio_voice/chain.py), through
+  asks for 1 to take it, with a status callback: bot/channels/twilio_voice/chain.py; a follow-up
+  call asks its question twice and hears 1, 2 or 3: bot/channels/twilio_voice/follow_up.py), through
   the twilio library's async client. ``settings.twilio_api_url`` points it elsewhere (a test
   fake, a gateway).
 - ``TelegramSender``: channel "telegram", through python-telegram-bot's ``Bot``; the payload's
@@ -61,6 +62,7 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from bot.channels.base import Sender, SendOutcome
 from bot.channels.twilio_voice import chain
+from bot.channels.twilio_voice import follow_up as follow_up_call
 from config.settings import Settings
 from storage.models import OutboxItem
 
@@ -88,6 +90,7 @@ TWILIO_PERMANENT_CODES = {
 _RETRY_STATUSES = {401, 403, 408, 409, 425, 429}  # 401/403: credentials, fixed by an operator
 TWILIO_TIMEOUT_S = 15.0
 ALERT_GATHER_TIMEOUT_S = 8  # seconds to press 1 after an alert call's question
+FOLLOW_UP_GATHER_TIMEOUT_S = 8  # seconds to press 1, 2 or 3 after a follow-up call's question
 TELEGRAM_TIMEOUT_S = 10.0
 CALLBACK_DATA_MAX_BYTES = 64
 
@@ -230,6 +233,27 @@ def alert_twiml(
     return str(response)
 
 
+def follow_up_twiml(text: str, action: str, settings: Settings, language: str | None = None) -> str:
+    """TwiML of a follow-up call: its question twice (a pause between) in a one-key keypad Gather
+    whose ``action`` hears 1, 2 or 3 (or nothing: the route says goodbye)."""
+    english = language == "en"
+    voice = settings.twilio_voice_en if english else settings.twilio_voice
+    lang = "en-US" if english else settings.twilio_voice_language
+    response = VoiceResponse()
+    gather = response.gather(
+        input="dtmf",
+        num_digits=1,
+        timeout=FOLLOW_UP_GATHER_TIMEOUT_S,
+        action=action,
+        method="POST",
+        action_on_empty_result=True,
+    )
+    gather.say(text, voice=voice, language=lang)
+    gather.pause(length=1)
+    gather.say(text, voice=voice, language=lang)
+    return str(response)
+
+
 class TwilioSender:
     """SMS, WhatsApp and calls through Twilio (see the module docstring)."""
 
@@ -304,9 +328,14 @@ class TwilioSender:
     def _call(self, text: str, payload: dict[str, Any], key: str) -> dict[str, str]:
         """An emergency's alert call asks for 1 and reports how it ended, to the voice line's
         routes (which need public_url; without it the call only says its text twice, and the
-        chain moves on when the call times out). Any other call says its text twice."""
+        chain moves on when the call times out). A follow-up call hears 1, 2 or 3 there (without
+        public_url it only asks: the round stays unanswered, asked again later). Any other call
+        says its text twice."""
         base = self.settings.public_url.rstrip("/")
         language = payload.get("language")
+        if base and follow_up_call.is_follow_up_call("voice", payload):
+            action = follow_up_call.follow_up_url(base, int(payload["follow_up"]))
+            return {"twiml": follow_up_twiml(text, action, self.settings, language)}
         if not (base and chain.is_chain_call("voice", payload)):
             return {"twiml": speech_twiml(text, self.settings, language)}
         prompt = str(payload.get("prompt") or "")

@@ -138,6 +138,7 @@ def add_handlers(application: Application) -> None:
     application.add_handlers(
         [
             CallbackQueryHandler(staff.on_claim, pattern=f"^{staff.CLAIM}"),
+            CallbackQueryHandler(retirees.on_follow_up, pattern=r"^fu:"),
             CallbackQueryHandler(retirees.on_button),
             CommandHandler("start", retirees.on_start),
             CommandHandler("mine", staff.on_mine),

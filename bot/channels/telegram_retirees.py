@@ -1,6 +1,8 @@
 """Retirees on Telegram: `/start` asks for their phone contact and links the account to their
 registered profile (only the sender's own contact, whose number Telegram has checked); a text or a
-button press is one engine turn, and the replies come back with the choices as large buttons."""
+button press is one engine turn, and the replies come back with the choices as large buttons.
+The buttons of a follow-up question (回访, ``fu:<id>:<1|2|3>``) answer it instead, and only in the
+chat the question went to (bot/channels/follow_up_answers.py)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from telegram import Bot, KeyboardButton, ReplyKeyboardMarkup, ReplyKeyboardRemo
 from telegram import Message as TgMessage
 from telegram.ext import ContextTypes
 
+from bot.channels.follow_up_answers import Answered, answer_round, parse_button
 from bot.channels.telegram import (
     CHANNEL,
     Hotline,
@@ -35,6 +38,7 @@ from bot.messages import Inbound
 from storage.audit import record_access
 from storage.models import (
     ConversationState,
+    FollowUp,
     MessagingIdentity,
     Retiree,
     RetireePhone,
@@ -289,6 +293,69 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         # The label goes along as text: a button of an older question (no longer offered)
         # is then understood as if the person had written it.
         await run_turn(hotline, context.bot, update, text=label, choice=data)
+
+
+REFUSED = "refused"  # a follow-up button pressed by someone the question was not sent to
+
+
+async def on_follow_up(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A follow-up question's button: the answer (once, however often Telegram delivers the
+    press); the question then shows it, without its buttons, and the reply follows. Someone the
+    question was not sent to is told so, and nothing changes."""
+    hotline, query, user = hotline_of(context), update.callback_query, update.effective_user
+    if query is None or user is None:
+        return
+    parsed = parse_button(query.data or "")
+    if parsed is None:
+        await answer_quietly(update)
+        return
+    outcome = await run_in_threadpool(_answer_follow_up, hotline, update, *parsed)
+    if outcome == REFUSED:
+        lang = language_of(hotline, update)
+        await answer_quietly(update, hotline.catalogs.text("follow_up.not_yours", lang), alert=True)
+        return
+    await answer_quietly(update)
+    if not isinstance(outcome, Answered):
+        return  # a redelivery: answered the first time
+    label = (
+        _label_of(query.message, query.data or "") if isinstance(query.message, TgMessage) else ""
+    )
+    if label and isinstance(query.message, TgMessage):
+        chosen = hotline.text("chosen", outcome.language, label=label)
+        await edit_quietly(update, f"{query.message.text or ''}\n\n{chosen}")
+    await deliver(
+        hotline,
+        context.bot,
+        user.id,
+        outcome.text,
+        language=outcome.language,
+        key=f"{provider_id(update)}:follow_up",
+    )
+
+
+def _answer_follow_up(
+    hotline: Hotline, update: Update, follow_up_id: int, choice: str
+) -> Answered | str | None:
+    """The answer, an Answered; REFUSED when the question was not sent to this chat; None for a
+    redelivered press."""
+    user, chat = update.effective_user, update.effective_chat
+    assert user is not None
+    with hotline.sessions.begin() as session:
+        follow_up = session.get(FollowUp, follow_up_id)
+        asked = follow_up is not None and follow_up.channel == CHANNEL
+        if (
+            follow_up is None
+            or not asked
+            or follow_up.address != str(user.id)
+            or (chat is not None and str(chat.id) != follow_up.address)
+        ):
+            log.warning("telegram_follow_up_refused", follow_up=follow_up_id, known=asked)
+            return REFUSED
+        if not first_delivery(session, update, "follow_up", text=choice):
+            return None
+        answered = answer_round(session, follow_up, choice, now=datetime.now(UTC))
+    log.info("follow_up_answered", channel=CHANNEL, case=answered.case, answer=answered.label)
+    return answered
 
 
 def _label_of(message: TgMessage, data: str) -> str:

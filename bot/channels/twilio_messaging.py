@@ -21,6 +21,12 @@ Twilio retries is set by connection overrides in the webhook URL; give Twilio e.
 ``https://hotline.example.org/twilio/messaging#rc=3&rp=ct,rt,5xx`` so that it retries on
 connection failures, timeouts and 5xx (the fragment is not sent to us).
 
+A message of just "1", "2" or "3" (typed any way ``typed_number`` reads) from someone a
+follow-up question (回访) waits on answers it instead of running a turn
+(bot/channels/follow_up_answers.py, ``answer_message``): recorded once per ``MessageSid`` with
+the status "follow_up", the thank-you (or "it is open again") queued in the same transaction
+under the same reply key, so a redelivery answers nothing twice.
+
 Messages the bot cannot read (a picture, a voice note or a location with no text) run no turn:
 a silent turn would ask "are you still there?" and after a few file a call-back. The message is
 recorded (its media kept in the payload, for staff) and answered with a request to write or
@@ -54,6 +60,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from bot.channels.base import Conversations, Mounted, conversations
+from bot.channels.follow_up_answers import answer_message
 from bot.channels.twilio_signature import verified_form
 from bot.engine import TurnResult
 from bot.messages import Hint, Inbound, Reply, Style, render
@@ -61,6 +68,7 @@ from bot.state import Dialogue
 from config.i18n import Catalogs
 from config.settings import Settings
 from storage.db import dialect_insert, transaction
+from storage.follow_ups import CHOICES
 from storage.models import ConversationState, Direction, Message, OutboxItem
 from storage.outbox import enqueue
 from storage.types import utcnow
@@ -182,11 +190,18 @@ async def _handle(
             if form.get(key)
         }
     received = utcnow()
+    opted_out = str(form.get("OptOutType") or "").upper() == "STOP"
+    typed = typed_number(body)
+    if typed in CHOICES and not metadata and not opted_out:
+        answer = Inbound(channel, sender, sid, received, text=typed)
+        key = reply_key(channel, sid, 0)
+        if await run_in_threadpool(answer_message, talk.db, answer, key, REPLY_PRIORITY):
+            return
     engine = await talk.engine()
     catalogs = engine.services.catalogs
     default_language = talk.settings.default_language
 
-    if str(form.get("OptOutType") or "").upper() == "STOP":
+    if opted_out:
         log.info("sms_opted_out", channel=channel, sid=sid)
         await run_in_threadpool(
             _record_without_turn,
@@ -211,7 +226,7 @@ async def _handle(
         )
         return
 
-    inbound = Inbound(channel, sender, sid, received, text=typed_number(body), metadata=metadata)
+    inbound = Inbound(channel, sender, sid, received, text=typed, metadata=metadata)
 
     def queue_reply(session: Session, result: TurnResult) -> None:
         """In the turn's transaction: the reply commits with the turn, or neither does."""

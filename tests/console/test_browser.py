@@ -8,16 +8,25 @@ missing browser fails there instead of passing silently). Screenshots are saved 
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
+from twilio.request_validator import RequestValidator
 
-from storage.models import Case, CaseStatus
+from bot.app import create_app
+from bot.channels import twilio_messaging
+from bot.periodic import run_all_once
+from config.settings import Settings
+from storage import follow_ups
+from storage.models import Case, CaseStatus, FollowUp, FollowUpStatus, OutboxItem
 from tests.console.conftest import PASSWORD, World
 from tests.fakes.caller import serve
 
@@ -131,3 +140,115 @@ def test_the_queue_refreshes_itself(world: World, site: str, chromium: Browser) 
     expect(row).to_have_count(0)
     other.close()
     context.close()
+
+
+# -- the whole app: the console and the retiree's channel -------------------------------------------
+
+PUBLIC_URL = "https://hotline.example.org"  # what Twilio signs (a proxy in front of the app)
+TWILIO_TOKEN = "browser-test-twilio-token"
+
+
+@pytest.fixture
+def hotline_site(engine: Engine, trained_nlu_dir: Path, tmp_path: Path) -> Iterator[str]:
+    """The whole app (console and SMS webhook) on a real port, on the test database."""
+    shutil.copytree(trained_nlu_dir / "nlu-cache", tmp_path / "nlu-cache")
+    settings = Settings(
+        database_url=engine.url.render_as_string(hide_password=False),
+        data_dir=tmp_path,
+        secret_key="test-secret-key-test-secret-key",
+        public_url=PUBLIC_URL,
+        twilio_account_sid="AC" + "2" * 32,
+        twilio_auth_token=TWILIO_TOKEN,
+        twilio_from_number="+15005550006",
+        run_worker=False,
+        _env_file=None,
+    )
+    with serve(create_app(settings, engine)) as url:
+        yield url
+
+
+def sms_from(site: str, sender: str, body: str, sid: str) -> httpx.Response:
+    """An SMS as Twilio posts it: signed over the public URL, sent to the app."""
+    params = {
+        "AccountSid": "AC" + "2" * 32,
+        "MessageSid": sid,
+        "From": sender,
+        "To": "+15005550006",
+        "Body": body,
+        "NumMedia": "0",
+    }
+    signature = RequestValidator(TWILIO_TOKEN).compute_signature(
+        PUBLIC_URL + "/twilio/messaging", params
+    )
+    return httpx.post(
+        site + "/twilio/messaging", data=params, headers={"X-Twilio-Signature": signature}
+    )
+
+
+def test_a_closed_complaint_is_reopened_by_the_retirees_follow_up_answer(
+    world: World,
+    hotline_site: str,
+    chromium: Browser,
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Staff reply, resolve and close a complaint in the console; the follow-up question goes
+    out when due (in the daytime); the retiree answers "3" (not done) by SMS, and the case page
+    shows the case back with its owner and the answer on the timeline."""
+    site, number = hotline_site, world.complaint_a1.number
+    context = chromium.new_context(viewport=DESK)
+    page = context.new_page()
+    sign_in(page, site, "staff_a")
+    page.get_by_role("link", name=number).click()
+    page.locator("#action-claim").click()
+    expect(page.locator("#case-status")).to_have_text("处理中")
+    page.locator("#reply-text").fill("您好，已经联系物业，这两天来修。")
+    page.locator("#action-reply").click()
+    expect(page.locator("#timeline")).to_contain_text("已经联系物业")
+    page.get_by_label("办理结果").fill("已请物业更换楼道灯")
+    page.locator("#action-resolve").click()
+    expect(page.locator("#case-status")).to_have_text("已办结")
+    page.locator("#action-close").click()
+    expect(page.locator("#case-status")).to_have_text("已结案")
+
+    resolved_at = _case(engine, number).resolved_at
+    assert resolved_at is not None
+    with Session(engine) as session:
+        round_ = session.scalars(
+            select(FollowUp).join(Case, Case.id == FollowUp.case_id).where(Case.number == number)
+        ).one()
+        assert round_.status == FollowUpStatus.PENDING  # the console's resolve started it
+    asked_at = follow_ups.out_of_quiet_hours(resolved_at + timedelta(hours=3))
+    assert run_all_once(engine, now=asked_at)["follow_ups"] == 1
+    with Session(engine) as session:
+        question = session.scalars(
+            select(OutboxItem).where(OutboxItem.payload["kind"].as_string() == "follow_up")
+        ).one()
+        assert (question.channel, question.address) == ("sms", "+8613911112222")
+
+    # The retiree answers 20 minutes after the question (the webhook's clock, moved on to then).
+    monkeypatch.setattr(twilio_messaging, "utcnow", lambda: asked_at + timedelta(minutes=20))
+    answered = sms_from(site, "+8613911112222", "3", "SM" + "b" * 32)
+    assert answered.status_code == 200, answered.text
+
+    page.reload()
+    expect(page.locator("#case-status")).to_have_text("处理中")
+    timeline = page.locator("#timeline")
+    expect(timeline).to_contain_text("回访提问")
+    expect(timeline).to_contain_text("回访回答：还没办好")
+    expect(timeline).to_contain_text("回访：老人说还没办好")
+    expect(page.locator("#action-resolve")).to_be_visible()  # back to work on it
+    events = timeline.locator("li.event strong")
+    expect(events).to_have_text(
+        ["登记", "领取", "回复老人", "办结", "结案", "回访提问", "回访回答", "重新打开"]
+    )
+    shot(page, "staff-complaint-reopened-by-follow-up")
+    case = _case(engine, number)
+    assert case.status == CaseStatus.CLAIMED and case.assignee_id == world.staff_a.id
+    context.close()
+
+
+def test_staff_cannot_record_a_follow_up_answer(world: World, console_app: FastAPI) -> None:
+    """Only the retiree answers: the console and its API have no route that takes an answer."""
+    paths = [getattr(route, "path", "") for route in console_app.routes]
+    assert paths and not [p for p in paths if "follow" in p.lower()]

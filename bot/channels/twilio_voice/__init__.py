@@ -23,6 +23,8 @@ number's "A call comes in" webhook and ``/status`` as its "Call status changes" 
                                the chain of alert calls on (``chain.py``).
 - ``/twilio/voice/alert``      the key pressed on an emergency alert call we placed: 1 takes the
                                emergency, and the calls still to come are called off.
+- ``/twilio/voice/follow-up``  the key pressed on a follow-up call we placed (回访): 1, 2 or 3
+                               answers the question (``follow_up.py``).
 
 The call's place travels in the action URLs Twilio calls back (``n``: the number of the next turn,
 ``lang``, ``e=1`` once the emergency calls were placed in this call), so any server can take the
@@ -32,7 +34,8 @@ Everything the caller hears comes from the engine's replies or the message catal
 
 Modules: ``steps`` (the call's place, inbound messages), ``twiml`` (voices, Gather, Dial),
 ``records`` (the call's rows, whom to put it through to), ``handover`` (after a turn, the end of
-a call), ``routes`` (the webhooks), ``chain`` (emergency alert calls placed by the worker, in turn).
+a call), ``routes`` (the webhooks), ``chain`` (emergency alert calls placed by the worker, in turn),
+``follow_up`` (the follow-up call's key).
 """
 
 from __future__ import annotations

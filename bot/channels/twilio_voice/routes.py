@@ -16,6 +16,7 @@ from twilio.twiml.voice_response import VoiceResponse
 from bot.channels.base import Conversations, Mounted, conversations
 from bot.channels.twilio_signature import verified_form
 from bot.channels.twilio_voice import chain, records
+from bot.channels.twilio_voice import follow_up as follow_up_call
 from bot.channels.twilio_voice.handover import answer, call_over, put_through
 from bot.channels.twilio_voice.steps import (
     ANSWERED,
@@ -65,6 +66,7 @@ def mount(app: FastAPI, settings: Settings) -> Mounted:
     _hand_over_routes(router, line)
     _status_route(router, line)
     _alert_route(router, line)
+    _follow_up_route(router, line)
     app.include_router(router)
     return Mounted("twilio_voice", enabled=True)
 
@@ -261,6 +263,40 @@ def _alert_route(router: APIRouter, line: VoiceLine) -> None:
             line.say(response, line.text("twilio_voice.alert.not_taken", lang), lang)
             response.hangup()
         log.info("alert_call_key", call_sid=call_sid, pressed=digits or None, asked=asked)
+        return twiml(response)
+
+
+def _follow_up_route(router: APIRouter, line: VoiceLine) -> None:
+    @router.post("/follow-up")
+    async def follow_up_key(request: Request, form: Form, talk: Talk) -> Response:
+        """The key pressed on a follow-up call we placed (``fu``): 1, 2 or 3 answers and the
+        person is thanked; another key hears the question once more; no key, goodbye (the round
+        stays asked: the worker asks again later, then files a call-back)."""
+        raw = request.query_params.get("fu", "")
+        follow_up_id = int(raw) if raw.isdigit() and len(raw) <= 12 else 0
+        asked = Step.read(request).number("r", 1)
+        digits = str(form.get("Digits", "")).strip()
+        callee = str(form.get("To", "")).strip()
+        heard = await run_in_threadpool(
+            follow_up_call.hear, talk.db, follow_up_id, callee, digits, now=datetime.now(UTC)
+        )
+        response = VoiceResponse()
+        if heard is None:
+            log.warning("follow_up_call_unknown", call_sid=form.get("CallSid", ""))
+            response.hangup()
+            return twiml(response)
+        if heard.answered is not None:
+            line.say(response, heard.answered.text, heard.language)
+            response.hangup()
+        elif digits and asked < follow_up_call.ASKS:
+            action = follow_up_call.again_url(follow_up_id, asked + 1)
+            gather = line.gather(response, action, heard.language, one_key=True, keys_only=True)
+            line.say(gather, heard.question, heard.language)
+        else:
+            line.say(response, line.text("follow_up.voice_goodbye", heard.language), heard.language)
+            response.hangup()
+        answer = heard.answered.label if heard.answered is not None else None
+        log.info("follow_up_call_key", pressed=digits or None, asked=asked, answer=answer)
         return twiml(response)
 
 
