@@ -215,27 +215,25 @@ def alert_twiml(
 ) -> str:
     """TwiML of an emergency's alert call: the alert, then ``prompt`` (press 1 to take it) in a
     one-key Gather whose ``action`` hears the key (or nothing: the route asks once more)."""
-    english = language == "en"
-    voice = settings.twilio_voice_en if english else settings.twilio_voice
-    lang = "en-US" if english else settings.twilio_voice_language
-    response = VoiceResponse()
-    gather = response.gather(
-        input="dtmf",
-        num_digits=1,
-        timeout=ALERT_GATHER_TIMEOUT_S,
-        action=action,
-        method="POST",
-        action_on_empty_result=True,
-    )
-    gather.say(text, voice=voice, language=lang)
-    gather.pause(length=1)
-    gather.say(prompt, voice=voice, language=lang)
-    return str(response)
+    return _keypad_twiml(text, prompt, action, ALERT_GATHER_TIMEOUT_S, settings, language)
 
 
 def follow_up_twiml(text: str, action: str, settings: Settings, language: str | None = None) -> str:
     """TwiML of a follow-up call: its question twice (a pause between) in a one-key keypad Gather
     whose ``action`` hears 1, 2 or 3 (or nothing: the route says goodbye)."""
+    return _keypad_twiml(text, text, action, FOLLOW_UP_GATHER_TIMEOUT_S, settings, language)
+
+
+def _keypad_twiml(
+    first: str,
+    then: str,
+    action: str,
+    timeout_s: int,
+    settings: Settings,
+    language: str | None,
+) -> str:
+    """``first``, a pause, ``then``, inside a one-key keypad Gather posting to ``action``
+    (also when no key was pressed)."""
     english = language == "en"
     voice = settings.twilio_voice_en if english else settings.twilio_voice
     lang = "en-US" if english else settings.twilio_voice_language
@@ -243,14 +241,14 @@ def follow_up_twiml(text: str, action: str, settings: Settings, language: str | 
     gather = response.gather(
         input="dtmf",
         num_digits=1,
-        timeout=FOLLOW_UP_GATHER_TIMEOUT_S,
+        timeout=timeout_s,
         action=action,
         method="POST",
         action_on_empty_result=True,
     )
-    gather.say(text, voice=voice, language=lang)
+    gather.say(first, voice=voice, language=lang)
     gather.pause(length=1)
-    gather.say(text, voice=voice, language=lang)
+    gather.say(then, voice=voice, language=lang)
     return str(response)
 
 
