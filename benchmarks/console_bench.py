@@ -22,8 +22,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -44,7 +42,7 @@ from storage.migrate import upgrade
 from storage.models import Case, CaseEvent, CaseStatus, Retiree, RetireePhone, Role, Unit, Visit
 from storage.passwords import hash_password
 from tests.factories import make_staff, make_unit
-from tests.pg_server import ENV_URL, PostgresServer, start_postgres
+from tests.pg_server import server_for_benchmark
 
 TARGET_P99_MS = 200.0
 PASSWORD = "bench password 1"
@@ -321,19 +319,6 @@ def pct(values: list[float], p: int) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-@contextmanager
-def postgres(url: str | None) -> Iterator[PostgresServer]:
-    if url:
-        os.environ[ENV_URL] = url
-    server, reason = start_postgres()
-    if server is None:
-        raise SystemExit(f"no PostgreSQL: {reason}")
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
@@ -354,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"console_bench on {platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()}"
     )
-    with postgres(args.postgres_url) as server, tempfile.TemporaryDirectory() as tmp:
+    with server_for_benchmark(args.postgres_url) as server, tempfile.TemporaryDirectory() as tmp:
         url = server.create_database(f"console_bench_{uuid.uuid4().hex[:8]}")
         engine = make_engine(url, pool_size=5)
         upgrade(engine)

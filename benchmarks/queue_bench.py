@@ -25,8 +25,6 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -48,7 +46,7 @@ from storage.migrate import upgrade
 from storage.models import Case, CaseEvent, CaseStatus, Role, Staff
 from storage.permissions import Actor, units_in_scope
 from tests.factories import make_retiree, make_staff, make_unit_tree
-from tests.pg_server import ENV_URL, PostgresServer, start_postgres
+from tests.pg_server import PostgresServer, server_for_benchmark
 
 # A Monday in Beijing, 10:00 (the working-day calendar covers 2026 only).
 NOW = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)
@@ -515,20 +513,6 @@ def profile_single_claimer(
 # --- main ---------------------------------------------------------------------------------
 
 
-@contextmanager
-def postgres(url: str | None) -> Iterator[PostgresServer]:
-    """The server at ``url``, or a throwaway one started for the benchmark."""
-    if url:
-        os.environ[ENV_URL] = url
-    server, reason = start_postgres()
-    if server is None:
-        raise SystemExit(f"no PostgreSQL: {reason}")
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def server_version(url: str) -> str:
     engine = make_engine(url)
     try:
@@ -630,7 +614,7 @@ def main(argv: list[str] | None = None) -> int:
 
     runs: list[Run] = []
     if "postgres" in args.backends:
-        with postgres(args.postgres_url) as server:
+        with server_for_benchmark(args.postgres_url) as server:
             pg = PostgresBackend(server)
             try:
                 runs += bench_backend(pg, args, options)

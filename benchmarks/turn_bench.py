@@ -68,7 +68,7 @@ from storage.migrate import upgrade
 from storage.models import Case, ConversationState, Direction, Message, RetireePhone, Role
 from storage.permissions import Actor
 from tests.factories import make_retiree, make_staff, make_unit_tree
-from tests.pg_server import ENV_URL, PostgresServer, start_postgres
+from tests.pg_server import PostgresServer, server_for_benchmark
 
 # A Tuesday in Beijing, 10:00 (the working-day calendar covers 2026 only); each run's clock
 # starts here and moves with the wall clock.
@@ -838,20 +838,6 @@ def profile_alone(
 # --- main ---------------------------------------------------------------------------------
 
 
-@contextmanager
-def postgres(url: str | None) -> Iterator[PostgresServer]:
-    """The server at ``url``, or a throwaway one started for the benchmark."""
-    if url:
-        os.environ[ENV_URL] = url
-    server, reason = start_postgres()
-    if server is None:
-        raise SystemExit(f"no PostgreSQL: {reason}")
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def bench_backend(
     backend: Backend,
     args: argparse.Namespace,
@@ -985,7 +971,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  EXPERIMENT (not in the application): {name}: {EXPERIMENTS[name]}")
         runs: list[Run] = []
         if "postgres" in args.backends:
-            with postgres(args.postgres_url) as server:
+            with server_for_benchmark(args.postgres_url) as server:
                 pg = PostgresBackend(server)
                 try:
                     runs += bench_backend(pg, args, settings, nlu, options)

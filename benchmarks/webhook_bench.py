@@ -68,7 +68,6 @@ from benchmarks.turn_bench import (
     fill,
     pct_ms,
     phone,
-    postgres,
     quiet_logs,
     script_for,
     server_version,
@@ -79,6 +78,7 @@ from nlu.embedded import load_bundle
 from storage.db import make_engine
 from storage.models import Case, ConversationState, Direction, Message, RetireePhone
 from tests.fakes.caller import ACCOUNT_SID, OUR_NUMBER, Call, FakeCaller, Silence, Speak
+from tests.pg_server import server_for_benchmark
 
 PUBLIC_URL = "https://hotline.example.org"
 TOKEN = "webhook-bench-auth-token"
@@ -641,7 +641,7 @@ def main(argv: list[str] | None = None) -> int:
     verdicts: list[tuple[Run, Verdict]] = []
     try:
         nlu_cache(folder)
-        with postgres(args.postgres_url) as server:
+        with server_for_benchmark(args.postgres_url) as server:
             prefix = f"webhook_bench_{uuid.uuid4().hex[:8]}"
             template = f"{prefix}_template"
             template_url = server.create_database(template)

@@ -16,6 +16,7 @@ import stat
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -323,3 +324,18 @@ def _tail(text: str, lines: int = 5) -> str:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+@contextlib.contextmanager
+def server_for_benchmark(url: str | None) -> Iterator[PostgresServer]:
+    """For benchmarks/: the server at ``url`` (a --postgres-url), or a throwaway one; exits with
+    the reason when there is none."""
+    if url:
+        os.environ[ENV_URL] = url
+    server, reason = start_postgres()
+    if server is None:
+        raise SystemExit(f"no PostgreSQL: {reason}")
+    try:
+        yield server
+    finally:
+        server.stop()
