@@ -37,6 +37,15 @@ class Settings(BaseSettings):
         "CPU core, as a turn holds Python's lock while it runs. The outbox and the idle sweep "
         "run in one of them.",
     )
+    turn_threads: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Threads per `hotline serve` process that run turns and the channels' other "
+        "database work. A turn holds Python's lock except while it waits for the database, so "
+        "more threads mostly fight over that lock (benchmarks/webhook_bench.py: 40 threads cost "
+        "7.2 ms of CPU per message, 2 threads 5.7 ms); raise it when the database is far away.",
+    )
     nlu_backend: Literal["embedded", "rasa"] = Field(
         default="embedded", description="embedded (default, no server) or rasa (a Rasa server)."
     )

@@ -1,6 +1,13 @@
 """What every channel shares: the app's conversation engine (ready once the NLU model is
-loaded), running a turn from an async route without blocking the event loop, and the status a
-channel reports at start-up."""
+loaded), running a turn (or other database work) from an async route without blocking the event
+loop, and the status a channel reports at start-up.
+
+Turns run on a few worker threads (``turn_threads``, default 2), not on the 40 of the app's
+default thread pool: a turn holds Python's interpreter lock except while it waits for the
+database, so 40 threads at once mostly pass that lock around (and wait for pooled connections);
+a webhook then queues for a thread instead, which costs less CPU per message
+(benchmarks/webhook_bench.py). The console keeps the default pool, so a long report does not
+hold up a turn."""
 
 from __future__ import annotations
 
@@ -8,8 +15,10 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
+import anyio.to_thread
+from anyio import CapacityLimiter
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
@@ -18,6 +27,8 @@ from bot.engine import ConversationEngine, FiledHook, TurnHook, TurnResult
 from bot.messages import Inbound
 from config.settings import Settings
 from nlu.parser import NluParser
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -86,6 +97,13 @@ class Conversations:
         self._on_filed = list(on_filed)
         self._engine: ConversationEngine | None = None
         self._lock = asyncio.Lock()
+        self._threads: CapacityLimiter | None = None
+
+    async def run(self, func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """``func(*args, **kwargs)`` on one of the channels' ``turn_threads`` worker threads."""
+        if self._threads is None:  # made in the event loop, on first use
+            self._threads = CapacityLimiter(self.settings.turn_threads)
+        return await anyio.to_thread.run_sync(partial(func, *args, **kwargs), limiter=self._threads)
 
     async def engine(self) -> ConversationEngine:
         if self._engine is None:
@@ -107,11 +125,11 @@ class Conversations:
         """One turn, run on a worker thread (the engine talks to the database synchronously);
         ``then`` writes what must commit with the turn (see `ConversationEngine.handle`)."""
         engine = await self.engine()
-        return await run_in_threadpool(partial(engine.handle, inbound, then=then))
+        return await self.run(engine.handle, inbound, then=then)
 
     async def close(self, channel: str, address: str) -> list[str]:
         engine = await self.engine()
-        return await run_in_threadpool(engine.close_conversation, channel, address)
+        return await self.run(engine.close_conversation, channel, address)
 
 
 def conversations(request: Request) -> Conversations:

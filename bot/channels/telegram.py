@@ -25,7 +25,6 @@ from typing import Any
 
 import structlog
 from fastapi import FastAPI, HTTPException, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -81,7 +80,7 @@ class Hotline:
         return self.catalogs.text(f"telegram.{key}", lang, **params)
 
     async def staff_for(self, user_id: int) -> Staff | None:
-        return await run_in_threadpool(self._staff_for, user_id)
+        return await self.talk.run(self._staff_for, user_id)
 
     def _staff_for(self, user_id: int) -> Staff | None:
         with self.sessions.begin() as session:
@@ -368,7 +367,7 @@ async def deliver(
     payload: dict[str, Any] = {"kind": "reply", "text": text, "language": language}
     if choices:
         payload["choices"] = [[data, label] for data, label in choices]
-    await run_in_threadpool(enqueue_reply, hotline, chat_id, payload, key)
+    await hotline.talk.run(enqueue_reply, hotline, chat_id, payload, key)
     return None
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import structlog
-from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 from telegram import Update
 from telegram.ext import ContextTypes
@@ -64,7 +63,7 @@ async def _answer(
     if chat is None or update.effective_user is None:
         return
     given = " ".join(context.args or []).strip()
-    text = await run_in_threadpool(_run, hotline, update, command, given, step)
+    text = await hotline.talk.run(_run, hotline, update, command, given, step)
     if text is not None:
         await deliver(
             hotline,
@@ -153,7 +152,8 @@ async def on_chat_migrated(update: Update, context: ContextTypes.DEFAULT_TYPE) -
         old, new = message.migrate_from_chat_id, message.chat.id
     else:
         return
-    await run_in_threadpool(_move, hotline_of(context), old, new)
+    hotline = hotline_of(context)
+    await hotline.talk.run(_move, hotline, old, new)
 
 
 def _move(hotline: Hotline, old: int, new: int) -> None:

@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import bindparam, select
 from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Session
@@ -70,7 +69,7 @@ async def on_start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     if not is_private(update):
         return
-    found = await run_in_threadpool(_record_start, hotline, update)
+    found = await hotline.talk.run(_record_start, hotline, update)
     if found is None:
         return
     name, lang = found
@@ -144,7 +143,7 @@ async def on_contact(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
             markup=contact_keyboard(hotline, lang),
         )
         return
-    outcome = await run_in_threadpool(link_account, hotline, update, contact.phone_number)
+    outcome = await hotline.talk.run(link_account, hotline, update, contact.phone_number)
     if outcome.result == "redelivered":
         return
     if outcome.result == "linked":
@@ -309,7 +308,7 @@ async def on_follow_up(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     if parsed is None:
         await answer_quietly(update)
         return
-    outcome = await run_in_threadpool(_answer_follow_up, hotline, update, *parsed)
+    outcome = await hotline.talk.run(_answer_follow_up, hotline, update, *parsed)
     if outcome == REFUSED:
         lang = language_of(hotline, update)
         await answer_quietly(update, hotline.catalogs.text("follow_up.not_yours", lang), alert=True)

@@ -20,7 +20,6 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import structlog
-from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from telegram import Bot, Update
@@ -307,7 +306,7 @@ async def on_claim(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if query is None or query.from_user is None:
         return
     number = (query.data or "").removeprefix(CLAIM)
-    outcome = await run_in_threadpool(claim_from_telegram, hotline, update, number)
+    outcome = await hotline.talk.run(claim_from_telegram, hotline, update, number)
     notice, url = outcome.notice, None
     if outcome.details is not None:
         key = f"{provider_id(update)}:details"
@@ -348,7 +347,7 @@ async def send_privately(hotline: Hotline, bot: Bot, user_id: int, text: str, ke
     except TelegramError as exc:
         log.warning("telegram_send_queued", error=str(exc)[:200])
     payload = {"kind": "reply", "text": text, "language": staff_lang(hotline)}
-    await run_in_threadpool(enqueue_reply, hotline, user_id, payload, key)
+    await hotline.talk.run(enqueue_reply, hotline, user_id, payload, key)
     return True
 
 
@@ -489,7 +488,7 @@ async def on_staff_start(
         await send_staff_help(hotline, bot, update, staff)
         return
     number = payload.removeprefix(DETAILS_START)
-    text = await run_in_threadpool(_details_again, hotline, update, number)
+    text = await hotline.talk.run(_details_again, hotline, update, number)
     user = update.effective_user
     if text is not None and user is not None:
         await deliver(
@@ -531,7 +530,7 @@ async def on_mine(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     hotline, user = hotline_of(context), update.effective_user
     if user is None:
         return
-    text = await run_in_threadpool(_mine_text, hotline, update)
+    text = await hotline.talk.run(_mine_text, hotline, update)
     if text is not None:
         await deliver(
             hotline,
@@ -581,7 +580,7 @@ async def on_close(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     hotline, chat = hotline_of(context), update.effective_chat
     if chat is None:
         return
-    text = await run_in_threadpool(_close_text, hotline, update, list(context.args or []))
+    text = await hotline.talk.run(_close_text, hotline, update, list(context.args or []))
     if text is not None:
         await deliver(
             hotline,

@@ -55,7 +55,6 @@ from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Response
-from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
@@ -161,7 +160,7 @@ def mount(app: FastAPI, settings: Settings) -> Mounted:
                     session, provider_id=sid, status=status, error_code=error_code, to=to
                 )
 
-        changed = await run_in_threadpool(record)
+        changed = await talk.run(record)
         if changed and status in FAILED_STATUSES:
             log.warning("message_not_delivered", sid=sid, status=status, error_code=error_code)
         return Response(status_code=204)
@@ -195,7 +194,7 @@ async def _handle(
     if typed in CHOICES and not metadata and not opted_out:
         answer = Inbound(channel, sender, sid, received, text=typed)
         key = reply_key(channel, sid, 0)
-        if await run_in_threadpool(answer_message, talk.db, answer, key, REPLY_PRIORITY):
+        if await talk.run(answer_message, talk.db, answer, key, REPLY_PRIORITY):
             return
     engine = await talk.engine()
     catalogs = engine.services.catalogs
@@ -203,7 +202,7 @@ async def _handle(
 
     if opted_out:
         log.info("sms_opted_out", channel=channel, sid=sid)
-        await run_in_threadpool(
+        await talk.run(
             _record_without_turn,
             talk.db,
             Inbound(channel, sender, sid, received, text=body, metadata=metadata),
@@ -215,7 +214,7 @@ async def _handle(
         return
     if not body.strip():
         # A picture, a voice note, a location (or an empty SMS): nothing to understand.
-        await run_in_threadpool(
+        await talk.run(
             _record_without_turn,
             talk.db,
             Inbound(channel, sender, sid, received, metadata=metadata),

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from fastapi.concurrency import run_in_threadpool
 from twilio.twiml.voice_response import VoiceResponse
 
 from bot.channels.base import Conversations
@@ -46,13 +45,13 @@ async def answer(
         spoken = without_last(replies, line.text("emergency.ask_where", lang))
         held = len(spoken) < len(replies)
         line.speak(response, spoken)
-        found = await run_in_threadpool(records.targets, talk.db, caller, EMERGENCY)
+        found = await talk.run(records.targets, talk.db, caller, EMERGENCY)
         chained = after.but(emergency_called=True)
         put_through(line, response, chained, EMERGENCY, found, 0, ask=held)
         return response
     if Hint.HAND_OVER in hints:
         line.speak(response, replies)
-        found = await run_in_threadpool(records.targets, talk.db, caller, HAND_OVER)
+        found = await talk.run(records.targets, talk.db, caller, HAND_OVER)
         put_through(line, response, after, HAND_OVER, found, 0, asked_in=step.n)
         return response
     if Hint.END in hints:
@@ -130,7 +129,7 @@ async def call_over(talk: Conversations, caller: str, call_sid: str, *, repeated
     safely: a first delivery that failed half-way is finished by the repeat. Only closing the
     conversation waits for the first delivery: a repeat may come while the person is already on
     a new call, whose request must not be cut short."""
-    record = await run_in_threadpool(records.call_record, talk.db, caller, call_sid)
+    record = await talk.run(records.call_record, talk.db, caller, call_sid)
     pending = record.pending_hand_over()
     if pending is not None:
         form = {"From": caller, "CallSid": call_sid}
@@ -140,7 +139,7 @@ async def call_over(talk: Conversations, caller: str, call_sid: str, *, repeated
         log.info("call_over", call_sid=call_sid, filed=filed, hand_over=pending)
         return
     engine = await talk.engine()
-    silent = await run_in_threadpool(
+    silent = await talk.run(
         engine.file_silent_call, CHANNEL, caller, f"{call_sid}:silent", datetime.now(UTC)
     )
     log.info("call_over_silent", call_sid=call_sid, filed=silent.filed, repeated=silent.redelivered)

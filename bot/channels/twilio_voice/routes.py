@@ -8,7 +8,6 @@ from urllib.parse import urlencode
 
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 from twilio.twiml.voice_response import VoiceResponse
@@ -80,13 +79,11 @@ def _conversation_routes(router: APIRouter, line: VoiceLine) -> None:
         caller, call_sid = caller_address(form), str(form.get("CallSid", ""))
         payload = {"event": "incoming_call", "to": form.get("To", "")}
         status = str(form.get("CallStatus", "ringing"))
-        first = await run_in_threadpool(
-            records.record, talk.db, caller, f"{call_sid}:call", status, payload
-        )
+        first = await talk.run(records.record, talk.db, caller, f"{call_sid}:call", status, payload)
         if first:
             # A new call is a new conversation: whatever an earlier call left half-way is filed.
             await talk.close(CHANNEL, caller)
-        name, preferred = await run_in_threadpool(records.caller_profile, talk.db, caller)
+        name, preferred = await talk.run(records.caller_profile, talk.db, caller)
         lang = preferred if preferred in ("zh", "en") else settings.default_language
         if name is not None:
             greeting = line.text("greeting.known", lang, name=name)
@@ -166,7 +163,7 @@ def _hand_over_routes(router: APIRouter, line: VoiceLine) -> None:
         index = step.number("i")
         caller, call_sid = caller_address(form), str(form.get("CallSid", ""))
         dial_status = str(form.get("DialCallStatus", ""))
-        found = await run_in_threadpool(records.targets, talk.db, caller, kind)
+        found = await talk.run(records.targets, talk.db, caller, kind)
         payload = {
             "event": "dial",
             "kind": kind,
@@ -175,9 +172,7 @@ def _hand_over_routes(router: APIRouter, line: VoiceLine) -> None:
             "duration": form.get("DialCallDuration", ""),
         }
         pid = f"{call_sid}:dial:{kind}:{step.extra.get('h', step.n)}:{index}"
-        await run_in_threadpool(
-            records.record, talk.db, caller, pid, dial_status or "unknown", payload
-        )
+        await talk.run(records.record, talk.db, caller, pid, dial_status or "unknown", payload)
         log.info("call_dial", call_sid=call_sid, kind=kind, i=index, status=dial_status)
         response = VoiceResponse()
         if str(form.get("CallStatus", "")) in FINAL_STATUSES:
@@ -220,16 +215,14 @@ def _status_route(router: APIRouter, line: VoiceLine) -> None:
             "sequence": form.get("SequenceNumber", ""),
         }
         pid = f"{call_sid}:status:{status}"
-        first = await run_in_threadpool(records.record, talk.db, caller, pid, status, payload)
+        first = await talk.run(records.record, talk.db, caller, pid, status, payload)
         log.info("call_status", call_sid=call_sid, status=status, repeated=not first)
         if status in FINAL_STATUSES and inbound:
             await call_over(talk, caller, call_sid, repeated=not first)
         key = request.query_params.get("k")
         if key and not inbound:
             # Every delivery, not only the first: a repeat finds the outcome set and does nothing.
-            await run_in_threadpool(
-                _alert_call_ended, talk.db, line.catalogs, key, call_sid, status
-            )
+            await talk.run(_alert_call_ended, talk.db, line.catalogs, key, call_sid, status)
         return twiml(VoiceResponse())
 
 
@@ -243,7 +236,7 @@ def _alert_route(router: APIRouter, line: VoiceLine) -> None:
         asked = Step.read(request).number("r", 1)
         digits = str(form.get("Digits", "")).strip()
         call_sid = str(form.get("CallSid", ""))
-        found = await run_in_threadpool(_alert_call, talk.db, key)
+        found = await talk.run(_alert_call, talk.db, key)
         response = VoiceResponse()
         if found is None:
             log.warning("alert_call_unknown", call_sid=call_sid)
@@ -251,7 +244,7 @@ def _alert_route(router: APIRouter, line: VoiceLine) -> None:
             return twiml(response)
         text, prompt, lang = found
         if digits == "1":
-            await run_in_threadpool(_alert_taken, talk.db, line.catalogs, key, call_sid)
+            await talk.run(_alert_taken, talk.db, line.catalogs, key, call_sid)
             line.say(response, line.text("twilio_voice.alert.taken", lang), lang)
             response.hangup()
         elif asked < ALERT_ASKS:
@@ -277,7 +270,7 @@ def _follow_up_route(router: APIRouter, line: VoiceLine) -> None:
         asked = Step.read(request).number("r", 1)
         digits = str(form.get("Digits", "")).strip()
         callee = str(form.get("To", "")).strip()
-        heard = await run_in_threadpool(
+        heard = await talk.run(
             follow_up_call.hear, talk.db, follow_up_id, callee, digits, now=datetime.now(UTC)
         )
         response = VoiceResponse()
