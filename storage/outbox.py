@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from config.i18n import DEFAULT_LANGUAGE, Catalogs, get_catalogs
@@ -44,31 +44,56 @@ def enqueue(
     priority: int = 3,
     case_id: int | None = None,
     now: datetime | None = None,
-) -> OutboxItem:
-    """Add a notification unless one with the same key exists; return the stored one."""
+) -> int:
+    """Add a notification unless one with the same key exists; return the stored one's id.
+
+    One statement when the key is new (a turn's reply is on every webhook's path; the caller
+    that wants the row loads it with ``session.get``)."""
     now = now or utcnow()
-    table = OutboxItem.__table__
-    insert = dialect_insert(session)
-    session.execute(
-        insert(table)
-        .values(
-            channel=channel,
-            address=address,
-            payload=payload,
-            idempotency_key=idempotency_key,
-            priority=priority,
-            status=OutboxStatus.PENDING.value,
-            attempts=0,
-            next_attempt_at=now,
-            last_error="",
-            case_id=case_id,
-            created_at=now,
+    row = {
+        "channel": channel,
+        "address": address,
+        "payload": payload,
+        "idempotency_key": idempotency_key,
+        "priority": priority,
+        "case_id": case_id,
+        "now": now,
+    }
+    added = session.execute(_insert_once(session), row).scalar()
+    if added is not None:
+        return int(added)
+    return session.execute(_ID_OF_KEY, {"key": idempotency_key}).scalar_one()
+
+
+_ID_OF_KEY = select(OutboxItem.id).where(OutboxItem.idempotency_key == bindparam("key"))
+_INSERTS: dict[str, Any] = {}  # dialect name -> INSERT ... ON CONFLICT DO NOTHING RETURNING id
+
+
+def _insert_once(session: Session) -> Any:
+    name = session.get_bind().dialect.name
+    statement = _INSERTS.get(name)
+    if statement is None:
+        table = OutboxItem.__table__
+        statement = (
+            dialect_insert(session)(table)
+            .values(
+                channel=bindparam("channel"),
+                address=bindparam("address"),
+                payload=bindparam("payload", type_=table.c.payload.type),
+                idempotency_key=bindparam("idempotency_key"),
+                priority=bindparam("priority"),
+                status=OutboxStatus.PENDING.value,
+                attempts=0,
+                next_attempt_at=bindparam("now", type_=table.c.next_attempt_at.type),
+                last_error="",
+                case_id=bindparam("case_id"),
+                created_at=bindparam("now", type_=table.c.created_at.type),
+            )
+            .on_conflict_do_nothing(index_elements=["idempotency_key"])
+            .returning(table.c.id)
         )
-        .on_conflict_do_nothing(index_elements=["idempotency_key"])
-    )
-    return session.scalars(
-        select(OutboxItem).where(OutboxItem.idempotency_key == idempotency_key)
-    ).one()
+        _INSERTS[name] = statement
+    return statement
 
 
 def claim_due(

@@ -75,7 +75,7 @@ def reply(
             f"notices.not_told.{target.why}", get_settings().default_language
         )
         raise InvalidCaseInput(reason)
-    return outbox.enqueue(
+    item_id = outbox.enqueue(
         session,
         channel=target.channel,
         address=target.address,
@@ -90,3 +90,4 @@ def reply(
         case_id=case.id,
         now=now,
     )
+    return session.get_one(OutboxItem, item_id)

@@ -15,7 +15,7 @@ NOW = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)
 
 
 def put(session: Session, key: str, priority: int = 3, now: datetime = NOW) -> OutboxItem:
-    return outbox.enqueue(
+    item_id = outbox.enqueue(
         session,
         channel="sms",
         address="+8613800000000",
@@ -24,6 +24,7 @@ def put(session: Session, key: str, priority: int = 3, now: datetime = NOW) -> O
         priority=priority,
         now=now,
     )
+    return session.get_one(OutboxItem, item_id)
 
 
 def test_enqueue_is_idempotent(session: Session) -> None:
@@ -36,8 +37,15 @@ def test_enqueue_is_idempotent(session: Session) -> None:
         idempotency_key="case-1:ack",
         now=NOW,
     )
-    assert again.id == first.id
-    assert again.payload == {"text": "hello case-1:ack"}
+    assert again == first.id
+    stored = session.get_one(OutboxItem, again)
+    assert stored.payload == {"text": "hello case-1:ack"}
+    assert stored.address == "+8613800000000"
+    assert (stored.status, stored.attempts, stored.next_attempt_at) == (
+        OutboxStatus.PENDING,
+        0,
+        NOW,
+    )
     assert session.scalar(select(func.count()).select_from(OutboxItem)) == 1
 
 
@@ -152,7 +160,7 @@ def case_with_item(session: Session, key: str = "k", channel: str = "sms"):
     case = actions.file_case(
         session, category="emergency", channel="voice", actor=Actor.system(), retiree=retiree
     )
-    item = outbox.enqueue(
+    item_id = outbox.enqueue(
         session,
         channel=channel,
         address="+8613800000001",
@@ -161,7 +169,7 @@ def case_with_item(session: Session, key: str = "k", channel: str = "sms"):
         case_id=case.id,
         now=NOW,
     )
-    return case, item
+    return case, session.get_one(OutboxItem, item_id)
 
 
 def notes_of(session: Session, case) -> list[CaseEvent]:

@@ -536,14 +536,14 @@ def test_off_without_its_settings(
 def sent_reply(engine: Engine, sid: str, address: str = PERSON, channel: str = "sms") -> int:
     """An outbox reply the worker has sent as Twilio message ``sid`` (what it records)."""
     with transaction(engine) as session:
-        item = enqueue(
+        item_id = enqueue(
             session,
             channel=channel,
             address=address,
             payload={"kind": "reply", "text": "再见", "language": "zh"},
             idempotency_key=f"reply:{channel}:{sid}-in:0",
         )
-        return record_sent(session, item, sid).id
+        return record_sent(session, session.get_one(OutboxItem, item_id), sid).id
 
 
 def test_status_callbacks_move_the_outbound_message_forward_only(
