@@ -8,6 +8,8 @@ from config.dialogue import load_dialogue
 from config.faq import load_faq
 from config.i18n import load_catalogs
 from config.settings import Settings
+from config.working_days import FILE as WORKING_DAYS
+from config.working_days import load_working_days
 
 
 def check_configuration(settings: Settings) -> None:
@@ -16,3 +18,4 @@ def check_configuration(settings: Settings) -> None:
     load_catalogs(settings.config_dir / "messages")
     load_dialogue(settings.config_dir / "dialogue.yml")
     load_faq(settings.config_dir / "faq.yml")
+    load_working_days(settings.config_dir / WORKING_DAYS)

@@ -37,6 +37,8 @@ def load_yaml_model(path: Path, model: type[M]) -> M:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(path, [f"{where}not valid YAML ({problem})"]) from exc
+    except ValueError as exc:  # a date that cannot be (2027-13-01): YAML reads dates itself
+        raise ConfigError(path, [f"not a valid date or number ({exc})"]) from exc
     if data is None:
         raise ConfigError(path, ["the file is empty"])
     try:

@@ -197,17 +197,19 @@ def queue_unit_for(session: Session, base: Unit, level: str) -> Unit:
 
 def _deadlines(
     case: Case, categories: CategoryConfig, start: datetime
-) -> tuple[datetime | None, datetime | None, list[str]]:
+) -> tuple[datetime, datetime, list[str]]:
     cat = categories.get(case.category)
     problems: list[str] = []
-    deadlines: list[datetime | None] = []
+    deadlines: list[datetime] = []
     for within in (cat.claim_within, cat.resolve_within):
         try:
             deadlines.append(deadline_after(start, within, _tz()))
         except CalendarNotCovered as exc:
-            # The case is filed all the same (nothing is lost); staff see why it has no deadline.
-            deadlines.append(None)
-            problems.append(str(exc))
+            # The holidays of that year are not known yet (config/working_days.yml): the case
+            # gets a deadline counted Monday to Friday, so it is still escalated when missed,
+            # and its timeline says the deadline is an estimate.
+            deadlines.append(deadline_after(start, within, _tz(), estimate=True))
+            problems.append(f"{exc}; estimated counting Monday to Friday")
     return deadlines[0], deadlines[1], problems
 
 

@@ -1,7 +1,11 @@
 """Claim and resolve deadlines, counted in minutes, hours or working days.
 
 Working days follow China's public holidays and make-up working days (调休), from the
-`chinesecalendar` package. A date outside the years it covers is an error, never a guess.
+`chinesecalendar` package, then for the years it does not cover yet from the deployment's
+config/working_days.yml (config/working_days.py). A date in neither is an error
+(`CalendarNotCovered`), never a silent guess: a caller that must have a deadline all the same
+(a case being filed) asks for an estimate (``estimate=True``: Monday to Friday for the days not
+covered) and records that it is one.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from zoneinfo import ZoneInfo
 import chinese_calendar
 
 from config.categories import Duration
+from config.settings import get_settings
+from config.working_days import FILE, WorkingDays, load_working_days
 
 
 class CalendarNotCovered(LookupError):
@@ -25,31 +31,51 @@ class CalendarNotCovered(LookupError):
         )
 
 
-def is_working_day(day: date) -> bool:
+def is_working_day(day: date, listed: WorkingDays | None = None) -> bool:
+    """Whether ``day`` is worked: the package's calendar, else ``listed`` (default: the
+    deployment's working_days.yml); raises CalendarNotCovered when neither knows its year."""
     try:
         return bool(chinese_calendar.is_workday(day))
     except NotImplementedError as exc:
-        raise CalendarNotCovered(day) from exc
+        if listed is None:
+            listed = load_working_days(get_settings().config_dir / FILE)
+        worked = listed.is_working_day(day)
+        if worked is None:
+            raise CalendarNotCovered(day) from exc
+        return worked
 
 
-def add_working_days(start: date, days: int) -> date:
-    """The date ``days`` working days after ``start`` (``start`` itself does not count)."""
+def _worked(day: date, estimate: bool) -> bool:
+    try:
+        return is_working_day(day)
+    except CalendarNotCovered:
+        if not estimate:
+            raise
+        return day.weekday() < 5
+
+
+def add_working_days(start: date, days: int, *, estimate: bool = False) -> date:
+    """The date ``days`` working days after ``start`` (``start`` itself does not count).
+    ``estimate``: count Monday to Friday where the calendar does not reach."""
     if days < 0:
         raise ValueError("days must not be negative")
     day = start
     remaining = days
     while remaining:
         day += timedelta(days=1)
-        if is_working_day(day):
+        if _worked(day, estimate):
             remaining -= 1
     return day
 
 
-def deadline_after(start: datetime, within: Duration, tz: ZoneInfo) -> datetime:
+def deadline_after(
+    start: datetime, within: Duration, tz: ZoneInfo, *, estimate: bool = False
+) -> datetime:
     """When something started at ``start`` (aware) is due.
 
     Working days end at the same local clock time as ``start``: a request filed on Friday at
-    15:00 with one working day is due on the next working day at 15:00.
+    15:00 with one working day is due on the next working day at 15:00. Outside the calendar:
+    CalendarNotCovered, or with ``estimate`` Monday to Friday.
     """
     if start.tzinfo is None:
         raise ValueError("start must be timezone-aware")
@@ -59,6 +85,6 @@ def deadline_after(start: datetime, within: Duration, tz: ZoneInfo) -> datetime:
         return start + timedelta(hours=within.hours)
     assert within.working_days is not None
     local = start.astimezone(tz)
-    due_day = add_working_days(local.date(), within.working_days)
+    due_day = add_working_days(local.date(), within.working_days, estimate=estimate)
     due = datetime.combine(due_day, local.timetz().replace(tzinfo=None), tzinfo=tz)
     return due.astimezone(start.tzinfo)

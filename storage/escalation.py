@@ -36,7 +36,7 @@ from config.categories import Category, CategoryConfig
 from config.i18n import Catalogs, get_catalogs
 from config.settings import get_settings
 from storage import actions, outbox
-from storage.deadlines import CalendarNotCovered, deadline_after
+from storage.deadlines import deadline_after
 from storage.models import (
     Case,
     CaseEvent,
@@ -99,10 +99,8 @@ def run_due(
 
 def claim_window(cat: Category, now: datetime) -> timedelta:
     """How long the category gives to claim a case filed ``now``."""
-    try:
-        return deadline_after(now, cat.claim_within, ZoneInfo(get_settings().timezone)) - now
-    except CalendarNotCovered:
-        return timedelta(days=cat.claim_within.working_days or 1)
+    tz = ZoneInfo(get_settings().timezone)
+    return deadline_after(now, cat.claim_within, tz, estimate=True) - now
 
 
 def grace(cat: Category, now: datetime) -> timedelta:

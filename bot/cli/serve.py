@@ -12,7 +12,10 @@ worth of turns: N near the number of cores lets the others work.
 from __future__ import annotations
 
 import os
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
+import structlog
 import typer
 import uvicorn
 from fastapi import FastAPI
@@ -24,10 +27,14 @@ from config.checks import check_configuration
 from config.loader import ConfigError
 from config.logging import configure_logging
 from config.settings import Settings
+from config.working_days import FILE as WORKING_DAYS
+from config.working_days import load_working_days, uncovered_years
 from console.auth import secret_key
 from handlers import HandlerError
 from storage.db import make_engine
 from storage.migrate import upgrade
+
+log = structlog.get_logger(__name__)
 
 WORKER_APP = "bot.cli.serve:worker_app"
 
@@ -53,6 +60,7 @@ def serve_command(
     except (ConfigError, HandlerError) as exc:
         typer.echo(f"error: configuration: {exc}", err=True)
         raise typer.Exit(1) from exc
+    _warn_of_unknown_holidays(settings)
     engine = make_engine(settings.effective_database_url, pool_timeout=5)
     if migrate:
         upgrade(engine)
@@ -73,6 +81,18 @@ def serve_command(
         proxy_headers=True,
         **listen,
     )
+
+
+def _warn_of_unknown_holidays(settings: Settings) -> None:
+    listed = load_working_days(settings.config_dir / WORKING_DAYS)
+    today = datetime.now(ZoneInfo(settings.timezone)).date()
+    for year in uncovered_years(today, listed):
+        log.warning(
+            "working_days_unknown",
+            year=year,
+            why="chinesecalendar does not cover it and config/working_days.yml does not list "
+            "it: working-day deadlines are estimated Monday to Friday",
+        )
 
 
 def worker_app() -> FastAPI:

@@ -8,6 +8,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from config.categories import load_categories
+from config.settings import CONFIG_DIR
 from storage import actions
 from storage.errors import CaseConflict, IllegalTransition, InvalidCaseInput, NotPermitted
 from storage.models import Case, CaseEvent, CaseStatus, Role
@@ -165,9 +167,17 @@ def test_deadline_outside_the_calendar_still_files_the_case(
         now=far,
     )
     assert case.number == "2031-000001"
-    assert case.claim_deadline is None and case.resolve_deadline is None
+    # Monday 10:00 in Shanghai; registration: claim within 1 working day, resolve within 5,
+    # counted Monday to Friday as the holidays of 2031 are not known.
+    cats = load_categories(CONFIG_DIR / "categories.yml")
+    assert cats.get("registration").claim_within.working_days == 1
+    assert cats.get("registration").resolve_within.working_days == 5
+    assert case.claim_deadline == datetime(2031, 3, 4, 2, 0, tzinfo=UTC)
+    assert case.resolve_deadline == datetime(2031, 3, 10, 2, 0, tzinfo=UTC)
     filed = session.scalars(select(CaseEvent).where(CaseEvent.case_id == case.id)).one()
-    assert "does not cover 2031" in filed.data["deadline_problems"][0]
+    problems = filed.data["deadline_problems"]
+    assert len(problems) == 2
+    assert all("does not cover 2031" in p and "estimated" in p for p in problems)
 
 
 # --- claiming -----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import pytest
 
 from config.categories import Duration, load_categories
 from config.settings import CONFIG_DIR
+from config.working_days import WorkingDays, YearDays, package_covers
 from storage.deadlines import CalendarNotCovered, add_working_days, deadline_after, is_working_day
 from storage.models import Hardship, Retiree, SelfCare
 from storage.priority import case_priority, vulnerability_factors
@@ -36,6 +37,39 @@ def test_outside_the_calendar_is_an_error_not_a_guess() -> None:
         is_working_day(date(2031, 1, 2))
     with pytest.raises(CalendarNotCovered):
         add_working_days(date(2031, 1, 2), 3)
+    with pytest.raises(CalendarNotCovered):
+        deadline_after(datetime(2031, 1, 2, 9, 0, tzinfo=SH), Duration(working_days=1), SH)
+
+
+def test_a_year_listed_by_the_deployment() -> None:
+    listed = WorkingDays(
+        years={2031: YearDays(holidays=(date(2031, 1, 1),), workdays=(date(2031, 1, 4),))}
+    )
+    assert not is_working_day(date(2031, 1, 1), listed)
+    assert is_working_day(date(2031, 1, 4), listed)  # a Saturday worked in exchange
+    assert not is_working_day(date(2031, 1, 5), listed)
+    assert is_working_day(date(2026, 2, 14), listed)  # the package still decides 2026
+
+
+def test_an_estimate_counts_monday_to_friday_where_the_calendar_ends() -> None:
+    last = 2026
+    while package_covers(last + 1):  # the last year the installed package knows
+        last += 1
+    dec_31 = date(last, 12, 31)
+    # Known days count as the calendar says, unknown ones Monday to Friday.
+    due = add_working_days(dec_31 - timedelta(days=7), 10, estimate=True)
+    expected = dec_31 - timedelta(days=7)
+    counted = 0
+    while counted < 10:
+        expected += timedelta(days=1)
+        known = expected.year == last
+        if is_working_day(expected) if known else expected.weekday() < 5:
+            counted += 1
+    assert due == expected
+    friday = datetime(2031, 1, 3, 15, 0, tzinfo=SH)
+    assert deadline_after(friday, Duration(working_days=1), SH, estimate=True) == datetime(
+        2031, 1, 6, 15, 0, tzinfo=SH
+    )
 
 
 def test_deadline_after_keeps_local_clock_time() -> None:
