@@ -19,7 +19,8 @@ Two load models, both printed (as in turn_bench.py):
   closed loop: the next webhook as soon as the reply comes (capacity); /healthz back to back by
                50 clients. The messages-per-second target is judged here.
 Targets: p99 of every webhook route within 3 times GET /healthz's p99; at least 300 inbound
-messages per second.
+messages per second. GET /readyz (one "SELECT 1" on a worker thread) is measured the same way
+after /healthz: the floor of any webhook that touches the database.
 
 Run: .venv/bin/python benchmarks/webhook_bench.py [--postgres-url URL] [--conversations 50]
      [--processes 1 2] [--models paced closed] [--paced-seconds 40] [--closed-seconds 20]
@@ -87,6 +88,7 @@ SMS_PATH, VOICE_PATH = "/twilio/messaging", "/twilio/voice"
 TURN_PATH, STATUS_PATH = "/twilio/voice/turn", "/twilio/voice/status"
 MESSAGE_ROUTES = frozenset({SMS_PATH, TURN_PATH, "/twilio/voice/confirm"})
 HEALTHZ = "/healthz"
+READYZ = "/readyz"  # "SELECT 1" on a worker thread: the least any database work costs
 TARGET_RATIO, TARGET_RATE = 3.0, 300.0
 
 
@@ -384,9 +386,13 @@ async def converse(
 
 
 async def healthz_load(
-    twilio: Twilio, clients: int, seconds: float, think: tuple[float, float] | None
+    twilio: Twilio,
+    clients: int,
+    seconds: float,
+    think: tuple[float, float] | None,
+    path: str = HEALTHZ,
 ) -> tuple[float, list[Sample]]:
-    """GET /healthz by ``clients`` clients for ``seconds`` under the load model."""
+    """GET ``path`` (/healthz) by ``clients`` clients for ``seconds`` under the load model."""
     twilio.samples = []
     began = time.perf_counter()
     deadline = began + seconds
@@ -396,7 +402,7 @@ async def healthz_load(
         if think:
             await asyncio.sleep(rng.uniform(0, think[1]))
         while time.perf_counter() < deadline:
-            await twilio.request(HEALTHZ)
+            await twilio.request(path)
             if think:
                 await asyncio.sleep(rng.uniform(*think))
 
@@ -424,6 +430,8 @@ class Run:
     healthz_s: float = 0.0
     healthz: list[Sample] = field(default_factory=list)
     healthz_cpu_s: float = 0.0  # of the servers
+    readyz_s: float = 0.0
+    readyz: list[Sample] = field(default_factory=list)
     window_s: float = 0.0
     began: float = 0.0
     webhooks: list[Sample] = field(default_factory=list)
@@ -487,6 +495,9 @@ async def load(
             twilio, args.conversations, args.healthz_seconds, think
         )
         run.healthz_cpu_s = servers.cpu_s() - cpu
+        run.readyz_s, run.readyz = await healthz_load(
+            twilio, args.conversations, args.healthz_seconds, think, READYZ
+        )
         twilio.samples = run.webhooks
         run.conversations = [
             Conversation(i, script_for(i, args.conversations), phone(i))
@@ -515,7 +526,8 @@ def check(run: Run, url: str) -> list[str]:
     """Every conversation's retiree has the cases its runs file, every message was recorded
     once, and no conversation is left with a request half-way."""
     problems = [f"{c.address} ({c.script.name}): {c.error}" for c in run.conversations if c.error]
-    bad = Counter(s.status for s in run.webhooks + run.healthz + run.probes if s.status >= 300)
+    answered = run.webhooks + run.healthz + run.readyz + run.probes
+    bad = Counter(s.status for s in answered if s.status >= 300)
     problems += [f"{n} responses {status}" for status, n in sorted(bad.items())]
     engine = make_engine(url)
     try:
@@ -562,6 +574,12 @@ def report(run: Run, args: argparse.Namespace) -> Verdict:
         f"  GET /healthz, {n} clients: {len(health):,} in {run.healthz_s:.1f} s = "
         f"{len(health) / run.healthz_s:,.1f}/s; {figures(health)}; hotline serve "
         f"{run.healthz_cpu_s * 1000 / max(len(health), 1):.2f} ms CPU/request"
+    )
+    ready = [s.seconds for s in run.readyz]
+    print(
+        f"  GET /readyz (SELECT 1 on a worker thread), {n} clients: {len(ready):,} in "
+        f"{run.readyz_s:.1f} s; {figures(ready)}; p99 = {pct_ms(ready, 99) / health_p99:.1f}x "
+        "/healthz"
     )
     end = run.began + run.window_s
     inside = [s for s in run.webhooks if s.done_at <= end]

@@ -120,7 +120,9 @@ def put_through(
         response.hangup()
 
 
-async def call_over(talk: Conversations, caller: str, call_sid: str, *, repeated: bool) -> None:
+async def call_over(
+    talk: Conversations, caller: str, record: records.CallRecord, *, repeated: bool
+) -> None:
     """The call ended. A hand-over nobody took becomes a call-back case; a request left
     half-way is filed; and a call in which the caller said nothing at all (pressed the one key
     and waited, or hung up at once) files a call-back case, so staff ring back.
@@ -128,8 +130,9 @@ async def call_over(talk: Conversations, caller: str, call_sid: str, *, repeated
     Every step is idempotent (provider ids), so a status callback Twilio repeats runs them again
     safely: a first delivery that failed half-way is finished by the repeat. Only closing the
     conversation waits for the first delivery: a repeat may come while the person is already on
-    a new call, whose request must not be cut short."""
-    record = await talk.run(records.call_record, talk.db, caller, call_sid)
+    a new call, whose request must not be cut short. ``record``: the call's rows, read with
+    its final status."""
+    call_sid = record.call_sid
     pending = record.pending_hand_over()
     if pending is not None:
         form = {"From": caller, "CallSid": call_sid}

@@ -26,15 +26,6 @@ def retiree_by_phone(session: Session, phone: str) -> Retiree | None:
         return None
 
 
-def caller_profile(db: Engine, phone: str) -> tuple[str | None, str | None]:
-    """The registered caller's name and language, if the number is known."""
-    with Session(db) as session:
-        retiree = retiree_by_phone(session, phone)
-        if retiree is None:
-            return None, None
-        return retiree.name, retiree.preferred_language
-
-
 def targets(db: Engine, caller: str, kind: str) -> list[Target]:
     """Whom to put the call through to, in order: the on-duty staff of the caller's community
     (then of the units above; the top unit's for an unknown caller), and in an emergency then
@@ -64,24 +55,82 @@ def record(
     """A record of the call in the messages table (its arrival, a status, a dialled number);
     False when Twilio repeated it (the provider id was seen)."""
     with Session(db) as session, session.begin():
+        return _record(session, address, provider_id, status, payload)
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """A call that came in: whether this is Twilio's first word of it, and who is calling."""
+
+    first: bool
+    name: str | None = None  # a registered caller's
+    language: str | None = None
+
+
+def arrival(
+    db: Engine, address: str, provider_id: str, status: str, payload: dict[str, Any]
+) -> Arrival:
+    """Record a call's arrival (as `record`) and find the caller, in one transaction."""
+    with Session(db) as session, session.begin():
         retiree = retiree_by_phone(session, address)
-        done = session.execute(
-            dialect_insert(session)(Message.__table__)
-            .values(
-                channel=CHANNEL,
-                direction=Direction.INBOUND.value,
-                address=address,
-                provider_id=provider_id,
-                text="",
-                payload=payload,
-                status=status[:20],
-                retiree_id=retiree.id if retiree is not None else None,
-                created_at=datetime.now(UTC),
-            )
+        first = _record(session, address, provider_id, status, payload, retiree)
+        if retiree is None:
+            return Arrival(first)
+        return Arrival(first, retiree.name, retiree.preferred_language)
+
+
+def record_status(
+    db: Engine, address: str, provider_id: str, status: str, payload: dict[str, Any], call_sid: str
+) -> tuple[bool, CallRecord]:
+    """Record a final status (as `record`) and read the call's record, in one transaction."""
+    with Session(db) as session, session.begin():
+        first = _record(session, address, provider_id, status, payload)
+        return first, _call_record(session, address, call_sid)
+
+
+_UNSET: Any = object()
+
+
+def _record(
+    session: Session,
+    address: str,
+    provider_id: str,
+    status: str,
+    payload: dict[str, Any],
+    retiree: Retiree | None = _UNSET,
+) -> bool:
+    if retiree is _UNSET:
+        retiree = retiree_by_phone(session, address)
+    row = {
+        "channel": CHANNEL,
+        "direction": Direction.INBOUND.value,
+        "address": address,
+        "provider_id": provider_id,
+        "text": "",
+        "payload": payload,
+        "status": status[:20],
+        "retiree_id": retiree.id if retiree is not None else None,
+        "created_at": datetime.now(UTC),
+    }
+    done = session.execute(_insert_once(session), row)
+    return done.first() is not None
+
+
+_INSERTS: dict[str, Any] = {}  # dialect name -> INSERT ... ON CONFLICT DO NOTHING RETURNING id
+
+
+def _insert_once(session: Session) -> Any:
+    name = session.get_bind().dialect.name
+    statement = _INSERTS.get(name)
+    if statement is None:
+        table = Message.__table__
+        statement = (
+            dialect_insert(session)(table)
             .on_conflict_do_nothing(index_elements=["channel", "provider_id"])
-            .returning(Message.__table__.c.id)  # not rowcount: psycopg says -1 here
+            .returning(table.c.id)  # not rowcount: psycopg says -1 here
         )
-        return done.first() is not None
+        _INSERTS[name] = statement
+    return statement
 
 
 @dataclass(frozen=True)
@@ -138,24 +187,23 @@ class CallRecord:
         return self.turn_number(asked)
 
 
-def call_record(db: Engine, caller: str, call_sid: str) -> CallRecord:
-    with Session(db) as session:
-        found = session.execute(
-            select(
-                Message.id,
-                Message.provider_id,
-                Message.text,
-                Message.payload,
-                Message.case_id,
-                Message.status,
-            )
-            .where(
-                Message.channel == CHANNEL,
-                Message.address == caller,
-                Message.direction == Direction.INBOUND,
-                Message.provider_id.startswith(f"{call_sid}:", autoescape=True),
-            )
-            .order_by(Message.id)
-        ).all()
+def _call_record(session: Session, caller: str, call_sid: str) -> CallRecord:
+    found = session.execute(
+        select(
+            Message.id,
+            Message.provider_id,
+            Message.text,
+            Message.payload,
+            Message.case_id,
+            Message.status,
+        )
+        .where(
+            Message.channel == CHANNEL,
+            Message.address == caller,
+            Message.direction == Direction.INBOUND,
+            Message.provider_id.startswith(f"{call_sid}:", autoescape=True),
+        )
+        .order_by(Message.id)
+    ).all()
     rows = [CallRow(r[0], r[1] or "", r[2] or "", r[3] or {}, r[4], r[5] or "") for r in found]
     return CallRecord(call_sid, rows)

@@ -79,17 +79,16 @@ def _conversation_routes(router: APIRouter, line: VoiceLine) -> None:
         caller, call_sid = caller_address(form), str(form.get("CallSid", ""))
         payload = {"event": "incoming_call", "to": form.get("To", "")}
         status = str(form.get("CallStatus", "ringing"))
-        first = await talk.run(records.record, talk.db, caller, f"{call_sid}:call", status, payload)
-        if first:
+        came = await talk.run(records.arrival, talk.db, caller, f"{call_sid}:call", status, payload)
+        if came.first:
             # A new call is a new conversation: whatever an earlier call left half-way is filed.
             await talk.close(CHANNEL, caller)
-        name, preferred = await talk.run(records.caller_profile, talk.db, caller)
-        lang = preferred if preferred in ("zh", "en") else settings.default_language
-        if name is not None:
-            greeting = line.text("greeting.known", lang, name=name)
+        lang = came.language if came.language in ("zh", "en") else settings.default_language
+        if came.name is not None:
+            greeting = line.text("greeting.known", lang, name=came.name)
         else:
             greeting = line.text("greeting.unknown", lang)
-        log.info("call_in", call_sid=call_sid, known=name is not None, repeated=not first)
+        log.info("call_in", call_sid=call_sid, known=came.name is not None, repeated=not came.first)
         response = VoiceResponse()
         step = Step(n=1, lang=lang)
         gather = line.gather(response, step.url("turn"), lang, one_key=False, keys_only=False)
@@ -215,10 +214,15 @@ def _status_route(router: APIRouter, line: VoiceLine) -> None:
             "sequence": form.get("SequenceNumber", ""),
         }
         pid = f"{call_sid}:status:{status}"
-        first = await talk.run(records.record, talk.db, caller, pid, status, payload)
-        log.info("call_status", call_sid=call_sid, status=status, repeated=not first)
         if status in FINAL_STATUSES and inbound:
-            await call_over(talk, caller, call_sid, repeated=not first)
+            first, record = await talk.run(
+                records.record_status, talk.db, caller, pid, status, payload, call_sid
+            )
+            log.info("call_status", call_sid=call_sid, status=status, repeated=not first)
+            await call_over(talk, caller, record, repeated=not first)
+        else:
+            first = await talk.run(records.record, talk.db, caller, pid, status, payload)
+            log.info("call_status", call_sid=call_sid, status=status, repeated=not first)
         key = request.query_params.get("k")
         if key and not inbound:
             # Every delivery, not only the first: a repeat finds the outcome set and does nothing.
