@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import select
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -129,6 +129,20 @@ def dialect_insert(session: Session) -> Any:
     if session.get_bind().dialect.name == "postgresql":
         return postgresql.insert
     return sqlite.insert
+
+
+_BUILT: dict[tuple[str, str], Any] = {}
+
+
+def insert_statement(session: Session, name: str, build: Callable[[Any], Any]) -> Any:
+    """The statement ``name``, built once per database kind by ``build(insert)`` from that
+    database's INSERT construct (a statement on a webhook's path: building it anew each time,
+    and working out its cache key, costs more than running it)."""
+    key = (name, session.get_bind().dialect.name)
+    statement = _BUILT.get(key)
+    if statement is None:
+        statement = _BUILT[key] = build(dialect_insert(session))
+    return statement
 
 
 def ping(engine: Engine | None = None) -> None:

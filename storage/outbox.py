@@ -20,7 +20,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from config.i18n import DEFAULT_LANGUAGE, Catalogs, get_catalogs
-from storage.db import dialect_insert
+from storage.db import insert_statement
 from storage.models import Case, OutboxItem, OutboxStatus
 from storage.types import utcnow
 
@@ -66,16 +66,15 @@ def enqueue(
 
 
 _ID_OF_KEY = select(OutboxItem.id).where(OutboxItem.idempotency_key == bindparam("key"))
-_INSERTS: dict[str, Any] = {}  # dialect name -> INSERT ... ON CONFLICT DO NOTHING RETURNING id
 
 
 def _insert_once(session: Session) -> Any:
-    name = session.get_bind().dialect.name
-    statement = _INSERTS.get(name)
-    if statement is None:
-        table = OutboxItem.__table__
-        statement = (
-            dialect_insert(session)(table)
+    table = OutboxItem.__table__
+    return insert_statement(
+        session,
+        "outbox.enqueue",
+        lambda insert: (
+            insert(table)
             .values(
                 channel=bindparam("channel"),
                 address=bindparam("address"),
@@ -91,9 +90,8 @@ def _insert_once(session: Session) -> Any:
             )
             .on_conflict_do_nothing(index_elements=["idempotency_key"])
             .returning(table.c.id)
-        )
-        _INSERTS[name] = statement
-    return statement
+        ),
+    )
 
 
 def claim_due(

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from bot.channels.twilio_voice.steps import ANSWERED, CHANNEL, EMERGENCY, Target
 from bot.messages import Hint
 from bot.notify import on_duty_staff
-from storage.db import dialect_insert
+from storage.db import insert_statement
 from storage.directory import find_retiree_by_phone
 from storage.models import Direction, Message, Retiree, Unit
 from storage.phones import InvalidPhoneNumber
@@ -116,21 +116,16 @@ def _record(
     return done.first() is not None
 
 
-_INSERTS: dict[str, Any] = {}  # dialect name -> INSERT ... ON CONFLICT DO NOTHING RETURNING id
-
-
 def _insert_once(session: Session) -> Any:
-    name = session.get_bind().dialect.name
-    statement = _INSERTS.get(name)
-    if statement is None:
-        table = Message.__table__
-        statement = (
-            dialect_insert(session)(table)
+    return insert_statement(
+        session,
+        "call_record",
+        lambda insert: (
+            insert(Message.__table__)
             .on_conflict_do_nothing(index_elements=["channel", "provider_id"])
-            .returning(table.c.id)  # not rowcount: psycopg says -1 here
-        )
-        _INSERTS[name] = statement
-    return statement
+            .returning(Message.__table__.c.id)
+        ),  # not rowcount: psycopg says -1 here
+    )
 
 
 @dataclass(frozen=True)
