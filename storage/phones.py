@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import phonenumbers
 
 DEFAULT_REGION = "CN"  # a number written without +86 is taken as Chinese
@@ -26,12 +28,20 @@ def normalize_phone(raw: str, region: str = DEFAULT_REGION) -> str:
         text = "+" + text[2:]
     if not text:
         raise InvalidPhoneNumber(str(raw), "empty")
+    e164 = _e164(text, region)
+    if e164 is None:
+        raise InvalidPhoneNumber(str(raw))
+    return e164
+
+
+@lru_cache(maxsize=4096)  # every webhook of a call or SMS looks up the same few numbers
+def _e164(text: str, region: str) -> str | None:
     try:
         parsed = phonenumbers.parse(text, region)
-    except phonenumbers.NumberParseException as exc:
-        raise InvalidPhoneNumber(str(raw)) from exc
+    except phonenumbers.NumberParseException:
+        return None
     if not phonenumbers.is_valid_number(parsed):
-        raise InvalidPhoneNumber(str(raw))
+        return None
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
