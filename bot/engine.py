@@ -422,8 +422,7 @@ class ConversationEngine:
         found = []
         for channel, address, data in rows:
             state = Dialogue.load(data)
-            unfinished = [t for t in [state.task, *state.suspended] if t is not None and not t.done]
-            if unfinished:
+            if state.unfinished():
                 found.append((channel, address))
         return found
 

@@ -74,3 +74,17 @@ class Dialogue(_State):
 
     def dump(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_defaults=True)
+
+    def unfinished(self) -> list[Task]:
+        """The requests left half-way: the current one and those put aside."""
+        return [t for t in [self.task, *self.suspended] if t is not None and not t.done]
+
+    @classmethod
+    def nothing_to_close(cls, data: dict[str, Any] | None) -> bool:
+        """Closing a conversation stored as ``data`` would change nothing: it is empty, or it
+        ended (goodbye was said) with no request half-way, so its next turn starts afresh
+        anyway. A caller that reads this can spare the closing transaction."""
+        if not data:
+            return True
+        state = cls.load(data)
+        return state.ended and not state.unfinished()

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from bot.engine import ConversationEngine, TurnResult
 from bot.messages import Hint, Inbound
 from bot.notify import on_duty_staff
-from bot.state import Dialogue
+from bot.state import Dialogue, Task
 from bot.worker import sweep_idle_conversations
 from config.settings import Settings
 from nlu.embedded import EmbeddedParser
@@ -229,3 +229,20 @@ async def test_the_sweeper_closes_idle_conversations_until_stopped(
     await asyncio.wait_for(sweeper, timeout=5)
     with transaction(engine) as session:
         assert [c.details.get("incomplete") for c in session.scalars(select(Case))] == [True]
+
+
+@pytest.mark.parametrize(
+    ("state", "nothing"),
+    [
+        (None, True),
+        ({}, True),
+        (Dialogue(ended=True, turns=4, cases=["2026-000001"]), True),
+        (Dialogue(ended=True, task=Task(handler="help_request", done=True)), True),
+        (Dialogue(task=Task(handler="help_request")), False),  # half-way
+        (Dialogue(ended=True, suspended=[Task(handler="complaint")]), False),  # put aside
+        (Dialogue(turns=1), False),  # not ended: closing starts it afresh
+    ],
+)
+def test_nothing_to_close(state: Dialogue | dict | None, nothing: bool) -> None:
+    data = state.dump() if isinstance(state, Dialogue) else state
+    assert Dialogue.nothing_to_close(data) is nothing

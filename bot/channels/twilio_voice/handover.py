@@ -120,9 +120,7 @@ def put_through(
         response.hangup()
 
 
-async def call_over(
-    talk: Conversations, caller: str, record: records.CallRecord, *, repeated: bool
-) -> None:
+async def call_over(talk: Conversations, caller: str, ending: records.Ending) -> None:
     """The call ended. A hand-over nobody took becomes a call-back case; a request left
     half-way is filed; and a call in which the caller said nothing at all (pressed the one key
     and waited, or hung up at once) files a call-back case, so staff ring back.
@@ -130,14 +128,16 @@ async def call_over(
     Every step is idempotent (provider ids), so a status callback Twilio repeats runs them again
     safely: a first delivery that failed half-way is finished by the repeat. Only closing the
     conversation waits for the first delivery: a repeat may come while the person is already on
-    a new call, whose request must not be cut short. ``record``: the call's rows, read with
-    its final status."""
+    a new call, whose request must not be cut short; and only when there is something to
+    close. ``ending``: what was read with the final status."""
+    record = ending.record
     call_sid = record.call_sid
     pending = record.pending_hand_over()
     if pending is not None:
         form = {"From": caller, "CallSid": call_sid}
         await talk.turn(hand_over_unanswered(form, pending, None))
-    filed = [] if repeated else await talk.close(CHANNEL, caller)
+    close = ending.first and (ending.left_open or pending is not None)
+    filed = await talk.close(CHANNEL, caller) if close else []
     if pending is not None or filed or record.heard_anything() or record.filed_anything():
         log.info("call_over", call_sid=call_sid, filed=filed, hand_over=pending)
         return

@@ -7,15 +7,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, bindparam, select
 from sqlalchemy.orm import Session
 
 from bot.channels.twilio_voice.steps import ANSWERED, CHANNEL, EMERGENCY, Target
 from bot.messages import Hint
 from bot.notify import on_duty_staff
+from bot.state import Dialogue
 from storage.db import insert_statement
 from storage.directory import find_retiree_by_phone
-from storage.models import Direction, Message, Retiree, Unit
+from storage.models import ConversationState, Direction, Message, Retiree, Unit
 from storage.phones import InvalidPhoneNumber
 
 
@@ -60,9 +61,11 @@ def record(
 
 @dataclass(frozen=True)
 class Arrival:
-    """A call that came in: whether this is Twilio's first word of it, and who is calling."""
+    """A call that came in: whether this is Twilio's first word of it, who is calling, and
+    whether the caller's conversation has something to close (`Dialogue.nothing_to_close`)."""
 
     first: bool
+    left_open: bool
     name: str | None = None  # a registered caller's
     language: str | None = None
 
@@ -70,22 +73,46 @@ class Arrival:
 def arrival(
     db: Engine, address: str, provider_id: str, status: str, payload: dict[str, Any]
 ) -> Arrival:
-    """Record a call's arrival (as `record`) and find the caller, in one transaction."""
+    """Record a call's arrival (as `record`), find the caller and look at their conversation,
+    in one transaction."""
     with Session(db) as session, session.begin():
         retiree = retiree_by_phone(session, address)
         first = _record(session, address, provider_id, status, payload, retiree)
+        left_open = _left_open(session, address)
         if retiree is None:
-            return Arrival(first)
-        return Arrival(first, retiree.name, retiree.preferred_language)
+            return Arrival(first, left_open)
+        return Arrival(first, left_open, retiree.name, retiree.preferred_language)
 
 
-def record_status(
+@dataclass(frozen=True)
+class Ending:
+    """A call's final status: whether this is its first delivery, the call's rows, and whether
+    the caller's conversation has something to close."""
+
+    first: bool
+    record: CallRecord
+    left_open: bool
+
+
+def record_ending(
     db: Engine, address: str, provider_id: str, status: str, payload: dict[str, Any], call_sid: str
-) -> tuple[bool, CallRecord]:
-    """Record a final status (as `record`) and read the call's record, in one transaction."""
+) -> Ending:
+    """Record a final status (as `record`), read the call's rows and look at the caller's
+    conversation, in one transaction."""
     with Session(db) as session, session.begin():
         first = _record(session, address, provider_id, status, payload)
-        return first, _call_record(session, address, call_sid)
+        record = _call_record(session, address, call_sid)
+        return Ending(first, record, _left_open(session, address))
+
+
+def _left_open(session: Session, address: str) -> bool:
+    data = session.execute(_STATE, {"address": address}).scalar()
+    return not Dialogue.nothing_to_close(data)
+
+
+_STATE = select(ConversationState.state).where(
+    ConversationState.channel == CHANNEL, ConversationState.address == bindparam("address")
+)
 
 
 _UNSET: Any = object()

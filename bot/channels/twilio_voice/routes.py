@@ -80,7 +80,7 @@ def _conversation_routes(router: APIRouter, line: VoiceLine) -> None:
         payload = {"event": "incoming_call", "to": form.get("To", "")}
         status = str(form.get("CallStatus", "ringing"))
         came = await talk.run(records.arrival, talk.db, caller, f"{call_sid}:call", status, payload)
-        if came.first:
+        if came.first and came.left_open:
             # A new call is a new conversation: whatever an earlier call left half-way is filed.
             await talk.close(CHANNEL, caller)
         lang = came.language if came.language in ("zh", "en") else settings.default_language
@@ -215,11 +215,11 @@ def _status_route(router: APIRouter, line: VoiceLine) -> None:
         }
         pid = f"{call_sid}:status:{status}"
         if status in FINAL_STATUSES and inbound:
-            first, record = await talk.run(
-                records.record_status, talk.db, caller, pid, status, payload, call_sid
+            ending = await talk.run(
+                records.record_ending, talk.db, caller, pid, status, payload, call_sid
             )
-            log.info("call_status", call_sid=call_sid, status=status, repeated=not first)
-            await call_over(talk, caller, record, repeated=not first)
+            log.info("call_status", call_sid=call_sid, status=status, repeated=not ending.first)
+            await call_over(talk, caller, ending)
         else:
             first = await talk.run(records.record, talk.db, caller, pid, status, payload)
             log.info("call_status", call_sid=call_sid, status=status, repeated=not first)

@@ -15,6 +15,7 @@ from sqlalchemy import Engine, func, select
 
 from bot.app import create_app
 from bot.messages import speak_digits
+from bot.state import Dialogue
 from config.settings import Settings
 from storage.db import transaction
 from storage.models import (
@@ -436,6 +437,34 @@ def test_a_request_left_half_way_is_filed_at_hang_up(line: Line) -> None:
 def test_a_finished_call_files_no_callback(line: Line) -> None:
     line.caller.call([Speak("我的事办到哪了"), Speak("没有了")], caller=WANG)
     assert cases(line.engine) == []
+
+
+def conversation_row(engine: Engine) -> tuple[dict, object]:
+    with transaction(engine) as session:
+        row = session.scalars(
+            select(ConversationState).where(ConversationState.address == WANG)
+        ).one()
+        return dict(row.state), row.updated_at
+
+
+def test_a_new_call_files_what_an_earlier_call_left_half_way(line: Line) -> None:
+    # The first call's status callback never came: its request waits, half-way.
+    line.caller.call([Speak("我想报销住院的药费"), HangUp()], caller=WANG, status_callback=False)
+    assert cases(line.engine) == []
+    line.caller.call([HangUp()], caller=WANG, status_callback=False)
+    [case] = cases(line.engine)  # filed when the second call came in
+    assert case.category == "medication_reimbursement" and case.details["incomplete"]
+    state, _ = conversation_row(line.engine)
+    assert Dialogue.load(state).unfinished() == []
+
+
+def test_a_call_after_a_finished_one_leaves_the_conversation_alone(line: Line) -> None:
+    line.caller.call([Speak("我的事办到哪了"), Speak("没有了")], caller=WANG)
+    before = conversation_row(line.engine)
+    assert Dialogue.nothing_to_close(before[0])  # it ended with goodbye
+    line.caller.call([HangUp()], caller=WANG, status_callback=False)
+    # Nothing to close: the arrival spared the closing transaction (the row is as it was).
+    assert conversation_row(line.engine) == before
 
 
 # -- low confidence ------------------------------------------------------------------------------
