@@ -17,9 +17,9 @@ from typing import Any, cast
 
 import structlog
 from sqlalchemy import Engine as DbEngine
-from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import and_, bindparam, insert, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from bot import dialogue
 from bot.messages import Choice, Hint, Inbound, Reply
@@ -176,7 +176,7 @@ class ConversationEngine:
                     if then is not None:
                         then(session, result)
                     return result
-            except (CaseConflict, OperationalError) as exc:
+            except (CaseConflict, OperationalError, IntegrityError) as exc:
                 if attempt == ATTEMPTS or not _retryable(exc):
                     raise
                 log.warning(
@@ -186,15 +186,13 @@ class ConversationEngine:
 
     def _turn(self, session: Session, inbound: Inbound, parse: dict[str, Any] | None) -> TurnResult:
         now = inbound.received_at
-        row, retiree = _lock_conversation(session, inbound.channel, inbound.address, now)
-        if inbound.provider_id:
-            earlier = session.execute(
-                _EARLIER, {"channel": inbound.channel, "provider_id": inbound.provider_id}
-            ).first()
-            if earlier is not None:
-                log.info("redelivery", channel=inbound.channel, provider_id=inbound.provider_id)
-                replies = [_reply_from_json(r) for r in earlier.payload.get("replies", [])]
-                return TurnResult(replies, redelivered=True, retiree_id=earlier.retiree_id)
+        row, retiree, earlier = _lock_conversation(
+            session, inbound.channel, inbound.address, now, inbound.provider_id
+        )
+        if earlier is not None:
+            log.info("redelivery", channel=inbound.channel, provider_id=inbound.provider_id)
+            replies = [_reply_from_json(r) for r in earlier.payload.get("replies", [])]
+            return TurnResult(replies, redelivered=True, retiree_id=earlier.retiree_id)
 
         state = Dialogue.load(row.state)
         idle = bool(row.state) and now - row.updated_at > timedelta(
@@ -297,7 +295,7 @@ class ConversationEngine:
         left half-way with what is known, and start afresh next time. Returns the case numbers."""
         now = now or utcnow()
         with self._sessions.begin() as session:
-            row, retiree = _lock_conversation(session, channel, address, now)
+            row, retiree, _ = _lock_conversation(session, channel, address, now)
             inbound = Inbound(channel=channel, address=address, provider_id=None, received_at=now)
             turn = Turn(
                 session=session,
@@ -339,7 +337,7 @@ class ConversationEngine:
             try:
                 with self._sessions.begin() as session:
                     return self._file_silent_call(session, channel, address, provider_id, now)
-            except (CaseConflict, OperationalError) as exc:
+            except (CaseConflict, OperationalError, IntegrityError) as exc:
                 if attempt == ATTEMPTS or not _retryable(exc):
                     raise
                 log.warning("silent_call_retried", attempt=attempt, error=str(exc)[:200])
@@ -348,10 +346,7 @@ class ConversationEngine:
     def _file_silent_call(
         self, session: Session, channel: str, address: str, provider_id: str, now: datetime
     ) -> SilentCall:
-        row, retiree = _lock_conversation(session, channel, address, now)
-        earlier = session.execute(
-            _EARLIER, {"channel": channel, "provider_id": provider_id}
-        ).first()
+        row, retiree, earlier = _lock_conversation(session, channel, address, now, provider_id)
         if earlier is not None:
             return SilentCall(list(earlier.payload.get("filed", [])), redelivered=True)
         inbound = Inbound(
@@ -473,17 +468,24 @@ def _file_unfinished_registration(turn: Turn, task: Task) -> Case:
 
 # Built once: a turn's statements differ only in their parameters, and building them anew
 # costs more Python time per turn than the database takes to run them.
+# The conversation row, locked, with its retiree and the record of an earlier delivery of the
+# same message (none when provider_id is NULL): one round trip for all three.
+_EARLIER = aliased(Message, name="earlier")
 _LOCK = (
-    select(ConversationState, Retiree)
+    select(ConversationState, Retiree, _EARLIER.payload, _EARLIER.retiree_id)
     .outerjoin(Retiree, Retiree.id == ConversationState.retiree_id)
+    .outerjoin(
+        _EARLIER,
+        and_(
+            _EARLIER.channel == bindparam("channel"),
+            _EARLIER.provider_id == bindparam("provider_id"),
+        ),
+    )
     .where(
         ConversationState.channel == bindparam("channel"),
         ConversationState.address == bindparam("address"),
     )
     .with_for_update(of=ConversationState)
-)
-_EARLIER = select(Message.payload, Message.retiree_id).where(
-    Message.channel == bindparam("channel"), Message.provider_id == bindparam("provider_id")
 )
 _SAVE_STATE = (
     update(ConversationState.__table__)
@@ -495,12 +497,27 @@ _SAVE_STATE = (
 _ADD_MESSAGES = insert(Message.__table__)
 
 
+@dataclass(frozen=True)
+class Earlier:
+    """What an earlier delivery of the same message recorded."""
+
+    payload: dict[str, Any]
+    retiree_id: int | None
+
+
 def _lock_conversation(
-    session: Session, channel: str, address: str, now: datetime
-) -> tuple[ConversationState, Retiree | None]:
+    session: Session, channel: str, address: str, now: datetime, provider_id: str | None = None
+) -> tuple[ConversationState, Retiree | None, Earlier | None]:
     """The person's conversation row (created if new) with its retiree, locked until the turn
-    commits (SQLite: the transaction began IMMEDIATE, which already serialises writers)."""
-    params = {"channel": channel, "address": address}
+    commits (SQLite: the transaction began IMMEDIATE, which already serialises writers), and
+    what an earlier delivery of message ``provider_id`` recorded, if there was one.
+
+    PostgreSQL: a delivery that waited here for another delivery of the same message reads the
+    messages as they were before it waited (its statement's snapshot), so it does not see the
+    other's record and runs the turn; inserting its own record then breaks the unique
+    (channel, provider_id), the transaction rolls back and `ConversationEngine.handle` runs it
+    again, when it finds the other's record. Rare, and it spares every turn a round trip."""
+    params = {"channel": channel, "address": address, "provider_id": provider_id}
     found = session.execute(_LOCK, params).first()
     if found is None:  # a new conversation: one statement more, once
         session.execute(
@@ -509,7 +526,9 @@ def _lock_conversation(
             .on_conflict_do_nothing(index_elements=["channel", "address"])
         )
         found = session.execute(_LOCK, params).one()
-    return found[0], found[1]
+    row, retiree, payload, retiree_id = found
+    earlier = Earlier(payload or {}, retiree_id) if payload is not None else None
+    return row, retiree, earlier
 
 
 def _identify(session: Session, inbound: Inbound) -> Retiree | None:
@@ -573,6 +592,8 @@ def _understand(
 def _retryable(exc: Exception) -> bool:
     if isinstance(exc, CaseConflict):
         return True
+    if isinstance(exc, IntegrityError):  # another delivery of the message got there first
+        return "provider_id" in str(exc.orig)
     text = str(exc).lower()
     return "deadlock" in text or "could not serialize" in text or "database is locked" in text
 
