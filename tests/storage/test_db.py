@@ -27,7 +27,10 @@ def terminate(pg_server: PostgresServer, pids: set[int]) -> None:
     try:
         with admin.begin() as conn:
             for pid in pids:
-                assert conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar()
+                # With a timeout it waits until the backend is gone (its socket closed), as
+                # after a restart; without, a pooled connection could be taken in between.
+                ended = conn.execute(text("SELECT pg_terminate_backend(:p, 5000)"), {"p": pid})
+                assert ended.scalar()
     finally:
         admin.dispose()
 
