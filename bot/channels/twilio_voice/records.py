@@ -56,7 +56,8 @@ def record(
     """A record of the call in the messages table (its arrival, a status, a dialled number);
     False when Twilio repeated it (the provider id was seen)."""
     with Session(db) as session, session.begin():
-        return _record(session, address, provider_id, status, payload)
+        retiree = retiree_by_phone(session, address)
+        return _record(session, address, provider_id, status, payload, retiree)
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,8 @@ def record_ending(
     """Record a final status (as `record`), read the call's rows and look at the caller's
     conversation, in one transaction."""
     with Session(db) as session, session.begin():
-        first = _record(session, address, provider_id, status, payload)
+        retiree = retiree_by_phone(session, address)
+        first = _record(session, address, provider_id, status, payload, retiree)
         record = _call_record(session, address, call_sid)
         return Ending(first, record, _left_open(session, address))
 
@@ -115,19 +117,14 @@ _STATE = select(ConversationState.state).where(
 )
 
 
-_UNSET: Any = object()
-
-
 def _record(
     session: Session,
     address: str,
     provider_id: str,
     status: str,
     payload: dict[str, Any],
-    retiree: Retiree | None = _UNSET,
+    retiree: Retiree | None,
 ) -> bool:
-    if retiree is _UNSET:
-        retiree = retiree_by_phone(session, address)
     row = {
         "channel": CHANNEL,
         "direction": Direction.INBOUND.value,
