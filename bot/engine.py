@@ -85,8 +85,9 @@ class TurnResult:
 
 
 # A turn makes many short-lived objects (ORM rows, parse results, request scopes) that reference
-# counting frees anyway; at Python's default of 700 the collector ran during most turns. 50,000 cut the server's CPU per webhook by about 14% (benchmarks/webhook_bench.py)
-# for a few MB more at most.
+# counting frees anyway; at Python's default of 700 the collector ran during most turns. 50,000
+# cut the server's CPU per webhook by about 14% (benchmarks/webhook_bench.py), for a few MB more
+# at most.
 GC_YOUNG_THRESHOLD = 50_000
 
 
@@ -527,7 +528,7 @@ def _lock_conversation(
         )
         found = session.execute(_LOCK, params).one()
     row, retiree, payload, retiree_id = found
-    earlier = Earlier(payload or {}, retiree_id) if payload is not None else None
+    earlier = Earlier(payload, retiree_id) if payload is not None else None
     return row, retiree, earlier
 
 

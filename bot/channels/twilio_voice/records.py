@@ -144,11 +144,12 @@ def _insert_once(session: Session) -> Any:
     return insert_statement(
         session,
         "call_record",
+        # RETURNING, not rowcount, tells a new row: psycopg says -1 here.
         lambda insert: (
             insert(Message.__table__)
             .on_conflict_do_nothing(index_elements=["channel", "provider_id"])
             .returning(Message.__table__.c.id)
-        ),  # not rowcount: psycopg says -1 here
+        ),
     )
 
 
