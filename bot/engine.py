@@ -196,9 +196,7 @@ class ConversationEngine:
             return TurnResult(replies, redelivered=True, retiree_id=earlier.retiree_id)
 
         state = Dialogue.load(row.state)
-        idle = bool(row.state) and now - row.updated_at > timedelta(
-            minutes=self.services.dialogue.idle_minutes
-        )
+        idle = bool(row.state) and row.updated_at < self._idle_cutoff(now)
         if retiree is None:
             retiree = _identify(session, inbound)
         turn = Turn(
@@ -290,13 +288,25 @@ class ConversationEngine:
     # -- the end of a conversation ----------------------------------------------------------
 
     def close_conversation(
-        self, channel: str, address: str, *, now: datetime | None = None
+        self,
+        channel: str,
+        address: str,
+        *,
+        now: datetime | None = None,
+        quiet_since: datetime | None = None,
     ) -> list[str]:
         """The person went away (hung up, or the conversation went idle): file any request
-        left half-way with what is known, and start afresh next time. Returns the case numbers."""
+        left half-way with what is known, and start afresh next time. Returns the case numbers.
+
+        ``quiet_since``: close only if no turn came after it, read under the lock. The idle
+        sweep lists conversations and then closes them one by one; a person who writes again
+        in between keeps the conversation she is in."""
         now = now or utcnow()
         with self._sessions.begin() as session:
             row, retiree, _ = _lock_conversation(session, channel, address, now)
+            if quiet_since is not None and row.updated_at >= quiet_since:
+                log.info("idle_conversation_spoke_again", channel=channel)
+                return []
             inbound = Inbound(channel=channel, address=address, provider_id=None, received_at=now)
             turn = Turn(
                 session=session,
@@ -317,10 +327,15 @@ class ConversationEngine:
         """Close every conversation left half-way and idle for idle_minutes, filing what each
         was told (the person hung up or walked away): run now and then by the server or the
         worker. Returns the case numbers filed."""
+        now = now or utcnow()
+        cutoff = self._idle_cutoff(now)
         filed: list[str] = []
         for channel, address in self.idle_conversations(now=now):
-            filed += self.close_conversation(channel, address, now=now)
+            filed += self.close_conversation(channel, address, now=now, quiet_since=cutoff)
         return filed
+
+    def _idle_cutoff(self, now: datetime) -> datetime:
+        return now - timedelta(minutes=self.services.dialogue.idle_minutes)
 
     # -- a call in which nothing was said -------------------------------------------------------
 
@@ -407,8 +422,7 @@ class ConversationEngine:
     def idle_conversations(self, *, now: datetime | None = None) -> list[tuple[str, str]]:
         """(channel, address) of conversations with a request left half-way and no turn for
         idle_minutes: the worker closes them so those requests reach staff."""
-        now = now or utcnow()
-        cutoff = now - timedelta(minutes=self.services.dialogue.idle_minutes)
+        cutoff = self._idle_cutoff(now or utcnow())
         with self._sessions.begin() as session:
             rows = session.execute(
                 select(

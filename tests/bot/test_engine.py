@@ -148,6 +148,25 @@ def test_closing_a_conversation_files_the_unfinished_request(
         assert case.original_text == "我想报销住院的药费"
 
 
+def test_the_sweep_leaves_a_conversation_the_person_came_back_to(
+    engine: Engine, bot: ConversationEngine
+) -> None:
+    (phone,) = people(engine, 1)
+    bot.handle(message(phone, "我想报销住院的药费", 0))
+    later = NOW + timedelta(minutes=31)
+    assert bot.idle_conversations(now=later) == [("sms", phone)]  # the sweep lists it...
+    # ...she writes again before the sweep closes it: the earlier request is filed (she was
+    # idle) and a new one begins, which the sweep must not close under her.
+    bot.handle(message(phone, "我想报销门诊的药费", 1, at=later))
+    quiet_since = later - timedelta(minutes=30)
+    assert bot.close_conversation("sms", phone, now=later, quiet_since=quiet_since) == []
+    reply = bot.handle(message(phone, "三百块", 2, at=later + timedelta(minutes=1)))
+    assert "票据" in reply.replies[-1].text  # still in the request she began at minute 31
+    with transaction(engine) as session:
+        (case,) = session.scalars(select(Case)).all()
+        assert case.original_text == "我想报销住院的药费"
+
+
 def test_english_profile_is_answered_in_english(engine: Engine, bot: ConversationEngine) -> None:
     with transaction(engine) as session:
         tree = make_unit_tree(session)
