@@ -44,6 +44,7 @@ from storage.models import (
     OutboxStatus,
 )
 from storage.outbox import enqueue
+from storage.types import utcnow
 from tests.factories import make_retiree, make_unit_tree
 from tests.fakes.twilio_rest import FakeTwilio
 
@@ -629,8 +630,11 @@ def outbound_sent_as(engine: Engine, sid: str) -> Message | None:
 
 
 def test_the_worker_sends_the_replies_and_their_delivery_comes_back(
-    app_of: Any, engine: Engine
+    app_of: Any, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The in-process worker also sweeps idle conversations by the real clock: messages dated
+    # START would be days idle to it, and their conversation closed between two turns.
+    monkeypatch.setattr(twilio_messaging, "utcnow", utcnow)
     registered_person(engine)
     with FakeTwilio() as fake, app_of(run_worker=True, twilio_api_url=fake.url) as twilio:
         twilio.message("我想报销药费，大概三百块，是上个月住院的", "SM2001")
