@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from config.categories import CategoryConfig, get_categories
+from config.settings import Settings, get_settings
 from storage.db import transaction
 
 log = structlog.get_logger(__name__)
@@ -38,14 +40,21 @@ class PeriodicJob:
     every_s: float
 
 
-def default_jobs() -> list[PeriodicJob]:
+def default_jobs(settings: Settings | None = None) -> list[PeriodicJob]:
     """The jobs of a deployment. Emergencies are looked at often: one unclaimed for two
-    minutes must ring again."""
+    minutes must ring again. A case moved up is posted to its new unit's Telegram group (and
+    to whoever may take it now) when the deployment has a Telegram bot."""
     from storage import escalation, follow_ups
 
+    settings = settings or get_settings()
+    on_moved = None
+    if settings.telegram_enabled:
+        from bot.channels.telegram import new_case_announcer
+
+        on_moved = new_case_announcer(settings, moved=True)
     return [
         PeriodicJob("follow_ups", follow_ups.run_due, 60.0),
-        PeriodicJob("escalation", escalation.run_due, 15.0),
+        PeriodicJob("escalation", functools.partial(escalation.run_due, on_moved=on_moved), 15.0),
     ]
 
 

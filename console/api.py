@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from console.case_actions import TEXT_ACTIONS
+from console.case_actions import TEXT_ACTIONS, transfer_case
 from console.case_view import find_case, load_case_view
 from console.queue import Filters, View, load_queue, queue_row
 from console.web import DB, console
@@ -245,14 +245,14 @@ def transfer(
         if person is None:
             raise InvalidCaseInput(f"no person with the user name {body.to_username!r}")
     case = find_case(session, number)
-    actions.transfer(
+    transfer_case(
+        console(request),
         session,
         case,
         Actor.person(me),
         reason=body.reason,
         to_unit=unit,
         to_staff=person,
-        categories=console(request).categories,
     )
     session.refresh(case, ["unit"])
     return _summary(case, case.unit.code, utcnow())

@@ -8,8 +8,9 @@ from collections.abc import Callable
 from sqlalchemy.orm import Session
 
 from config.categories import CategoryConfig
+from console.web import ConsoleConfig
 from storage import actions, replies
-from storage.models import Case
+from storage.models import Case, Staff, Unit
 from storage.permissions import Actor
 
 # action -> (form field, required, what to call)
@@ -48,3 +49,29 @@ DONE_KEYS = {
     "reopen": "console.case.reopened",
     "cancel": "console.case.cancelled",
 }
+
+
+def transfer_case(
+    config: ConsoleConfig,
+    session: Session,
+    case: Case,
+    actor: Actor,
+    *,
+    reason: str,
+    to_unit: Unit | None,
+    to_staff: Staff | None,
+) -> None:
+    """A transfer from the console (form or API): a case that goes to another unit's queue is
+    posted to those who may take it there (its Telegram group), in the same transaction."""
+    moved_from = case.unit_id
+    actions.transfer(
+        session,
+        case,
+        actor,
+        reason=reason,
+        to_unit=to_unit,
+        to_staff=to_staff,
+        categories=config.categories,
+    )
+    if to_unit is not None and case.unit_id != moved_from:
+        config.moved(session, case)

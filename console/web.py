@@ -7,7 +7,7 @@ actions) without a front-end build step. Every text comes from config/messages/<
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +22,7 @@ from starlette.responses import Response
 from config.categories import CategoryConfig, load_categories
 from config.i18n import LANGUAGES, Catalogs, load_catalogs
 from config.settings import Settings
+from storage.models import Case
 
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
@@ -37,19 +38,33 @@ class ConsoleConfig:
     categories: CategoryConfig
     templates: Jinja2Templates
     zone: ZoneInfo
+    # Told of a case a transfer moved to another unit's queue, in the transfer's transaction
+    # (the Telegram bot posts it to the unit's group); None without a bot.
+    on_moved: Callable[[Session, Sequence[Case]], object] | None = None
 
     @classmethod
     def load(cls, settings: Settings) -> ConsoleConfig:
         catalogs = load_catalogs(settings.config_dir / "messages")
         templates = Jinja2Templates(directory=str(TEMPLATES))
         templates.env.globals["languages"] = LANGUAGES
+        on_moved = None
+        if settings.telegram_enabled:
+            from bot.channels.telegram import new_case_announcer
+
+            on_moved = new_case_announcer(settings, moved=True)
         return cls(
             settings=settings,
             catalogs=catalogs,
             categories=load_categories(settings.config_dir / "categories.yml"),
             templates=templates,
             zone=ZoneInfo(settings.timezone),
+            on_moved=on_moved,
         )
+
+    def moved(self, session: Session, case: Case) -> None:
+        """``case`` was moved to another unit's queue."""
+        if self.on_moved is not None:
+            self.on_moved(session, [case])
 
 
 def db(request: Request) -> Iterator[Session]:

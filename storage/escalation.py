@@ -5,6 +5,7 @@
   a grace period later (half the category's claim window, at least MIN_GRACE), it moves up one
   level (storage.actions.escalate: community → station → center, priority raised, a fresh claim
   deadline there), where the same begins again. A unit with nobody to remind moves it up at once.
+  A case moved up is posted to its new unit's Telegram group (the ``on_moved`` hook).
 - At the top level (the center) it can move no further: its staff are reminded again at most
   once per claim window (at least MIN_GRACE apart).
 - An emergency unclaimed EMERGENCY_AFTER after it was filed, whose alert calls nobody took:
@@ -23,6 +24,7 @@ personal data of the retiree: the console shows the details to those who open th
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -70,13 +72,21 @@ NOTICE_KIND = "escalation_notice"  # the outbox payload kind of a reminder
 STATION_ALERT_KIND = "emergency_alert"  # as the emergency's first alerts (worker.kind.*)
 RERING_WAVE = 2
 SYSTEM = Actor.system()
+# Told of a case moved to another unit's queue, in the transaction that moved it.
+MovedHook = Callable[[Session, Sequence[Case]], object]
 
 
 def run_due(
-    session: Session, now: datetime, categories: CategoryConfig, *, limit: int = BATCH
+    session: Session,
+    now: datetime,
+    categories: CategoryConfig,
+    *,
+    limit: int = BATCH,
+    on_moved: MovedHook | None = None,
 ) -> int:
     """Ring again for emergencies, then remind or escalate every case that is due; returns how
-    many cases were handled."""
+    many cases were handled. ``on_moved(session, [case])`` is called for each case moved up, in
+    this transaction (bot/periodic.py posts it to the new unit's Telegram group)."""
     catalogs = get_catalogs()
     lang = get_settings().default_language
     handled = 0
@@ -89,7 +99,9 @@ def run_due(
     session.flush()
     for case in list(session.scalars(_due_cases(session, now, categories, limit))):
         cat = categories.get(case.category)
-        if _remind_or_escalate(session, case, cat, categories, catalogs, lang, now=now):
+        if _remind_or_escalate(
+            session, case, cat, categories, catalogs, lang, now=now, on_moved=on_moved
+        ):
             handled += 1
     return handled
 
@@ -224,6 +236,7 @@ def _remind_or_escalate(
     lang: str,
     *,
     now: datetime,
+    on_moved: MovedHook | None = None,
 ) -> bool:
     """Remind the case's unit, or move the case up, whichever is due (the case is locked)."""
     stay_start = _stay_start(case)
@@ -232,7 +245,8 @@ def _remind_or_escalate(
     staff = unit_staff(session, case.unit)
     if not reminded:
         if not staff and parent is not None:
-            _escalate(session, case, parent, categories, catalogs, lang, "reason_nobody", now)
+            reason = "reason_nobody"
+            _escalate(session, case, parent, categories, catalogs, lang, reason, now, on_moved)
         else:
             remind_unit(session, case, cat, staff, catalogs, lang, now=now, nth=1)
         return True
@@ -244,7 +258,7 @@ def _remind_or_escalate(
         return True
     if now < last + grace(cat, now):
         return False  # another worker reminded them a moment ago
-    _escalate(session, case, parent, categories, catalogs, lang, "reason", now)
+    _escalate(session, case, parent, categories, catalogs, lang, "reason", now, on_moved)
     return True
 
 
@@ -324,6 +338,7 @@ def _escalate(
     lang: str,
     reason_key: str,
     now: datetime,
+    on_moved: MovedHook | None = None,
 ) -> None:
     assert case.claim_deadline is not None
     unit_code = case.unit.code
@@ -336,6 +351,8 @@ def _escalate(
     )
     actions.escalate(session, case, SYSTEM, reason=reason, categories=categories, now=now)
     log.info("case_escalated", case=case.number, from_unit=unit_code, to_unit=parent.code)
+    if on_moved is not None:
+        on_moved(session, [case])
 
 
 def reescalate_emergency(

@@ -238,8 +238,12 @@ def mount(app: FastAPI, settings: Settings) -> Mounted:
     )
 
 
-def new_case_announcer(settings: Settings) -> Callable[[Session, Sequence[Case]], int]:
-    """The engine's hook: each new case posted (through the outbox) to those who may take it."""
+def new_case_announcer(
+    settings: Settings, *, moved: bool = False
+) -> Callable[[Session, Sequence[Case]], int]:
+    """The engine's hook: each new case posted (through the outbox) to those who may take it.
+    With ``moved``, the hook of escalation and transfers: each case that came to another
+    unit's queue posted to those who may take it now."""
     catalogs = load_catalogs(settings.config_dir / "messages")
     categories = load_categories(settings.config_dir / "categories.yml")
 
@@ -247,7 +251,12 @@ def new_case_announcer(settings: Settings) -> Callable[[Session, Sequence[Case]]
         from bot.channels.telegram_staff import announce_new_cases  # it imports this module
 
         return announce_new_cases(
-            session, cases, settings=settings, catalogs=catalogs, categories=categories
+            session,
+            cases,
+            settings=settings,
+            catalogs=catalogs,
+            categories=categories,
+            moved=moved,
         )
 
     return announce

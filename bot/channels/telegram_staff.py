@@ -71,33 +71,52 @@ def post_new_case(
     categories: CategoryConfig,
     language: str,
     timezone: str,
+    moved: bool = False,
 ) -> int:
     """Queue a post of ``case`` with a Claim button to every active volunteer and staff member
     with a Telegram account who may see it (their role, units and the case's category), and to
     the group chat of its unit if it has one and volunteers may take the case, in the caller's
     transaction. The outbox payload is {"kind": "new_case", "case", "text", "language",
-    "choices": [["claim:<number>", "<label>"]]}; its key makes a second call for the same case
-    queue nothing. Returns how many posts were queued."""
+    "choices": [["claim:<number>", "<label>"]]}. A chat gets one post of a case, ever (its key
+    is the case's and the chat's): ``moved`` (the case came to its unit from another, escalated
+    or transferred; the headline says so) reaches only those who could not see it before, its
+    new unit's group say. Returns how many posts were queued (a case just filed was posted to
+    nobody: no statement asks)."""
     tz = ZoneInfo(timezone)
-    text = new_case_text(case, catalogs, categories, language, tz)
+    posted = _posted_to(session, case) if moved else set()
     choices = [[f"{CLAIM}{case.number}", catalogs.text("telegram.staff.claim_button", language)]]
     people = session.scalars(
         select(Staff)
         .where(Staff.telegram_user_id.is_not(None), Staff.active.is_(True))
         .order_by(Staff.id)
     ).all()
-    queued = 0
-    for staff in people:
-        if may_see_case(session, staff, case, categories) is not None:
-            continue
-        _queue_post(session, case, str(staff.telegram_user_id), text, language, choices)
-        queued += 1
+    chats = [
+        str(staff.telegram_user_id)
+        for staff in people
+        if may_see_case(session, staff, case, categories) is None
+    ]
+    personal = post_text(case, catalogs, categories, language, tz, group=False, moved=moved)
+    for chat in chats:
+        if chat not in posted:
+            _queue_post(session, case, chat, personal, language, choices)
+    to = len(set(chats) - posted)
     group = group_chat_for(case, categories)
-    if group is not None:
-        group_text = group_post_text(case, catalogs, categories, language, tz)
-        _queue_post(session, case, str(group), group_text, language, choices)
-    log.info("telegram_case_posted", case=case.number, to=queued, group=group is not None)
-    return queued + (1 if group is not None else 0)
+    to_group = group is not None and str(group) not in posted
+    if to_group:
+        text = post_text(case, catalogs, categories, language, tz, group=True, moved=moved)
+        _queue_post(session, case, str(group), text, language, choices)
+    log.info("telegram_case_posted", case=case.number, to=to, group=to_group, moved=moved)
+    return to + int(to_group)
+
+
+def _posted_to(session: Session, case: Case) -> set[str]:
+    """The chats ``case`` was posted to already."""
+    posted = select(OutboxItem.address).where(
+        OutboxItem.case_id == case.id,
+        OutboxItem.channel == CHANNEL,
+        OutboxItem.idempotency_key.startswith(f"{case.number}:{NEW_CASE}:", autoescape=True),
+    )
+    return set(session.scalars(posted))
 
 
 def group_chat_for(case: Case, categories: CategoryConfig) -> int | None:
@@ -141,9 +160,13 @@ def announce_new_cases(
     settings: Settings,
     catalogs: Catalogs,
     categories: CategoryConfig,
+    moved: bool = False,
 ) -> int:
     """The hook for code that files cases (the engine's turn, closing a conversation half-way):
-    post each new case to those who may take it, in the transaction that filed it. Nothing when
+    post each new case to those who may take it, in the transaction that filed it. With
+    ``moved``, the hook for code that moves cases to another unit's queue (escalation, a
+    transfer): each is posted to those who may take it now and could not before (its new
+    unit's group chat, the volunteers of a community it was transferred to). Nothing when
     Telegram is off (no sender would ever send the posts)."""
     if not settings.telegram_enabled:
         return 0
@@ -155,34 +178,38 @@ def announce_new_cases(
             categories=categories,
             language=settings.default_language,
             timezone=settings.timezone,
+            moved=moved,
         )
         for case in cases
     )
 
 
-def new_case_text(
-    case: Case, catalogs: Catalogs, categories: CategoryConfig, lang: str, tz: ZoneInfo
+def post_text(
+    case: Case,
+    catalogs: Catalogs,
+    categories: CategoryConfig,
+    lang: str,
+    tz: ZoneInfo,
+    *,
+    group: bool,
+    moved: bool = False,
 ) -> str:
-    """A personal post: the headline, what was asked, the claim deadline."""
-    lines = [_headline(case, catalogs, categories, lang)]
-    if case.summary:
+    """A personal post: the headline, what was asked, the claim deadline. A group's post has
+    no personal data at all (no name, phone, address or summary)."""
+    lines = [_headline(case, catalogs, categories, lang, moved)]
+    if case.summary and not group:
         lines.append(catalogs.text("telegram.staff.summary", lang, summary=case.summary))
     lines.extend(_claim_by(case, catalogs, lang, tz))
+    if group:
+        lines.append(catalogs.text("telegram.group.claim_hint", lang))
     return "\n".join(lines)
 
 
-def group_post_text(
-    case: Case, catalogs: Catalogs, categories: CategoryConfig, lang: str, tz: ZoneInfo
+def _headline(
+    case: Case, catalogs: Catalogs, categories: CategoryConfig, lang: str, moved: bool
 ) -> str:
-    """A group's post: no personal data at all (no name, phone, address or summary)."""
-    lines = [_headline(case, catalogs, categories, lang), *_claim_by(case, catalogs, lang, tz)]
-    lines.append(catalogs.text("telegram.group.claim_hint", lang))
-    return "\n".join(lines)
-
-
-def _headline(case: Case, catalogs: Catalogs, categories: CategoryConfig, lang: str) -> str:
     return catalogs.text(
-        "telegram.staff.new_case",
+        "telegram.staff.moved_case" if moved else "telegram.staff.new_case",
         lang,
         number=case.number,
         category=categories.get(case.category).name.get(lang),

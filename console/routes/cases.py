@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from console.auth import check_csrf, signed_in
-from console.case_actions import DONE_KEYS, TEXT_ACTIONS, TextAction
+from console.case_actions import DONE_KEYS, TEXT_ACTIONS, TextAction, transfer_case
 from console.case_view import find_case, load_case_view
 from console.flash import flash, go
 from console.web import DB, console, render
@@ -96,7 +96,6 @@ def transfer(
     to_unit: Annotated[str, Form(max_length=12)] = "",
     to_staff: Annotated[str, Form(max_length=12)] = "",
 ) -> Response:
-    cats = console(request).categories
     unit = session.get(Unit, int(to_unit)) if to_unit.isdecimal() else None
     person = session.get(Staff, int(to_staff)) if to_staff.isdecimal() else None
     if (to_unit and unit is None) or (to_staff and person is None):
@@ -106,8 +105,8 @@ def transfer(
         session,
         me,
         number,
-        lambda case, actor: actions.transfer(
-            session, case, actor, reason=reason, to_unit=unit, to_staff=person, categories=cats
+        lambda case, actor: transfer_case(
+            console(request), session, case, actor, reason=reason, to_unit=unit, to_staff=person
         ),
         "console.case.transferred",
     )

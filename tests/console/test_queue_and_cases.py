@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from storage.models import AuditEntry, Case, CaseEvent, CaseStatus, OutboxItem
-from tests.console.conftest import World
+from config.settings import Settings
+from console import bind_engine, mount_console
+from storage.models import AuditEntry, Case, CaseEvent, CaseStatus, OutboxItem, Unit
+from tests.console.conftest import Browser, World
 
 
 def _case(engine: Engine, number: str) -> Case:
@@ -194,6 +200,46 @@ def test_transfer_to_another_unit_keeps_the_first_contact_owner(
     # Now it is station B's: staff A no longer see it, staff B do.
     assert b.get(f"/cases/{number}").status_code == 403
     assert browser("staff_b").get(f"/cases/{number}").status_code == 200
+
+
+def test_a_case_transferred_to_another_unit_is_posted_to_that_units_telegram_group(
+    world: World, engine: Engine, tmp_path: Path
+) -> None:
+    group_b1 = -100900
+    with Session(engine) as session, session.begin():
+        session.get(Unit, world.units.community_b1.id).telegram_chat_id = group_b1
+    settings = Settings(
+        database_url=engine.url.render_as_string(hide_password=False),
+        data_dir=tmp_path,
+        secret_key="test-secret-key-test-secret-key",
+        telegram_bot_token="123456:ABC-test",  # a deployment with a bot
+        _env_file=None,
+    )
+    app = FastAPI()
+    mount_console(app, settings)
+    bind_engine(app, engine)
+    number = world.help_a1.number
+    with TestClient(app) as client:
+        b = Browser(client)
+        b.sign_in("staff_a")
+        b.get("/queue")  # the signed-in session's form token
+        moved = b.post(
+            f"/cases/{number}/transfer",
+            {"to_unit": str(world.units.community_b1.id), "reason": "老人搬到女儿家住了"},
+        )
+        assert moved.status_code == 303
+        # To a person only, the case stays in B1's queue: nothing more is posted.
+        b.post(f"/cases/{number}/transfer", {"to_staff": str(world.staff_b.id), "reason": "转办"})
+    assert _case(engine, number).unit_id == world.units.community_b1.id
+    with Session(engine) as session:
+        posts = session.scalars(select(OutboxItem).where(OutboxItem.channel == "telegram")).all()
+    assert [(p.address, p.idempotency_key) for p in posts] == [
+        (str(group_b1), f"{number}:new_case:telegram:{group_b1}")
+    ]
+    text = posts[0].payload["text"]
+    assert text.startswith(f"↪️ 转来的案件 {number}：现在由") and "生活帮扶" in text
+    assert "王秀英" not in text and "帮忙买菜" not in text  # a group sees no personal data
+    assert posts[0].payload["choices"] == [[f"claim:{number}", "认领"]]
 
 
 def test_cancel_needs_a_reason_and_staff(world: World, browser, engine: Engine) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import copy
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -21,6 +21,7 @@ from bot.channels.telegram import new_case_announcer
 from bot.channels.telegram_staff import post_new_case
 from bot.engine import ConversationEngine
 from bot.messages import Inbound
+from bot.periodic import default_jobs, run_all_once
 from config.categories import load_categories
 from config.i18n import load_catalogs
 from config.settings import CONFIG_DIR, Settings
@@ -33,6 +34,7 @@ from storage.models import (
     CaseEvent,
     CaseStatus,
     OutboxItem,
+    OutboxStatus,
     Retiree,
     Role,
     Unit,
@@ -119,7 +121,7 @@ def file_and_post(engine: Engine, category: str = "medication_reimbursement") ->
 
 
 def send_outbox(fake: FakeTelegramApi, engine: Engine) -> dict[int, dict[str, Any]]:
-    """What the worker does with the pending posts: the real TelegramSender sends each, and its
+    """What the worker does with the pending posts (those not sent yet): the real TelegramSender sends each, and its
     after_sent hook records where it went. Returns (a copy of) the message each chat got."""
     settings = Settings(telegram_bot_token=TOKEN, telegram_api_url=fake.url, _env_file=None)
     got: dict[int, dict[str, Any]] = {}
@@ -128,7 +130,8 @@ def send_outbox(fake: FakeTelegramApi, engine: Engine) -> dict[int, dict[str, An
         sender = TelegramSender(settings)
         try:
             with transaction(engine) as session:
-                for item in session.scalars(select(OutboxItem).order_by(OutboxItem.id)):
+                pending = select(OutboxItem).where(OutboxItem.status == OutboxStatus.PENDING)
+                for item in session.scalars(pending.order_by(OutboxItem.id)):
                     result = await sender.send(
                         item.channel, item.address, item.payload, item.idempotency_key
                     )
@@ -308,6 +311,39 @@ def test_a_complaint_is_never_posted_to_a_group(engine: Engine) -> None:
     with transaction(engine) as session:
         addresses = set(session.scalars(select(OutboxItem.address)).all())
     assert addresses == {str(STAFF_A)}
+
+
+def test_a_case_nobody_claimed_is_posted_to_the_group_of_the_unit_it_moves_up_to(
+    engine: Engine, fake: FakeTelegramApi
+) -> None:
+    make_team(engine)  # A1 has volunteers only: nobody there to remind, so it moves up at once
+    link(engine, "A1", GROUP)
+    link(engine, "SA", STATION_GROUP)
+    number = file_and_post(engine, "help_request")
+    posted = send_outbox(fake, engine)
+    assert set(posted) == {VOLUNTEER_1, VOLUNTEER_2, STAFF_A, GROUP}
+    with transaction(engine) as session:
+        case = session.scalars(select(Case)).one()
+        overdue = case.claim_deadline + timedelta(minutes=1)
+    settings = Settings(telegram_bot_token=TOKEN, _env_file=None)
+    handled = run_all_once(engine, default_jobs(settings), now=overdue)
+    assert handled["escalation"] == 1
+    with transaction(engine) as session:
+        case = session.scalars(select(Case)).one()
+        assert case.unit.code == "SA" and case.escalations == 1
+        pending = session.scalars(select(OutboxItem).where(OutboxItem.sent_at.is_(None))).all()
+        # Only the station's group is new to it; those posted before get nothing twice.
+        assert [i.address for i in pending] == [str(STATION_GROUP)]
+    got = send_outbox(fake, engine)
+    assert set(got) == {STATION_GROUP}
+    text = got[STATION_GROUP]["text"]
+    assert text.startswith(f"↪️ 转来的案件 {number}：现在由东街道处理\n生活帮扶｜优先")
+    assert_no_personal_data(text)
+    claim = got[STATION_GROUP]["reply_markup"]["inline_keyboard"][0][0]
+    assert claim["callback_data"] == f"claim:{number}"
+    # Run again: nothing is due, nothing more is posted.
+    assert run_all_once(engine, default_jobs(settings), now=overdue)["escalation"] == 0
+    assert send_outbox(fake, engine) == {}
 
 
 # -- claiming in the group ---------------------------------------------------------------------
