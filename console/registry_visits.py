@@ -6,7 +6,10 @@ every quarter. The lists say it this way:
 - **First visit due**: a registered retiree (status pending or active, registration date known)
   who has never been visited. Due on the registration date + 5 working days, counted with China's
   public holidays and make-up working days (storage/deadlines.py); overdue once that day has
-  passed.
+  passed. Where the holiday calendar does not reach yet (a new year before chinesecalendar or
+  config/working_days.yml has it), the days are counted Monday to Friday and the date is shown
+  as an estimate, with a notice saying what to add: a date that may be a holiday off is better
+  than none, and a late visit is still flagged.
 - **Quarterly visit due**: an active retiree already visited once (or registered before dates
   were kept) with no visit in the current calendar quarter (January–March, April–June, ...).
   Due by the quarter's last day; overdue when the previous quarter passed without a visit too
@@ -25,8 +28,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import NamedTuple
 
-from sqlalchemy import ColumnElement, and_, case, false, func, or_, select
+from sqlalchemy import ColumnElement, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from storage.audit import record_access
@@ -42,12 +46,17 @@ EARLIEST_VISIT = date(2000, 1, 1)
 # --------------------------------------------------------------------------- dates
 
 
-def first_visit_due(registered_on: date) -> date | None:
-    """Registration + 5 working days; None when the holiday calendar does not cover it yet."""
+class Due(NamedTuple):
+    day: date
+    estimated: bool  # counted Monday to Friday: the holiday calendar does not cover it yet
+
+
+def first_visit_due(registered_on: date) -> Due:
+    """Registration + 5 working days (an estimate where the holiday calendar ends)."""
     try:
-        return add_working_days(registered_on, FIRST_VISIT_WORKING_DAYS)
+        return Due(add_working_days(registered_on, FIRST_VISIT_WORKING_DAYS), False)
     except CalendarNotCovered:
-        return None
+        return Due(add_working_days(registered_on, FIRST_VISIT_WORKING_DAYS, estimate=True), True)
 
 
 def quarter_start(day: date) -> date:
@@ -64,16 +73,16 @@ def previous_quarter_start(day: date) -> date:
     return quarter_start(quarter_start(day) - timedelta(days=1))
 
 
-def overdue_cutoff(today: date) -> date | None:
+def overdue_cutoff(today: date) -> Due:
     """The latest registration date whose first visit was due before ``today`` (due dates only
-    grow with the registration date); None when the calendar does not cover these days."""
+    grow with the registration date); estimated when a due date it looked at was."""
     day = today - timedelta(days=FIRST_VISIT_WORKING_DAYS)
+    estimated = False
     while True:
         due = first_visit_due(day)
-        if due is None:
-            return None
-        if due < today:
-            return day
+        estimated = estimated or due.estimated
+        if due.day < today:
+            return Due(day, estimated)
         day -= timedelta(days=1)
 
 
@@ -85,16 +94,19 @@ class Period:
     quarter_start: date
     quarter_end: date
     previous_start: date
-    cutoff: date | None  # registered on or before: first visit overdue
+    cutoff: date  # registered on or before: first visit overdue
+    cutoff_estimated: bool = False
 
     @classmethod
     def on(cls, today: date) -> Period:
+        cutoff = overdue_cutoff(today)
         return cls(
             today=today,
             quarter_start=quarter_start(today),
             quarter_end=quarter_end(today),
             previous_start=previous_quarter_start(today),
-            cutoff=overdue_cutoff(today),
+            cutoff=cutoff.day,
+            cutoff_estimated=cutoff.estimated,
         )
 
 
@@ -165,7 +177,7 @@ def _due_conditions(
 def _overdue_conditions(
     last: ColumnElement[date], period: Period
 ) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
-    first_overdue = Retiree.registered_on <= period.cutoff if period.cutoff is not None else false()
+    first_overdue = Retiree.registered_on <= period.cutoff
     quarterly_overdue = or_(last.is_(None), last < period.previous_start)
     return first_overdue, quarterly_overdue
 
@@ -227,8 +239,9 @@ class FirstVisitRow:
     name: str
     status: RetireeStatus
     registered_on: date
-    due: date | None  # None: the holiday calendar does not cover it yet
+    due: date
     overdue: bool
+    estimated: bool = False  # the due date is counted Monday to Friday (see the module)
 
 
 @dataclass(frozen=True)
@@ -262,8 +275,10 @@ def first_visits_due(session: Session, community_id: int, period: Period) -> lis
     rows = []
     for rid, name, status, registered_on in session.execute(query):
         due = first_visit_due(registered_on)
-        overdue = due < period.today if due is not None else False
-        rows.append(FirstVisitRow(rid, name, status, registered_on, due, overdue))
+        overdue = due.day < period.today
+        rows.append(
+            FirstVisitRow(rid, name, status, registered_on, due.day, overdue, due.estimated)
+        )
     return rows
 
 
@@ -290,6 +305,7 @@ class VisitStatus:
 
     first_due: date | None = None  # never visited: the first visit is due on this day
     first_overdue: bool = False
+    first_due_estimated: bool = False
     quarter_end: date | None = None  # not visited this quarter: due by this day
     quarterly_overdue: bool = False
     last_visit: date | None = None
@@ -302,7 +318,9 @@ def visit_status(retiree: Retiree, today: date) -> VisitStatus:
         return VisitStatus(last_visit=last)
     if last is None and retiree.registered_on is not None:
         due = first_visit_due(retiree.registered_on)
-        return VisitStatus(first_due=due, first_overdue=due is not None and due < today)
+        return VisitStatus(
+            first_due=due.day, first_overdue=due.day < today, first_due_estimated=due.estimated
+        )
     if retiree.status == RetireeStatus.ACTIVE and (last is None or last < quarter_start(today)):
         overdue = last is None or last < previous_quarter_start(today)
         return VisitStatus(
@@ -321,8 +339,9 @@ class VisitsPage:
 
     @property
     def calendar_missing(self) -> bool:
-        """The holiday calendar does not cover today's or a listed registration's due date."""
-        return self.period.cutoff is None or any(row.due is None for row in self.first)
+        """The holiday calendar does not cover today's or a listed registration's due date, so
+        some of the page's dates are estimates."""
+        return self.period.cutoff_estimated or any(row.estimated for row in self.first)
 
 
 def load_visits_page(

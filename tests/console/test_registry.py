@@ -437,6 +437,35 @@ def test_the_visit_lists_count_working_days_over_the_national_day_holiday(
     assert "其中 1 人超期" in counts and "其中 2 人超期" in counts
 
 
+def test_beyond_the_holiday_calendar_due_dates_are_estimated_and_lateness_still_shows(
+    world: World, browser, engine, console_app: FastAPI
+) -> None:
+    # 2031 is in neither chinesecalendar nor config/working_days.yml: Monday to Friday counts.
+    console_app.dependency_overrides[local_today] = lambda: date(2031, 3, 10)  # a Monday
+    late = _add_retiree(
+        engine, "community_a1", world, name="甲晚了", registered_on=date(2031, 2, 24)
+    )
+    today = _add_retiree(
+        engine, "community_a1", world, name="乙今天", registered_on=date(2031, 3, 3)
+    )
+
+    b = browser("staff_a")
+    page = b.get(f"/visits?community={world.units.community_a1.id}").text
+    assert "标“估算”的期限是按周一至周五推算的" in page  # and what to do about it
+    first = page[page.index('id="first-visit-rows"') : page.index('id="quarterly-visits"')]
+    overdue = _row(f"first-{late}", first)
+    assert 'class="overdue"' in overdue and "2031-03-03" in overdue and "（估算）" in overdue
+    due_today = _row(f"first-{today}", first)
+    assert "2031-03-10" in due_today and "overdue" not in due_today and "（估算）" in due_today
+    summary = b.get("/visits").text
+    counts = summary[summary.index("和平社区") :].split("</tr>")[0]
+    first_cell = counts[counts.index('data-label="待首次走访">') :].split("</td>")[0]
+    assert first_cell.endswith('>2 · <span class="overdue">其中 1 人超期</span>')
+    profile = b.get(f"/retirees/{today}").text
+    visit_due = profile[profile.index('id="visit-due"') :].split("</p>")[0]
+    assert "2031-03-10" in visit_due and "（估算）" in visit_due
+
+
 # --------------------------------------------------------------------------- import, export
 
 
