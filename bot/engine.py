@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -193,7 +193,8 @@ class ConversationEngine:
         if earlier is not None:
             log.info("redelivery", channel=inbound.channel, provider_id=inbound.provider_id)
             replies = [_reply_from_json(r) for r in earlier.payload.get("replies", [])]
-            return TurnResult(replies, redelivered=True, retiree_id=earlier.retiree_id)
+            filed = [FiledCase(**c) for c in earlier.payload.get("filed", [])]
+            return TurnResult(replies, filed, redelivered=True, retiree_id=earlier.retiree_id)
 
         state = Dialogue.load(row.state)
         idle = bool(row.state) and row.updated_at < self._idle_cutoff(now)
@@ -248,6 +249,12 @@ class ConversationEngine:
             payload["choice"] = inbound.choice
         if inbound.metadata:
             payload["metadata"] = inbound.metadata
+        cases = [
+            FiledCase(c.number, c.category, c.priority, c.unit.code, c.unit.name(turn.lang))
+            for c in turn.filed
+        ]
+        if cases:  # a redelivery answers with them too (the phone line dials for an emergency)
+            payload["filed"] = [asdict(c) for c in cases]
         common = {"channel": inbound.channel, "address": inbound.address, "created_at": now}
         common.update(retiree_id=retiree_id, case_id=case_id, provider_id=None)
         rows: list[dict[str, Any]] = [
@@ -272,10 +279,6 @@ class ConversationEngine:
         ]
         # One statement for all of them (Core, no RETURNING): a turn is a few round trips.
         session.execute(_ADD_MESSAGES, rows)
-        cases = [
-            FiledCase(c.number, c.category, c.priority, c.unit.code, c.unit.name(turn.lang))
-            for c in turn.filed
-        ]
         log.info(
             "turn",
             channel=inbound.channel,

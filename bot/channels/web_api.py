@@ -1,5 +1,8 @@
 """A web API for other apps: `POST /api/v1/messages` runs one turn (channel "web") and returns the
-replies, so a web chat or a bridge to another messenger can use the bot. Bearer token auth."""
+replies, so a web chat or a bridge to another messenger can use the bot. Bearer token auth.
+A message sent again with the same ``message_id`` (a retry after a lost answer) gets the first
+answer again, its replies and the cases it filed, with ``redelivered: true``; nothing is done
+twice."""
 
 from __future__ import annotations
 
