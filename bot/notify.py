@@ -5,11 +5,21 @@ An outbox payload is {"kind", "case", "text", "language"}. The messages of an em
 Telegram) go to everyone at once; its calls go one after another (staff first, then the next,
 then the emergency contacts): only the first is queued here, and its payload carries the rest
 ("chain", "order", "who", "prompt"; bot/channels/twilio_voice/chain.py queues each next call
-when the one before was not taken). Who is on duty and the alert calls themselves live in
+when the one before was not taken).
+
+An emergency told on the phone line is put through to the same people by the call itself
+(bot/channels/twilio_voice/handover.py), so its alert calls are held back meanwhile (``held``,
+due PUT_THROUGH_HOLD later), or each of them would ring twice at once: once with the caller on
+the line, once with the recorded alert. The voice channel releases them as soon as nobody
+answered the caller (the last number did not answer, or the caller hung up), and calls them off
+when a staff member answered; the hold's end starts them in any case, should those callbacks
+never come. The messages are not held. Who is on duty and the alert calls themselves live in
 storage/staff_alerts.py (the escalation job uses them too); their names stay importable here.
 """
 
 from __future__ import annotations
+
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
@@ -19,6 +29,14 @@ from storage.models import Case, EmergencyContact, Retiree
 from storage.staff_alerts import EMERGENCY_CALL as EMERGENCY_CALL
 from storage.staff_alerts import URGENT, Callee, enqueue_call, on_duty_staff
 from storage.staff_alerts import message_channel as _message_channel
+from storage.types import utcnow
+
+# Channels where the person who told the emergency is on the line and is put through to the
+# on-duty staff and the emergency contacts by the channel itself.
+LIVE_CALL_CHANNELS = frozenset({"phone"})
+# How long the alert calls wait for the caller's own call to reach somebody: the numbers
+# ring 20 s each (twilio_ring_timeout_s), after a few sentences. Released sooner by the call.
+PUT_THROUGH_HOLD = timedelta(seconds=90)
 
 
 def alert_emergency(
@@ -31,8 +49,9 @@ def alert_emergency(
     lang: str,
 ) -> int:
     """Urgent messages to the on-duty staff and the emergency contacts, all at once, and the
-    first of the calls that go to them one after another (each number called once). Returns
-    how many notifications were queued now."""
+    first of the calls that go to them one after another (each number called once; held back
+    while a caller on the line is put through, see the module docstring). Returns how many
+    notifications were queued now."""
     name = retiree.name if retiree is not None else catalogs.text("notify.unknown_caller", lang)
     address = retiree.address if retiree is not None and retiree.address else "-"
     staff_text = catalogs.text(
@@ -69,9 +88,17 @@ def alert_emergency(
             order=1,
             language=lang,
             prompt=catalogs.text("twilio_voice.alert.press_one", lang),
+            held_until=_held_until(case),
         )
         queued += 1
     return queued
+
+
+def _held_until(case: Case) -> datetime | None:
+    """The outbox's clock, as the call's own due time."""
+    if case.channel not in LIVE_CALL_CHANNELS:
+        return None
+    return utcnow() + PUT_THROUGH_HOLD
 
 
 def _contact_name(contact: EmergencyContact, catalogs: Catalogs, lang: str) -> str:

@@ -12,7 +12,8 @@
   the on-duty staff are rung again (a second wave of the chained alert calls,
   bot/channels/twilio_voice/chain.py) and the staff of the unit above get an urgent message,
   once per emergency (``emergency_reescalated``); that counts as the unit's reminder, so the
-  emergency moves up after its grace period like any case.
+  emergency moves up after its grace period like any case. The second wave takes over from
+  the first: its calls not placed yet are called off, and one still ringing is waited for.
 
 What has been done lives on the case's timeline: a reminder counts for the case's stay in its
 queue, which starts at its claim deadline or at its last change (escalation, transfer, release,
@@ -51,12 +52,14 @@ from storage.models import (
 )
 from storage.permissions import Actor
 from storage.staff_alerts import (
+    CALL_TIMEOUT,
     EMERGENCY_CALL,
     URGENT,
     Callee,
     enqueue_call,
     message_channel,
     on_duty_staff,
+    supersede_waves,
 )
 from storage.types import UTCDateTime
 
@@ -369,16 +372,22 @@ def reescalate_emergency(
         if person.phone and person.phone not in {c.address for c in callees}:
             callees.append(Callee(person.phone, text, person.name))
     if callees:
+        order = _last_call_order(session, case) + 1
+        # This wave takes over: the first wave's calls not placed yet are called off, and one
+        # still ringing is waited for, so nobody's phone rings twice at once.
+        ringing = supersede_waves(session, case.id)
         enqueue_call(
             session,
             case_id=case.id,
             case_number=case.number,
             callees=callees,
-            order=_last_call_order(session, case) + 1,
+            order=order,
             language=lang,
             prompt=catalogs.text("twilio_voice.alert.press_one", lang),
             now=now,
             wave=RERING_WAVE,
+            held_until=now + CALL_TIMEOUT if ringing else None,
+            held_for="ringing",
         )
     alerted: list[Staff] = []
     if station is not None:

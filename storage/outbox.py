@@ -44,8 +44,10 @@ def enqueue(
     priority: int = 3,
     case_id: int | None = None,
     now: datetime | None = None,
+    not_before: datetime | None = None,
 ) -> int:
     """Add a notification unless one with the same key exists; return the stored one's id.
+    It is due at once, or at ``not_before`` (a call held back; see bot/notify.py).
 
     One statement when the key is new (a turn's reply is on every webhook's path; the caller
     that wants the row loads it with ``session.get``)."""
@@ -58,6 +60,7 @@ def enqueue(
         "priority": priority,
         "case_id": case_id,
         "now": now,
+        "due": not_before or now,
     }
     added = session.execute(_insert_once(session), row).scalar()
     if added is not None:
@@ -83,7 +86,7 @@ def _insert_once(session: Session) -> Any:
                 priority=bindparam("priority"),
                 status=OutboxStatus.PENDING.value,
                 attempts=0,
-                next_attempt_at=bindparam("now", type_=table.c.next_attempt_at.type),
+                next_attempt_at=bindparam("due", type_=table.c.next_attempt_at.type),
                 last_error="",
                 case_id=bindparam("case_id"),
                 created_at=bindparam("now", type_=table.c.created_at.type),

@@ -7,17 +7,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from storage import outbox
-from storage.models import Role, Staff, Unit, staff_units
+from storage.models import OutboxItem, OutboxStatus, Role, Staff, Unit, staff_units
 
 URGENT = 1
 EMERGENCY_CALL = "emergency_call"  # the payload kind of an emergency's alert calls
+# How long an alert call may take: long enough to ring (twilio_ring_timeout_s, at most 60 s),
+# say the alert and ask for 1 twice.
+CALL_TIMEOUT = timedelta(seconds=150)
 
 
 @dataclass(frozen=True)
@@ -89,10 +92,16 @@ def enqueue_call(
     prompt: str,
     now: datetime | None = None,
     wave: int = 1,
+    held_until: datetime | None = None,
+    held_for: str = "caller",
 ) -> None:
     """Queue the alert call to ``callees[0]``, due now; its payload carries the others, to be
     called in turn if this one is not taken. Queuing the same call again does nothing (its
     idempotency key), so two servers passing the emergency on at once ring the next once.
+
+    ``held_until``: the call waits until then (payload ``held``: ``held_for``) unless released
+    sooner: "caller", the caller is on the line being put through to the same people
+    (bot/notify.py); "ringing", a call of an earlier wave still rings (`supersede_waves`).
 
     ``wave``: 1 for the emergency's first calls; 2 for the calls of its escalation, which ring
     the same people again (its own keys, carried along the chain in the payload)."""
@@ -107,6 +116,8 @@ def enqueue_call(
         "prompt": prompt,
         "chain": [c.to_json() for c in rest],
     }
+    if held_until is not None:
+        payload["held"] = held_for
     key = f"{case_number}:{EMERGENCY_CALL}:voice:{first.address}"
     if wave > 1:
         payload["wave"] = wave
@@ -120,4 +131,48 @@ def enqueue_call(
         priority=URGENT,
         case_id=case_id,
         now=now,
+        not_before=held_until,
     )
+
+
+def alert_calls(session: Session, case_id: int | None) -> list[OutboxItem]:
+    """The case's alert calls so far, in the chain's order (the waves one after another)."""
+    items = session.scalars(
+        select(OutboxItem).where(OutboxItem.case_id == case_id, OutboxItem.channel == "voice")
+    ).all()
+    calls = [i for i in items if is_alert_call(i.channel, i.payload)]
+    return sorted(calls, key=lambda i: (int(i.payload.get("order") or 0), i.id))
+
+
+def is_alert_call(channel: str, payload: dict[str, Any] | None) -> bool:
+    payload = payload or {}
+    return (
+        channel == "voice"
+        and payload.get("kind") == EMERGENCY_CALL
+        and isinstance(payload.get("chain"), list)
+    )
+
+
+def wave_of(item: OutboxItem) -> int:
+    return int((item.payload or {}).get("wave") or 1)
+
+
+def supersede_waves(session: Session, case_id: int) -> bool:
+    """A new wave of the case's alert calls is about to be queued: it takes over from the
+    earlier ones. Their calls not placed yet are called off (removed); returns whether one is
+    still ringing (placed, its outcome not known), which the new wave waits for (held; the end
+    of that call releases it, bot/channels/twilio_voice/chain.py, and does not go on with its
+    own wave). The case is locked by the caller."""
+    live = [c for c in alert_calls(session, case_id) if not (c.payload or {}).get("outcome")]
+    waiting = [c.id for c in live if c.status == OutboxStatus.PENDING]
+    if waiting:
+        session.execute(
+            delete(OutboxItem).where(
+                OutboxItem.id.in_(waiting), OutboxItem.status == OutboxStatus.PENDING
+            ),
+            execution_options={"synchronize_session": False},
+        )
+        for item in live:
+            if item.id in waiting:
+                session.expunge(item)
+    return any(c.status in (OutboxStatus.SENDING, OutboxStatus.SENT) for c in live)

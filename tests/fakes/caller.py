@@ -13,8 +13,9 @@ follows it verb by verb:
                   posts nothing (to the action when ``actionOnEmptyResult``; otherwise on to the next
                   verb), ``HangUp()`` ends the call.
 - ``<Dial>``      rings each ``<Number>``: ``answers`` says what each number does (default
-                  "no-answer"); the action gets DialCallStatus. A ``HangUp()`` next in the script
-                  hangs up while it rings.
+                  "no-answer"); the action gets DialCallStatus. A number that answers gets its
+                  status callback posted when it asks for the "answered" event. A ``HangUp()`` next
+                  in the script hangs up while it rings.
 - ``<Record>``    ``Voicemail(url)`` leaves a message (RecordingUrl posted to the action), ``Silence()``
                   records nothing (on to the next verb), ``HangUp()`` hangs up.
 - ``<Redirect>``  is followed; ``<Hangup>`` or the end of the document ends the call.
@@ -303,15 +304,17 @@ class FakeCaller:
                     continue  # nothing heard and no actionOnEmptyResult: the next verb
                 return urljoin(url, verb.get("action") or url), posted
             elif verb.tag == "Dial":
-                numbers = [n.text or "" for n in verb if n.tag == "Number"] or [verb.text or ""]
+                nouns = [n for n in verb if n.tag == "Number"] or [verb]
                 hang_up = bool(actions) and isinstance(actions[0], HangUp)
                 if hang_up:
                     actions.pop(0)
                 status = "no-answer"
-                for number in numbers:
-                    call.dialed.append(number.strip())
-                    status = "canceled" if hang_up else answers.get(number.strip(), "no-answer")
+                for noun in nouns:
+                    number = (noun.text or "").strip()
+                    call.dialed.append(number)
+                    status = "canceled" if hang_up else answers.get(number, "no-answer")
                     if status in ("completed", "answered"):
+                        self._answered(call, noun, number)
                         break
                 posted = {
                     "DialCallStatus": status,
@@ -351,6 +354,20 @@ class FakeCaller:
                 raise AssertionError(f"the fake caller does not know <{verb.tag}>")
         call.ended_by = "app"  # no more TwiML: Twilio hangs up
         return None
+
+    def _answered(self, call: Call, number: ET.Element, phone: str) -> None:
+        """The number the call was put through to answered: its status callback, when the
+        <Number> asked for the "answered" event (signed, as Twilio signs it)."""
+        url = number.get("statusCallback")
+        if not url or "answered" not in (number.get("statusCallbackEvent") or "").split():
+            return
+        params = self.base_params(self.new_sid(), call.caller, phone, "in-progress") | {
+            "Direction": "outbound-dial",
+            "ParentCallSid": call.call_sid,
+        }
+        response = self.post(url, params)
+        call.exchanges.append(Exchange(url, dict(params), response.status_code, response.text))
+        assert response.status_code in (200, 204), f"{url}: {response.status_code}"
 
     @staticmethod
     def _hear(call: Call, say: ET.Element) -> None:

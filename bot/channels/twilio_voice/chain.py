@@ -27,40 +27,36 @@ it once (its idempotency key).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
 import structlog
-from sqlalchemy import delete, select
+from sqlalchemy import Engine, delete, select
 from sqlalchemy.orm import Session
 
 from bot.channels.twilio_voice.steps import FINAL_STATUSES, PREFIX
-from bot.notify import EMERGENCY_CALL, Callee, enqueue_call
+from bot.notify import Callee, enqueue_call
 from config.i18n import Catalogs
 from storage import actions
-from storage.models import Case, OutboxItem, OutboxStatus
+from storage.db import transaction
+from storage.models import Case, OutboxItem, OutboxStatus, Staff
 from storage.permissions import Actor
+from storage.staff_alerts import CALL_TIMEOUT as CALL_TIMEOUT
+from storage.staff_alerts import alert_calls as _calls_of
+from storage.staff_alerts import is_alert_call as is_chain_call
+from storage.staff_alerts import wave_of
 
 log = structlog.get_logger(__name__)
 
 ALERT_PATH = f"{PREFIX}/alert"
 STATUS_PATH = f"{PREFIX}/status"
-# Long enough to ring (twilio_ring_timeout_s, at most 60 s), say the alert and ask for 1 twice.
-CALL_TIMEOUT = timedelta(seconds=150)
 LOOK_BACK = timedelta(days=2)  # older calls are not looked at for a missing status any more
 LABEL = "call_chain"  # the actor label of the notes on the case
 TAKEN, PASSED, NOT_NEEDED = "taken", "passed", "not_needed"
 TIMED_OUT, UNDELIVERABLE = "no_status_in_time", "undeliverable"
-
-
-def is_chain_call(channel: str, payload: dict[str, Any] | None) -> bool:
-    payload = payload or {}
-    return (
-        channel == "voice"
-        and payload.get("kind") == EMERGENCY_CALL
-        and isinstance(payload.get("chain"), list)
-    )
+HELD = "held"  # the payload key of a call held back (storage.staff_alerts.enqueue_call)
+HELD_FOR_CALLER, HELD_FOR_RINGING = "caller", "ringing"
 
 
 def settled(payload: dict[str, Any] | None) -> bool:
@@ -125,6 +121,63 @@ def acknowledge(
     return item
 
 
+def release_held(session: Session, case_number: str, *, now: datetime) -> int:
+    """The caller's own call reached nobody (bot/notify.py holds the alert calls while it is put
+    through): the emergency's held alert call is due now. Returns how many were released."""
+    released = 0
+    for item in _held(session, case_number):
+        item.payload = {k: v for k, v in item.payload.items() if k != HELD}
+        item.next_attempt_at = min(item.next_attempt_at, now)
+        released += 1
+    if released:
+        log.info("emergency_calls_released", case=case_number, calls=released)
+    return released
+
+
+def answered_on_the_line(
+    session: Session,
+    case_number: str,
+    phone: str,
+    *,
+    family: bool,
+    now: datetime,
+    catalogs: Catalogs,
+) -> None:
+    """The caller's own call was put through to ``phone`` and answered. A staff member has the
+    emergency then, as if they had pressed 1 on an alert call: the chain's latest call is marked
+    taken (one still waiting, held or queued, is never placed; one ringing passes nobody on),
+    and the timeline says who. A family member (``family``) does not take it from staff: the
+    held call is released. Once per answer, however often Twilio repeats the callback (the
+    note is not repeated)."""
+    case = _locked_case(session, case_number)
+    if case is None:
+        return
+    calls = _calls_of(session, case.id)
+    lang = _language(calls[-1]) if calls else "zh"
+    who = _name_of(session, case, phone)
+    if family:
+        release_held(session, case_number, now=now)
+        key = "twilio_voice.chain.family_answered"
+    else:
+        if any(c.payload.get("taken") for c in calls):
+            return
+        if calls:  # the chain's latest call: waiting (settled now, never placed) or ringing
+            current = calls[-1]
+            current.payload = {
+                **{k: v for k, v in current.payload.items() if k != HELD},
+                "taken": True,
+                "outcome": current.payload.get("outcome") or TAKEN,
+                "answered_on_the_line": phone,
+            }
+            if current.status == OutboxStatus.PENDING:
+                current.next_attempt_at = min(current.next_attempt_at, now)
+        key = "twilio_voice.chain.answered_on_the_line"
+    note = catalogs.text(key, lang, who=who, phone=phone)
+    if not any(e.note == note for e in case.events):
+        actions.add_note(session, case, Actor.system(LABEL), note, now=now)
+    log.info("emergency_answered_on_the_line", case=case_number, family=family)
+
+
 def pass_on(
     session: Session, item: OutboxItem, reason: str, *, now: datetime, catalogs: Catalogs
 ) -> None:
@@ -139,6 +192,16 @@ def pass_on(
         return
     payload = item.payload
     item.payload = {**payload, "outcome": PASSED, "passed_because": reason}
+    newer = [c for c in calls if wave_of(c) > wave_of(item)]
+    if newer:
+        # A later wave took over (the escalation rang again while this call rang): it goes on
+        # from here, this wave does not.
+        for call in newer:
+            if call.status == OutboxStatus.PENDING and call.payload.get(HELD) == HELD_FOR_RINGING:
+                call.payload = {k: v for k, v in call.payload.items() if k != HELD}
+                call.next_attempt_at = min(call.next_attempt_at, now)
+        log.info("emergency_call_superseded", case=payload.get("case"), order=payload.get("order"))
+        return
     rest = [Callee.from_json(c) for c in payload.get("chain") or []]
     log.info(
         "emergency_call_passed_on",
@@ -221,6 +284,23 @@ def time_out(
     return True
 
 
+# -- for the webhooks (each in a transaction of its own, on a worker thread) ---------------------
+
+
+def release_now(db: Engine, case: str) -> int:
+    """The caller's own call reached nobody: the emergency's held alert calls go now."""
+    with transaction(db) as session:
+        return release_held(session, case, now=datetime.now(UTC))
+
+
+def answered_now(db: Engine, catalogs: Catalogs, case: str, phone: str, family: bool) -> None:
+    """The caller's own call was answered by ``phone`` (see `answered_on_the_line`)."""
+    with transaction(db) as session:
+        answered_on_the_line(
+            session, case, phone, family=family, now=datetime.now(UTC), catalogs=catalogs
+        )
+
+
 # -- helpers ---------------------------------------------------------------------------------
 
 
@@ -249,13 +329,38 @@ def _locked(session: Session, key: str) -> OutboxItem | None:
     return item
 
 
-def _calls_of(session: Session, case_id: int | None) -> list[OutboxItem]:
-    """The case's alert calls so far, in the chain's order."""
-    items = session.scalars(
-        select(OutboxItem).where(OutboxItem.case_id == case_id, OutboxItem.channel == "voice")
-    ).all()
-    calls = [i for i in items if is_chain_call(i.channel, i.payload)]
-    return sorted(calls, key=lambda i: (int(i.payload.get("order") or 0), i.id))
+def _locked_case(session: Session, number: str) -> Case | None:
+    """The case ``number``, locked as every change of its chain locks it."""
+    return session.scalars(
+        select(Case)
+        .where(Case.number == number)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+
+
+def _held(session: Session, case_number: str) -> list[OutboxItem]:
+    """The case's alert calls held back while the caller is put through (its case locked)."""
+    case = _locked_case(session, case_number)
+    if case is None:
+        return []
+    return [
+        c
+        for c in _calls_of(session, case.id)
+        if c.status == OutboxStatus.PENDING
+        and c.payload.get(HELD) in (True, HELD_FOR_CALLER)
+        and not settled(c.payload)
+    ]
+
+
+def _name_of(session: Session, case: Case, phone: str) -> str:
+    """Who has the number: a staff member's name, the retiree's emergency contact's, or the
+    number itself."""
+    name = session.scalar(select(Staff.name).where(Staff.phone == phone).limit(1))
+    if name:
+        return str(name)
+    contacts = case.retiree.emergency_contacts if case.retiree is not None else []
+    return next((c.name for c in contacts if c.phone == phone), phone)
 
 
 def _call_off_the_rest(session: Session, taken: OutboxItem) -> list[OutboxItem]:

@@ -11,7 +11,7 @@ import structlog
 from twilio.twiml.voice_response import VoiceResponse
 
 from bot.channels.base import Conversations
-from bot.channels.twilio_voice import records
+from bot.channels.twilio_voice import chain, records
 from bot.channels.twilio_voice.steps import (
     CHANNEL,
     EMERGENCY,
@@ -24,6 +24,8 @@ from bot.channels.twilio_voice.steps import (
 from bot.channels.twilio_voice.twiml import VOICEMAIL_MAX_S, VOICEMAIL_SILENCE_S, VoiceLine
 from bot.engine import TurnResult
 from bot.messages import Hint, Reply
+
+EMERGENCY_CATEGORY = "emergency"  # the category of the case an emergency turn files
 
 log = structlog.get_logger(__name__)
 
@@ -47,7 +49,10 @@ async def answer(
         line.speak(response, spoken)
         found = await talk.run(records.targets, talk.db, caller, EMERGENCY)
         chained = after.but(emergency_called=True)
-        put_through(line, response, chained, EMERGENCY, found, 0, ask=held)
+        case = next((c.number for c in result.cases if c.category == EMERGENCY_CATEGORY), None)
+        if case is not None and not found:
+            await talk.run(chain.release_now, talk.db, case)  # nobody to put the call through to
+        put_through(line, response, chained, EMERGENCY, found, 0, ask=held, case=case)
         return response
     if Hint.HAND_OVER in hints:
         line.speak(response, replies)
@@ -81,22 +86,30 @@ def put_through(
     *,
     ask: bool | None = None,
     asked_in: int | None = None,
+    case: str | None = None,
 ) -> None:
     """Put the call through to ``targets[index]``; when none is left, a voicemail (hand-over)
-    or the emergency's question. The dial URL carries what the next step needs."""
+    or the emergency's question. The dial URL carries what the next step needs; in an
+    emergency (its ``case``) the number's answer is told at once, to the answered route."""
     ask = ask if ask is not None else step.extra.get("ask") == "1"
     asked_in = asked_in if asked_in is not None else step.number("h", step.n)
+    case = case if case is not None else step.extra.get("case")
     if index < len(targets):
         target = targets[index]
         if index > 0:
             key = "connecting_family" if target.contact else "connecting_next"
             line.say(response, line.text(f"twilio_voice.{key}", step.lang), step.lang)
         extra: dict[str, object] = {"kind": kind, "i": index}
+        answered = None
         if kind == EMERGENCY:
             extra["ask"] = 1 if ask else None
+            extra["case"] = case
+            if case:
+                family = 1 if target.contact else None
+                answered = step.url("answered", case=case, to=target.phone, family=family)
         else:
             extra["h"] = asked_in
-        line.dial(response, target, step.url("dial", **extra))
+        line.dial(response, target, step.url("dial", **extra), answered)
         return
     if kind == HAND_OVER:
         line.say(response, line.text("twilio_voice.leave_message", step.lang), step.lang)

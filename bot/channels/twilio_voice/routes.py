@@ -174,7 +174,13 @@ def _hand_over_routes(router: APIRouter, line: VoiceLine) -> None:
         await talk.run(records.record, talk.db, caller, pid, dial_status or "unknown", payload)
         log.info("call_dial", call_sid=call_sid, kind=kind, i=index, status=dial_status)
         response = VoiceResponse()
-        if str(form.get("CallStatus", "")) in FINAL_STATUSES:
+        hung_up = str(form.get("CallStatus", "")) in FINAL_STATUSES
+        case = step.extra.get("case")
+        reached_nobody = dial_status not in ANSWERED and (hung_up or index + 1 >= len(found))
+        if kind == EMERGENCY and case and reached_nobody:
+            # The caller's own call reached nobody: the alert calls held for it go now.
+            await talk.run(chain.release_now, talk.db, case)
+        if hung_up:
             return twiml(response)  # the caller hung up: the status callback takes it from here
         if dial_status in ANSWERED:
             line.say(response, line.text("goodbye", step.lang), step.lang)
@@ -182,6 +188,20 @@ def _hand_over_routes(router: APIRouter, line: VoiceLine) -> None:
             return twiml(response)
         put_through(line, response, step, kind, found, index + 1)
         return twiml(response)
+
+    @router.post("/answered")
+    async def number_answered(request: Request, form: Form, talk: Talk) -> Response:
+        """In an emergency, a number the caller was put through to answered (its status
+        callback, event "answered"): a staff member has the emergency, and the alert calls are
+        not made; a family member does not take it from staff."""
+        step = Step.read(request)
+        case, phone = step.extra.get("case", ""), step.extra.get("to", "")
+        status = str(form.get("CallStatus", ""))
+        if case and phone and status in ("in-progress", "answered"):
+            family = step.extra.get("family") == "1"
+            await talk.run(chain.answered_now, talk.db, line.catalogs, case, phone, family)
+        log.info("call_answered", case=case or None, status=status)
+        return Response(status_code=204)
 
     @router.post("/recording")
     async def recording(request: Request, form: Form, talk: Talk) -> Response:

@@ -87,11 +87,23 @@ class VoiceLine:
             attrs["num_digits"] = 1
         return response.gather(**attrs)
 
-    def dial(self, response: VoiceResponse, target: Target, action: str) -> None:
+    def dial(
+        self, response: VoiceResponse, target: Target, action: str, answered: str | None = None
+    ) -> None:
+        """Put the call through to ``target``; ``action`` when the <Dial> ends. ``answered``
+        (a relative URL) is told the moment the number answers (its status callback)."""
         dial = response.dial(
             action=action, method="POST", timeout=self.settings.twilio_ring_timeout_s
         )
-        dial.number(target.phone)
+        if answered is None:
+            dial.number(target.phone)
+            return
+        dial.number(
+            target.phone,
+            status_callback_event="answered",
+            status_callback=self.settings.public_url.rstrip("/") + answered,
+            status_callback_method="POST",
+        )
 
 
 def speech_hints(concepts_file: Path) -> dict[str, str]:

@@ -8,12 +8,13 @@ from __future__ import annotations
 import asyncio
 import shutil
 import threading
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
 import pytest
@@ -24,8 +25,10 @@ from bot.app import create_app
 from bot.channels.senders import senders_for
 from bot.channels.twilio_voice import chain
 from bot.worker import OutboxWorker
+from config.categories import get_categories
 from config.settings import Settings
-from storage.db import make_engine
+from storage import escalation
+from storage.db import make_engine, transaction
 from storage.models import Case, CaseEvent, OutboxItem, OutboxStatus
 from storage.types import utcnow
 from tests.bot.channels.test_twilio_voice import (
@@ -334,3 +337,146 @@ def test_the_alert_routes_check_the_signature_and_ignore_unknown_calls(line: Lin
     assert status.status_code == 200
     with Session(line.engine) as session:
         assert session.scalars(select(OutboxItem)).all() == []
+
+
+# -- the caller's own call and the alert calls ------------------------------------------------
+
+
+def _emergency_call_up_to_the_dial(line: Line) -> tuple[str, dict[str, str], str]:
+    """王秀英 calls and says she fell; the app puts her through (the first <Dial>). Returns the
+    turn's public URL, the call's parameters and the TwiML answered."""
+    sid = line.caller.new_sid()
+    params = line.caller.base_params(sid, WANG, "+15005550006", "ringing")
+    greeting = line.caller.post(f"{PUBLIC_URL}/twilio/voice", params)
+    action = ET.fromstring(greeting.text).find("Gather").get("action")  # type: ignore[union-attr]
+    url = urljoin(f"{PUBLIC_URL}/twilio/voice", action)
+    params = params | {"CallStatus": "in-progress"}
+    turn = line.caller.post(url, params | {"SpeechResult": "我摔倒了，起不来", "Confidence": "0.9"})
+    assert turn.status_code == 200 and "<Dial" in turn.text
+    return url, params, turn.text
+
+
+def _held(item: OutboxItem) -> bool:
+    return bool(item.payload.get("held")) and item.next_attempt_at > utcnow() + timedelta(
+        seconds=60
+    )
+
+
+@pytest.mark.asyncio
+async def test_the_alert_calls_wait_while_the_caller_is_put_through_and_go_when_nobody_answers(
+    line: Line,
+) -> None:
+    url, params, twiml = _emergency_call_up_to_the_dial(line)
+    [waiting] = alert_calls(line.engine)
+    assert waiting.address == STAFF_A1 and _held(waiting)
+    worker = line.worker()
+    try:
+        await worker.run_once()
+        # The messages go at once; the phone that rings now is the caller's own call's.
+        assert sorted(m["to"] for m in line.twilio.messages) == sorted([STAFF_A1, STAFF_SA, SON])
+        assert line.calls() == []
+        dialed = []
+        while "<Dial" in twiml:
+            dial = ET.fromstring(twiml).find("Dial")
+            assert dial is not None
+            dialed.append((dial.findtext("Number") or "").strip())
+            [still] = alert_calls(line.engine)
+            assert _held(still)  # nobody has been reached yet, and somebody may still answer
+            action = urljoin(url, dial.get("action") or "")
+            twiml = line.caller.post(action, params | {"DialCallStatus": "no-answer"}).text
+        assert dialed == [STAFF_A1, STAFF_SA, SON]
+        assert "电话暂时没有接通" in twiml
+        # Nobody answered her: the alert calls go now, one after another, from the first.
+        [released] = alert_calls(line.engine)
+        assert "held" not in released.payload and released.next_attempt_at <= utcnow()
+        assert await worker.run_once() == 1
+        [first] = line.calls()
+        assert first["to"] == STAFF_A1 and PRESS_ONE in first["twiml"]
+    finally:
+        await worker.aclose()
+
+
+@pytest.mark.asyncio
+async def test_staff_who_answer_the_callers_own_call_take_the_emergency_and_no_alert_call_rings(
+    line: Line,
+) -> None:
+    call = line.caller.call([Speak("救命，我摔倒了")], caller=WANG, answers={STAFF_A1: "completed"})
+    assert call.dialed == [STAFF_A1]
+    [told] = call.exchange("/twilio/voice/answered")
+    assert told.status_code == 204 and told.params["ParentCallSid"] == call.call_sid
+    [case] = [c for c in _cases(line.engine) if c.category == "emergency"]
+    [item] = alert_calls(line.engine)
+    assert item.payload["taken"] and item.payload["answered_on_the_line"] == STAFF_A1
+    assert "held" not in item.payload
+    worker = line.worker()
+    try:
+        await worker.run_once()
+        assert line.calls() == []  # settled as taken: never placed
+    finally:
+        await worker.aclose()
+    note = f"钱社工（{STAFF_A1}）接通了求助人的电话，接手了这个紧急情况；不再另打提醒电话。"
+    assert chain_notes(line.engine, case) == [note]
+    # Twilio repeats the callback: nothing more is noted.
+    assert line.caller.replay(told).status_code == 204
+    assert chain_notes(line.engine, case) == [note]
+    # Somebody has it: the escalation does not ring everybody again after two minutes.
+    with transaction(line.engine) as session:
+        later = utcnow() + escalation.EMERGENCY_AFTER + timedelta(minutes=1)
+        escalation.run_due(session, later, get_categories())
+    with Session(line.engine) as session:
+        actions_ = session.scalars(select(CaseEvent.action).where(CaseEvent.case_id == case.id))
+        assert escalation.REESCALATED not in set(actions_)
+    assert [i.payload.get("wave", 1) for i in alert_calls(line.engine)] == [1]
+
+
+@pytest.mark.asyncio
+async def test_family_who_answer_the_callers_own_call_do_not_stop_the_alert_calls_to_staff(
+    line: Line,
+) -> None:
+    call = line.caller.call([Speak("救命，我摔倒了")], caller=WANG, answers={SON: "completed"})
+    assert call.dialed == [STAFF_A1, STAFF_SA, SON]
+    [case] = [c for c in _cases(line.engine) if c.category == "emergency"]
+    [item] = alert_calls(line.engine)
+    assert not item.payload.get("taken") and "held" not in item.payload
+    assert chain_notes(line.engine, case) == [
+        f"求助人的电话接通了家属李强（{SON}）；提醒电话照常呼叫工作人员。"
+    ]
+    worker = line.worker()
+    try:
+        assert await worker.run_once() >= 1
+        assert [c["to"] for c in line.calls()] == [STAFF_A1]
+    finally:
+        await worker.aclose()
+
+
+def _cases(engine: Engine) -> list[Case]:
+    with Session(engine) as session:
+        return list(session.scalars(select(Case)))
+
+
+@pytest.mark.asyncio
+async def test_the_second_wave_takes_over_from_a_first_wave_still_ringing(line: Line) -> None:
+    case = emergency_by_phone(line)
+    worker = line.worker()
+    try:
+        await worker.run_once()
+        [first] = line.calls()
+        assert first["to"] == STAFF_A1
+        # Two minutes on and nobody has it: the escalation rings again while that call rings.
+        with transaction(line.engine) as session:
+            later = utcnow() + escalation.EMERGENCY_AFTER + timedelta(seconds=1)
+            escalation.run_due(session, later, get_categories())
+        second_wave = [c for c in alert_calls(line.engine) if c.payload.get("wave") == 2]
+        [waiting] = second_wave
+        assert waiting.address == STAFF_A1 and waiting.payload["held"] == "ringing"
+        assert await worker.run_once() == 0  # her phone is ringing already
+        # That call ends unanswered: the second wave goes on from here, the first does not.
+        assert line.caller.placed_status(first, "no-answer").status_code == 200
+        assert await worker.run_once() == 1
+        assert [c["to"] for c in line.calls()] == [STAFF_A1, STAFF_A1]
+        assert await worker.run_once() == 0
+    finally:
+        await worker.aclose()
+    first_wave = [c for c in alert_calls(line.engine) if "wave" not in c.payload]
+    assert [(c.address, c.payload["outcome"]) for c in first_wave] == [(STAFF_A1, "passed")]
+    assert chain_notes(line.engine, case) == []
