@@ -348,7 +348,7 @@ def _held(session: Session, case_number: str) -> list[OutboxItem]:
         c
         for c in _calls_of(session, case.id)
         if c.status == OutboxStatus.PENDING
-        and c.payload.get(HELD) in (True, HELD_FOR_CALLER)
+        and c.payload.get(HELD) == HELD_FOR_CALLER
         and not settled(c.payload)
     ]
 
