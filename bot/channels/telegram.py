@@ -1,7 +1,7 @@
 """Telegram (python-telegram-bot 22): the bot application, its webhook inside the app, polling,
 and what its handlers share (sending, de-duplication). The handlers: retirees in
 telegram_retirees.py, volunteers and staff in telegram_staff.py, a unit's group chat (linking
-it) in telegram_groups.py.
+it) in telegram_groups.py; the cases posted to volunteers and staff in telegram_posts.py.
 
 Webhook mode: `POST /telegram/webhook`, the secret header compared in constant time, each update
 handed to the application's handlers. `hotline telegram poll` runs the same handlers by long
@@ -248,7 +248,7 @@ def new_case_announcer(
     categories = load_categories(settings.config_dir / "categories.yml")
 
     def announce(session: Session, cases: Sequence[Case]) -> int:
-        from bot.channels.telegram_staff import announce_new_cases  # it imports this module
+        from bot.channels.telegram_posts import announce_new_cases  # it imports this module
 
         return announce_new_cases(
             session,

@@ -22,8 +22,9 @@ from sqlalchemy.exc import OperationalError
 from bot.app import create_app
 from bot.channels import telegram as telegram_channel
 from bot.channels.telegram import buttons, poll
+from bot.channels.telegram_posts import announce_new_cases, post_new_case
 from bot.channels.telegram_retirees import telegram_phone
-from bot.channels.telegram_staff import announce_new_cases, post_new_case, record_sent
+from bot.channels.telegram_staff import record_sent
 from bot.messages import Choice
 from config.categories import load_categories
 from config.i18n import load_catalogs

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, select
 
 from bot.channels.senders import TelegramSender
 from bot.channels.telegram import new_case_announcer
-from bot.channels.telegram_staff import post_new_case
+from bot.channels.telegram_posts import post_new_case
 from bot.engine import ConversationEngine
 from bot.messages import Inbound
 from bot.periodic import default_jobs, run_all_once
