@@ -10,10 +10,11 @@ when the one before was not taken).
 An emergency told on the phone line is put through to the same people by the call itself
 (bot/channels/twilio_voice/handover.py), so its alert calls are held back meanwhile (``held``,
 due PUT_THROUGH_HOLD later), or each of them would ring twice at once: once with the caller on
-the line, once with the recorded alert. The voice channel releases them as soon as nobody
-answered the caller (the last number did not answer, or the caller hung up), and calls them off
-when a staff member answered; the hold's end starts them in any case, should those callbacks
-never come. The messages are not held. Who is on duty and the alert calls themselves live in
+the line, once with the recorded alert. The voice channel releases them as soon as the
+caller's call is through with the numbers (somebody talked with her, nobody answered, or she
+hung up) or a family member answered; the hold's end starts them in any case, should those
+callbacks never come. An answer on the line never takes the emergency (a voicemail answers a
+phone too): only a 1 pressed on an alert call does. The messages are not held. Who is on duty and the alert calls themselves live in
 storage/staff_alerts.py (the escalation job uses them too); their names stay importable here.
 """
 

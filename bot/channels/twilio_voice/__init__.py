@@ -13,13 +13,13 @@ number's "A call comes in" webhook and ``/status`` as its "Call status changes" 
                                before the engine acts on it.
 - ``/twilio/voice/dial``       after each ``<Dial>``: on no answer, the next on-duty staff member
                                (then, in an emergency, the emergency contacts); after the last one a
-                               voicemail (hand-over) or the emergency's question. In an emergency
-                               whose caller reached nobody (or hung up), the alert calls held back
-                               while she was put through go now (``chain.py``, bot/notify.py).
+                               voicemail (hand-over) or the emergency's question. In an emergency,
+                               once the caller's call is through with the numbers (answered, none
+                               left, or she hung up), the alert calls held back while she was put
+                               through go (``chain.py``, bot/notify.py).
 - ``/twilio/voice/answered``   in an emergency, the number the caller was put through to answered
-                               (the ``<Number>``'s status callback, event "answered"): a staff
-                               member has the emergency and no alert call is made; a family member
-                               does not take it from staff, and the alert calls go now.
+                               (the ``<Number>``'s status callback, event "answered"): noted on the
+                               case; a family member's answer releases the alert calls at once.
 - ``/twilio/voice/recording``  the voicemail (or none) of a hand-over nobody took: a call-back case
                                with the recording's URL, and the caller is told who rings back when.
 - ``/twilio/voice/status``     call status callbacks, recorded; when a call that came in is over,

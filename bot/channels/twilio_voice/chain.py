@@ -143,12 +143,12 @@ def answered_on_the_line(
     now: datetime,
     catalogs: Catalogs,
 ) -> None:
-    """The caller's own call was put through to ``phone`` and answered. A staff member has the
-    emergency then, as if they had pressed 1 on an alert call: the chain's latest call is marked
-    taken (one still waiting, held or queued, is never placed; one ringing passes nobody on),
-    and the timeline says who. A family member (``family``) does not take it from staff: the
-    held call is released. Once per answer, however often Twilio repeats the callback (the
-    note is not repeated)."""
+    """The caller's own call was put through to ``phone`` and answered: the timeline says who
+    (once, however often Twilio repeats the callback). It does not take the emergency: a phone's
+    voicemail answers too, so only a 1 pressed on an alert call does. A staff member's answer
+    leaves the alert calls held until the caller's call with them ends (or the hold runs out),
+    so their phone does not ring twice at once; a family member's releases them now, as staff
+    must still know."""
     case = _locked_case(session, case_number)
     if case is None:
         return
@@ -159,18 +159,6 @@ def answered_on_the_line(
         release_held(session, case_number, now=now)
         key = "twilio_voice.chain.family_answered"
     else:
-        if any(c.payload.get("taken") for c in calls):
-            return
-        if calls:  # the chain's latest call: waiting (settled now, never placed) or ringing
-            current = calls[-1]
-            current.payload = {
-                **{k: v for k, v in current.payload.items() if k != HELD},
-                "taken": True,
-                "outcome": current.payload.get("outcome") or TAKEN,
-                "answered_on_the_line": phone,
-            }
-            if current.status == OutboxStatus.PENDING:
-                current.next_attempt_at = min(current.next_attempt_at, now)
         key = "twilio_voice.chain.answered_on_the_line"
     note = catalogs.text(key, lang, who=who, phone=phone)
     if not any(e.note == note for e in case.events):

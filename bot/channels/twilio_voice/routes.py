@@ -176,9 +176,10 @@ def _hand_over_routes(router: APIRouter, line: VoiceLine) -> None:
         response = VoiceResponse()
         hung_up = str(form.get("CallStatus", "")) in FINAL_STATUSES
         case = step.extra.get("case")
-        reached_nobody = dial_status not in ANSWERED and (hung_up or index + 1 >= len(found))
-        if kind == EMERGENCY and case and reached_nobody:
-            # The caller's own call reached nobody: the alert calls held for it go now.
+        over = dial_status in ANSWERED or hung_up or index + 1 >= len(found)
+        if kind == EMERGENCY and case and over:
+            # The caller's own call is through with the numbers (they talked, or nobody
+            # answered): the alert calls held for it go now, and whoever presses 1 takes it.
             await talk.run(chain.release_now, talk.db, case)
         if hung_up:
             return twiml(response)  # the caller hung up: the status callback takes it from here
@@ -192,8 +193,8 @@ def _hand_over_routes(router: APIRouter, line: VoiceLine) -> None:
     @router.post("/answered")
     async def number_answered(request: Request, form: Form, talk: Talk) -> Response:
         """In an emergency, a number the caller was put through to answered (its status
-        callback, event "answered"): a staff member has the emergency, and the alert calls are
-        not made; a family member does not take it from staff."""
+        callback, event "answered"): noted on the case; a family member's answer releases the
+        alert calls to staff at once (see chain.answered_on_the_line)."""
         step = Step.read(request)
         case, phone = step.extra.get("case", ""), step.extra.get("to", "")
         status = str(form.get("CallStatus", ""))

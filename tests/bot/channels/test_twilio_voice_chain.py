@@ -397,36 +397,41 @@ async def test_the_alert_calls_wait_while_the_caller_is_put_through_and_go_when_
 
 
 @pytest.mark.asyncio
-async def test_staff_who_answer_the_callers_own_call_take_the_emergency_and_no_alert_call_rings(
+async def test_staff_who_answer_her_own_call_are_noted_and_the_alert_calls_wait_for_it_to_end(
     line: Line,
 ) -> None:
-    call = line.caller.call([Speak("救命，我摔倒了")], caller=WANG, answers={STAFF_A1: "completed"})
-    assert call.dialed == [STAFF_A1]
-    [told] = call.exchange("/twilio/voice/answered")
-    assert told.status_code == 204 and told.params["ParentCallSid"] == call.call_sid
+    url, params, twiml = _emergency_call_up_to_the_dial(line)
+    number = ET.fromstring(twiml).find("Dial/Number")
+    assert number is not None and number.get("statusCallbackEvent") == "answered"
+    # 钱社工 answers: Twilio tells the answered route at once (the leg's own CallSid).
+    leg = line.caller.base_params(line.caller.new_sid(), WANG, STAFF_A1, "in-progress")
+    leg |= {"Direction": "outbound-dial", "ParentCallSid": params["CallSid"]}
+    told = line.caller.post(number.get("statusCallback") or "", leg)
+    assert told.status_code == 204
+    assert line.caller.post(number.get("statusCallback") or "", leg).status_code == 204  # again
     [case] = [c for c in _cases(line.engine) if c.category == "emergency"]
-    [item] = alert_calls(line.engine)
-    assert item.payload["taken"] and item.payload["answered_on_the_line"] == STAFF_A1
-    assert "held" not in item.payload
+    note = (
+        f"钱社工（{STAFF_A1}）接通了求助人的电话。"
+        "这通电话结束后（最迟在求助90秒后），提醒电话照常呼叫值班人员，有人按1才算接手。"
+    )
+    assert chain_notes(line.engine, case) == [note]  # once
+    [waiting] = alert_calls(line.engine)
+    # Not taken (a voicemail answers too), and her phone does not ring twice while they talk.
+    assert not waiting.payload.get("taken") and _held(waiting)
     worker = line.worker()
     try:
         await worker.run_once()
-        assert line.calls() == []  # settled as taken: never placed
+        assert line.calls() == []
+        # They hang up: the alert calls go, and whoever presses 1 takes the emergency.
+        dial = ET.fromstring(twiml).find("Dial")
+        assert dial is not None
+        done = {"DialCallStatus": "completed", "DialCallDuration": "45"}
+        ended = line.caller.post(urljoin(url, dial.get("action") or ""), params | done)
+        assert ended.status_code == 200 and "<Hangup" in ended.text
+        assert await worker.run_once() == 1
+        assert [c["to"] for c in line.calls()] == [STAFF_A1]
     finally:
         await worker.aclose()
-    note = f"钱社工（{STAFF_A1}）接通了求助人的电话，接手了这个紧急情况；不再另打提醒电话。"
-    assert chain_notes(line.engine, case) == [note]
-    # Twilio repeats the callback: nothing more is noted.
-    assert line.caller.replay(told).status_code == 204
-    assert chain_notes(line.engine, case) == [note]
-    # Somebody has it: the escalation does not ring everybody again after two minutes.
-    with transaction(line.engine) as session:
-        later = utcnow() + escalation.EMERGENCY_AFTER + timedelta(minutes=1)
-        escalation.run_due(session, later, get_categories())
-    with Session(line.engine) as session:
-        actions_ = session.scalars(select(CaseEvent.action).where(CaseEvent.case_id == case.id))
-        assert escalation.REESCALATED not in set(actions_)
-    assert [i.payload.get("wave", 1) for i in alert_calls(line.engine)] == [1]
 
 
 @pytest.mark.asyncio
