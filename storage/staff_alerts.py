@@ -159,20 +159,35 @@ def wave_of(item: OutboxItem) -> int:
 
 def supersede_waves(session: Session, case_id: int) -> bool:
     """A new wave of the case's alert calls is about to be queued: it takes over from the
-    earlier ones. Their calls not placed yet are called off (removed); returns whether one is
-    still ringing (placed, its outcome not known), which the new wave waits for (held; the end
-    of that call releases it, bot/channels/twilio_voice/chain.py, and does not go on with its
-    own wave). The case is locked by the caller."""
+    earlier ones. Their calls not placed yet are called off (`call_off`); returns whether one
+    is still ringing (placed, its outcome not known), which the new wave waits for (held; the
+    end of that call releases it, bot/channels/twilio_voice/chain.py, and does not go on with
+    its own wave). The case is locked by the caller."""
     live = [c for c in alert_calls(session, case_id) if not (c.payload or {}).get("outcome")]
-    waiting = [c.id for c in live if c.status == OutboxStatus.PENDING]
-    if waiting:
+    call_off(session, [c for c in live if c.status == OutboxStatus.PENDING])
+    return any(c.status in (OutboxStatus.SENDING, OutboxStatus.SENT) for c in live)
+
+
+def call_off(session: Session, calls: Sequence[OutboxItem]) -> list[OutboxItem]:
+    """Remove those of ``calls`` still queued and not being placed (a worker that holds one
+    places it; its callee hears the emergency is taken only by pressing 1 too). Returns those
+    called off."""
+    if not calls:
+        return []
+    locked = set(
+        session.scalars(
+            select(OutboxItem.id)
+            .where(OutboxItem.id.in_([c.id for c in calls]))
+            .where(OutboxItem.status == OutboxStatus.PENDING)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    called_off = [c for c in calls if c.id in locked]
+    if called_off:
         session.execute(
-            delete(OutboxItem).where(
-                OutboxItem.id.in_(waiting), OutboxItem.status == OutboxStatus.PENDING
-            ),
+            delete(OutboxItem).where(OutboxItem.id.in_([c.id for c in called_off])),
             execution_options={"synchronize_session": False},
         )
-        for item in live:
-            if item.id in waiting:
-                session.expunge(item)
-    return any(c.status in (OutboxStatus.SENDING, OutboxStatus.SENT) for c in live)
+        for item in called_off:
+            session.expunge(item)
+    return called_off

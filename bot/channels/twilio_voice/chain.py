@@ -32,7 +32,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import structlog
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from bot.channels.twilio_voice.steps import FINAL_STATUSES, PREFIX
@@ -44,8 +44,8 @@ from storage.models import Case, OutboxItem, OutboxStatus, Staff
 from storage.permissions import Actor
 from storage.staff_alerts import CALL_TIMEOUT as CALL_TIMEOUT
 from storage.staff_alerts import alert_calls as _calls_of
+from storage.staff_alerts import call_off, wave_of
 from storage.staff_alerts import is_alert_call as is_chain_call
-from storage.staff_alerts import wave_of
 
 log = structlog.get_logger(__name__)
 
@@ -122,16 +122,33 @@ def acknowledge(
 
 
 def release_held(session: Session, case_number: str, *, now: datetime) -> int:
-    """The caller's own call reached nobody (bot/notify.py holds the alert calls while it is put
-    through): the emergency's held alert call is due now. Returns how many were released."""
-    released = 0
-    for item in _held(session, case_number):
-        item.payload = {k: v for k, v in item.payload.items() if k != HELD}
-        item.next_attempt_at = min(item.next_attempt_at, now)
-        released += 1
-    if released:
-        log.info("emergency_calls_released", case=case_number, calls=released)
-    return released
+    """The caller's own call is through with the numbers it was put through to (bot/notify.py
+    holds the alert calls meanwhile): the emergency's held alert call is due now. Returns how
+    many were released."""
+    case = _locked_case(session, case_number)
+    return 0 if case is None else _release_held(session, case, now)
+
+
+def _release_held(session: Session, case: Case, now: datetime) -> int:
+    """`release_held` of ``case``, locked by the caller."""
+    held = [
+        c
+        for c in _calls_of(session, case.id)
+        if c.status == OutboxStatus.PENDING
+        and c.payload.get(HELD) == HELD_FOR_CALLER
+        and not settled(c.payload)
+    ]
+    for item in held:
+        _release(item, now)
+    if held:
+        log.info("emergency_calls_released", case=case.number, calls=len(held))
+    return len(held)
+
+
+def _release(item: OutboxItem, now: datetime) -> None:
+    """A held call is due now."""
+    item.payload = {k: v for k, v in item.payload.items() if k != HELD}
+    item.next_attempt_at = min(item.next_attempt_at, now)
 
 
 def answered_on_the_line(
@@ -156,7 +173,7 @@ def answered_on_the_line(
     lang = _language(calls[-1]) if calls else "zh"
     who = _name_of(session, case, phone)
     if family:
-        release_held(session, case_number, now=now)
+        _release_held(session, case, now)
         key = "twilio_voice.chain.family_answered"
     else:
         key = "twilio_voice.chain.answered_on_the_line"
@@ -186,8 +203,7 @@ def pass_on(
         # from here, this wave does not.
         for call in newer:
             if call.status == OutboxStatus.PENDING and call.payload.get(HELD) == HELD_FOR_RINGING:
-                call.payload = {k: v for k, v in call.payload.items() if k != HELD}
-                call.next_attempt_at = min(call.next_attempt_at, now)
+                _release(call, now)
         log.info("emergency_call_superseded", case=payload.get("case"), order=payload.get("order"))
         return
     rest = [Callee.from_json(c) for c in payload.get("chain") or []]
@@ -276,7 +292,7 @@ def time_out(
 
 
 def release_now(db: Engine, case: str) -> int:
-    """The caller's own call reached nobody: the emergency's held alert calls go now."""
+    """The caller's own call is through with the numbers: the held alert calls go now."""
     with transaction(db) as session:
         return release_held(session, case, now=datetime.now(UTC))
 
@@ -327,20 +343,6 @@ def _locked_case(session: Session, number: str) -> Case | None:
     ).one_or_none()
 
 
-def _held(session: Session, case_number: str) -> list[OutboxItem]:
-    """The case's alert calls held back while the caller is put through (its case locked)."""
-    case = _locked_case(session, case_number)
-    if case is None:
-        return []
-    return [
-        c
-        for c in _calls_of(session, case.id)
-        if c.status == OutboxStatus.PENDING
-        and c.payload.get(HELD) == HELD_FOR_CALLER
-        and not settled(c.payload)
-    ]
-
-
 def _name_of(session: Session, case: Case, phone: str) -> str:
     """Who has the number: a staff member's name, the retiree's emergency contact's, or the
     number itself."""
@@ -352,33 +354,14 @@ def _name_of(session: Session, case: Case, phone: str) -> str:
 
 
 def _call_off_the_rest(session: Session, taken: OutboxItem) -> list[OutboxItem]:
-    """Remove the case's alert calls queued but not yet placed (nor being placed: a worker
-    that holds one places it, and its callee hears the emergency is taken only by pressing 1
-    too; that call then settles as not needed). Returns those called off."""
+    """Remove the case's other alert calls queued but not yet placed (a call being placed
+    then settles as not needed). Returns those called off."""
     waiting = [
         c
         for c in _calls_of(session, taken.case_id)
         if c.id != taken.id and c.status == OutboxStatus.PENDING
     ]
-    if not waiting:
-        return []
-    locked = set(
-        session.scalars(
-            select(OutboxItem.id)
-            .where(OutboxItem.id.in_([c.id for c in waiting]))
-            .where(OutboxItem.status == OutboxStatus.PENDING)
-            .with_for_update(skip_locked=True)
-        )
-    )
-    called_off = [c for c in waiting if c.id in locked]
-    if called_off:
-        session.execute(
-            delete(OutboxItem).where(OutboxItem.id.in_([c.id for c in called_off])),
-            execution_options={"synchronize_session": False},
-        )
-        for item in called_off:
-            session.expunge(item)
-    return called_off
+    return call_off(session, waiting)
 
 
 def _note(session: Session, item: OutboxItem, text: str, now: datetime) -> None:
