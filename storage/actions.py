@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     bindparam,
     column,
+    exists,
     func,
     insert,
     literal,
@@ -32,8 +33,9 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from config.categories import CategoryConfig, get_categories
+from config.i18n import get_catalogs
 from config.settings import get_settings
-from storage import follow_ups
+from storage import follow_ups, staff_alerts
 from storage.deadlines import CalendarNotCovered, deadline_after
 from storage.errors import (
     CaseConflict,
@@ -42,7 +44,18 @@ from storage.errors import (
     NotFound,
     NotPermitted,
 )
-from storage.models import Case, CaseEvent, CaseStatus, Retiree, Role, Staff, Unit, UnitLevel
+from storage.models import (
+    Case,
+    CaseEvent,
+    CaseStatus,
+    OutboxItem,
+    OutboxStatus,
+    Retiree,
+    Role,
+    Staff,
+    Unit,
+    UnitLevel,
+)
 from storage.notices import fact_columns, facts_from, tell_claimed, tell_resolved
 from storage.numbering import next_case_number
 from storage.permissions import Actor, may_see_case, unit_tree
@@ -300,6 +313,7 @@ def _apply_claim(session: Session, case: Case, actor: Actor, staff: Staff, now: 
     _flush(session, case)
     _event(session, case, "claim", actor, from_status=OPEN, now=now)
     tell_claimed(session, case, staff, now=now)
+    _stand_down_alerts(session, case, "claim", staff.name, now)
     return case
 
 
@@ -357,10 +371,12 @@ def _claim_next_in_one_statement(
     row = session.execute(statement, params).first()
     if row is None:
         return None
-    case = row[0]
+    case, *facts, alerts_waiting = row
     # The statement also read what telling the retiree needs; its subqueries could not see
     # the claim event it wrote, hence uncounted=1.
-    tell_claimed(session, case, staff, now=now, facts=facts_from(row[1:], uncounted=1))
+    tell_claimed(session, case, staff, now=now, facts=facts_from(facts, uncounted=1))
+    if alerts_waiting:  # read by the statement too: most claims look no further
+        _stand_down_alerts(session, case, "claim", staff.name, now)
     return case
 
 
@@ -368,7 +384,8 @@ def _claim_next_in_one_statement(
 def _one_statement_claim(by_category: bool, takes_ownership: bool) -> Any:
     """UPDATE the best open case in scope (locked with SKIP LOCKED) and INSERT its claim
     event, returning the claimed case as an ORM object and the facts storage.notices needs to
-    tell the retiree (saving the claim a round trip)."""
+    tell the retiree (saving the claim a round trip), and whether alert calls of the case
+    wait to be placed (_stand_down_alerts)."""
     cases, events = Case.__table__, CaseEvent.__table__
     now = bindparam("now", type_=UTCDateTime())
     staff_id = bindparam("staff_id", type_=Integer())
@@ -437,9 +454,19 @@ def _one_statement_claim(by_category: bool, takes_ownership: bool) -> Any:
         filed_at=claimed.c.created_at,
         action=literal("claim"),
     )
+    alerts_waiting = (
+        exists()
+        .where(
+            OutboxItem.case_id == claimed.c.id,
+            OutboxItem.channel == "voice",
+            OutboxItem.status == OutboxStatus.PENDING,
+        )
+        .label("alerts_waiting")
+    )
+    columns = [*facts, alerts_waiting]
     return (
-        select(Case, *(column(f.name, f.type) for f in facts))
-        .from_statement(select(claimed, *facts).add_cte(event))
+        select(Case, *(column(f.name, f.type) for f in columns))
+        .from_statement(select(claimed, *columns).add_cte(event))
         .execution_options(populate_existing=True)
     )
 
@@ -688,7 +715,25 @@ def cancel(
     _flush(session, case)
     _event(session, case, "cancel", actor, from_status=before, now=now, reason=reason)
     follow_ups.cancel_open(session, case)  # none is open for a case not resolved: defensive
+    _stand_down_alerts(session, case, "cancel", "", now)
     return case
+
+
+def _stand_down_alerts(session: Session, case: Case, why: str, who: str, now: datetime) -> None:
+    """An emergency taken by somebody (``why`` "claim": in the console, on Telegram, on the
+    phone) or withdrawn ("cancel") needs no more alert calls: those not placed yet are called
+    off, and the timeline says whose. A call ringing now ends as it ends; the chain does not go
+    on after it (bot/channels/twilio_voice/chain.py)."""
+    if case.category != staff_alerts.EMERGENCY:
+        return
+    called_off = staff_alerts.stand_down(session, case.id)
+    if not called_off:
+        return
+    catalogs, lang = get_catalogs(), get_settings().default_language
+    names = staff_alerts.joined([staff_alerts.callee_of(c) for c in called_off], catalogs, lang)
+    note = catalogs.text(f"staff_alerts.stood_down_{why}", lang, who=who, names=names)
+    label = staff_alerts.CHAIN_LABEL
+    _event(session, case, "note", Actor.system(label), from_status=case.status, now=now, note=note)
 
 
 def get_case(session: Session, number: str) -> Case:

@@ -53,6 +53,7 @@ from storage.models import (
 from storage.permissions import Actor
 from storage.staff_alerts import (
     CALL_TIMEOUT,
+    EMERGENCY,
     EMERGENCY_CALL,
     URGENT,
     Callee,
@@ -65,7 +66,6 @@ from storage.types import UTCDateTime
 
 log = structlog.get_logger(__name__)
 
-EMERGENCY = "emergency"
 EMERGENCY_AFTER = timedelta(minutes=2)
 MIN_GRACE = timedelta(minutes=10)
 BATCH = 100  # cases looked at per run and per kind; the rest wait for the next run (15 s)

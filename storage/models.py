@@ -104,6 +104,7 @@ class OutboxStatus(enum.StrEnum):
     SENDING = "sending"
     SENT = "sent"
     DEAD = "dead"  # gave up after the last attempt; shown to staff
+    CANCELLED = "cancelled"  # called off before it was sent (kept for the record, never sent)
 
 
 class Unit(Base):

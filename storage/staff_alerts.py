@@ -5,18 +5,22 @@ conversation (bot/notify.py) and by the escalation of unclaimed cases (storage/e
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from config.i18n import Catalogs
 from storage import outbox
 from storage.models import OutboxItem, OutboxStatus, Role, Staff, Unit, staff_units
 
 URGENT = 1
+EMERGENCY = "emergency"  # the category whose cases have alert calls
+CHAIN_LABEL = "call_chain"  # the actor label of the chain's notes on the case's timeline
+CALLED_OFF = "called_off"  # the outcome of an alert call cancelled before it was placed
 EMERGENCY_CALL = "emergency_call"  # the payload kind of an emergency's alert calls
 # How long an alert call may take: long enough to ring (twilio_ring_timeout_s, at most 60 s),
 # say the alert and ask for 1 twice.
@@ -169,9 +173,10 @@ def supersede_waves(session: Session, case_id: int) -> bool:
 
 
 def call_off(session: Session, calls: Sequence[OutboxItem]) -> list[OutboxItem]:
-    """Remove those of ``calls`` still queued and not being placed (a worker that holds one
-    places it; its callee hears the emergency is taken only by pressing 1 too). Returns those
-    called off."""
+    """Cancel those of ``calls`` still queued and not being placed (a worker that holds one
+    places it; its callee hears the emergency is taken only by pressing 1 too). They stay in
+    the outbox as "cancelled", settled (``outcome``: called off), and are never sent. Returns
+    those called off."""
     if not calls:
         return []
     locked = set(
@@ -183,11 +188,27 @@ def call_off(session: Session, calls: Sequence[OutboxItem]) -> list[OutboxItem]:
         )
     )
     called_off = [c for c in calls if c.id in locked]
-    if called_off:
-        session.execute(
-            delete(OutboxItem).where(OutboxItem.id.in_([c.id for c in called_off])),
-            execution_options={"synchronize_session": False},
-        )
-        for item in called_off:
-            session.expunge(item)
+    for item in called_off:
+        item.status = OutboxStatus.CANCELLED
+        item.payload = {**item.payload, "outcome": CALLED_OFF}
     return called_off
+
+
+def stand_down(session: Session, case_id: int, *, keep: int | None = None) -> list[OutboxItem]:
+    """The emergency ``case_id`` is taken (or withdrawn): its alert calls not placed yet are
+    called off, held ones included, except the item ``keep``. Returns those called off."""
+    waiting = [
+        c
+        for c in alert_calls(session, case_id)
+        if c.id != keep and c.status == OutboxStatus.PENDING
+    ]
+    return call_off(session, waiting)
+
+
+def joined(names: Iterable[str], catalogs: Catalogs, lang: str) -> str:
+    """Names in a row, for a note on the case's timeline ("张三、李四")."""
+    return catalogs.text("staff_alerts.separator", lang).join(names)
+
+
+def callee_of(item: OutboxItem) -> str:
+    return str((item.payload or {}).get("who") or item.address)

@@ -277,12 +277,15 @@ def test_an_emergency_unclaimed_for_two_minutes_rings_again_and_alerts_the_stati
 
     assert run(session, NOW + timedelta(minutes=2)) == 1
     # The second wave takes over: the first wave's call to A1_STAFF_2, not placed yet, is called
-    # off (nobody's phone rings for both waves at once).
+    # off, kept as cancelled (nobody's phone rings for both waves at once).
     assert [(c.address, c.payload.get("wave")) for c in calls(session, case)] == [
         (A1_STAFF_1, None),
+        (A1_STAFF_2, None),
         (A1_STAFF_1, 2),
     ]
-    rering = calls(session, case)[1]
+    called_off = calls(session, case)[1]
+    assert (called_off.status.value, called_off.payload["outcome"]) == ("cancelled", "called_off")
+    rering = calls(session, case)[2]
     assert "held" not in rering.payload  # nothing of the first wave rings now
     spoken = f"紧急求助，编号 {case.number}，和平社区，已经2分钟没有人领取。请立即处理，详情请看短信或控制台。"
     assert rering.address == A1_STAFF_1 and rering.status.value == "pending"
@@ -311,6 +314,7 @@ def test_an_emergency_unclaimed_for_two_minutes_rings_again_and_alerts_the_stati
     )
     assert [(c.address, c.payload.get("wave")) for c in calls(session, case)] == [
         (A1_STAFF_1, None),
+        (A1_STAFF_2, None),  # called off
         (A1_STAFF_1, 2),
         (A1_STAFF_2, 2),
     ]
@@ -318,7 +322,7 @@ def test_an_emergency_unclaimed_for_two_minutes_rings_again_and_alerts_the_stati
     # Once: not again while it stays unclaimed; after the grace period it moves up.
     for n in range(1, 40):
         assert run(session, NOW + timedelta(minutes=2, seconds=15 * n)) == 0
-    assert len(calls(session, case)) == 3 and len(sent(session, case, "emergency_alert")) == 3
+    assert len(calls(session, case)) == 4 and len(sent(session, case, "emergency_alert")) == 3
     assert run(session, NOW + timedelta(minutes=12)) == 1
     assert (case.unit_id, case.priority) == (w.units.station_a.id, 1)
     assert [e[0] for e in timeline(session, case)][-1] == "escalate"

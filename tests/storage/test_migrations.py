@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from storage.db import make_engine
 from storage.migrate import (
@@ -75,3 +77,36 @@ def test_servers_starting_together_migrate_once(pg_server: PostgresServer) -> No
     assert current_revision(engine) == HEAD
     engine.dispose()
     pg_server.drop_database("two_servers")
+
+
+def _outbox_row(engine: Engine, status: str, key: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO outbox (channel, address, payload, idempotency_key, priority, status,"
+                " attempts, next_attempt_at, last_error, created_at) VALUES ('voice', '+8613800000001',"
+                " '{}', :key, 1, :status, 0, :now, '', :now)"
+            ),
+            {"key": key, "status": status, "now": datetime(2026, 12, 5, tzinfo=UTC)},
+        )
+
+
+def _outbox_statuses(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        return list(conn.scalars(text("SELECT status FROM outbox ORDER BY id")))
+
+
+def test_0006_lets_the_outbox_keep_cancelled_items(engine: Engine) -> None:
+    """From 0006 an item called off stays in the outbox as "cancelled"; a downgrade deletes such
+    items (what the code before it did to them) and the old CHECK refuses the status again."""
+    _outbox_row(engine, "sent", "a")
+    _outbox_row(engine, "cancelled", "b")
+    with pytest.raises(IntegrityError):
+        _outbox_row(engine, "called off", "c")
+    downgrade(engine, "0005")
+    assert _outbox_statuses(engine) == ["sent"]
+    with pytest.raises(IntegrityError):
+        _outbox_row(engine, "cancelled", "d")
+    upgrade(engine)
+    _outbox_row(engine, "cancelled", "e")
+    assert _outbox_statuses(engine) == ["sent", "cancelled"]

@@ -26,7 +26,7 @@ it once (its idempotency key).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -40,11 +40,12 @@ from bot.notify import Callee, enqueue_call
 from config.i18n import Catalogs
 from storage import actions
 from storage.db import transaction
-from storage.models import Case, OutboxItem, OutboxStatus, Staff
+from storage.errors import CaseError
+from storage.models import Case, CaseStatus, OutboxItem, OutboxStatus, Role, Staff
 from storage.permissions import Actor
 from storage.staff_alerts import CALL_TIMEOUT as CALL_TIMEOUT
+from storage.staff_alerts import CHAIN_LABEL, callee_of, joined, stand_down, wave_of
 from storage.staff_alerts import alert_calls as _calls_of
-from storage.staff_alerts import call_off, wave_of
 from storage.staff_alerts import is_alert_call as is_chain_call
 
 log = structlog.get_logger(__name__)
@@ -52,7 +53,7 @@ log = structlog.get_logger(__name__)
 ALERT_PATH = f"{PREFIX}/alert"
 STATUS_PATH = f"{PREFIX}/status"
 LOOK_BACK = timedelta(days=2)  # older calls are not looked at for a missing status any more
-LABEL = "call_chain"  # the actor label of the notes on the case
+LABEL = CHAIN_LABEL  # the actor label of the notes on the case
 TAKEN, PASSED, NOT_NEEDED = "taken", "passed", "not_needed"
 TIMED_OUT, UNDELIVERABLE = "no_status_in_time", "undeliverable"
 HELD = "held"  # the payload key of a call held back (storage.staff_alerts.enqueue_call)
@@ -95,30 +96,121 @@ def call_ended(
     return item
 
 
+@dataclass(frozen=True)
+class Pressed:
+    """What the callee who pressed 1 hears: the emergency is theirs (the default), somebody
+    took it first (``taken_by``: in the console, on Telegram, on an earlier call), or it was
+    withdrawn."""
+
+    taken_by: str = ""
+    withdrawn: bool = False
+
+    @property
+    def too_late(self) -> bool:
+        return self.withdrawn or bool(self.taken_by)
+
+
 def acknowledge(
     session: Session, key: str, call_sid: str, *, now: datetime, catalogs: Catalogs
-) -> OutboxItem | None:
-    """The callee of ``key`` pressed 1: the emergency is theirs. The calls queued but not yet
-    placed are called off, and the case's timeline says who took it (once, however often
-    Twilio repeats the webhook)."""
+) -> Pressed:
+    """The callee of ``key`` pressed 1: the emergency is theirs, unless it was taken or
+    withdrawn before. The calls queued but not yet placed are called off, and the case's
+    timeline says who pressed 1 (once, however often Twilio repeats the webhook)."""
     item = _locked(session, key)
     if item is None or item.payload.get("taken"):
-        return item
+        return Pressed()
+    before = _taken_before(session, item)
     item.payload = {
         **item.payload,
         "taken": True,
-        "outcome": item.payload.get("outcome") or TAKEN,
+        "outcome": item.payload.get("outcome") or (NOT_NEEDED if before.too_late else TAKEN),
         "call_sid": item.payload.get("call_sid") or call_sid,
     }
-    called_off = _call_off_the_rest(session, item)
+    called_off = stand_down(session, item.case_id or 0, keep=item.id)
     lang = _language(item)
-    note = catalogs.text("twilio_voice.chain.taken", lang, who=_who(item), phone=item.address)
+    who, phone = callee_of(item), item.address
+    if before.withdrawn:
+        note = catalogs.text("twilio_voice.chain.pressed_withdrawn", lang, who=who, phone=phone)
+    elif before.taken_by:
+        note = catalogs.text(
+            "twilio_voice.chain.pressed_taken", lang, who=who, phone=phone, owner=before.taken_by
+        )
+    else:
+        note = catalogs.text("twilio_voice.chain.taken", lang, who=who, phone=phone)
     if called_off:
-        names = _joined([_who(i) for i in called_off], catalogs, lang)
+        names = joined([callee_of(i) for i in called_off], catalogs, lang)
         note += catalogs.text("twilio_voice.chain.called_off", lang, names=names)
     _note(session, item, note, now)
-    log.info("emergency_call_taken", case=item.payload.get("case"), order=item.payload.get("order"))
-    return item
+    if not before.too_late:
+        _claim_for_staff(session, item, now)
+    log.info(
+        "emergency_call_taken",
+        case=item.payload.get("case"),
+        order=item.payload.get("order"),
+        too_late=before.too_late,
+    )
+    return before
+
+
+def _taken_before(session: Session, item: OutboxItem) -> Pressed:
+    """Whether the case of ``item`` was taken by somebody else than its callee, or withdrawn,
+    before the callee pressed 1."""
+    found = session.execute(
+        select(Case.status, Staff.name, Staff.phone)
+        .outerjoin(Staff, Staff.id == Case.assignee_id)
+        .where(Case.id == item.case_id)
+    ).first()
+    if found is None:
+        return Pressed()
+    status, owner, owner_phone = found
+    if status == CaseStatus.OPEN or owner_phone == item.address:
+        return Pressed()
+    if status == CaseStatus.CANCELLED or not owner:
+        return Pressed(withdrawn=True)
+    return Pressed(taken_by=owner)
+
+
+def _claim_for_staff(session: Session, item: OutboxItem, now: datetime) -> None:
+    """A staff member who pressed 1 owns the case from now on, as if they had claimed it in the
+    console (the case leaves the queue, the retiree is told). Family who press 1 do not: the
+    case stays in the staff's queue. Nothing when the case is not open any more."""
+    case = session.get(Case, item.case_id) if item.case_id is not None else None
+    staff = session.scalars(
+        select(Staff)
+        .where(Staff.phone == item.address, Staff.active.is_(True))
+        .where(Staff.role.in_([Role.STAFF, Role.ADMIN]))
+        .order_by(Staff.id)
+        .limit(1)
+    ).first()
+    if case is None or staff is None or case.status != CaseStatus.OPEN:
+        return
+    try:
+        with session.begin_nested():
+            actions.claim(session, case, Actor.person(staff), now=now)
+    except CaseError as exc:  # out of their units, or claimed this instant
+        log.warning("emergency_call_claim_failed", case=case.number, error=str(exc)[:200])
+
+
+def _taken_elsewhere(session: Session, item: OutboxItem, now: datetime, catalogs: Catalogs) -> bool:
+    """The case is not open any more (claimed in the console or on Telegram, or withdrawn): the
+    chain stops at ``item``; the timeline says who is not called. The case is locked."""
+    status, owner = session.execute(
+        select(Case.status, Staff.name)
+        .outerjoin(Staff, Staff.id == Case.assignee_id)
+        .where(Case.id == item.case_id)
+    ).one()
+    if status == CaseStatus.OPEN:
+        return False
+    item.payload = {**item.payload, "outcome": NOT_NEEDED}
+    rest = [Callee.from_json(c).who for c in item.payload.get("chain") or []]
+    if rest:
+        lang = _language(item)
+        why = "cancel" if status == CaseStatus.CANCELLED else "claim"
+        names = joined(rest, catalogs, lang)
+        note = catalogs.text(f"staff_alerts.stood_down_{why}", lang, who=owner or "", names=names)
+        _note(session, item, note, now)
+    log.info("emergency_chain_stopped", case=item.payload.get("case"), status=status.value)
+    return True
 
 
 def release_held(session: Session, case_number: str, *, now: datetime) -> int:
@@ -195,6 +287,8 @@ def pass_on(
     if any(c.payload.get("taken") for c in calls):
         item.payload = {**item.payload, "outcome": NOT_NEEDED}
         return
+    if _taken_elsewhere(session, item, now, catalogs):
+        return
     payload = item.payload
     item.payload = {**payload, "outcome": PASSED, "passed_because": reason}
     newer = [c for c in calls if wave_of(c) > wave_of(item)]
@@ -228,7 +322,7 @@ def pass_on(
         )
         return
     lang = _language(item)
-    tried = _joined([_who(c) for c in calls], catalogs, lang)
+    tried = joined([callee_of(c) for c in calls], catalogs, lang)
     _note(session, item, catalogs.text("twilio_voice.chain.nobody", lang, tried=tried), now)
 
 
@@ -353,30 +447,11 @@ def _name_of(session: Session, case: Case, phone: str) -> str:
     return next((c.name for c in contacts if c.phone == phone), phone)
 
 
-def _call_off_the_rest(session: Session, taken: OutboxItem) -> list[OutboxItem]:
-    """Remove the case's other alert calls queued but not yet placed (a call being placed
-    then settles as not needed). Returns those called off."""
-    waiting = [
-        c
-        for c in _calls_of(session, taken.case_id)
-        if c.id != taken.id and c.status == OutboxStatus.PENDING
-    ]
-    return call_off(session, waiting)
-
-
 def _note(session: Session, item: OutboxItem, text: str, now: datetime) -> None:
     case = session.get(Case, item.case_id) if item.case_id is not None else None
     if case is not None:
         actions.add_note(session, case, Actor.system(LABEL), text, now=now)
 
 
-def _who(item: OutboxItem) -> str:
-    return str(item.payload.get("who") or item.address)
-
-
 def _language(item: OutboxItem) -> str:
     return str(item.payload.get("language") or "zh")
-
-
-def _joined(names: Iterable[str], catalogs: Catalogs, lang: str) -> str:
-    return catalogs.text("twilio_voice.chain.separator", lang).join(names)

@@ -269,8 +269,8 @@ def _alert_route(router: APIRouter, line: VoiceLine) -> None:
             return twiml(response)
         text, prompt, lang = found
         if digits == "1":
-            await talk.run(_alert_taken, talk.db, line.catalogs, key, call_sid)
-            line.say(response, line.text("twilio_voice.alert.taken", lang), lang)
+            pressed = await talk.run(_alert_taken, talk.db, line.catalogs, key, call_sid)
+            line.say(response, _pressed_text(line, pressed, lang), lang)
             response.hangup()
         elif asked < ALERT_ASKS:
             action = f"{chain.ALERT_PATH}?{urlencode({'k': key, 'r': asked + 1})}"
@@ -331,9 +331,17 @@ def _alert_call(db: Engine, key: str) -> tuple[str, str, str] | None:
         return str(payload.get("text") or ""), str(payload.get("prompt") or ""), lang
 
 
-def _alert_taken(db: Engine, catalogs: Catalogs, key: str, call_sid: str) -> None:
+def _alert_taken(db: Engine, catalogs: Catalogs, key: str, call_sid: str) -> chain.Pressed:
     with transaction(db) as session:
-        chain.acknowledge(session, key, call_sid, now=datetime.now(UTC), catalogs=catalogs)
+        return chain.acknowledge(session, key, call_sid, now=datetime.now(UTC), catalogs=catalogs)
+
+
+def _pressed_text(line: VoiceLine, pressed: chain.Pressed, lang: str) -> str:
+    if pressed.withdrawn:
+        return line.text("twilio_voice.alert.withdrawn", lang)
+    if pressed.taken_by:
+        return line.text("twilio_voice.alert.taken_by", lang, who=pressed.taken_by)
+    return line.text("twilio_voice.alert.taken", lang)
 
 
 def _alert_call_ended(db: Engine, catalogs: Catalogs, key: str, call_sid: str, status: str) -> None:

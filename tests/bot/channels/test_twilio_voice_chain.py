@@ -27,9 +27,10 @@ from bot.channels.twilio_voice import chain
 from bot.worker import OutboxWorker
 from config.categories import get_categories
 from config.settings import Settings
-from storage import escalation
+from storage import actions, escalation
 from storage.db import make_engine, transaction
-from storage.models import Case, CaseEvent, OutboxItem, OutboxStatus
+from storage.models import Case, CaseEvent, CaseStatus, OutboxItem, OutboxStatus, Staff
+from storage.permissions import Actor
 from storage.types import utcnow
 from tests.bot.channels.test_twilio_voice import (
     PUBLIC_URL,
@@ -147,6 +148,11 @@ async def test_the_calls_ring_in_turn_and_whoever_presses_1_takes_the_emergency(
         ]
         assert answered.said[0].startswith(f"{STAFF_TEXT} {case.number}】王秀英")
         assert answered.ended_by == "app"
+        # The staff member who pressed 1 owns the case now, as if claimed in the console: the
+        # only thing sent is the message telling 王秀英 so.
+        assert await worker.run_once() == 1
+        told = line.twilio.messages[-1]
+        assert told["to"] == WANG and "紧急求助" in told["body"] and "赵站长" in told["body"]
         # Nobody else is called: not now, not after the calls' time-out.
         assert await worker.run_once() == 0
         line.clock.advance(chain.CALL_TIMEOUT.total_seconds() + 60)
@@ -158,6 +164,10 @@ async def test_the_calls_ring_in_turn_and_whoever_presses_1_takes_the_emergency(
     assert chain_notes(line.engine, case) == [
         f"赵站长（{STAFF_SA}）接听了紧急电话，按1接手了这个紧急情况。"
     ]
+    with Session(line.engine) as session:
+        claimed = session.get(Case, case.id)
+        assert claimed is not None and claimed.status.value == "claimed"
+        assert claimed.assignee is not None and claimed.assignee.phone == STAFF_SA
     staff_one, staff_two = alert_calls(line.engine)
     # The status callbacks are recorded on the calls' outbox items.
     assert staff_one.payload["call_sid"] == first["sid"]
@@ -228,11 +238,18 @@ async def test_a_call_with_no_status_in_time_is_passed_on(line: Line) -> None:
         # The first call was going on after all: its callee presses 1 before the son is rung,
         # and the call's status ("completed") comes last, passing on nothing.
         line.caller.pick_up(first, [Press("1")])
-        assert await worker.run_once() == 0
+        assert await worker.run_once() == 1  # 王秀英 is told who has her case; nobody is rung
+        assert line.twilio.messages[-1]["to"] == WANG
     finally:
         await worker.aclose()
     assert [c["to"] for c in line.calls()] == [STAFF_A1, STAFF_SA]
-    assert [i.address for i in alert_calls(line.engine)] == [STAFF_A1, STAFF_SA]
+    # The son's call stays on record, cancelled: never sent.
+    son = alert_calls(line.engine)[2]
+    assert (son.address, son.status, son.payload["outcome"]) == (
+        SON,
+        OutboxStatus.CANCELLED,
+        "called_off",
+    )
     assert chain_notes(line.engine, case) == [
         f"钱社工（{STAFF_A1}）接听了紧急电话，按1接手了这个紧急情况。不再呼叫：李强（儿子）。"
     ]
@@ -253,7 +270,8 @@ async def test_a_call_still_ringing_when_somebody_takes_it_calls_nobody_after(li
         line.caller.placed_status(line.calls()[1], "no-answer")
         line.clock.advance(chain.CALL_TIMEOUT.total_seconds() + 1)
         await worker.maintain()
-        assert await worker.run_once() == 0
+        assert await worker.run_once() == 1  # only 王秀英 is told who has her case
+        assert line.twilio.messages[-1]["to"] == WANG
     finally:
         await worker.aclose()
     assert [c["to"] for c in line.calls()] == [STAFF_A1, STAFF_SA]
@@ -261,6 +279,122 @@ async def test_a_call_still_ringing_when_somebody_takes_it_calls_nobody_after(li
     assert chain_notes(line.engine, case) == [
         f"钱社工（{STAFF_A1}）接听了紧急电话，按1接手了这个紧急情况。"
     ]
+
+
+def act_in_the_console(engine: Engine, case: Case, action: str) -> None:
+    """孙社工 (off duty, at the desk) claims the case in the console, takes the next case of
+    her queue (on PostgreSQL one statement claims it), or cancels it: the same case actions
+    the console, Telegram and the API call."""
+    with transaction(engine) as session:
+        staff = session.scalars(select(Staff).where(Staff.name == "孙社工")).one()
+        found = session.get(Case, case.id)
+        assert found is not None
+        if action == "claim":
+            actions.claim(session, found, Actor.person(staff))
+        elif action == "claim_next":
+            taken = actions.claim_next(session, Actor.person(staff))
+            assert taken is not None and taken.id == case.id
+        else:
+            actions.cancel(session, found, Actor.person(staff), reason="误报：老人说按错了")
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("action", ["claim", "claim_next", "cancel"])
+async def test_an_emergency_taken_in_the_console_calls_nobody_more(line: Line, action: str) -> None:
+    """Claimed (or withdrawn) at the desk before the worker placed the first alert call: that
+    call is called off, kept as cancelled, and the timeline says whom it would have rung."""
+    case = emergency_by_phone(line)
+    act_in_the_console(line.engine, case, action)
+    worker = line.worker()
+    try:
+        await worker.run_once()
+        line.clock.advance(chain.CALL_TIMEOUT.total_seconds() * 3)
+        await worker.maintain()
+        await worker.run_once()
+    finally:
+        await worker.aclose()
+    assert line.calls() == []
+    [call] = alert_calls(line.engine)
+    assert (call.address, call.status, call.payload["outcome"]) == (
+        STAFF_A1,
+        OutboxStatus.CANCELLED,
+        "called_off",
+    )
+    claimed = "孙社工已接手这个紧急个案，不再拨打提醒电话：钱社工。"
+    expected = {
+        "claim": claimed,
+        "claim_next": claimed,
+        "cancel": "紧急个案已取消，不再拨打提醒电话：钱社工。",
+    }
+    assert chain_notes(line.engine, case) == [expected[action]]
+
+
+@pytest.mark.asyncio
+async def test_an_emergency_claimed_while_an_alert_call_rings_goes_no_further(line: Line) -> None:
+    """The first alert call rings when 孙社工 claims the case in the console: nobody presses 1,
+    and the chain stops there instead of ringing the next staff member and the son."""
+    case = emergency_by_phone(line)
+    worker = line.worker()
+    try:
+        await worker.run_once()
+        [first] = line.calls()
+        act_in_the_console(line.engine, case, "claim")
+        assert line.caller.placed_status(first, "no-answer").status_code == 200
+        line.clock.advance(chain.CALL_TIMEOUT.total_seconds() * 3)
+        await worker.maintain()
+        await worker.run_once()
+    finally:
+        await worker.aclose()
+    assert [c["to"] for c in line.calls()] == [STAFF_A1]
+    [call] = alert_calls(line.engine)
+    assert call.payload["outcome"] == "not_needed"
+    assert chain_notes(line.engine, case) == [
+        "孙社工已接手这个紧急个案，不再拨打提醒电话：赵站长、李强（儿子）。"
+    ]
+    # The escalation's second wave does not ring for a claimed case either.
+    with transaction(line.engine) as session:
+        escalation.run_due(session, utcnow() + timedelta(minutes=5), get_categories())
+    assert [i.address for i in alert_calls(line.engine)] == [STAFF_A1]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("action", ["claim", "cancel"])
+async def test_one_pressed_after_the_emergency_was_taken_says_so(line: Line, action: str) -> None:
+    """钱社工 answers the alert call while 孙社工 claims (or cancels) the case at the desk, and
+    presses 1: she hears who has it (or that it was withdrawn), not that it is hers; the case
+    stays 孙社工's and the timeline says she pressed too late."""
+    case = emergency_by_phone(line)
+    worker = line.worker()
+    try:
+        await worker.run_once()
+        [first] = line.calls()
+        act_in_the_console(line.engine, case, action)
+        heard = line.caller.pick_up(first, [Press("1")])
+        line.clock.advance(chain.CALL_TIMEOUT.total_seconds() * 3)
+        await worker.maintain()
+        await worker.run_once()
+    finally:
+        await worker.aclose()
+    told = {
+        "claim": "谢谢您。这个紧急情况已经由孙社工接手了，其他人不再呼叫。",
+        "cancel": "谢谢您。这个紧急情况已经取消了，不用再处理。",
+    }
+    assert heard.said[-1] == told[action]
+    assert [c["to"] for c in line.calls()] == [STAFF_A1]
+    with transaction(line.engine) as session:
+        found = session.get(Case, case.id)
+        assert found is not None
+        taken = (found.status, found.assignee.name if found.assignee else None)
+    assert taken == (
+        (CaseStatus.CLAIMED, "孙社工") if action == "claim" else (CaseStatus.CANCELLED, None)
+    )
+    [call] = alert_calls(line.engine)
+    assert call.payload["outcome"] == "not_needed"
+    pressed = {
+        "claim": f"钱社工（{STAFF_A1}）按了1，这时孙社工已经接手了这个紧急情况。",
+        "cancel": f"钱社工（{STAFF_A1}）按了1，这时这个紧急个案已经取消了。",
+    }
+    assert chain_notes(line.engine, case) == [pressed[action]]
 
 
 @pytest.mark.asyncio
