@@ -18,7 +18,8 @@ The database work is synchronous and runs on a thread (``asyncio.to_thread``): t
 ``run`` repeats rounds until asked to stop and, every ``maintenance_every_s``, puts back items a
 dead worker left ``sending`` (``release_stuck``) and flags due items of channels that have no
 sender here: they stay pending, with a last_error naming the missing setting, and go as soon as
-a worker with that sender runs (they are not claimed, so no attempt is used up).
+a worker with that sender runs (they are not claimed, so no attempt is used up); then each
+sender's ``upkeep`` hook runs, if it has one (Telegram: the posts of cases taken elsewhere).
 
 An emergency's alert calls go one after another (bot/channels/twilio_voice/chain.py): the worker
 places the call that is due; the status callback, or pressing 1, decides what comes next. The
@@ -314,13 +315,33 @@ class OutboxWorker:
                 language=self.language,
             )
         passed_on = self._time_out_calls(now)
-        if released or flagged or passed_on:
+        kept_up = self._senders_upkeep()
+        if released or flagged or passed_on or kept_up:
             log.info(
                 "outbox_maintenance",
                 released=released,
                 flagged_without_sender=flagged,
                 calls_passed_on=passed_on,
+                senders_upkeep=kept_up,
             )
+
+    def _senders_upkeep(self) -> int:
+        """Each sender's ``upkeep(session, catalogs=, language=)`` hook, if it has one (the
+        Telegram posts of cases taken elsewhere), in its own transaction: one that fails is
+        logged and keeps neither the others nor the worker from going on."""
+        done = 0
+        for sender in {id(s): s for s in self.senders.values()}.values():
+            hook = getattr(sender, "upkeep", None)
+            if hook is None:
+                continue
+            try:
+                with transaction(self.db) as session:
+                    done += hook(
+                        session, catalogs=self.catalogs or get_catalogs(), language=self.language
+                    )
+            except Exception:  # a sender's bug must not stop the maintenance
+                log.exception("outbox_sender_upkeep_failed", sender=type(sender).__name__)
+        return done
 
     # -- the loop -------------------------------------------------------------------------------
 

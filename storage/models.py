@@ -375,11 +375,24 @@ class CaseEvent(Base):
     actor: Mapped[Staff | None] = relationship()
 
 
+POSTED = "posted"  # Message.status of a case's post to staff whose text is to be updated
+
+
 class Message(Base):
     """Every message in or out, on every channel; the provider's id recognises redeliveries."""
 
     __tablename__ = "messages"
-    __table_args__ = (UniqueConstraint("channel", "provider_id"),)
+    __table_args__ = (
+        UniqueConstraint("channel", "provider_id"),
+        # The posts of cases (bot/channels/telegram_staff.py) still to be updated once their
+        # case is taken: few rows, looked at by every upkeep of the outbox worker.
+        Index(
+            "ix_messages_posted",
+            "case_id",
+            postgresql_where=text(f"status = '{POSTED}'"),
+            sqlite_where=text(f"status = '{POSTED}'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     channel: Mapped[str] = mapped_column(String(20))

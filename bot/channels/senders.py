@@ -63,6 +63,7 @@ from twilio.twiml.voice_response import VoiceResponse
 from bot.channels.base import Sender, SendOutcome
 from bot.channels.twilio_voice import chain
 from bot.channels.twilio_voice import follow_up as follow_up_call
+from config.i18n import Catalogs
 from config.settings import Settings
 from storage.models import OutboxItem
 
@@ -469,6 +470,8 @@ class TelegramSender:
             TimedOut,
         )
 
+        from bot.channels.telegram_staff import EDIT_POST
+
         if channel != "telegram":
             return SendOutcome.failed(f"telegram cannot send on channel {channel!r}")
         text = str(payload.get("text") or "")
@@ -479,8 +482,16 @@ class TelegramSender:
         except ValueError:
             chat_id = address  # "@channelname"
         markup = inline_keyboard(payload.get("choices")) if payload.get("choices") else None
+        edit = payload.get("kind") == EDIT_POST
         try:
-            message = await self.bot.send_message(chat_id=chat_id, text=text, reply_markup=markup)
+            if edit:  # a post's new text, without its buttons (telegram_staff.update_taken_posts)
+                message = await self.bot.edit_message_text(
+                    text=text, chat_id=chat_id, message_id=int(payload["message_id"])
+                )
+            else:
+                message = await self.bot.send_message(
+                    chat_id=chat_id, text=text, reply_markup=markup
+                )
         except RetryAfter as exc:
             delay = getattr(exc, "_retry_after", None)
             if delay is None:
@@ -495,6 +506,8 @@ class TelegramSender:
         except InvalidToken as exc:  # a configuration mistake: retry once it is fixed
             return SendOutcome.retry(f"telegram: invalid bot token: {exc.message}")
         except BadRequest as exc:  # chat not found, text refused: the same request fails again
+            if edit and "not modified" in exc.message:  # edited already (a tap on it, say)
+                return SendOutcome.ok(None)
             return SendOutcome.failed(f"telegram bad request: {exc.message}")
         except TimedOut as exc:
             return SendOutcome.retry(f"telegram: timed out: {exc.message}")
@@ -502,7 +515,15 @@ class TelegramSender:
             return SendOutcome.retry(f"telegram: network error: {exc.message}")
         except TelegramError as exc:
             return SendOutcome.retry(f"telegram: {exc.message}")
+        if edit or not hasattr(message, "message_id"):  # an edit may answer True
+            return SendOutcome.ok(None)
         return SendOutcome.ok(f"{message.chat_id}:{message.message_id}")
+
+    def upkeep(self, session: Session, *, catalogs: Catalogs, language: str | None) -> int:
+        """In the worker's maintenance: posts of cases taken elsewhere are updated."""
+        from bot.channels.telegram_staff import update_taken_posts
+
+        return update_taken_posts(session, catalogs=catalogs, language=language)
 
     async def aclose(self) -> None:
         if self._bot is not None:

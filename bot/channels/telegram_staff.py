@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from telegram import Bot, Update
 from telegram.error import BadRequest, Forbidden, TelegramError
@@ -32,11 +32,21 @@ from bot.channels.telegram import (
     staff_by_telegram,
 )
 from bot.channels.telegram_posts import CLAIM, NEW_CASE, local_time
-from storage import actions
+from config.i18n import Catalogs
+from storage import actions, outbox
 from storage.audit import record_access
 from storage.db import dialect_insert
 from storage.errors import CaseConflict, IllegalTransition, NotFound, NotPermitted
-from storage.models import Case, CaseStatus, Direction, Message, OutboxItem, Role, Staff
+from storage.models import (
+    POSTED,
+    Case,
+    CaseStatus,
+    Direction,
+    Message,
+    OutboxItem,
+    Role,
+    Staff,
+)
 from storage.permissions import Actor
 from storage.types import utcnow
 
@@ -104,6 +114,9 @@ class ClaimOutcome:
 
 
 POST_PREFIX = "tgmsg:"  # provider_id of a recorded post: "tgmsg:<chat_id>:<message_id>"
+UPDATED = "updated"  # Message.status of a post that says who took its case (POSTED before)
+EDIT_POST = "edit_post"  # the outbox payload's kind: TelegramSender edits the message
+UPDATE_BATCH = 200  # posts updated per upkeep; the rest at the next
 
 
 def record_sent(session: Session, item: OutboxItem, sent_as: str) -> None:
@@ -124,7 +137,7 @@ def record_sent(session: Session, item: OutboxItem, sent_as: str) -> None:
             provider_id=f"{POST_PREFIX}{chat}:{message}",
             text=str(item.payload.get("text", "")),
             payload={"kind": NEW_CASE, "case": item.payload.get("case")},
-            status="sent",
+            status=POSTED,  # until it says who took the case (update_taken_posts)
             case_id=item.case_id,
             created_at=utcnow(),
         )
@@ -132,7 +145,15 @@ def record_sent(session: Session, item: OutboxItem, sent_as: str) -> None:
     )
 
 
-def _posts_of(session: Session, case: Case) -> list[Post]:
+def _take_posts(session: Session, case: Case) -> list[Post]:
+    """Every post of ``case``, for the caller to update (the Telegram claim does at once):
+    update_taken_posts leaves them alone from now on."""
+    session.execute(
+        update(Message)
+        .where(Message.case_id == case.id, Message.status == POSTED)
+        .values(status=UPDATED)
+        .execution_options(synchronize_session=False)
+    )
     rows = session.execute(
         select(Message.provider_id, Message.text).where(
             Message.channel == CHANNEL,
@@ -146,6 +167,59 @@ def _posts_of(session: Session, case: Case) -> list[Post]:
         chat, _, message = recorded_as.removeprefix(POST_PREFIX).partition(":")
         posts.append(Post(int(chat), int(message), text))
     return posts
+
+
+def update_taken_posts(
+    session: Session, *, catalogs: Catalogs, language: str | None, limit: int = UPDATE_BATCH
+) -> int:
+    """Posts of cases taken anywhere but on Telegram (the console, the phone, the API) or no
+    longer open (withdrawn, resolved): each copy is edited, through the outbox, to say who has
+    the case, or how it stands, and loses its Claim button. For the Telegram sender's upkeep,
+    in the worker's maintenance. Returns how many edits were queued."""
+    rows = session.execute(
+        select(Message, Case.number, Case.status, Staff.name, Staff.telegram_user_id)
+        .join(Case, Case.id == Message.case_id)
+        .outerjoin(Staff, Staff.id == Case.assignee_id)
+        .where(Message.status == POSTED, Message.channel == CHANNEL)
+        .where(Case.status != CaseStatus.OPEN)
+        .order_by(Message.id)
+        .limit(limit)
+    ).all()
+    for post, number, status, owner, owner_chat in rows:
+        chat, _, message = (post.provider_id or "").removeprefix(POST_PREFIX).partition(":")
+        line = _taken_line(catalogs, language, number, status, owner, str(owner_chat) == chat)
+        post.status = UPDATED
+        outbox.enqueue(
+            session,
+            channel=CHANNEL,
+            address=chat,
+            payload={
+                "kind": EDIT_POST,
+                "case": number,
+                "message_id": int(message),
+                "text": f"{post.text}\n\n{line}",
+            },
+            idempotency_key=f"{EDIT_POST}:{chat}:{message}",
+        )
+    if rows:
+        log.info("telegram_posts_to_update", posts=len(rows))
+    return len(rows)
+
+
+def _taken_line(
+    catalogs: Catalogs,
+    lang: str | None,
+    number: str,
+    status: CaseStatus,
+    owner: str | None,
+    own: bool,
+) -> str:
+    def t(key: str, **params: object) -> str:
+        return catalogs.text(f"telegram.{key}", lang, number=number, **params)
+
+    if status == CaseStatus.CLAIMED and owner:
+        return t("staff.claimed_by_you") if own else t("staff.taken_by", name=owner)
+    return t("staff.no_longer_open", status=t(f"status.{status.value}"))
 
 
 async def on_claim(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -254,7 +328,7 @@ def _won(
     taken = hotline.text("staff.taken_by", lang, number=number, name=staff.name)
     others = tuple(
         (post, mine if post.chat_id == staff.telegram_user_id else taken)
-        for post in _posts_of(session, case)
+        for post in _take_posts(session, case)
         if (post.chat_id, post.message_id) != pressed
     )
     details = case_details(hotline, session, case, staff)

@@ -418,6 +418,41 @@ async def test_after_sent_hook_failure_still_marks_sent(engine: Engine) -> None:
 
 
 @pytest.mark.asyncio
+async def test_a_failing_sender_upkeep_keeps_the_others_and_the_maintenance_going(
+    engine: Engine,
+) -> None:
+    """Senders' upkeep hooks run once each per maintenance, each in its own transaction: a
+    failing one is logged and rolled back, the next still runs and its work is kept."""
+    ran: list[str] = []
+
+    class Upkept:
+        def __init__(self, name: str, fails: bool) -> None:
+            self.name, self.fails = name, fails
+
+        async def send(self, channel: str, address: str, payload: Any, key: str) -> SendOutcome:
+            return SendOutcome.ok(None)
+
+        def upkeep(self, session: Session, *, catalogs: Any, language: str | None) -> int:
+            ran.append(self.name)
+            if self.fails:
+                session.add(CaseEvent(case_id=999_999, action="bogus"))
+                session.flush()  # fails: no such case
+            else:
+                outbox.enqueue(
+                    session, channel="sms", address="+1", payload={}, idempotency_key="kept"
+                )
+            return 1
+
+    broken, fine = Upkept("broken", fails=True), Upkept("fine", fails=False)
+    worker = OutboxWorker(engine, {"sms": broken, "whatsapp": broken, "voice": fine})
+    with capture_logs() as logs:
+        await worker.maintain()
+    assert ran == ["broken", "fine"]  # a sender of two channels is kept up once
+    assert "outbox_sender_upkeep_failed" in [e["event"] for e in logs]
+    assert [i.idempotency_key for i in items(engine)] == ["kept"]
+
+
+@pytest.mark.asyncio
 async def test_a_sent_sms_gets_its_outbound_record(engine: Engine, twilio: FakeTwilio) -> None:
     pytest.importorskip("bot.channels.twilio_messaging")
     from storage.models import Direction, Message

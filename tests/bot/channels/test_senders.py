@@ -278,6 +278,25 @@ async def test_telegram_choices_become_buttons(telegram: FakeTelegramApi) -> Non
     ]
 
 
+@pytest.mark.asyncio
+async def test_telegram_edits_a_post_and_an_edit_made_already_is_done(
+    telegram: FakeTelegramApi,
+) -> None:
+    """An "edit_post" item edits the message (its buttons go); an edit that changes nothing
+    (the post says so already) is done, not an error; one of a message gone fails for good."""
+    sender = TelegramSender(telegram_settings(telegram.url))
+    assert (await send(sender, "telegram", "7", choices=[["claim:1", "认领"]])).sent
+    edit = {"kind": "edit_post", "case": "2026-000001", "message_id": 1, "text": "已由张三认领"}
+    for _ in range(2):  # the second: "message is not modified"
+        outcome = await sender.send("telegram", "7", edit, "edit_post:7:1")
+        assert outcome.sent and outcome.provider_id is None, outcome.error
+    assert telegram.messages[(7, 1)]["text"] == "已由张三认领"
+    assert "reply_markup" not in telegram.messages[(7, 1)]
+    gone = await sender.send("telegram", "7", {**edit, "message_id": 99}, "edit_post:7:99")
+    assert not gone.sent and gone.permanent and "not found" in gone.error
+    await sender.aclose()
+
+
 def test_inline_keyboard_of_nothing() -> None:
     assert inline_keyboard([]) is None
     assert inline_keyboard([["x" * 70, "long"]]) is None

@@ -21,11 +21,13 @@ from sqlalchemy.exc import OperationalError
 
 from bot.app import create_app
 from bot.channels import telegram as telegram_channel
+from bot.channels.senders import TelegramSender
 from bot.channels.telegram import buttons, poll
 from bot.channels.telegram_posts import announce_new_cases, post_new_case
 from bot.channels.telegram_retirees import telegram_phone
-from bot.channels.telegram_staff import record_sent
+from bot.channels.telegram_staff import record_sent, update_taken_posts
 from bot.messages import Choice
+from bot.worker import OutboxWorker
 from config.categories import load_categories
 from config.i18n import load_catalogs
 from config.settings import CONFIG_DIR, Settings
@@ -490,6 +492,67 @@ def test_two_volunteers_tap_claim_at_the_same_moment_and_one_gets_it(
         assert post(STAFF_A)["text"].count(taken) == 1
     with transaction(engine) as session:
         assert session.scalar(select(func.count()).select_from(CaseEvent)) == 2  # file, claim
+        # The tap updated the posts: the worker's upkeep has none left to update.
+        catalogs = load_catalogs(CONFIG_DIR / "messages")
+        assert update_taken_posts(session, catalogs=catalogs, language="zh") == 0
+
+
+def work_the_outbox(fake: FakeTelegramApi, engine: Engine, *, upkeep: bool = False) -> int:
+    """One round of the real outbox worker with the real TelegramSender (at the fake), after
+    its maintenance when ``upkeep``; returns how many items it sent."""
+    settings = Settings(telegram_bot_token=TOKEN, telegram_api_url=fake.url, _env_file=None)
+
+    async def run() -> int:
+        worker = OutboxWorker(engine, {"telegram": TelegramSender(settings)}, language="zh")
+        try:
+            if upkeep:
+                await worker.maintain()
+            return await worker.run_once()
+        finally:
+            await worker.aclose()
+
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize("action", ["claim", "cancel"])
+def test_a_case_taken_in_the_console_updates_every_post(
+    engine: Engine, fake: FakeTelegramApi, action: str
+) -> None:
+    """陈社工 claims the case at the desk (or withdraws it): every Telegram copy of its post
+    says so at the worker's next upkeep and loses its Claim button, once."""
+    team = team_and_new_case(engine)
+    assert work_the_outbox(fake, engine) == 3
+    posts = {c["chat_id"]: c for c in fake.calls_to("sendMessage")}
+    sent = {chat: m for (chat, _), m in fake.messages.items()}
+    assert all(m["reply_markup"] for m in sent.values())
+    with transaction(engine) as session:
+        case = actions.get_case(session, team.case_number)
+        chen = session.scalars(select(Staff).where(Staff.name == "陈社工")).one()
+        if action == "claim":
+            actions.claim(session, case, Actor.person(chen))
+        else:
+            actions.cancel(session, case, Actor.person(chen), reason="老人说已经办好了")
+
+    assert work_the_outbox(fake, engine, upkeep=True) == 3
+    taken = f"案件{team.case_number}已由陈社工认领。"
+    lines = {
+        "claim": {
+            VOLUNTEER_1: taken,
+            VOLUNTEER_2: taken,
+            STAFF_A: f"✅ 您已认领案件{team.case_number}。",
+        },
+        "cancel": dict.fromkeys(
+            (VOLUNTEER_1, VOLUNTEER_2, STAFF_A), f"案件{team.case_number}现在是已撤销，不能认领了。"
+        ),
+    }[action]
+    for chat, line in lines.items():
+        now = fake.messages[(chat, sent[chat]["message_id"])]
+        assert now["text"] == posts[chat]["text"] + "\n\n" + line
+        assert "reply_markup" not in now
+    edits = len(fake.calls_to("editMessageText"))
+    assert edits == 3
+    assert work_the_outbox(fake, engine, upkeep=True) == 0  # updated once
+    assert len(fake.calls_to("editMessageText")) == edits
 
 
 def test_mine_lists_the_cases_a_person_works_on(
