@@ -375,7 +375,11 @@ class CaseEvent(Base):
     actor: Mapped[Staff | None] = relationship()
 
 
-POSTED = "posted"  # Message.status of a case's post to staff whose text is to be updated
+# Message.status of a case's post to staff (bot/channels/telegram_staff.py), while the post is
+# kept up with its case: it has a Claim button (posted), it says who took the case (taken: the
+# case may come back to the queue); "settled" once the case is done with.
+POSTED, TAKEN, SETTLED = "posted", "taken", "settled"
+_WATCHED_POSTS = text(f"status IN ('{POSTED}', '{TAKEN}')")
 
 
 class Message(Base):
@@ -384,13 +388,13 @@ class Message(Base):
     __tablename__ = "messages"
     __table_args__ = (
         UniqueConstraint("channel", "provider_id"),
-        # The posts of cases (bot/channels/telegram_staff.py) still to be updated once their
-        # case is taken: few rows, looked at by every upkeep of the outbox worker.
+        # The posts kept up with their cases: few rows (those of open and claimed cases),
+        # looked at by every maintenance of the outbox worker.
         Index(
-            "ix_messages_posted",
+            "ix_messages_posts",
             "case_id",
-            postgresql_where=text(f"status = '{POSTED}'"),
-            sqlite_where=text(f"status = '{POSTED}'"),
+            postgresql_where=_WATCHED_POSTS,
+            sqlite_where=_WATCHED_POSTS,
         ),
     )
 

@@ -484,7 +484,7 @@ class TelegramSender:
         markup = inline_keyboard(payload.get("choices")) if payload.get("choices") else None
         edit = payload.get("kind") == EDIT_POST
         try:
-            if edit:  # a post's new text, without its buttons (telegram_staff.update_taken_posts)
+            if edit:  # a post's new text, without its buttons (telegram_staff.keep_posts_up)
                 message = await self.bot.edit_message_text(
                     text=text, chat_id=chat_id, message_id=int(payload["message_id"])
                 )
@@ -520,10 +520,18 @@ class TelegramSender:
         return SendOutcome.ok(f"{message.chat_id}:{message.message_id}")
 
     def upkeep(self, session: Session, *, catalogs: Catalogs, language: str | None) -> int:
-        """In the worker's maintenance: posts of cases taken elsewhere are updated."""
-        from bot.channels.telegram_staff import update_taken_posts
+        """In the worker's maintenance: the posts of cases taken elsewhere, or released, are
+        kept up with them (texts in the deployment's language, like the posts)."""
+        from bot.channels.telegram_staff import keep_posts_up
+        from config.categories import get_categories
 
-        return update_taken_posts(session, catalogs=catalogs, language=language)
+        return keep_posts_up(
+            session,
+            catalogs=catalogs,
+            categories=get_categories(),
+            language=self.settings.default_language,
+            timezone=self.settings.timezone,
+        )
 
     async def aclose(self) -> None:
         if self._bot is not None:

@@ -42,6 +42,7 @@ def post_new_case(
     language: str,
     timezone: str,
     moved: bool = False,
+    again: int = 0,
 ) -> int:
     """Queue a post of ``case`` with a Claim button to every active volunteer and staff member
     with a Telegram account who may see it (their role, units and the case's category), and to
@@ -50,8 +51,10 @@ def post_new_case(
     "choices": [["claim:<number>", "<label>"]]}. A chat gets one post of a case, ever (its key
     is the case's and the chat's): ``moved`` (the case came to its unit from another, escalated
     or transferred; the headline says so) reaches only those who could not see it before, its
-    new unit's group say. Returns how many posts were queued (a case just filed was posted to
-    nobody: no statement asks)."""
+    new unit's group say. ``again`` (its version, > 0): the case came back to the queue
+    (released by whoever had it): it is posted anew, under a key of its own for each return, to
+    everyone who may take it. Returns how many posts were queued (a case just filed was posted to nobody: no
+    statement asks)."""
     tz = ZoneInfo(timezone)
     posted = _posted_to(session, case) if moved else set()
     choices = [[f"{CLAIM}{case.number}", catalogs.text("telegram.staff.claim_button", language)]]
@@ -65,17 +68,23 @@ def post_new_case(
         for staff in people
         if may_see_case(session, staff, case, categories) is None
     ]
-    personal = post_text(case, catalogs, categories, language, tz, group=False, moved=moved)
+    personal = post_text(
+        case, catalogs, categories, language, tz, group=False, moved=moved, again=again
+    )
     for chat in chats:
         if chat not in posted:
-            _queue_post(session, case, chat, personal, language, choices)
+            _queue_post(session, case, chat, personal, language, choices, again)
     to = len(set(chats) - posted)
     group = group_chat_for(case, categories)
     to_group = group is not None and str(group) not in posted
     if to_group:
-        text = post_text(case, catalogs, categories, language, tz, group=True, moved=moved)
-        _queue_post(session, case, str(group), text, language, choices)
-    log.info("telegram_case_posted", case=case.number, to=to, group=to_group, moved=moved)
+        text = post_text(
+            case, catalogs, categories, language, tz, group=True, moved=moved, again=again
+        )
+        _queue_post(session, case, str(group), text, language, choices, again)
+    log.info(
+        "telegram_case_posted", case=case.number, to=to, group=to_group, moved=moved, again=again
+    )
     return to + int(to_group)
 
 
@@ -105,7 +114,9 @@ def _queue_post(
     text: str,
     language: str,
     choices: list[list[str]],
+    again: int = 0,
 ) -> None:
+    key = f"{case.number}:{NEW_CASE}:{CHANNEL}:{address}"
     outbox.enqueue(
         session,
         channel=CHANNEL,
@@ -117,7 +128,7 @@ def _queue_post(
             "language": language,
             "choices": choices,
         },
-        idempotency_key=f"{case.number}:{NEW_CASE}:{CHANNEL}:{address}",
+        idempotency_key=f"{key}:again:{again}" if again else key,
         priority=case.priority,
         case_id=case.id,
     )
@@ -163,10 +174,12 @@ def post_text(
     *,
     group: bool,
     moved: bool = False,
+    again: int = 0,
 ) -> str:
     """A personal post: the headline, what was asked, the claim deadline. A group's post has
     no personal data at all (no name, phone, address or summary)."""
-    lines = [_headline(case, catalogs, categories, lang, moved)]
+    headline = "released_case" if again else "moved_case" if moved else "new_case"
+    lines = [_headline(case, catalogs, categories, lang, headline)]
     if case.summary and not group:
         lines.append(catalogs.text("telegram.staff.summary", lang, summary=case.summary))
     lines.extend(_claim_by(case, catalogs, lang, tz))
@@ -176,10 +189,10 @@ def post_text(
 
 
 def _headline(
-    case: Case, catalogs: Catalogs, categories: CategoryConfig, lang: str, moved: bool
+    case: Case, catalogs: Catalogs, categories: CategoryConfig, lang: str, kind: str
 ) -> str:
     return catalogs.text(
-        "telegram.staff.moved_case" if moved else "telegram.staff.new_case",
+        f"telegram.staff.{kind}",
         lang,
         number=case.number,
         category=categories.get(case.category).name.get(lang),

@@ -1,9 +1,10 @@
 """Volunteers and staff on Telegram (Staff.telegram_user_id): a case posted to them with a Claim
 button (telegram_posts.py) is claimed by the first tap anywhere, every copy then says who took
 it, and the claimer gets the person's contact details in a private chat; `/mine` lists their
-cases and staff `/close NUMBER`. Every change goes through storage.actions, as everywhere else.
-Personal posts stay as they are even for members of the unit's group: one post per person and
-one per group; whichever copy is tapped first wins.
+cases and staff `/close NUMBER`. A case taken elsewhere, withdrawn or put back in the queue is
+caught up with by the outbox worker's maintenance (keep_posts_up). Every change goes through
+storage.actions, as everywhere else. Personal posts stay as they are even for members of the
+unit's group: one post per person and one per group; whichever copy is tapped first wins.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 from telegram import Bot, Update
 from telegram.error import BadRequest, Forbidden, TelegramError
@@ -31,7 +32,8 @@ from bot.channels.telegram import (
     provider_id,
     staff_by_telegram,
 )
-from bot.channels.telegram_posts import CLAIM, NEW_CASE, local_time
+from bot.channels.telegram_posts import CLAIM, NEW_CASE, local_time, post_new_case
+from config.categories import CategoryConfig
 from config.i18n import Catalogs
 from storage import actions, outbox
 from storage.audit import record_access
@@ -39,6 +41,8 @@ from storage.db import dialect_insert
 from storage.errors import CaseConflict, IllegalTransition, NotFound, NotPermitted
 from storage.models import (
     POSTED,
+    SETTLED,
+    TAKEN,
     Case,
     CaseStatus,
     Direction,
@@ -114,7 +118,6 @@ class ClaimOutcome:
 
 
 POST_PREFIX = "tgmsg:"  # provider_id of a recorded post: "tgmsg:<chat_id>:<message_id>"
-UPDATED = "updated"  # Message.status of a post that says who took its case (POSTED before)
 EDIT_POST = "edit_post"  # the outbox payload's kind: TelegramSender edits the message
 UPDATE_BATCH = 200  # posts updated per upkeep; the rest at the next
 
@@ -137,7 +140,7 @@ def record_sent(session: Session, item: OutboxItem, sent_as: str) -> None:
             provider_id=f"{POST_PREFIX}{chat}:{message}",
             text=str(item.payload.get("text", "")),
             payload={"kind": NEW_CASE, "case": item.payload.get("case")},
-            status=POSTED,  # until it says who took the case (update_taken_posts)
+            status=POSTED,  # kept up with its case (keep_posts_up)
             case_id=item.case_id,
             created_at=utcnow(),
         )
@@ -147,11 +150,11 @@ def record_sent(session: Session, item: OutboxItem, sent_as: str) -> None:
 
 def _take_posts(session: Session, case: Case) -> list[Post]:
     """Every post of ``case``, for the caller to update (the Telegram claim does at once):
-    update_taken_posts leaves them alone from now on."""
+    keep_posts_up does not edit them again."""
     session.execute(
         update(Message)
         .where(Message.case_id == case.id, Message.status == POSTED)
-        .values(status=UPDATED)
+        .values(status=TAKEN)
         .execution_options(synchronize_session=False)
     )
     rows = session.execute(
@@ -169,41 +172,82 @@ def _take_posts(session: Session, case: Case) -> list[Post]:
     return posts
 
 
-def update_taken_posts(
-    session: Session, *, catalogs: Catalogs, language: str | None, limit: int = UPDATE_BATCH
+def keep_posts_up(
+    session: Session,
+    *,
+    catalogs: Catalogs,
+    categories: CategoryConfig,
+    language: str,
+    timezone: str,
+    limit: int = UPDATE_BATCH,
 ) -> int:
-    """Posts of cases taken anywhere but on Telegram (the console, the phone, the API) or no
-    longer open (withdrawn, resolved): each copy is edited, through the outbox, to say who has
-    the case, or how it stands, and loses its Claim button. For the Telegram sender's upkeep,
-    in the worker's maintenance. Returns how many edits were queued."""
+    """Posts whose case changed other than by a tap on Telegram, for the Telegram sender's
+    upkeep (the worker's maintenance). A case taken anywhere else (the console, the phone, the
+    API) or no longer open (withdrawn, resolved): each copy is edited, through the outbox, to
+    say who has it, or how it stands, and loses its Claim button. A case taken and then
+    released (back in the queue) is posted anew to everyone who may take it. Returns how many
+    edits and new posts were queued."""
     rows = session.execute(
-        select(Message, Case.number, Case.status, Staff.name, Staff.telegram_user_id)
+        select(Message, Case, Staff.name, Staff.telegram_user_id)
         .join(Case, Case.id == Message.case_id)
         .outerjoin(Staff, Staff.id == Case.assignee_id)
-        .where(Message.status == POSTED, Message.channel == CHANNEL)
-        .where(Case.status != CaseStatus.OPEN)
+        .where(Message.channel == CHANNEL, Message.status.in_([POSTED, TAKEN]))
+        .where(
+            or_(
+                and_(Message.status == POSTED, Case.status != CaseStatus.OPEN),
+                and_(Message.status == TAKEN, Case.status != CaseStatus.CLAIMED),
+            )
+        )
         .order_by(Message.id)
         .limit(limit)
     ).all()
-    for post, number, status, owner, owner_chat in rows:
-        chat, _, message = (post.provider_id or "").removeprefix(POST_PREFIX).partition(":")
-        line = _taken_line(catalogs, language, number, status, owner, str(owner_chat) == chat)
-        post.status = UPDATED
-        outbox.enqueue(
+    back: dict[int, Case] = {}
+    edits = 0
+    for post, case, owner, owner_chat in rows:
+        was, post.status = post.status, _post_status(case.status)
+        if case.status == CaseStatus.OPEN:
+            back[case.id] = case  # the old copy keeps saying who had it
+        elif was == POSTED:
+            chat, _, message = (post.provider_id or "").removeprefix(POST_PREFIX).partition(":")
+            own = str(owner_chat) == chat
+            line = _taken_line(catalogs, language, case.number, case.status, owner, own)
+            _queue_edit(session, case, int(chat), int(message), f"{post.text}\n\n{line}")
+            edits += 1
+    reposts = sum(
+        post_new_case(
             session,
-            channel=CHANNEL,
-            address=chat,
-            payload={
-                "kind": EDIT_POST,
-                "case": number,
-                "message_id": int(message),
-                "text": f"{post.text}\n\n{line}",
-            },
-            idempotency_key=f"{EDIT_POST}:{chat}:{message}",
+            case,
+            catalogs=catalogs,
+            categories=categories,
+            language=language,
+            timezone=timezone,
+            again=case.version,
         )
+        for case in back.values()
+    )
     if rows:
-        log.info("telegram_posts_to_update", posts=len(rows))
-    return len(rows)
+        log.info(
+            "telegram_posts_kept_up", edits=edits, reposted=sorted(c.number for c in back.values())
+        )
+    return edits + reposts
+
+
+def _post_status(status: CaseStatus) -> str:
+    if status == CaseStatus.OPEN:
+        return POSTED
+    return TAKEN if status == CaseStatus.CLAIMED else SETTLED
+
+
+def _queue_edit(session: Session, case: Case, chat: int, message: int, text: str) -> None:
+    """The post's new text, without its buttons; once per state of the case (its version)."""
+    outbox.enqueue(
+        session,
+        channel=CHANNEL,
+        address=str(chat),
+        payload={"kind": EDIT_POST, "case": case.number, "message_id": message, "text": text},
+        idempotency_key=f"{EDIT_POST}:{chat}:{message}:{case.version}",
+        priority=case.priority,
+    )
 
 
 def _taken_line(

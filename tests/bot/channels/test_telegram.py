@@ -25,7 +25,7 @@ from bot.channels.senders import TelegramSender
 from bot.channels.telegram import buttons, poll
 from bot.channels.telegram_posts import announce_new_cases, post_new_case
 from bot.channels.telegram_retirees import telegram_phone
-from bot.channels.telegram_staff import record_sent, update_taken_posts
+from bot.channels.telegram_staff import keep_posts_up, record_sent
 from bot.messages import Choice
 from bot.worker import OutboxWorker
 from config.categories import load_categories
@@ -493,8 +493,15 @@ def test_two_volunteers_tap_claim_at_the_same_moment_and_one_gets_it(
     with transaction(engine) as session:
         assert session.scalar(select(func.count()).select_from(CaseEvent)) == 2  # file, claim
         # The tap updated the posts: the worker's upkeep has none left to update.
-        catalogs = load_catalogs(CONFIG_DIR / "messages")
-        assert update_taken_posts(session, catalogs=catalogs, language="zh") == 0
+        assert keep_posts_up(session, **POST_SERVICES) == 0
+
+
+POST_SERVICES: dict[str, Any] = {
+    "catalogs": load_catalogs(CONFIG_DIR / "messages"),
+    "categories": load_categories(CONFIG_DIR / "categories.yml"),
+    "language": "zh",
+    "timezone": "Asia/Shanghai",
+}
 
 
 def work_the_outbox(fake: FakeTelegramApi, engine: Engine, *, upkeep: bool = False) -> int:
@@ -553,6 +560,49 @@ def test_a_case_taken_in_the_console_updates_every_post(
     assert edits == 3
     assert work_the_outbox(fake, engine, upkeep=True) == 0  # updated once
     assert len(fake.calls_to("editMessageText")) == edits
+
+
+def act_as(engine: Engine, number: str, action: str, who: str = "陈社工") -> None:
+    """A case action at the desk (the console's own call of storage.actions)."""
+    with transaction(engine) as session:
+        case = actions.get_case(session, number)
+        staff = session.scalars(select(Staff).where(Staff.name == who)).one()
+        do = {"claim": actions.claim, "release": actions.release}[action]
+        do(session, case, Actor.person(staff))
+
+
+def test_a_released_case_is_posted_again_and_every_copy_kept_up(
+    engine: Engine, fake: FakeTelegramApi
+) -> None:
+    """Claimed at the desk, then put back in the queue: the posts keep saying who had it, and
+    everyone who may take it gets a new post with a Claim button; claimed again, every copy,
+    old and new, says who has it now."""
+    team = team_and_new_case(engine)
+    number = team.case_number
+    work_the_outbox(fake, engine)
+    act_as(engine, number, "claim")
+    work_the_outbox(fake, engine, upkeep=True)
+    fake.clear()
+
+    act_as(engine, number, "release")
+    assert work_the_outbox(fake, engine, upkeep=True) == 3
+    again = fake.calls_to("sendMessage")
+    assert sorted(c["chat_id"] for c in again) == sorted((VOLUNTEER_1, VOLUNTEER_2, STAFF_A))
+    for call in again:
+        assert call["text"].startswith(f"↩️ 案件 {number} 又可以认领了\n药费报销｜和平社区｜一般")
+        assert keyboard(call) == [("认领", f"claim:{number}")]
+    assert fake.calls_to("editMessageText") == []  # the old copies still say who had it
+    assert work_the_outbox(fake, engine, upkeep=True) == 0  # posted once
+
+    act_as(engine, number, "claim", who="张志愿")
+    assert work_the_outbox(fake, engine, upkeep=True) == 6
+    taken = f"案件{number}已由张志愿认领。"
+    mine = f"✅ 您已认领案件{number}。"
+    edited = {(c["chat_id"], c["message_id"]): c["text"] for c in fake.calls_to("editMessageText")}
+    assert len(edited) == 6
+    for (chat, _), text in edited.items():
+        assert text.endswith("\n\n" + (mine if chat == VOLUNTEER_1 else taken))
+        assert "陈社工" not in text  # the line replaces the one the copy had
 
 
 def test_mine_lists_the_cases_a_person_works_on(
