@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 from telegram import Bot, Update
 from telegram.error import BadRequest, Forbidden, TelegramError
@@ -120,6 +120,7 @@ class ClaimOutcome:
 POST_PREFIX = "tgmsg:"  # provider_id of a recorded post: "tgmsg:<chat_id>:<message_id>"
 EDIT_POST = "edit_post"  # the outbox payload's kind: TelegramSender edits the message
 UPDATE_BATCH = 200  # posts updated per upkeep; the rest at the next
+OWNER = "owner"  # a taken post's payload: the Staff.id it names as having the case
 
 
 def record_sent(session: Session, item: OutboxItem, sent_as: str) -> None:
@@ -153,8 +154,11 @@ def _take_posts(session: Session, case: Case) -> list[Post]:
     keep_posts_up does not edit them again."""
     session.execute(
         update(Message)
-        .where(Message.case_id == case.id, Message.status == POSTED)
-        .values(status=TAKEN)
+        .where(Message.case_id == case.id, Message.status.in_([POSTED, TAKEN]))
+        .values(
+            status=TAKEN,
+            payload={"kind": NEW_CASE, "case": case.number, OWNER: case.assignee_id},
+        )
         .execution_options(synchronize_session=False)
     )
     rows = session.execute(
@@ -184,7 +188,8 @@ def keep_posts_up(
     """Posts whose case changed other than by a tap on Telegram, for the Telegram sender's
     upkeep (the worker's maintenance). A case taken anywhere else (the console, the phone, the
     API) or no longer open (withdrawn, resolved): each copy is edited, through the outbox, to
-    say who has it, or how it stands, and loses its Claim button. A case taken and then
+    say who has it, or how it stands, and loses its Claim button; handed to someone else while
+    taken (a transfer to a person), each copy names its new owner. A case taken and then
     released (back in the queue) is posted anew to everyone who may take it. Returns how many
     edits and new posts were queued."""
     rows = session.execute(
@@ -195,7 +200,13 @@ def keep_posts_up(
         .where(
             or_(
                 and_(Message.status == POSTED, Case.status != CaseStatus.OPEN),
-                and_(Message.status == TAKEN, Case.status != CaseStatus.CLAIMED),
+                and_(
+                    Message.status == TAKEN,
+                    or_(
+                        Case.status != CaseStatus.CLAIMED,
+                        func.coalesce(Message.payload[OWNER].as_integer(), 0) != Case.assignee_id,
+                    ),
+                ),
             )
         )
         .order_by(Message.id)
@@ -207,7 +218,9 @@ def keep_posts_up(
         was, post.status = post.status, _post_status(case.status)
         if case.status == CaseStatus.OPEN:
             back[case.id] = case  # the old copy keeps saying who had it
-        elif was == POSTED:
+        elif was == POSTED or post.status == TAKEN:  # a taken case handed to someone else
+            if post.status == TAKEN:
+                post.payload = {**post.payload, OWNER: case.assignee_id}
             chat, _, message = (post.provider_id or "").removeprefix(POST_PREFIX).partition(":")
             own = str(owner_chat) == chat
             line = _taken_line(catalogs, language, case.number, case.status, owner, own)

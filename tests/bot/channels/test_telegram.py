@@ -605,6 +605,37 @@ def test_a_released_case_is_posted_again_and_every_copy_kept_up(
         assert "陈社工" not in text  # the line replaces the one the copy had
 
 
+def test_a_taken_case_handed_to_someone_else_names_its_new_owner(
+    engine: Engine, fake: FakeTelegramApi
+) -> None:
+    """陈社工 claimed the case at the desk, then hands it to 张志愿 (a transfer to a person):
+    every copy says 张志愿 has it now, once."""
+    team = team_and_new_case(engine)
+    number = team.case_number
+    work_the_outbox(fake, engine)
+    act_as(engine, number, "claim")
+    assert work_the_outbox(fake, engine, upkeep=True) == 3
+    fake.clear()
+
+    with transaction(engine) as session:
+        case = actions.get_case(session, number)
+        chen, zhang = (
+            session.scalars(select(Staff).where(Staff.name == name)).one()
+            for name in ("陈社工", "张志愿")
+        )
+        actions.transfer(session, case, Actor.person(chen), reason="上门取票据", to_staff=zhang)
+    assert work_the_outbox(fake, engine, upkeep=True) == 3
+    edited = {c["chat_id"]: c["text"] for c in fake.calls_to("editMessageText")}
+    assert sorted(edited) == sorted((VOLUNTEER_1, VOLUNTEER_2, STAFF_A))
+    for chat, text in edited.items():
+        mine = chat == VOLUNTEER_1
+        assert text.endswith(
+            f"\n\n✅ 您已认领案件{number}。" if mine else f"\n\n案件{number}已由张志愿认领。"
+        )
+        assert "陈社工" not in text
+    assert work_the_outbox(fake, engine, upkeep=True) == 0  # named once
+
+
 def test_mine_lists_the_cases_a_person_works_on(
     db_url: str, engine: Engine, trained_nlu_dir: Path, tmp_path: Path, fake: FakeTelegramApi
 ) -> None:
