@@ -13,9 +13,11 @@ follows it verb by verb:
                   posts nothing (to the action when ``actionOnEmptyResult``; otherwise on to the next
                   verb), ``HangUp()`` ends the call.
 - ``<Dial>``      rings each ``<Number>``: ``answers`` says what each number does (default
-                  "no-answer"); the action gets DialCallStatus. A number that answers gets its
-                  status callback posted when it asks for the "answered" event. A ``HangUp()`` next
-                  in the script hangs up while it rings.
+                  "no-answer"; "completed": a person picks up, "voicemail": a machine does); the
+                  action gets DialCallStatus ("completed" for whoever picked up). A number that
+                  answers gets its status callback posted when it asks for the "answered" event,
+                  then its ``url`` (call screening) is run: a person presses 1 at its Gather, a
+                  voicemail nothing. A ``HangUp()`` next in the script hangs up while it rings.
 - ``<Record>``    ``Voicemail(url)`` leaves a message (RecordingUrl posted to the action), ``Silence()``
                   records nothing (on to the next verb), ``HangUp()`` hangs up.
 - ``<Redirect>``  is followed; ``<Hangup>`` or the end of the document ends the call.
@@ -55,6 +57,8 @@ import uvicorn
 from twilio.request_validator import RequestValidator
 
 ACCOUNT_SID = "AC" + "0" * 32
+VOICEMAIL = "voicemail"  # in ``answers``: the number's voicemail picks up
+PICKED_UP = frozenset({"completed", "answered", VOICEMAIL})
 OUR_NUMBER = "+15005550006"
 
 
@@ -112,6 +116,7 @@ class Call:
     says: list[dict[str, str]] = field(default_factory=list)  # {text, voice, language}
     gathers: list[dict[str, str]] = field(default_factory=list)  # each Gather's attributes
     dialed: list[str] = field(default_factory=list)
+    screened: list[str] = field(default_factory=list)  # what those who picked up heard first
     recordings: list[str] = field(default_factory=list)
     exchanges: list[Exchange] = field(default_factory=list)
     ended_by: str = ""  # "app" (Hangup, or no more TwiML) or "caller"
@@ -308,18 +313,25 @@ class FakeCaller:
                 hang_up = bool(actions) and isinstance(actions[0], HangUp)
                 if hang_up:
                     actions.pop(0)
-                status = "no-answer"
+                status, dial_sid, talked = "no-answer", self.new_sid(), False
                 for noun in nouns:
                     number = (noun.text or "").strip()
                     call.dialed.append(number)
                     status = "canceled" if hang_up else answers.get(number, "no-answer")
-                    if status in ("completed", "answered"):
-                        self._answered(call, noun, number)
+                    if status in PICKED_UP:
+                        self._answered(call, noun, number, dial_sid)
+                        talked = status != VOICEMAIL
+                        screen = noun.get("url")
+                        if screen:
+                            talked = self._screen(call, screen, number, dial_sid, person=talked)
+                        # Picked up: "completed" whoever it was (a voicemail, a screening
+                        # that hung up): the app must not take it for a person.
+                        status = "completed"
                         break
                 posted = {
                     "DialCallStatus": status,
-                    "DialCallSid": self.new_sid(),
-                    "DialCallDuration": "30" if status == "completed" else "0",
+                    "DialCallSid": dial_sid,
+                    "DialCallDuration": "30" if talked else "0",
                 }
                 if hang_up:
                     call.ended_by = "caller"
@@ -355,19 +367,51 @@ class FakeCaller:
         call.ended_by = "app"  # no more TwiML: Twilio hangs up
         return None
 
-    def _answered(self, call: Call, number: ET.Element, phone: str) -> None:
+    def _answered(self, call: Call, number: ET.Element, phone: str, dial_sid: str) -> None:
         """The number the call was put through to answered: its status callback, when the
         <Number> asked for the "answered" event (signed, as Twilio signs it)."""
         url = number.get("statusCallback")
         if not url or "answered" not in (number.get("statusCallbackEvent") or "").split():
             return
-        params = self.base_params(self.new_sid(), call.caller, phone, "in-progress") | {
-            "Direction": "outbound-dial",
-            "ParentCallSid": call.call_sid,
-        }
+        params = self._leg_params(call, phone, dial_sid)
         response = self.post(url, params)
         call.exchanges.append(Exchange(url, dict(params), response.status_code, response.text))
         assert response.status_code in (200, 204), f"{url}: {response.status_code}"
+
+    def _leg_params(self, call: Call, phone: str, dial_sid: str) -> dict[str, str]:
+        """What Twilio posts about the call leg to ``phone`` that a <Dial> placed."""
+        return self.base_params(dial_sid, call.caller, phone, "in-progress") | {
+            "Direction": "outbound-dial",
+            "ParentCallSid": call.call_sid,
+        }
+
+    def _screen(self, call: Call, url: str, phone: str, dial_sid: str, *, person: bool) -> bool:
+        """The <Number>'s url, run for whoever picked up before the call is connected: a person
+        presses 1 at its Gather, a voicemail presses nothing. True when the document ends
+        without hanging up (connected)."""
+        url = urljoin(self.public_url, url)
+        params = self._leg_params(call, phone, dial_sid)
+        for _ in range(10):
+            doc = self._request(call, url, params)
+            posted: dict[str, str] | None = None
+            for verb in doc:
+                if verb.tag in ("Say", "Gather"):
+                    heard = [verb] if verb.tag == "Say" else [v for v in verb if v.tag == "Say"]
+                    call.screened += [say.text or "" for say in heard]
+                if verb.tag == "Gather":
+                    empty = verb.get("actionOnEmptyResult") == "true"
+                    posted = {"Digits": "1"} if person else ({} if empty else None)
+                    if posted is not None:
+                        url = urljoin(url, verb.get("action") or url)
+                        break
+                elif verb.tag in ("Hangup", "Reject"):
+                    return False
+                elif verb.tag not in ("Say", "Pause"):
+                    raise AssertionError(f"<{verb.tag}> in a call screening")
+            if posted is None:
+                return True  # the end of the document: the two are connected
+            params = self._leg_params(call, phone, dial_sid) | posted
+        raise AssertionError("the call screening went on for more than 10 steps")
 
     @staticmethod
     def _hear(call: Call, say: ET.Element) -> None:

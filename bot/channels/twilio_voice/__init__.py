@@ -17,6 +17,11 @@ number's "A call comes in" webhook and ``/status`` as its "Call status changes" 
                                once the caller's call is through with the numbers (answered, none
                                left, or she hung up), the alert calls held back while she was put
                                through go (``chain.py``, bot/notify.py).
+- ``/twilio/voice/screen``     call screening (the ``<Number>``'s url): whoever picks up hears who is
+                               calling and why, and must press a key to be connected (a phone's
+                               voicemail presses none: it hangs up, and ``/dial`` goes on to the
+                               next number, since a picked-up leg counts only when a key was
+                               pressed, whatever DialCallStatus Twilio reports).
 - ``/twilio/voice/answered``   in an emergency, the number the caller was put through to answered
                                (the ``<Number>``'s status callback, event "answered"): noted on the
                                case; a family member's answer releases the alert calls at once.

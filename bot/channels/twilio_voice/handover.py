@@ -89,8 +89,9 @@ def put_through(
     case: str | None = None,
 ) -> None:
     """Put the call through to ``targets[index]``; when none is left, a voicemail (hand-over)
-    or the emergency's question. The dial URL carries what the next step needs; in an
-    emergency (its ``case``) the number's answer is told at once, to the answered route."""
+    or the emergency's question. The dial URL carries what the next step needs; whoever picks
+    up is screened first (the screen route: a key connects); in an emergency (its ``case``)
+    the number's answer is told at once, to the answered route."""
     ask = ask if ask is not None else step.extra.get("ask") == "1"
     asked_in = asked_in if asked_in is not None else step.number("h", step.n)
     case = case if case is not None else step.extra.get("case")
@@ -100,16 +101,17 @@ def put_through(
             key = "connecting_family" if target.contact else "connecting_next"
             line.say(response, line.text(f"twilio_voice.{key}", step.lang), step.lang)
         extra: dict[str, object] = {"kind": kind, "i": index}
+        family = 1 if target.contact else None
         answered = None
         if kind == EMERGENCY:
             extra["ask"] = 1 if ask else None
             extra["case"] = case
             if case:
-                family = 1 if target.contact else None
                 answered = step.url("answered", case=case, to=target.phone, family=family)
         else:
             extra["h"] = asked_in
-        line.dial(response, target, step.url("dial", **extra), answered)
+        screen = step.url("screen", kind=kind, family=family)
+        line.dial(response, target, step.url("dial", **extra), screen, answered)
         return
     if kind == HAND_OVER:
         line.say(response, line.text("twilio_voice.leave_message", step.lang), step.lang)

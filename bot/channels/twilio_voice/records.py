@@ -60,6 +60,29 @@ def record(
         return _record(session, address, provider_id, status, payload, retiree)
 
 
+ACCEPTED = "accepted"  # the status of the row of a key pressed at the call screening
+NOT_ACCEPTED = "not-accepted"  # a dialled number picked up (a voicemail?) and pressed no key
+
+
+def accept(db: Engine, callee: str, callee_sid: str, payload: dict[str, Any]) -> bool:
+    """Whoever picked up the number the caller was put through to pressed a key at the call
+    screening: kept as the row "{callee's CallSid}:accepted" (their <Dial>'s DialCallSid)."""
+    return record(db, callee, f"{callee_sid}:{ACCEPTED}", ACCEPTED, payload)
+
+
+def accepted(db: Engine, callee_sid: str) -> bool:
+    """Whether the call leg ``callee_sid`` (a <Dial>'s DialCallSid) was taken by a person."""
+    if not callee_sid:
+        return False
+    with Session(db) as session:
+        found = session.scalar(
+            select(Message.id).where(
+                Message.channel == CHANNEL, Message.provider_id == f"{callee_sid}:{ACCEPTED}"
+            )
+        )
+    return found is not None
+
+
 @dataclass(frozen=True)
 class Arrival:
     """A call that came in: whether this is Twilio's first word of it, who is calling, and

@@ -38,6 +38,7 @@ from storage.db import transaction
 from storage.models import OutboxItem
 
 ALERT_ASKS = 2  # an alert call asks for 1 this many times before it hangs up
+SCREEN_ASKS = 2  # whoever picks up a put-through call is asked for a key this many times
 
 log = structlog.get_logger(__name__)
 
@@ -162,12 +163,18 @@ def _hand_over_routes(router: APIRouter, line: VoiceLine) -> None:
         index = step.number("i")
         caller, call_sid = caller_address(form), str(form.get("CallSid", ""))
         dial_status = str(form.get("DialCallStatus", ""))
+        dial_sid = str(form.get("DialCallSid", ""))
         found = await talk.run(records.targets, talk.db, caller, kind)
+        # Picked up, but by a person only if a key was pressed at the screening: a voicemail
+        # picks up too (and Twilio may say "completed" for it), and the next number is rung.
+        reached = dial_status in ANSWERED and await talk.run(records.accepted, talk.db, dial_sid)
+        if dial_status in ANSWERED and not reached:
+            dial_status = records.NOT_ACCEPTED
         payload = {
             "event": "dial",
             "kind": kind,
             "number": found[index].phone if index < len(found) else "",
-            "dial_call_sid": form.get("DialCallSid", ""),
+            "dial_call_sid": dial_sid,
             "duration": form.get("DialCallDuration", ""),
         }
         pid = f"{call_sid}:dial:{kind}:{step.extra.get('h', step.n)}:{index}"
@@ -176,18 +183,43 @@ def _hand_over_routes(router: APIRouter, line: VoiceLine) -> None:
         response = VoiceResponse()
         hung_up = str(form.get("CallStatus", "")) in FINAL_STATUSES
         case = step.extra.get("case")
-        over = dial_status in ANSWERED or hung_up or index + 1 >= len(found)
+        over = reached or hung_up or index + 1 >= len(found)
         if kind == EMERGENCY and case and over:
             # The caller's own call is through with the numbers (they talked, or nobody
             # answered): the alert calls held for it go now, and whoever presses 1 takes it.
             await talk.run(chain.release_now, talk.db, case)
         if hung_up:
             return twiml(response)  # the caller hung up: the status callback takes it from here
-        if dial_status in ANSWERED:
+        if reached:
             line.say(response, line.text("goodbye", step.lang), step.lang)
             response.hangup()
             return twiml(response)
         put_through(line, response, step, kind, found, index + 1)
+        return twiml(response)
+
+    @router.post("/screen")
+    async def screen(request: Request, form: Form, talk: Talk) -> Response:
+        """Whoever picked up a number the caller is put through to (the <Number>'s url; the
+        caller still hears ringing) hears who is calling and why, twice at most: any key
+        connects them (kept for dial_result), none (a voicemail never presses one) hangs up,
+        and the caller is put through to the next number."""
+        step = Step.read(request)
+        kind = EMERGENCY if step.extra.get("kind") == EMERGENCY else HAND_OVER
+        family = step.extra.get("family") == "1"
+        digits = str(form.get("Digits", "")).strip()
+        asked = step.number("r")
+        callee_sid = str(form.get("CallSid", ""))
+        log.info("call_screen", call_sid=callee_sid, kind=kind, pressed=bool(digits), asked=asked)
+        if digits:
+            callee = str(form.get("To", "")) or "unknown"
+            payload = {"event": "screen", "kind": kind, "parent": form.get("ParentCallSid", "")}
+            await talk.run(records.accept, talk.db, callee, callee_sid, payload)
+            return twiml(VoiceResponse())  # nothing more to say: they are connected
+        if asked < SCREEN_ASKS:
+            again = step.url("screen", kind=kind, family=1 if family else None, r=asked + 1)
+            return twiml(line.screen(again, kind, family, step.lang))
+        response = VoiceResponse()
+        response.hangup()
         return twiml(response)
 
     @router.post("/answered")

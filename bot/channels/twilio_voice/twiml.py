@@ -88,22 +88,38 @@ class VoiceLine:
         return response.gather(**attrs)
 
     def dial(
-        self, response: VoiceResponse, target: Target, action: str, answered: str | None = None
+        self,
+        response: VoiceResponse,
+        target: Target,
+        action: str,
+        screen: str,
+        answered: str | None = None,
     ) -> None:
-        """Put the call through to ``target``; ``action`` when the <Dial> ends. ``answered``
-        (a relative URL) is told the moment the number answers (its status callback)."""
+        """Put the call through to ``target``; ``action`` when the <Dial> ends. ``screen`` (a
+        relative URL) is run for whoever picks up before the call is connected: a key must be
+        pressed, so that a voicemail is not taken for a person. ``answered`` (a relative URL) is
+        told the moment the number answers (its status callback)."""
         dial = response.dial(
             action=action, method="POST", timeout=self.settings.twilio_ring_timeout_s
         )
-        if answered is None:
-            dial.number(target.phone)
-            return
-        dial.number(
-            target.phone,
-            status_callback_event="answered",
-            status_callback=self.settings.public_url.rstrip("/") + answered,
-            status_callback_method="POST",
-        )
+        public = self.settings.public_url.rstrip("/")
+        attrs: dict[str, str] = {"url": public + screen, "method": "POST"}
+        if answered is not None:
+            attrs.update(
+                status_callback_event="answered",
+                status_callback=public + answered,
+                status_callback_method="POST",
+            )
+        dial.number(target.phone, **attrs)
+
+    def screen(self, action: str, kind: str, family: bool, lang: str) -> VoiceResponse:
+        """What whoever picks up hears before the call is connected: who is calling and why;
+        a key (or none, as a voicemail does: actionOnEmptyResult) goes to ``action``."""
+        key = "family" if family else "emergency" if kind == "emergency" else "help"
+        response = VoiceResponse()
+        gather = self.gather(response, action, lang, one_key=True, keys_only=True)
+        self.say(gather, self.text(f"twilio_voice.screen.{key}", lang), lang)
+        return response
 
 
 def speech_hints(concepts_file: Path) -> dict[str, str]:

@@ -29,6 +29,7 @@ from storage.models import (
 )
 from tests.factories import make_retiree, make_staff, make_unit_tree
 from tests.fakes.caller import (
+    VOICEMAIL,
     Call,
     FakeCaller,
     HangUp,
@@ -363,6 +364,32 @@ def test_saying_zhuan_ren_gong_hands_over_and_staff_answer(line: Line) -> None:
     call = line.caller.call([Speak("转人工")], caller=WANG, answers={STAFF_A1: "completed"})
     assert call.dialed == [STAFF_A1] and "正在为您转接工作人员" in call.text
     assert cases(line.engine) == []  # staff took the call: nothing to ring back
+
+
+def test_a_staff_phones_voicemail_is_not_taken_for_staff(line: Line) -> None:
+    """钱社工's phone goes to its voicemail: it picks up but presses no key at the screening,
+    so the next on-duty number rings, and her message becomes our own call-back case."""
+    call = line.caller.call(
+        [Press("0"), Voicemail(RECORDING)], caller=WANG, answers={STAFF_A1: VOICEMAIL}
+    )
+    assert call.dialed == [STAFF_A1, STAFF_SA]
+    assert call.screened == ["这里是社区一键通，有老人来电需要帮助。请按任意键接听。"] * 2
+    [callback] = cases(line.engine)
+    assert callback.details["reason"] == "handover"
+    assert callback.details["recording_url"] == RECORDING
+    with transaction(line.engine) as session:
+        dials = session.scalars(
+            select(Message.status).where(Message.provider_id.like("%:dial:%")).order_by(Message.id)
+        ).all()
+    assert dials == ["not-accepted", "no-answer"]
+
+
+def test_staff_who_press_a_key_at_the_screening_take_the_call(line: Line) -> None:
+    call = line.caller.call([Press("0")], caller=WANG, answers={STAFF_SA: "completed"})
+    assert call.dialed == [STAFF_A1, STAFF_SA]
+    assert call.screened == ["这里是社区一键通，有老人来电需要帮助。请按任意键接听。"]
+    assert cases(line.engine) == []  # a person took the call: nothing to ring back
+    assert "再见" in call.said[-1]
 
 
 def test_hanging_up_while_the_staff_phones_ring_files_a_callback(line: Line) -> None:

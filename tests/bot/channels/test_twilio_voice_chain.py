@@ -42,7 +42,7 @@ from tests.bot.channels.test_twilio_voice import (
     settings_for,
     world,
 )
-from tests.fakes.caller import FakeCaller, HangUp, Press, Silence, Speak, serve
+from tests.fakes.caller import VOICEMAIL, FakeCaller, HangUp, Press, Silence, Speak, serve
 from tests.fakes.twilio_rest import FakeTwilio, TwilioReply
 
 STAFF_TEXT = "【紧急求助"
@@ -559,13 +559,33 @@ async def test_staff_who_answer_her_own_call_are_noted_and_the_alert_calls_wait_
         # They hang up: the alert calls go, and whoever presses 1 takes the emergency.
         dial = ET.fromstring(twiml).find("Dial")
         assert dial is not None
-        done = {"DialCallStatus": "completed", "DialCallDuration": "45"}
+        # She pressed a key at the call screening (a person, not a voicemail), then talked.
+        pressed = line.caller.post(number.get("url") or "", leg | {"Digits": "1"})
+        assert pressed.status_code == 200 and "<Hangup" not in pressed.text
+        done = {
+            "DialCallStatus": "completed",
+            "DialCallDuration": "45",
+            "DialCallSid": leg["CallSid"],
+        }
         ended = line.caller.post(urljoin(url, dial.get("action") or ""), params | done)
         assert ended.status_code == 200 and "<Hangup" in ended.text
         assert await worker.run_once() == 1
         assert [c["to"] for c in line.calls()] == [STAFF_A1]
     finally:
         await worker.aclose()
+
+
+def test_an_emergency_put_through_to_a_voicemail_goes_on_to_the_next_number(line: Line) -> None:
+    call = line.caller.call(
+        [Speak("救命，我摔倒了")],
+        caller=WANG,
+        answers={STAFF_A1: VOICEMAIL, SON: VOICEMAIL},
+    )
+    assert call.dialed == [STAFF_A1, STAFF_SA, SON]
+    emergency = "这里是社区一键通，紧急求助！有老人来电求助。请按任意键接听。"
+    family = "这里是社区一键通，紧急求助！您的家人打电话求助。请按任意键接听。"
+    assert call.screened == [emergency, emergency, family, family]
+    assert "电话暂时没有接通" in call.text  # nobody was reached: she is told, and asked where
 
 
 @pytest.mark.asyncio
