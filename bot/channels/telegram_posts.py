@@ -53,8 +53,8 @@ def post_new_case(
     or transferred; the headline says so) reaches only those who could not see it before, its
     new unit's group say. ``again`` (its version, > 0): the case came back to the queue
     (released by whoever had it): it is posted anew, under a key of its own for each return, to
-    everyone who may take it. Returns how many posts were queued (a case just filed was posted to nobody: no
-    statement asks)."""
+    everyone who may take it. Returns how many posts were queued (a case just filed was
+    posted to nobody: no statement asks)."""
     tz = ZoneInfo(timezone)
     posted = _posted_to(session, case) if moved else set()
     choices = [[f"{CLAIM}{case.number}", catalogs.text("telegram.staff.claim_button", language)]]

@@ -140,13 +140,21 @@ def record_sent(session: Session, item: OutboxItem, sent_as: str) -> None:
             address=item.address,
             provider_id=f"{POST_PREFIX}{chat}:{message}",
             text=str(item.payload.get("text", "")),
-            payload={"kind": NEW_CASE, "case": item.payload.get("case")},
+            payload=_post_payload(item.payload.get("case")),
             status=POSTED,  # kept up with its case (keep_posts_up)
             case_id=item.case_id,
             created_at=utcnow(),
         )
         .on_conflict_do_nothing(index_elements=["channel", "provider_id"])
     )
+
+
+def _post_payload(number: object, owner: int | None = None) -> dict[str, object]:
+    """A recorded post's payload: its case, and once taken whom it names (``OWNER``)."""
+    payload: dict[str, object] = {"kind": NEW_CASE, "case": number}
+    if owner is not None:
+        payload[OWNER] = owner
+    return payload
 
 
 def _take_posts(session: Session, case: Case) -> list[Post]:
@@ -157,7 +165,7 @@ def _take_posts(session: Session, case: Case) -> list[Post]:
         .where(Message.case_id == case.id, Message.status.in_([POSTED, TAKEN]))
         .values(
             status=TAKEN,
-            payload={"kind": NEW_CASE, "case": case.number, OWNER: case.assignee_id},
+            payload=_post_payload(case.number, case.assignee_id),
         )
         .execution_options(synchronize_session=False)
     )
@@ -218,9 +226,11 @@ def keep_posts_up(
         was, post.status = post.status, _post_status(case.status)
         if case.status == CaseStatus.OPEN:
             back[case.id] = case  # the old copy keeps saying who had it
-        elif was == POSTED or post.status == TAKEN:  # a taken case handed to someone else
+        elif was == POSTED or post.status == TAKEN:
+            # Taken or done since it was posted, or taken and handed to someone else; a taken
+            # post of a case now done keeps the line it has.
             if post.status == TAKEN:
-                post.payload = {**post.payload, OWNER: case.assignee_id}
+                post.payload = _post_payload(case.number, case.assignee_id)
             chat, _, message = (post.provider_id or "").removeprefix(POST_PREFIX).partition(":")
             own = str(owner_chat) == chat
             line = _taken_line(catalogs, language, case.number, case.status, owner, own)

@@ -11,7 +11,7 @@ import yaml
 from fastapi import Response
 from twilio.twiml.voice_response import Gather, VoiceResponse
 
-from bot.channels.twilio_voice.steps import Target
+from bot.channels.twilio_voice.steps import EMERGENCY, Target
 from bot.messages import Reply, Style, render
 from config.i18n import Catalogs
 from config.settings import Settings
@@ -115,7 +115,7 @@ class VoiceLine:
     def screen(self, action: str, kind: str, family: bool, lang: str) -> VoiceResponse:
         """What whoever picks up hears before the call is connected: who is calling and why;
         a key (or none, as a voicemail does: actionOnEmptyResult) goes to ``action``."""
-        key = "family" if family else "emergency" if kind == "emergency" else "help"
+        key = "family" if family else "emergency" if kind == EMERGENCY else "help"
         response = VoiceResponse()
         gather = self.gather(response, action, lang, one_key=True, keys_only=True)
         self.say(gather, self.text(f"twilio_voice.screen.{key}", lang), lang)
