@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
@@ -23,6 +24,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.channels import mount_channels
 from bot.channels.base import Conversations, Mounted
+from bot.channels.twilio_outage import Replayer, spool_of
+from bot.flock import try_flock
 from bot.periodic import run_periodic
 from bot.routes import nlu as nlu_routes
 from bot.routes.nlu import ParserLoader
@@ -58,9 +61,12 @@ def create_app(
         app.state.outbox_worker = None
         app.state.background = background = BackgroundWork(app, channels, standby_retry_s)
         background.start()
+        replaying = _start_replayer(app, settings)
         try:
             yield
         finally:
+            if replaying is not None:
+                await replaying()
             await background.stop()
             for channel in channels:
                 for stop in channel.on_shutdown:
@@ -70,6 +76,7 @@ def create_app(
 
     app = FastAPI(title="Community Hotline", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
+    app.state.spool = spool_of(settings)  # Twilio webhooks kept while the database is down
     app.include_router(nlu_routes.router)
     channels = mount_channels(app, settings)
     mount_console(app, settings)
@@ -96,6 +103,26 @@ def create_app(
         return JSONResponse({"status": "ok", "database": "ok"})
 
     return app
+
+
+def _start_replayer(
+    app: FastAPI, settings: Settings
+) -> Callable[[], Coroutine[Any, Any, None]] | None:
+    """Every process hands back what its machine's spool kept while the database was down
+    (bot/channels/twilio_outage.py); returns what stops it."""
+    if not (settings.twilio_enabled and settings.public_url):
+        return None
+    from bot.channels.twilio_voice.handover import file_outage_call
+
+    replayer = Replayer(app, app.state.spool, partial(file_outage_call, app.state.conversations))
+    stop = asyncio.Event()
+    task = asyncio.create_task(replayer.run(stop), name="spool-replayer")
+
+    async def stopping() -> None:
+        stop.set()
+        await task
+
+    return stopping
 
 
 class BackgroundWork:
@@ -158,16 +185,8 @@ class BackgroundWork:
         self._run()
 
     def _locked(self) -> bool:
-        path = Path(self.settings.data_dir) / self.LOCK_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        self._lock_fd = fd
-        return True
+        self._lock_fd = try_flock(Path(self.settings.data_dir) / self.LOCK_FILE)
+        return self._lock_fd is not None
 
     def _run(self) -> None:
         state = self.app.state

@@ -50,6 +50,7 @@ from storage.types import utcnow
 log = structlog.get_logger(__name__)
 
 ATTEMPTS = 3  # a turn that lost a race (CaseConflict, deadlock) is run again
+SILENT = "silent"  # a silent call's call-back reason (callback.reason.silent)
 
 
 # Called in the transaction that filed cases (say, to post them to volunteers on Telegram).
@@ -343,19 +344,32 @@ class ConversationEngine:
     # -- a call in which nothing was said -------------------------------------------------------
 
     def file_silent_call(
-        self, channel: str, address: str, provider_id: str, now: datetime | None = None
+        self,
+        channel: str,
+        address: str,
+        provider_id: str,
+        now: datetime | None = None,
+        *,
+        reason: str = SILENT,
+        said: str = "",
     ) -> SilentCall:
         """A call in which the person said nothing (pressed the one key and waited, or hung up
         at once): staff ring back, never a dropped call. One transaction: a request left
         half-way in the conversation is filed as it is (as close_conversation does), then a
         `callback` case with the caller's number, and the call is recorded under
         ``provider_id`` (say ``{CallSid}:silent``): a status callback Twilio repeats, even at
-        the same moment, files nothing twice (the conversation row is locked first)."""
+        the same moment, files nothing twice (the conversation row is locked first).
+
+        ``reason`` (a key under callback.reason) and ``said`` for a call nothing could be
+        done with for another reason: "outage", a call taken while the database was down
+        (bot/channels/twilio_outage.py), with the words heard before it went."""
         now = now or utcnow()
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 with self._sessions.begin() as session:
-                    return self._file_silent_call(session, channel, address, provider_id, now)
+                    return self._file_silent_call(
+                        session, channel, address, provider_id, now, reason, said
+                    )
             except (CaseConflict, OperationalError, IntegrityError) as exc:
                 if attempt == ATTEMPTS or not _retryable(exc):
                     raise
@@ -363,17 +377,26 @@ class ConversationEngine:
         raise AssertionError("unreachable")
 
     def _file_silent_call(
-        self, session: Session, channel: str, address: str, provider_id: str, now: datetime
+        self,
+        session: Session,
+        channel: str,
+        address: str,
+        provider_id: str,
+        now: datetime,
+        reason: str,
+        said: str,
     ) -> SilentCall:
         row, retiree, earlier = _lock_conversation(session, channel, address, now, provider_id)
         if earlier is not None:
             return SilentCall(list(earlier.payload.get("filed", [])), redelivered=True)
+        event = SILENT_CALL if reason == SILENT else f"{reason}_call"
         inbound = Inbound(
             channel=channel,
             address=address,
             provider_id=provider_id,
             received_at=now,
-            metadata={"event": SILENT_CALL},
+            text=said,
+            metadata={"event": event},
         )
         turn = Turn(
             session=session,
@@ -388,7 +411,7 @@ class ConversationEngine:
         if turn.retiree is not None and not turn.state.lang_chosen:
             turn.state.lang = turn.retiree.preferred_language
         callback = cast(CallbackHandler, turn.handler(dialogue.CALLBACK))
-        case = callback.file_silent(turn)
+        case = callback.file_callback(turn, reason, said=said, caller=address)
         self._announce(session, turn.filed)
         filed = [c.number for c in turn.filed]
         retiree_id = turn.retiree.id if turn.retiree is not None else None
@@ -396,7 +419,7 @@ class ConversationEngine:
             _SAVE_STATE,
             {"row_id": row.id, "state": turn.state.dump(), "retiree_id": retiree_id, "now": now},
         )
-        record = {"event": SILENT_CALL, "filed": filed}
+        record = {"event": event, "filed": filed}
         session.execute(
             _ADD_MESSAGES,
             [
@@ -405,7 +428,7 @@ class ConversationEngine:
                     "direction": Direction.INBOUND.value,
                     "address": address,
                     "provider_id": provider_id,
-                    "text": "",
+                    "text": said,
                     "payload": record,
                     "status": "received",
                     "retiree_id": retiree_id,

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, computed_field
+from pydantic import Field, computed_field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 CONFIG_DIR = Path(__file__).resolve().parent
+E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 
 
 class Settings(BaseSettings):
@@ -86,6 +88,12 @@ class Settings(BaseSettings):
         le=1,
         description="Speech heard with less confidence is confirmed by key.",
     )
+    twilio_outage_numbers: str = Field(
+        default="",
+        description="While the database cannot be reached, a call is put through to these "
+        "numbers (the community centre's own phones), comma-separated E.164 (+86...); empty: "
+        "the caller is told to call 120 if in danger and that we will call back.",
+    )
     telegram_bot_token: str = ""
     telegram_webhook_secret: str = ""
     telegram_api_url: str = Field(
@@ -139,14 +147,30 @@ class Settings(BaseSettings):
     def web_api_enabled(self) -> bool:
         return bool(self.api_token_list)
 
+    @field_validator("twilio_outage_numbers")
+    @classmethod
+    def _e164_list(cls, value: str) -> str:
+        for number in _comma_list(value):
+            if not E164.fullmatch(number):
+                raise ValueError(f"{number!r} is not an E.164 number like +8613800000000")
+        return value
+
+    @property
+    def outage_number_list(self) -> list[str]:
+        return _comma_list(self.twilio_outage_numbers)
+
     @property
     def api_token_list(self) -> list[str]:
-        return [t.strip() for t in self.api_tokens.split(",") if t.strip()]
+        return _comma_list(self.api_tokens)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def is_sqlite(self) -> bool:
         return self.effective_database_url.startswith("sqlite")
+
+
+def _comma_list(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 @lru_cache(maxsize=1)

@@ -65,6 +65,24 @@ class PostgresServer:
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
 
+    def refuse_connections(self, name: str) -> None:
+        """Database ``name`` goes down for its clients: its sessions are ended and new ones
+        refused ("database ... is not currently accepting connections"), its data kept."""
+        self._execute(
+            sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(name))
+        )
+        self._execute(
+            sql.SQL(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = {}"
+            ).format(sql.Literal(name))
+        )
+
+    def allow_connections(self, name: str) -> None:
+        """Database ``name`` is back (see `refuse_connections`)."""
+        self._execute(
+            sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(sql.Identifier(name))
+        )
+
     def stop(self) -> None:
         """Close connections, shut a server we started down fast, and delete its files."""
         if self._stopped:

@@ -13,8 +13,10 @@ SMS can arrive out of order, and each costs at least a segment. Its idempotency 
 
 The reply's outbox item is written in the turn's own transaction (the engine's ``then`` hook):
 the turn and its reply commit together or not at all, and it costs no second transaction. If
-the process dies (or the database fails) before the commit, nothing is recorded and Twilio gets
-a 500 (or no answer); its redelivery of that ``MessageSid`` runs the turn afresh. A redelivery
+the database cannot be reached, the message is kept in the spool and Twilio answered as usual;
+the turn runs when the database is back (bot/channels/twilio_outage.py). If the process dies
+before the commit, nothing is recorded and Twilio gets no answer; its redelivery of that
+``MessageSid`` runs the turn afresh. A redelivery
 after the commit finds the turn done and gets the same replies, whose outbox item is already
 there (the idempotency key), so no order of failures and retries queues a reply twice. How
 Twilio retries is set by connection overrides in the webhook URL; give Twilio e.g.
@@ -60,6 +62,7 @@ from sqlalchemy.orm import Session
 
 from bot.channels.base import Conversations, Mounted, conversations
 from bot.channels.follow_up_answers import answer_message
+from bot.channels.twilio_outage import WEBHOOK, TwilioRoute, WhenDown, when_down
 from bot.channels.twilio_signature import verified_form
 from bot.engine import TurnResult
 from bot.messages import Hint, Inbound, Reply, Style, render
@@ -122,9 +125,10 @@ def mount(app: FastAPI, settings: Settings) -> Mounted:
     if not whatsapp:
         log.info("whatsapp_off", why="no HOTLINE_TWILIO_WHATSAPP_FROM")
 
-    router = APIRouter(tags=["twilio"])
+    router = APIRouter(tags=["twilio"], route_class=TwilioRoute)
 
     @router.post(INBOUND_PATH)
+    @when_down(WhenDown(WEBHOOK, lambda _: _twiml(), in_order=True))
     async def inbound_message(
         form: Annotated[dict[str, Any], Depends(verified_form)],
         talk: Annotated[Conversations, Depends(conversations)],
@@ -142,6 +146,7 @@ def mount(app: FastAPI, settings: Settings) -> Mounted:
         return _twiml()
 
     @router.post(STATUS_PATH, status_code=204)
+    @when_down(WhenDown(WEBHOOK, lambda _: Response(status_code=204), in_order=True))
     async def message_status(
         form: Annotated[dict[str, Any], Depends(verified_form)],
         talk: Annotated[Conversations, Depends(conversations)],

@@ -12,6 +12,8 @@ from twilio.request_validator import RequestValidator
 
 from config.settings import Settings
 
+FORM_STATE = "twilio_form"  # request.state's attribute holding the checked form
+
 
 def signed_url(settings: Settings, request: Request) -> str:
     """The URL Twilio signed: the public base, the path and the raw query string."""
@@ -28,4 +30,5 @@ async def verified_form(request: Request) -> dict[str, Any]:
     signature = request.headers.get("X-Twilio-Signature", "")
     if not signature or not validator.validate(signed_url(settings, request), form, signature):
         raise HTTPException(403, detail="X-Twilio-Signature does not match this request")
+    setattr(request.state, FORM_STATE, form)  # for twilio_outage: what may be kept
     return form

@@ -43,6 +43,9 @@ next step, and a webhook Twilio repeats gets the same answer: a turn's provider 
 ``{CallSid}:{n}``, and the engine answers a repeated id with the same replies, doing nothing twice.
 Everything the caller hears comes from the engine's replies or the message catalogs.
 
+While the database cannot be reached, every route is still answered (``twilio_outage.py``): the
+caller is put through to the community's own phones and called back once it is back.
+
 Modules: ``steps`` (the call's place, inbound messages), ``twiml`` (voices, Gather, Dial),
 ``records`` (the call's rows, whom to put it through to), ``handover`` (after a turn, the end of
 a call), ``routes`` (the webhooks), ``chain`` (emergency alert calls placed by the worker, in turn),

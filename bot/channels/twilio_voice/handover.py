@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs
 
 import structlog
 from twilio.twiml.voice_response import VoiceResponse
 
 from bot.channels.base import Conversations
+from bot.channels.twilio_outage import OUTAGE
 from bot.channels.twilio_voice import chain, records
 from bot.channels.twilio_voice.steps import (
     CHANNEL,
@@ -161,3 +163,24 @@ async def call_over(talk: Conversations, caller: str, ending: records.Ending) ->
         engine.file_silent_call, CHANNEL, caller, f"{call_sid}:silent", datetime.now(UTC)
     )
     log.info("call_over_silent", call_sid=call_sid, filed=silent.filed, repeated=silent.redelivered)
+
+
+async def file_outage_call(talk: Conversations, kept: dict[str, Any], received: datetime) -> None:
+    """A call taken while the database was down (bot/channels/twilio_outage.py), now that it
+    is back: a call-back case with the words heard (a turn's, or those a confirmation asked
+    about), once per call (``{CallSid}:outage``). ``kept``: the spool's item."""
+    form = kept["form"]
+    caller, call_sid = caller_address(form), str(form.get("CallSid", ""))
+    asked_about = parse_qs(kept.get("query", "")).get("said", [""])[0]
+    said = (str(form.get("SpeechResult", "")) or asked_about).strip()
+    engine = await talk.engine()
+    filed = await talk.run(
+        engine.file_silent_call,
+        CHANNEL,
+        caller,
+        f"{call_sid}:{OUTAGE}",
+        received,
+        reason=OUTAGE,
+        said=said,
+    )
+    log.info("outage_call_filed", call_sid=call_sid, filed=filed.filed, repeated=filed.redelivered)

@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 from twilio.twiml.voice_response import VoiceResponse
 
 from bot.channels.base import Conversations, Mounted, conversations
-from bot.channels.twilio_signature import verified_form
+from bot.channels.twilio_outage import CALL, WEBHOOK, TwilioRoute, WhenDown, when_down
+from bot.channels.twilio_signature import FORM_STATE, verified_form
 from bot.channels.twilio_voice import chain, records
 from bot.channels.twilio_voice import follow_up as follow_up_call
 from bot.channels.twilio_voice.handover import answer, call_over, put_through
@@ -61,7 +62,7 @@ def mount(app: FastAPI, settings: Settings) -> Mounted:
         load_catalogs(settings.config_dir / "messages"),
         EmergencyRules.load(settings.config_dir / "nlu" / RULES_FILE),
     )
-    router = APIRouter(prefix=PREFIX, tags=["twilio voice"])
+    router = APIRouter(prefix=PREFIX, tags=["twilio voice"], route_class=TwilioRoute)
     _conversation_routes(router, line)
     _hand_over_routes(router, line)
     _status_route(router, line)
@@ -71,10 +72,40 @@ def mount(app: FastAPI, settings: Settings) -> Mounted:
     return Mounted("twilio_voice", enabled=True)
 
 
+def _outage(line: VoiceLine, keep: str = CALL) -> WhenDown:
+    """A person is on the line: whatever fails, the outage answer (put through to the
+    community's own phones, "we will call you back")."""
+
+    def answer(request: Request) -> Response:
+        lang = request.query_params.get("lang", line.settings.default_language)
+        return twiml(line.outage(lang if lang in ("zh", "en") else line.settings.default_language))
+
+    return WhenDown(keep, answer, caller=True)
+
+
+def _key_noted(line: VoiceLine) -> WhenDown:
+    """Staff pressed a key on a call we placed: kept, and told so."""
+
+    def answer(request: Request) -> Response:
+        form = getattr(request.state, FORM_STATE, None) or {}
+        if not str(form.get("Digits", "")).strip():
+            response = VoiceResponse()
+            response.hangup()
+            return twiml(response)
+        return twiml(line.key_noted(line.settings.default_language))
+
+    return WhenDown(WEBHOOK, answer)
+
+
+# A callback about a call: kept, behind whatever else waits (a call's own item comes first).
+_STATUS_KEPT = WhenDown(WEBHOOK, lambda _: twiml(VoiceResponse()), in_order=True)
+
+
 def _conversation_routes(router: APIRouter, line: VoiceLine) -> None:
     settings = line.settings
 
     @router.post("")
+    @when_down(_outage(line))
     async def incoming_call(form: Form, talk: Talk) -> Response:
         """A call comes in: greet the caller (by name when the number is known) and listen."""
         caller, call_sid = caller_address(form), str(form.get("CallSid", ""))
@@ -97,6 +128,7 @@ def _conversation_routes(router: APIRouter, line: VoiceLine) -> None:
         return twiml(response)
 
     @router.post("/turn")
+    @when_down(_outage(line))
     async def turn(request: Request, form: Form, talk: Talk) -> Response:
         """One turn: what the caller said or pressed, or nothing (silence)."""
         step = Step.read(request)
@@ -129,6 +161,7 @@ def _conversation_routes(router: APIRouter, line: VoiceLine) -> None:
         return twiml(await answer(line, talk, form, step, result))
 
     @router.post("/confirm")
+    @when_down(_outage(line))
     async def confirm(request: Request, form: Form, talk: Talk) -> Response:
         """The key pressed to confirm words heard with a low confidence: 1 yes, 2 no, 0 a person."""
         step = Step.read(request)
@@ -155,6 +188,7 @@ def _conversation_routes(router: APIRouter, line: VoiceLine) -> None:
 
 def _hand_over_routes(router: APIRouter, line: VoiceLine) -> None:
     @router.post("/dial")
+    @when_down(_outage(line))
     async def dial_result(request: Request, form: Form, talk: Talk) -> Response:
         """A <Dial> ended: if nobody answered, the next number; after the last, a voicemail
         (hand-over) or the emergency's question."""
@@ -198,6 +232,8 @@ def _hand_over_routes(router: APIRouter, line: VoiceLine) -> None:
         return twiml(response)
 
     @router.post("/screen")
+    # Whoever picked up is connected unscreened: the caller is not left ringing.
+    @when_down(WhenDown(None, lambda _: twiml(VoiceResponse()), caller=True))
     async def screen(request: Request, form: Form, talk: Talk) -> Response:
         """Whoever picked up a number the caller is put through to (the <Number>'s url; the
         caller still hears ringing) hears who is calling and why, twice at most: any key
@@ -223,6 +259,7 @@ def _hand_over_routes(router: APIRouter, line: VoiceLine) -> None:
         return twiml(response)
 
     @router.post("/answered")
+    @when_down(WhenDown(WEBHOOK, lambda _: Response(status_code=204)))
     async def number_answered(request: Request, form: Form, talk: Talk) -> Response:
         """In an emergency, a number the caller was put through to answered (its status
         callback, event "answered"): noted on the case; a family member's answer releases the
@@ -237,6 +274,7 @@ def _hand_over_routes(router: APIRouter, line: VoiceLine) -> None:
         return Response(status_code=204)
 
     @router.post("/recording")
+    @when_down(_outage(line, keep=WEBHOOK))  # the voicemail is filed when the database is back
     async def recording(request: Request, form: Form, talk: Talk) -> Response:
         """The voicemail of a hand-over nobody took (or none): a call-back case with it."""
         step = Step.read(request)
@@ -250,6 +288,7 @@ def _hand_over_routes(router: APIRouter, line: VoiceLine) -> None:
 
 def _status_route(router: APIRouter, line: VoiceLine) -> None:
     @router.post("/status")
+    @when_down(_STATUS_KEPT)
     async def call_status(request: Request, form: Form, talk: Talk) -> Response:
         """A call status callback: recorded once; when a call that came in is over, nothing is
         left hanging (a half-told request, a hand-over nobody took, a call with nothing said);
@@ -285,6 +324,7 @@ def _status_route(router: APIRouter, line: VoiceLine) -> None:
 
 def _alert_route(router: APIRouter, line: VoiceLine) -> None:
     @router.post("/alert")
+    @when_down(_key_noted(line))
     async def alert(request: Request, form: Form, talk: Talk) -> Response:
         """The key pressed on an emergency alert call we placed (``k``): 1 takes the emergency;
         nothing (or another key) is asked about once more, then the call ends and the chain
@@ -318,6 +358,7 @@ def _alert_route(router: APIRouter, line: VoiceLine) -> None:
 
 def _follow_up_route(router: APIRouter, line: VoiceLine) -> None:
     @router.post("/follow-up")
+    @when_down(_key_noted(line))
     async def follow_up_key(request: Request, form: Form, talk: Talk) -> Response:
         """The key pressed on a follow-up call we placed (``fu``): 1, 2 or 3 answers and the
         person is thanked; another key hears the question once more; no key, goodbye (the round

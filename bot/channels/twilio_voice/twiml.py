@@ -121,6 +121,30 @@ class VoiceLine:
         self.say(gather, self.text(f"twilio_voice.screen.{key}", lang), lang)
         return response
 
+    def outage(self, lang: str) -> VoiceResponse:
+        """For a caller while the database cannot be reached (nothing can be filed): sorry, put
+        through to the community's own phones (HOTLINE_TWILIO_OUTAGE_NUMBERS, ringing together,
+        unscreened: the screening needs the database), then "we will call you back; if in
+        danger call 120". Needs nothing but the settings and the catalogs."""
+        response = VoiceResponse()
+        self.say(response, self.text("twilio_voice.outage.sorry", lang), lang)
+        numbers = self.settings.outage_number_list
+        if numbers:
+            self.say(response, self.text("twilio_voice.outage.connecting", lang), lang)
+            dial = response.dial(timeout=self.settings.twilio_ring_timeout_s)
+            for number in numbers:
+                dial.number(number)
+        self.say(response, self.text("twilio_voice.outage.call_back", lang), lang)
+        response.hangup()
+        return response
+
+    def key_noted(self, lang: str) -> VoiceResponse:
+        """For staff who pressed a key on a call we placed, while the database is down."""
+        response = VoiceResponse()
+        self.say(response, self.text("twilio_voice.outage.key_noted", lang), lang)
+        response.hangup()
+        return response
+
 
 def speech_hints(concepts_file: Path) -> dict[str, str]:
     """Speech hints per language: the first words of each concept of the NLU's lexicon
