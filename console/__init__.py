@@ -3,6 +3,7 @@ registry and reports (server-rendered pages with htmx), and a JSON API under /ap
 
 from __future__ import annotations
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -14,7 +15,13 @@ from config.settings import Settings
 from console.auth import SESSION_COOKIE, CsrfRefused, SignInRequired, secret_key
 from console.flash import flash, go
 from console.web import STATIC, ConsoleConfig, is_htmx, render
+from storage.db import DATABASE_DOWN
 from storage.errors import CaseError, InvalidCaseInput, NotFound, NotPermitted
+
+DATABASE_DOWN_DETAIL = "the database cannot be reached; nothing was done; try again shortly"
+RETRY_AFTER_S = 5
+
+log = structlog.get_logger(__name__)
 
 # Refusals by the case actions, by their stable code, as catalog keys.
 ERROR_KEYS = {
@@ -47,6 +54,10 @@ def mount_console(app: FastAPI, settings: Settings) -> None:
     app.add_exception_handler(SignInRequired, _sign_in_required)
     app.add_exception_handler(CsrfRefused, _csrf_refused)
     app.add_exception_handler(CaseError, _case_error)
+    # The whole app's, not only the console's: Twilio's webhooks answer for themselves
+    # (bot/channels/twilio_outage.py) and Telegram's says 503 itself.
+    for failure in DATABASE_DOWN:
+        app.add_exception_handler(failure, _database_down)
 
 
 def bind_engine(app: FastAPI, engine: Engine) -> None:
@@ -63,6 +74,19 @@ async def _sign_in_required(request: Request, exc: Exception) -> Response:
 
 async def _csrf_refused(request: Request, exc: Exception) -> Response:
     return render(request, "error.html", {"key": "console.errors.csrf"}, status_code=403)
+
+
+async def _database_down(request: Request, exc: Exception) -> Response:
+    """The database cannot be reached: 503 saying so (nothing was done; try again shortly),
+    a page for a person at the console, JSON for a program; not a bare 500."""
+    log.warning("database_unreachable", path=request.url.path, error=type(exc).__name__)
+    headers = {"Retry-After": str(RETRY_AFTER_S)}
+    wants_page = "text/html" in request.headers.get("accept", "")
+    if request.url.path.startswith("/api/") or not wants_page or is_htmx(request):
+        body = {"error": "database_unavailable", "detail": DATABASE_DOWN_DETAIL}
+        return JSONResponse(body, status_code=503, headers=headers)
+    context = {"key": "console.errors.database_down"}
+    return render(request, "error.html", context, status_code=503, headers=headers)
 
 
 async def _case_error(request: Request, exc: Exception) -> Response:

@@ -145,6 +145,20 @@ def insert_statement(session: Session, name: str, build: Callable[[Any], Any]) -
     return statement
 
 
+# The database cannot be reached or went away mid-way (as opposed to a bug, or a refused row).
+DATABASE_DOWN: tuple[type[Exception], ...] = (
+    exc.OperationalError,
+    exc.InterfaceError,
+    exc.TimeoutError,  # no pooled connection came free in time
+)
+
+
+def is_database_down(error: BaseException) -> bool:
+    if isinstance(error, DATABASE_DOWN):
+        return True
+    return isinstance(error, exc.DBAPIError) and error.connection_invalidated
+
+
 def ping(engine: Engine | None = None) -> None:
     """Raise if the database cannot be reached."""
     with (engine or get_engine()).connect() as conn:

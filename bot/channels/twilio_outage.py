@@ -47,14 +47,13 @@ import structlog
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.exc import SQLAlchemyError
 from twilio.request_validator import RequestValidator
 
 from bot.channels.twilio_signature import FORM_STATE, verified_form
 from bot.flock import try_flock
 from config.settings import Settings
-from storage.db import ping
+from storage.db import is_database_down, ping
 from storage.spool import Spool, Taken
 from storage.types import utcnow
 
@@ -93,13 +92,6 @@ def when_down(plan: WhenDown) -> Callable[[F], F]:
     return mark
 
 
-def is_outage(exc: BaseException) -> bool:
-    """The database could not be reached (or went away mid-way), as opposed to a bug."""
-    if isinstance(exc, OperationalError | InterfaceError | PoolTimeout):
-        return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
-
-
 def spool_of(settings: Settings) -> Spool:
     return Spool(Path(settings.data_dir) / SPOOL_FOLDER)
 
@@ -127,7 +119,7 @@ class TwilioRoute(APIRoute):
                 raise
             except Exception as exc:
                 form = getattr(request.state, FORM_STATE, None)
-                outage = is_outage(exc)
+                outage = is_database_down(exc)
                 if replay or form is None or not (outage or plan.caller):
                     raise
                 if outage:
@@ -156,6 +148,10 @@ def _keep(spool: Spool, plan: WhenDown, request: Request, form: dict[str, Any], 
             "why": why,
         }
     )
+
+
+class StillDown(Exception):
+    """A webhook handed back was answered 503: the database is down again."""
 
 
 class Replayer:
@@ -206,7 +202,7 @@ class Replayer:
             try:
                 await self._handle(item.item)
             except Exception as exc:
-                if is_outage(exc):
+                if isinstance(exc, StillDown) or is_database_down(exc):
                     log.warning("spool_replay_database_down", left=len(taken) - i)
                     for rest in taken[i:]:
                         rest.put_back()
@@ -236,6 +232,8 @@ class Replayer:
         async with httpx.AsyncClient(transport=transport, base_url="http://replay") as client:
             target = path + (f"?{query}" if query else "")
             response = await client.post(target, data=form, headers=headers)
+        if response.status_code == 503:  # the database went away again (console's handler)
+            raise StillDown(f"{path} answered 503")
         if response.status_code >= 400:  # refused (a bug): kept aside, never run again
             raise RuntimeError(f"{path} answered {response.status_code}: {response.text[:200]}")
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+import shutil
 from pathlib import Path
 
 import pytest
 import structlog
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 from structlog.testing import capture_logs
 
 from bot.app import create_app
@@ -109,3 +111,36 @@ def test_a_request_that_fails_is_logged_as_a_500(tmp_path: Path) -> None:
         assert client.get("/fails").status_code == 500
     [request] = [e for e in logs if e["event"] == "request"]
     assert (request["path"], request["status"]) == ("/fails", 500)
+
+
+@pytest.mark.postgres
+def test_a_database_that_is_down_gets_a_503_that_says_so(
+    postgres_url: str, pg_server: PostgresServer, trained_nlu_dir: Path, tmp_path: Path
+) -> None:
+    """Not a bare 500: a program is told in JSON (with Retry-After), a person at the console
+    gets a page in their language; both work again once the database is back."""
+    shutil.copytree(trained_nlu_dir / "nlu-cache", tmp_path / "nlu-cache")
+    settings = Settings(
+        database_url=postgres_url, data_dir=tmp_path, api_tokens="t0ken", _env_file=None
+    )
+    database = str(make_url(postgres_url).database)
+    message = {"sender": "bridge-1", "text": "你好", "message_id": "m1"}
+    bearer = {"Authorization": "Bearer t0ken"}
+    with TestClient(create_app(settings)) as client:
+        page = client.get("/login")
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert csrf is not None
+        login = {"username": "nobody", "password": "x", "csrf_token": csrf.group(1)}
+        pg_server.refuse_connections(database)
+        try:
+            api = client.post("/api/v1/messages", json=message, headers=bearer)
+            assert api.status_code == 503 and api.headers["retry-after"] == "5"
+            assert api.json()["error"] == "database_unavailable"
+            signing_in = client.post("/login", data=login, headers={"Accept": "text/html"})
+            assert signing_in.status_code == 503
+            assert "数据库暂时连不上，这一步没有完成" in signing_in.text
+        finally:
+            pg_server.allow_connections(database)
+        assert client.post("/api/v1/messages", json=message, headers=bearer).status_code == 200
+        again = client.post("/login", data=login, headers={"Accept": "text/html"})
+        assert again.status_code == 401 and "数据库" not in again.text  # a wrong password
