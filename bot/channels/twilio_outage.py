@@ -111,7 +111,7 @@ class TwilioRoute(APIRoute):
             replay = request.headers.get(REPLAY_HEADER) == "1"
             if plan.in_order and not replay and spool.waiting():
                 form = await verified_form(request)  # a forged one: 403, nothing kept
-                _keep(spool, plan, request, form, "behind")
+                await _keep(spool, plan, request, form, "behind")
                 return plan.answer(request)
             try:
                 return await handle(request)
@@ -127,7 +127,7 @@ class TwilioRoute(APIRoute):
                         "database_down_webhook_kept", path=request.url.path, error=str(exc)[:200]
                     )
                     if plan.keep is not None:
-                        _keep(spool, plan, request, form, type(exc).__name__)
+                        await _keep(spool, plan, request, form, type(exc).__name__)
                 else:
                     log.exception("voice_webhook_failed", path=request.url.path)
                 return plan.answer(request)
@@ -135,19 +135,26 @@ class TwilioRoute(APIRoute):
         return guarded
 
 
-def _keep(spool: Spool, plan: WhenDown, request: Request, form: dict[str, Any], why: str) -> None:
+async def _keep(
+    spool: Spool, plan: WhenDown, request: Request, form: dict[str, Any], why: str
+) -> None:
+    """Put the webhook in the spool (on a thread: the file is flushed to disk)."""
     if plan.keep is None:
         return
-    spool.put(
-        {
-            "kind": plan.keep,
-            "path": request.url.path,
-            "query": request.url.query,
-            "form": form,
-            "received_at": utcnow().isoformat(),
-            "why": why,
-        }
-    )
+    item = {
+        "kind": plan.keep,
+        "path": request.url.path,
+        "query": request.url.query,
+        "form": form,
+        "received_at": utcnow().isoformat(),
+        "why": why,
+    }
+    await asyncio.to_thread(spool.put, item)
+
+
+def _put_back(items: list[Taken]) -> None:
+    for item in items:
+        item.put_back()
 
 
 class StillDown(Exception):
@@ -197,6 +204,7 @@ class Replayer:
             return await self._hand_back(taken)
 
     async def _hand_back(self, taken: list[Taken]) -> int:
+        """Each item in turn (file operations on a thread: they are flushed to disk)."""
         handled = 0
         for i, item in enumerate(taken):
             try:
@@ -204,13 +212,12 @@ class Replayer:
             except Exception as exc:
                 if isinstance(exc, StillDown) or is_database_down(exc):
                     log.warning("spool_replay_database_down", left=len(taken) - i)
-                    for rest in taken[i:]:
-                        rest.put_back()
+                    await asyncio.to_thread(_put_back, taken[i:])
                     break
                 log.exception("spool_item_failed", path=item.item.get("path"), file=item.path.name)
-                item.failed()
+                await asyncio.to_thread(item.failed)
                 continue
-            item.done()
+            await asyncio.to_thread(item.done)
             handled += 1
         if handled:
             log.info("spool_replayed", handled=handled, waiting=self.spool.count())
