@@ -18,6 +18,7 @@ from sqlalchemy import Engine, make_url, select
 from bot.app import create_app
 from bot.channels.twilio_messaging import INBOUND_PATH, STATUS_PATH
 from bot.channels.twilio_outage import SPOOL_FOLDER
+from bot.channels.twilio_voice import records
 from storage.db import make_engine, transaction
 from storage.models import Case, Direction, Message, OutboxItem
 from storage.spool import Spool
@@ -158,6 +159,25 @@ def test_words_heard_before_the_database_went_down_are_on_the_call_back(outage: 
     assert case.original_text == "我要报销上个月的药费" and case.details["reason"] == "outage"
     eventually(outage.spool.count, lambda n: n == 0)
     assert len(cases(outage.engine)) == 1
+
+
+def test_a_bug_on_the_phone_line_still_gets_the_caller_put_through(
+    outage: Outage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not only the database: whatever fails while a person is on the line, she hears the
+    outage answer, not Twilio's English application error. Nothing is kept (running it again
+    would fail again); the call's status callback, when it comes, files the call-back."""
+
+    def broken(*_: object, **__: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(records, "arrival", broken)  # a fault put in, not a stand-in
+    call = outage.caller.call([], caller=WANG)
+    assert [e.status_code for e in call.exchanges] == [200]
+    assert call.said[0] == "对不起，系统暂时出了故障。" and call.dialed == [DESK]
+    assert outage.spool.count() == 0
+    [case] = cases(outage.engine)  # the status callback: a call in which nothing was said
+    assert case.category == "callback" and case.details["reason"] == "silent"
 
 
 def test_a_forged_webhook_is_refused_and_not_kept_while_the_database_is_down(
