@@ -18,8 +18,10 @@ The database work is synchronous and runs on a thread (``asyncio.to_thread``): t
 ``run`` repeats rounds until asked to stop and, every ``maintenance_every_s``, puts back items a
 dead worker left ``sending`` (``release_stuck``) and flags due items of channels that have no
 sender here: they stay pending, with a last_error naming the missing setting, and go as soon as
-a worker with that sender runs (they are not claimed, so no attempt is used up); then each
-sender's ``upkeep`` hook runs, if it has one (Telegram: the posts of cases taken elsewhere).
+a worker with that sender runs (they are not claimed, so no attempt is used up). More often,
+every ``upkeep_every_s`` (people are waiting on these), it passes on an emergency whose placed
+call had no status in time, and each sender's ``upkeep`` hook runs, if it has one (Telegram:
+the posts of cases taken elsewhere lose their Claim button within seconds).
 
 An emergency's alert calls go one after another (bot/channels/twilio_voice/chain.py): the worker
 places the call that is due; the status callback, or pressing 1, decides what comes next. The
@@ -105,6 +107,7 @@ class OutboxWorker:
         send_timeout_s: float = 60.0,
         stuck_after: timedelta = timedelta(minutes=5),
         maintenance_every_s: float = 60.0,
+        upkeep_every_s: float = 5.0,
         catalogs: Catalogs | None = None,
         language: str | None = None,
         clock: Callable[[], datetime] = utcnow,
@@ -119,6 +122,7 @@ class OutboxWorker:
         self.send_timeout_s = send_timeout_s
         self.stuck_after = stuck_after
         self.maintenance_every_s = maintenance_every_s
+        self.upkeep_every_s = upkeep_every_s
         self.catalogs = catalogs
         self.language = language
         self.clock = clock
@@ -294,8 +298,19 @@ class OutboxWorker:
     # -- upkeep -------------------------------------------------------------------------------
 
     async def maintain(self) -> None:
-        """Put back items a dead worker left sending; flag items no sender here can send."""
+        """Put back items a dead worker left sending; flag items no sender here can send; and
+        the upkeep (`keep_up`)."""
         await asyncio.to_thread(self._maintain)
+
+    async def keep_up(self) -> None:
+        """Pass on emergencies whose placed call had no status in time; the senders' upkeep."""
+        await asyncio.to_thread(self._keep_up)
+
+    def _keep_up(self) -> None:
+        passed_on = self._time_out_calls(self.clock())
+        kept_up = self._senders_upkeep()
+        if passed_on or kept_up:
+            log.info("outbox_upkeep", calls_passed_on=passed_on, senders_upkeep=kept_up)
 
     def _maintain(self) -> None:
         now = self.clock()
@@ -314,16 +329,9 @@ class OutboxWorker:
                 catalogs=self.catalogs,
                 language=self.language,
             )
-        passed_on = self._time_out_calls(now)
-        kept_up = self._senders_upkeep()
-        if released or flagged or passed_on or kept_up:
-            log.info(
-                "outbox_maintenance",
-                released=released,
-                flagged_without_sender=flagged,
-                calls_passed_on=passed_on,
-                senders_upkeep=kept_up,
-            )
+        if released or flagged:
+            log.info("outbox_maintenance", released=released, flagged_without_sender=flagged)
+        self._keep_up()
 
     def _senders_upkeep(self) -> int:
         """Each sender's ``upkeep(session, catalogs=, language=)`` hook, if it has one (the
@@ -349,14 +357,18 @@ class OutboxWorker:
         """Send rounds until ``stop`` is set: at once again while a round was full, otherwise
         every ``interval_s``. Database errors are logged and retried (the loop keeps going)."""
         log.info("outbox_worker_started", channels=sorted(self.senders))
-        next_upkeep = time.monotonic()
+        next_maintenance = next_upkeep = time.monotonic()
         failures = 0
         while not stop.is_set():
             busy = False
             try:
-                if time.monotonic() >= next_upkeep:
+                if time.monotonic() >= next_maintenance:
                     await self.maintain()
-                    next_upkeep = time.monotonic() + self.maintenance_every_s
+                    next_maintenance = time.monotonic() + self.maintenance_every_s
+                    next_upkeep = time.monotonic() + self.upkeep_every_s
+                elif time.monotonic() >= next_upkeep:
+                    await self.keep_up()
+                    next_upkeep = time.monotonic() + self.upkeep_every_s
                 busy = await self.run_once() >= self.batch_size
                 failures = 0
             except SQLAlchemyError as exc:

@@ -521,6 +521,42 @@ def work_the_outbox(fake: FakeTelegramApi, engine: Engine, *, upkeep: bool = Fal
     return asyncio.run(run())
 
 
+def test_the_running_worker_updates_posts_within_seconds_not_at_its_maintenance(
+    engine: Engine, fake: FakeTelegramApi
+) -> None:
+    """The worker's loop, not a call of its upkeep: with maintenance an hour away, a case
+    claimed at the desk has its posts lose their Claim button at the next upkeep (seconds)."""
+    team = team_and_new_case(engine)
+    assert work_the_outbox(fake, engine) == 3
+    settings = Settings(telegram_bot_token=TOKEN, telegram_api_url=fake.url, _env_file=None)
+
+    async def run() -> float:
+        worker = OutboxWorker(
+            engine,
+            {"telegram": TelegramSender(settings)},
+            language="zh",
+            maintenance_every_s=3600,
+            upkeep_every_s=0.5,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.create_task(worker.run(stop, interval_s=0.1))
+        await asyncio.sleep(0.3)  # its first round (the maintenance) is done
+        with transaction(engine) as session:
+            case = actions.get_case(session, team.case_number)
+            chen = session.scalars(select(Staff).where(Staff.name == "陈社工")).one()
+            actions.claim(session, case, Actor.person(chen))
+        claimed = time.monotonic()
+        while len(fake.calls_to("editMessageText")) < 3 and time.monotonic() - claimed < 10:
+            await asyncio.sleep(0.05)
+        stop.set()
+        await loop
+        await worker.aclose()
+        return time.monotonic() - claimed
+
+    took = asyncio.run(run())
+    assert len(fake.calls_to("editMessageText")) == 3 and took < 3, took
+
+
 @pytest.mark.parametrize("action", ["claim", "cancel"])
 def test_a_case_taken_in_the_console_updates_every_post(
     engine: Engine, fake: FakeTelegramApi, action: str
