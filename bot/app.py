@@ -113,8 +113,11 @@ def _start_replayer(
     if not (settings.twilio_enabled and settings.public_url):
         return None
     from bot.channels.twilio_voice.handover import file_outage_call
+    from nlu.rules import RULES_FILE, EmergencyRules
 
-    replayer = Replayer(app, app.state.spool, partial(file_outage_call, app.state.conversations))
+    rules = EmergencyRules.load(settings.config_dir / "nlu" / RULES_FILE)
+    file_call = partial(file_outage_call, app.state.conversations, rules)
+    replayer = Replayer(app, app.state.spool, file_call)
     stop = asyncio.Event()
     task = asyncio.create_task(replayer.run(stop), name="spool-replayer")
 

@@ -11,7 +11,9 @@ what it carried is kept in the spool (storage/spool.py) until the database answe
   and to call 120 if in danger (`VoiceLine.outage`). This answer is given on any failure of
   such a webhook, not only the database's: nobody is ever cut off by our error. Kept: a
   **call** item; when the database is back it files a `callback` case (reason "outage", with
-  the words heard), once per call (``{CallSid}:outage``).
+  the words heard), once per call (``{CallSid}:outage``); words of an emergency run as the
+  turn they were instead, so the emergency is filed and its alert calls go at once
+  (`file_outage_call`).
 - An SMS or WhatsApp message, a delivery status, a call status, a key pressed by staff on a call
   we placed: answered as usual (empty TwiML, 204, "your key is noted"), kept as a **webhook**
   item; when the database is back it is run again, as if it had just come, through the same

@@ -22,10 +22,12 @@ from bot.channels.twilio_voice.steps import (
     Target,
     caller_address,
     hand_over_unanswered,
+    turn_inbound,
 )
 from bot.channels.twilio_voice.twiml import VOICEMAIL_MAX_S, VOICEMAIL_SILENCE_S, VoiceLine
 from bot.engine import TurnResult
 from bot.messages import Hint, Reply
+from nlu.rules import EmergencyRules
 
 EMERGENCY_CATEGORY = "emergency"  # the category of the case an emergency turn files
 
@@ -165,14 +167,29 @@ async def call_over(talk: Conversations, caller: str, ending: records.Ending) ->
     log.info("call_over_silent", call_sid=call_sid, filed=silent.filed, repeated=silent.redelivered)
 
 
-async def file_outage_call(talk: Conversations, kept: dict[str, Any], received: datetime) -> None:
+async def file_outage_call(
+    talk: Conversations, rules: EmergencyRules, kept: dict[str, Any], received: datetime
+) -> None:
     """A call taken while the database was down (bot/channels/twilio_outage.py), now that it
-    is back: a call-back case with the words heard (a turn's, or those a confirmation asked
-    about), once per call (``{CallSid}:outage``). ``kept``: the spool's item."""
+    is back. Words of an emergency (``rules``) run as the turn they were, so the emergency is
+    filed and its alert calls go at once (the call is long over: none is held for it);
+    otherwise a call-back case with the words heard (a turn's, or those a confirmation asked
+    about). Once per call either way (``{CallSid}:{n}``, ``{CallSid}:outage``). ``kept``: the
+    spool's item."""
     form = kept["form"]
     caller, call_sid = caller_address(form), str(form.get("CallSid", ""))
-    asked_about = parse_qs(kept.get("query", "")).get("said", [""])[0]
-    said = (str(form.get("SpeechResult", "")) or asked_about).strip()
+    query = parse_qs(kept.get("query", ""))
+    said = (str(form.get("SpeechResult", "")) or query.get("said", [""])[0]).strip()
+    if said and rules.match(said) is not None:
+        n = query.get("n", ["1"])[0]
+        step = Step(n=int(n) if n.isdigit() else 1)
+        result = await talk.turn(turn_inbound(form, step, text=said))
+        emergency = [c.number for c in result.cases if c.category == EMERGENCY_CATEGORY]
+        for case in emergency:
+            await talk.run(chain.release_now, talk.db, case)
+        if emergency:
+            log.info("outage_call_emergency_filed", call_sid=call_sid, filed=emergency)
+            return
     engine = await talk.engine()
     filed = await talk.run(
         engine.file_silent_call,

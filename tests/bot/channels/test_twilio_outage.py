@@ -19,9 +19,11 @@ from bot.app import create_app
 from bot.channels.twilio_messaging import INBOUND_PATH, STATUS_PATH
 from bot.channels.twilio_outage import SPOOL_FOLDER
 from bot.channels.twilio_voice import records
+from bot.channels.twilio_voice.chain import HELD
 from storage.db import make_engine, transaction
-from storage.models import Case, Direction, Message, OutboxItem
+from storage.models import Case, Direction, Message, OutboxItem, OutboxStatus
 from storage.spool import Spool
+from storage.types import utcnow
 from tests.bot.channels.test_twilio_voice import PUBLIC_URL, TOKEN, WANG, settings_for, world
 from tests.fakes.caller import FakeCaller, Speak, serve
 from tests.pg_server import PostgresServer
@@ -159,6 +161,31 @@ def test_words_heard_before_the_database_went_down_are_on_the_call_back(outage: 
     assert case.original_text == "我要报销上个月的药费" and case.details["reason"] == "outage"
     eventually(outage.spool.count, lambda n: n == 0)
     assert len(cases(outage.engine)) == 1
+
+
+def test_an_emergency_told_while_the_database_was_down_is_filed_and_alerted_when_it_is_back(
+    outage: Outage,
+) -> None:
+    """She was told to call 120 and put through to the desk; once the database answers, her
+    words run as the turn they were: an emergency, whose alert calls go at once (none is held
+    for a call that is long over), and no call-back besides."""
+    outage.down()
+    params = outage.caller.base_params("CA-fall", WANG, OUR_NUMBER, "in-progress") | {
+        "SpeechResult": "我摔倒了，起不来了",
+        "Confidence": "0.88",
+    }
+    turn = outage.caller.post(f"{PUBLIC_URL}/twilio/voice/turn?n=1&lang=zh", params)
+    assert turn.status_code == 200 and "如有危险，请立即拨打120" in turn.text
+    outage.back()
+    [case] = eventually(lambda: cases(outage.engine), lambda found: bool(found))
+    assert (case.category, case.priority, case.retiree.name) == ("emergency", 1, "王秀英")
+    eventually(outage.spool.count, lambda n: n == 0)
+    with transaction(outage.engine) as session:
+        calls = session.scalars(select(OutboxItem).where(OutboxItem.channel == "voice")).all()
+        pending = [c for c in calls if c.status == OutboxStatus.PENDING]
+        assert pending and not any(c.payload.get(HELD) for c in pending)  # none held back
+        assert min(c.next_attempt_at for c in pending) <= utcnow()
+    assert len(cases(outage.engine)) == 1 and provider_ids(outage.engine) == ["CA-fall:1"]
 
 
 def test_a_bug_on_the_phone_line_still_gets_the_caller_put_through(
