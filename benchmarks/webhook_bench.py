@@ -12,6 +12,8 @@ The conversations are turn_bench.py's scripts: texters POST /twilio/messaging, o
 line; callers POST /twilio/voice, then follow the TwiML (tests/fakes/caller.py), answering each
 <Gather> with SpeechResult (silence: an empty post), and end with the status callback.
 "Inbound messages" are what a person said or wrote: POST /twilio/messaging and /twilio/voice/turn.
+With --delivery-reports each SMS is followed by the two status callbacks Twilio posts about our
+reply (sent, delivered: POST /twilio/messaging/status), load a real deployment has on top.
 
 Two load models, both printed (as in turn_bench.py):
   paced:       every conversation waits a think time (1-2 s) before each message; /healthz is
@@ -24,7 +26,7 @@ after /healthz: the floor of any webhook that touches the database.
 
 Run: .venv/bin/python benchmarks/webhook_bench.py [--postgres-url URL] [--conversations 50]
      [--processes 1 2] [--models paced closed] [--paced-seconds 40] [--closed-seconds 20]
-     [--healthz-seconds 20] [--think 1.0 2.0]
+     [--healthz-seconds 20] [--think 1.0 2.0] [--delivery-reports]
 (about 4 minutes; PostgreSQL: a throwaway server from tests/pg_server.py, or --postgres-url /
 HOTLINE_TEST_POSTGRES_URL)
 """
@@ -86,6 +88,8 @@ TOKEN = "webhook-bench-auth-token"
 REPO = Path(__file__).resolve().parents[1]
 SMS_PATH, VOICE_PATH = "/twilio/messaging", "/twilio/voice"
 TURN_PATH, STATUS_PATH = "/twilio/voice/turn", "/twilio/voice/status"
+DELIVERY_PATH = "/twilio/messaging/status"
+DELIVERY_REPORTS = ("sent", "delivered")  # Twilio's status callbacks for one SMS we send
 MESSAGE_ROUTES = frozenset({SMS_PATH, TURN_PATH, "/twilio/voice/confirm"})
 HEALTHZ = "/healthz"
 KEPT = "database_down_webhook_kept"  # a webhook kept in the spool: the database failed
@@ -288,8 +292,9 @@ class Twilio:
     """Sends the webhooks Twilio would send, signed over the public URL, to the servers in
     turn; every request is timed."""
 
-    def __init__(self, client: Http, servers: list[str]) -> None:
+    def __init__(self, client: Http, servers: list[str], delivery_reports: bool = False) -> None:
         self.client = client
+        self.delivery_reports = delivery_reports
         self.servers = itertools.cycle(servers)
         self.validator = RequestValidator(TOKEN)
         self.caller = FakeCaller(servers[0], PUBLIC_URL, TOKEN)  # for its TwiML following
@@ -327,6 +332,22 @@ class Twilio:
         }
         conversation.messages += 1
         await self.request(SMS_PATH, params)
+        if self.delivery_reports:
+            # What Twilio posts about our reply (the app sends it through the outbox; here the
+            # outbox is not sent, so the reply's sid is made up: the app records it all the same).
+            reply = "SM" + uuid.uuid4().hex
+            for status in DELIVERY_REPORTS:
+                report = {
+                    "AccountSid": ACCOUNT_SID,
+                    "ApiVersion": "2010-04-01",
+                    "MessageSid": reply,
+                    "SmsSid": reply,
+                    "MessageStatus": status,
+                    "SmsStatus": status,
+                    "From": OUR_NUMBER,
+                    "To": conversation.address,
+                }
+                await self.request(DELIVERY_PATH, report)
 
     async def call(
         self, conversation: Conversation, think: tuple[float, float] | None, rng: random.Random
@@ -511,7 +532,7 @@ async def load(
 ) -> None:
     client = Http()
     try:
-        twilio = Twilio(client, servers.urls)
+        twilio = Twilio(client, servers.urls, args.delivery_reports)
         run.expected = await reference(twilio, url, args.conversations)
         think = (args.think[0], args.think[1]) if run.model == "paced" else None
         cpu = servers.cpu_s()
@@ -680,6 +701,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--closed-seconds", type=float, default=20.0)
     parser.add_argument("--healthz-seconds", type=float, default=20.0)
     parser.add_argument(
+        "--delivery-reports",
+        action="store_true",
+        help="after each SMS, the status callbacks Twilio posts about its reply (sent, "
+        "delivered): load a real deployment has, not counted as inbound messages",
+    )
+    parser.add_argument(
         "--think", type=float, nargs=2, default=[1.0, 2.0], metavar=("MIN_S", "MAX_S")
     )
     args = parser.parse_args(argv)
@@ -707,6 +734,11 @@ def main(argv: list[str] | None = None) -> int:
                     for s in SCRIPTS
                 )
                 print(f"  conversations: {mix}")
+                if args.delivery_reports:
+                    print(
+                        f"  delivery reports: {', '.join(DELIVERY_REPORTS)} for each SMS's "
+                        f"reply (POST {DELIVERY_PATH}), not counted as inbound messages"
+                    )
                 print(
                     f"  targets: p99 of every webhook <= {TARGET_RATIO:g}x the p99 of GET /healthz"
                     f" (judged on the paced run); >= {TARGET_RATE:g} inbound messages/s (judged "
