@@ -208,24 +208,37 @@ class Replayer:
     async def _hand_back(self, taken: list[Taken]) -> int:
         """Each item in turn (file operations on a thread: they are flushed to disk)."""
         handled = 0
-        for i, item in enumerate(taken):
-            try:
-                await self._handle(item.item)
-            except Exception as exc:
-                if isinstance(exc, StillDown) or is_database_down(exc):
-                    log.warning("spool_replay_database_down", left=len(taken) - i)
+        # In this process, not over the network: the app's own routes, as Twilio would call them.
+        transport = httpx.ASGITransport(app=self.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://replay") as client:
+            for i, item in enumerate(taken):
+                done = await self._hand_back_one(client, item, left=len(taken) - i)
+                if done is None:  # the database is down again: this one and the rest wait
                     await asyncio.to_thread(_put_back, taken[i:])
                     break
-                log.exception("spool_item_failed", path=item.item.get("path"), file=item.path.name)
-                await asyncio.to_thread(item.failed)
-                continue
-            await asyncio.to_thread(item.done)
-            handled += 1
+                handled += done
         if handled:
             log.info("spool_replayed", handled=handled, waiting=self.spool.count())
         return handled
 
-    async def _handle(self, item: dict[str, Any]) -> None:
+    async def _hand_back_one(
+        self, client: httpx.AsyncClient, item: Taken, left: int
+    ) -> bool | None:
+        """Handle ``item``: True when done, False when set aside for good (a bug), None when
+        the database is down again (the item is left to be put back)."""
+        try:
+            await self._handle(client, item.item)
+        except Exception as exc:
+            if isinstance(exc, StillDown) or is_database_down(exc):
+                log.warning("spool_replay_database_down", left=left)
+                return None
+            log.exception("spool_item_failed", path=item.item.get("path"), file=item.path.name)
+            await asyncio.to_thread(item.failed)
+            return False
+        await asyncio.to_thread(item.done)
+        return True
+
+    async def _handle(self, client: httpx.AsyncClient, item: dict[str, Any]) -> None:
         received = datetime.fromisoformat(item["received_at"])
         if item["kind"] == CALL:
             await self.file_call(item, received)
@@ -236,11 +249,8 @@ class Replayer:
             "X-Twilio-Signature": self._validator.compute_signature(url, form),
             REPLAY_HEADER: "1",
         }
-        # In this process, not over the network: the app's own routes, as Twilio would call them.
-        transport = httpx.ASGITransport(app=self.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://replay") as client:
-            target = path + (f"?{query}" if query else "")
-            response = await client.post(target, data=form, headers=headers)
+        target = path + (f"?{query}" if query else "")
+        response = await client.post(target, data=form, headers=headers)
         if response.status_code == 503:  # the database went away again (console's handler)
             raise StillDown(f"{path} answered 503")
         if response.status_code >= 400:  # refused (a bug): kept aside, never run again
