@@ -520,8 +520,8 @@ class TelegramSender:
         return SendOutcome.ok(f"{message.chat_id}:{message.message_id}")
 
     def upkeep(self, session: Session, *, catalogs: Catalogs, language: str | None) -> int:
-        """In the worker's upkeep (every few seconds): the posts of cases taken elsewhere, or released, are
-        kept up with them (texts in the deployment's language, like the posts)."""
+        """In the worker's upkeep (every few seconds): the posts of cases taken elsewhere, or
+        released, are kept up with them (texts in the deployment's language, like the posts)."""
         from bot.channels.telegram_staff import keep_posts_up
         from config.categories import get_categories
 

@@ -2,8 +2,8 @@
 button (telegram_posts.py) is claimed by the first tap anywhere, every copy then says who took
 it, and the claimer gets the person's contact details in a private chat; `/mine` lists their
 cases and staff `/close NUMBER`. A case taken elsewhere, withdrawn or put back in the queue is
-caught up with by the outbox worker's upkeep, every few seconds (keep_posts_up). Every change goes through
-storage.actions, as everywhere else. Personal posts stay as they are even for members of the
+caught up with by the outbox worker's upkeep, every few seconds (keep_posts_up). Every change
+goes through storage.actions, as everywhere else. Personal posts stay as they are even for members of the
 unit's group: one post per person and one per group; whichever copy is tapped first wins.
 """
 
@@ -194,10 +194,10 @@ def keep_posts_up(
     limit: int = UPDATE_BATCH,
 ) -> int:
     """Posts whose case changed other than by a tap on Telegram, for the Telegram sender's
-    upkeep (the worker's, every ``upkeep_every_s``). A case taken anywhere else (the console, the phone, the
-    API) or no longer open (withdrawn, resolved): each copy is edited, through the outbox, to
-    say who has it, or how it stands, and loses its Claim button; handed to someone else while
-    taken (a transfer to a person), each copy names its new owner. A case taken and then
+    upkeep (the worker's, every ``upkeep_every_s``). A case taken anywhere else (the console,
+    the phone, the API) or no longer open (withdrawn, resolved): each copy is edited, through
+    the outbox, to say who has it, or how it stands, and loses its Claim button; handed to
+    someone else while taken (a transfer to a person), each copy names its new owner. A case taken and then
     released (back in the queue) is posted anew to everyone who may take it. Returns how many
     edits and new posts were queued."""
     rows = session.execute(

@@ -128,8 +128,7 @@ class TwilioRoute(APIRoute):
                     log.warning(
                         "database_down_webhook_kept", path=request.url.path, error=str(exc)[:200]
                     )
-                    if plan.keep is not None:
-                        await _keep(spool, plan, request, form, type(exc).__name__)
+                    await _keep(spool, plan, request, form, type(exc).__name__)
                 else:
                     log.exception("voice_webhook_failed", path=request.url.path)
                 return plan.answer(request)
@@ -244,12 +243,12 @@ class Replayer:
             await self.file_call(item, received)
             return
         path, query, form = item["path"], item.get("query", ""), item["form"]
-        url = self.settings.public_url.rstrip("/") + path + (f"?{query}" if query else "")
+        target = path + (f"?{query}" if query else "")
+        url = self.settings.public_url.rstrip("/") + target  # what Twilio signed
         headers = {
             "X-Twilio-Signature": self._validator.compute_signature(url, form),
             REPLAY_HEADER: "1",
         }
-        target = path + (f"?{query}" if query else "")
         response = await client.post(target, data=form, headers=headers)
         if response.status_code == 503:  # the database went away again (console's handler)
             raise StillDown(f"{path} answered 503")

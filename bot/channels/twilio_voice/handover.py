@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qsl
 
 import structlog
 from twilio.twiml.voice_response import VoiceResponse
@@ -175,14 +175,12 @@ async def file_outage_call(
     filed and its alert calls go at once (the call is long over: none is held for it);
     otherwise a call-back case with the words heard (a turn's, or those a confirmation asked
     about). Once per call either way (``{CallSid}:{n}``, ``{CallSid}:outage``). ``kept``: the
-    spool's item."""
+    spool's item (its query string is the call's step)."""
     form = kept["form"]
     caller, call_sid = caller_address(form), str(form.get("CallSid", ""))
-    query = parse_qs(kept.get("query", ""))
-    said = (str(form.get("SpeechResult", "")) or query.get("said", [""])[0]).strip()
+    step = Step.of(dict(parse_qsl(kept.get("query", ""))))
+    said = (str(form.get("SpeechResult", "")) or step.extra.get("said", "")).strip()
     if said and rules.match(said) is not None:
-        n = query.get("n", ["1"])[0]
-        step = Step(n=int(n) if n.isdigit() else 1)
         result = await talk.turn(turn_inbound(form, step, text=said))
         emergency = [c.number for c in result.cases if c.category == EMERGENCY_CATEGORY]
         for case in emergency:

@@ -3,6 +3,7 @@ is put through to, and the engine's inbound messages made from Twilio's webhooks
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -35,7 +36,11 @@ class Step:
 
     @classmethod
     def read(cls, request: Request) -> Step:
-        query = request.query_params
+        return cls.of(request.query_params)
+
+    @classmethod
+    def of(cls, query: Mapping[str, str]) -> Step:
+        """The step a query string (as a mapping) names."""
         n = query.get("n", "1")
         lang = query.get("lang", DEFAULT_LANGUAGE)
         extra = {k: v for k, v in query.items() if k not in ("n", "lang", "e")}
