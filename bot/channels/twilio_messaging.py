@@ -57,7 +57,7 @@ from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Response
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, bindparam, case, select, update
 from sqlalchemy.orm import Session
 
 from bot.channels.base import Conversations, Mounted, conversations
@@ -451,6 +451,8 @@ def record_status(
     """Apply a status callback to the outbound message ``provider_id``; False when it changes
     nothing (a repeat, or a status the message is already past)."""
     status = status.lower()
+    if not error_code and _advanced_in_one_statement(session, provider_id, status):
+        return True
     for _ in range(2):
         row = _outbound(session, provider_id)
         if row is not None:
@@ -480,6 +482,39 @@ def _advance(row: Message, status: str, error_code: str) -> bool:
     if error_code:
         row.payload = {**(row.payload or {}), "error_code": error_code}
     return True
+
+
+def _advanced_in_one_statement(session: Session, provider_id: str, status: str) -> bool:
+    """The usual callback, a later status of a message we recorded: one UPDATE, no read first.
+
+    False when it changed nothing; the caller then looks closer (no row yet, a repeat, a status
+    the message is already past). On PostgreSQL a concurrent callback of the same message makes
+    this one wait and check the status again, so a late "sent" never overwrites "delivered".
+    """
+    rank = status_rank(status)
+    if not rank:
+        return False
+    params = {"sid": provider_id, "new_status": status, "rank": rank}
+    return session.execute(_ADVANCE, params).first() is not None
+
+
+def _advance_statement() -> Any:
+    """Built once (a statement on a webhook's path: see storage.db.insert_statement)."""
+    messages = Message.__table__
+    return (
+        update(messages)
+        .where(
+            messages.c.channel.in_((SMS, WHATSAPP)),
+            messages.c.provider_id == bindparam("sid"),
+            messages.c.direction == Direction.OUTBOUND,
+            case(_RANK, value=messages.c.status, else_=0) < bindparam("rank"),
+        )
+        .values(status=bindparam("new_status"))
+        .returning(messages.c.id)  # not rowcount: psycopg says -1 for some statements
+    )
+
+
+_ADVANCE = _advance_statement()
 
 
 def _outbound(session: Session, provider_id: str) -> Message | None:

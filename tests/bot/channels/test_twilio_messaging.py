@@ -614,6 +614,40 @@ def test_record_status_is_idempotent(engine: Engine) -> None:
         assert row is not None and row.status == "delivered"
 
 
+def test_a_late_status_waits_for_a_concurrent_one_and_does_not_undo_it(engine: Engine) -> None:
+    """Twilio may post "sent" and "delivered" at the same moment, to two servers: the later
+    status, committed first, stays; the earlier one, held back by its lock, changes nothing."""
+    row_id = sent_reply(engine, "SM1401")
+    outcome: list[bool] = []
+    with transaction(engine) as session:
+        assert record_status(session, provider_id="SM1401", status="delivered")
+
+        def late() -> None:
+            with transaction(engine) as other:
+                outcome.append(record_status(other, provider_id="SM1401", status="sent"))
+
+        thread = threading.Thread(target=late)
+        thread.start()
+        thread.join(0.5)
+        assert thread.is_alive(), "the late status did not wait for the row"
+    thread.join(30)
+    assert outcome == [False]
+    with transaction(engine) as session:
+        assert session.get_one(Message, row_id).status == "delivered"
+
+
+def test_a_failure_status_keeps_its_error_code(engine: Engine) -> None:
+    row_id = sent_reply(engine, "SM1402")
+    with transaction(engine) as session:
+        assert record_status(session, provider_id="SM1402", status="sent")
+        assert record_status(
+            session, provider_id="SM1402", status="undelivered", error_code="30003"
+        )
+    with transaction(engine) as session:
+        row = session.get_one(Message, row_id)
+        assert (row.status, row.payload["error_code"]) == ("undelivered", "30003")
+
+
 # -- end to end: the worker sends the replies to a fake Twilio REST API ---------------------------
 
 
