@@ -33,6 +33,7 @@ from bot.worker import start_outbox_worker, sweep_idle_conversations
 from config.settings import Settings
 from console import bind_engine, mount_console
 from storage.db import make_engine, ping
+from storage.spool import Spool
 
 log = structlog.get_logger(__name__)
 
@@ -92,15 +93,20 @@ def create_app(
 
     @app.get("/readyz", tags=["health"])
     async def readyz(request: Request) -> JSONResponse:
-        """Ready to serve: the database answers. 503 while it cannot be reached."""
+        """Ready to serve: the database answers. 503 while it cannot be reached. Also how many
+        webhooks this machine's spool keeps (waiting for the database; failed: see `hotline
+        spool list`), for monitoring."""
+        spool: Spool = request.app.state.spool
+        kept = {"waiting": spool.count(), "failed": len(spool.failed_items())}
         try:
             await run_in_threadpool(ping, request.app.state.engine)
         except SQLAlchemyError as exc:
             log.warning("database_unreachable", error=type(exc).__name__)
             return JSONResponse(
-                {"status": "unavailable", "database": "unreachable"}, status_code=503
+                {"status": "unavailable", "database": "unreachable", "spool": kept},
+                status_code=503,
             )
-        return JSONResponse({"status": "ok", "database": "ok"})
+        return JSONResponse({"status": "ok", "database": "ok", "spool": kept})
 
     return app
 

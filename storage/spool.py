@@ -33,6 +33,7 @@ log = structlog.get_logger(__name__)
 SUFFIX = ".json"
 TAKEN = ".taken"
 FAILED = ".failed"
+FAILED_BECAUSE = "failed_because"  # written into a failed item: what went wrong
 STALE_S = 300.0  # a taken item older than this was left by a process that died
 
 
@@ -50,10 +51,18 @@ class Taken:
         """Leave it for the next try (the database went away again)."""
         _rename(self.path, self.path.with_name(self.path.name.removesuffix(TAKEN)))
 
-    def failed(self) -> None:
-        """Set it aside for good (it can never be handled): kept for staff to read."""
+    def failed(self, error: str | None = None) -> None:
+        """Set it aside for good (it could not be handled) for an operator to read and, once
+        the cause is fixed, to hand back (`Spool.retry`, `hotline spool retry`). ``error``,
+        what went wrong, is written into the item; without it the file is only renamed."""
         name = self.path.name.removesuffix(TAKEN).removesuffix(SUFFIX) + FAILED
-        _rename(self.path, self.path.with_name(name))
+        target = self.path.with_name(name)
+        if error is None:
+            _rename(self.path, target)
+            return
+        _write(target, {**self.item, FAILED_BECAUSE: error})
+        self.path.unlink()
+        _sync_folder(self.path.parent)
 
 
 class Spool:
@@ -65,16 +74,7 @@ class Spool:
         self.directory.mkdir(parents=True, exist_ok=True)
         name = f"{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         final = self.directory / f"{name}{SUFFIX}"
-        temporary = self.directory / f".{name}.tmp"
-        data = json.dumps(item, ensure_ascii=False).encode()
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, final)
-        _sync_folder(self.directory)
+        _write(final, item)
         return final
 
     def waiting(self) -> bool:
@@ -84,6 +84,21 @@ class Spool:
 
     def count(self) -> int:
         return sum(1 for _ in self._names((SUFFIX, TAKEN)))
+
+    def failed_items(self) -> list[Path]:
+        """The items set aside (`Taken.failed`), oldest first."""
+        return [self.directory / name for name in sorted(self._names((FAILED,)))]
+
+    def retry(self, path: Path) -> Path:
+        """Hand the failed item ``path`` back to the spool (its cause fixed): the replayer of a
+        running server takes it within seconds. Returns its new path."""
+        if path.parent.resolve() != self.directory.resolve() or not path.name.endswith(FAILED):
+            raise ValueError(f"{path}: not a failed item of the spool {self.directory}")
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such failed item (handed back already?)")
+        target = path.with_name(path.name.removesuffix(FAILED) + SUFFIX)
+        _rename(path, target)
+        return target
 
     def take(self, now: float | None = None) -> list[Taken]:
         """Every item no other process holds, oldest first (stale taken ones included)."""
@@ -121,6 +136,20 @@ class Spool:
                         yield entry.name
         except FileNotFoundError:
             return
+
+
+def _write(path: Path, item: dict[str, Any]) -> None:
+    """Write ``item`` as ``path`` all at once (a temporary file renamed), flushed to disk."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    data = json.dumps(item, ensure_ascii=False).encode()
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temporary, path)
+    _sync_folder(path.parent)
 
 
 def _rename(source: Path, target: Path) -> None:

@@ -232,7 +232,7 @@ class Replayer:
                 log.warning("spool_replay_database_down", left=left)
                 return None
             log.exception("spool_item_failed", path=item.item.get("path"), file=item.path.name)
-            await asyncio.to_thread(item.failed)
+            await asyncio.to_thread(item.failed, f"{type(exc).__name__}: {exc}"[:1000])
             return False
         await asyncio.to_thread(item.done)
         return True

@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import typer
 
-from bot.cli import cases, chat, db, demo, nlu, retirees, serve, telegram, units, users, worker
+from bot.cli import (
+    cases,
+    chat,
+    db,
+    demo,
+    nlu,
+    retirees,
+    serve,
+    spool,
+    telegram,
+    units,
+    users,
+    worker,
+)
 
 app = typer.Typer(
     name="hotline",
@@ -19,6 +32,7 @@ app.add_typer(cases.app, name="cases")
 app.add_typer(nlu.app, name="nlu")
 app.add_typer(telegram.app, name="telegram")
 app.add_typer(units.app, name="units")
+app.add_typer(spool.app, name="spool")
 app.command("seed-demo")(demo.seed_demo_command)
 app.command("serve")(serve.serve_command)
 app.command("chat")(chat.chat_command)

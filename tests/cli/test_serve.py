@@ -75,7 +75,7 @@ def head_revision() -> str | None:
 def test_serve_migrates_and_answers(tmp_path: Path) -> None:
     with serving(tmp_path) as (url, log):
         ready = httpx.get(f"{url}/readyz")
-        assert ready.json() == {"status": "ok", "database": "ok"}
+        assert ready.json()["database"] == "ok"
         assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
     engine = make_engine(f"sqlite:///{tmp_path / 'fresh.db'}")
     assert current_revision(engine) == head_revision()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
-from storage.spool import Spool
+import pytest
+
+from storage.spool import FAILED_BECAUSE, Spool
 
 
 def test_the_spool_hands_each_item_out_once_in_order(tmp_path: Path) -> None:
@@ -38,3 +41,38 @@ def test_an_unreadable_item_is_set_aside(tmp_path: Path) -> None:
     (tmp_path / "00000000000000000000-1-broken.json").write_text("{not json", encoding="utf-8")
     assert [t.item for t in spool.take()] == [{"n": 1}]
     assert [p.name for p in tmp_path.glob("*.failed")] == ["00000000000000000000-1-broken.failed"]
+
+
+def test_a_failed_item_keeps_its_error_and_can_be_handed_back(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.put({"n": 1})
+    spool.put({"n": 2})
+    first, second = spool.take()
+    first.failed("RuntimeError: /twilio/messaging answered 500")
+    second.done()
+    [failed] = spool.failed_items()
+    assert not spool.waiting() and spool.count() == 0
+    assert json.loads(failed.read_text(encoding="utf-8")) == {
+        "n": 1,
+        FAILED_BECAUSE: "RuntimeError: /twilio/messaging answered 500",
+    }
+    assert sorted(p.name for p in tmp_path.iterdir()) == [failed.name]  # no temporary left
+
+    back = spool.retry(failed)
+    assert spool.failed_items() == [] and spool.waiting()
+    [again] = spool.take()
+    assert again.path == back.with_name(back.name + ".taken")
+    assert again.item["n"] == 1
+
+
+def test_only_a_failed_item_of_the_spool_can_be_handed_back(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    waiting = spool.put({"n": 1})
+    elsewhere = tmp_path / "00000000000000000001-1-abc.failed"
+    elsewhere.write_text("{}", encoding="utf-8")
+    for wrong in (waiting, elsewhere):
+        with pytest.raises(ValueError, match="not a failed item"):
+            spool.retry(wrong)
+    with pytest.raises(FileNotFoundError, match="handed back already"):
+        spool.retry(spool.directory / "00000000000000000002-1-abc.failed")
+    assert spool.count() == 1 and elsewhere.exists()

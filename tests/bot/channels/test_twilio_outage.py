@@ -4,6 +4,7 @@ reach it over 127.0.0.1; then the database comes back and what was kept is handl
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -16,13 +17,14 @@ import pytest
 from sqlalchemy import Engine, make_url, select
 
 from bot.app import create_app
+from bot.channels import twilio_messaging
 from bot.channels.twilio_messaging import INBOUND_PATH, STATUS_PATH
 from bot.channels.twilio_outage import SPOOL_FOLDER
 from bot.channels.twilio_voice import records
 from bot.channels.twilio_voice.chain import HELD
 from storage.db import make_engine, transaction
 from storage.models import Case, Direction, Message, OutboxItem, OutboxStatus
-from storage.spool import Spool
+from storage.spool import FAILED_BECAUSE, Spool
 from storage.types import utcnow
 from tests.bot.channels.test_twilio_voice import PUBLIC_URL, TOKEN, WANG, settings_for, world
 from tests.fakes.caller import FakeCaller, Speak, serve
@@ -272,3 +274,34 @@ def test_messages_while_the_database_is_down_are_answered_in_order_when_it_is_ba
     # Twilio sends SM-2 again now: recognised, nothing twice.
     assert outage.sms("一千二百块", "SM-2").status_code == 200
     assert provider_ids(outage.engine) == ["SM-1", "SM-2", "SM-3"]
+
+
+def test_a_message_that_fails_when_handed_back_is_set_aside_until_an_operator_retries_it(
+    outage: Outage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kept message whose turn fails on replay for another reason than the database (a bug)
+    is set aside with what went wrong; /readyz counts it for monitoring; the messages after it
+    are not held; once the cause is fixed, handed back, it is answered."""
+    outage.down()
+    assert outage.sms("我要报销药费", "SM-F1").status_code == 200
+
+    def broken(*_: object, **__: object) -> None:
+        raise RuntimeError("a bug in the turn")
+
+    monkeypatch.setattr(twilio_messaging, "_handle", broken)  # a fault put in, not a stand-in
+    outage.back()
+    [failed] = eventually(outage.spool.failed_items, bool)
+    kept = json.loads(failed.read_text(encoding="utf-8"))
+    assert kept["form"]["MessageSid"] == "SM-F1"
+    assert kept[FAILED_BECAUSE] == "RuntimeError: a bug in the turn"
+    assert outage.spool.count() == 0
+    ready = outage.caller.client.get(outage.caller.local_url + "/readyz")
+    assert ready.json()["spool"] == {"waiting": 0, "failed": 1}
+
+    monkeypatch.undo()  # the cause fixed
+    assert outage.sms("一千二百块", "SM-F2").status_code == 200  # not held behind it
+    outage.spool.retry(failed)
+    ids = eventually(lambda: provider_ids(outage.engine), lambda ids: len(ids) == 2)
+    assert sorted(ids) == ["SM-F1", "SM-F2"]
+    assert eventually(outage.spool.count, lambda n: n == 0) == 0
+    assert outage.spool.failed_items() == []
