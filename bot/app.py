@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.channels import mount_channels
 from bot.channels.base import Conversations, Mounted
-from bot.channels.twilio_outage import Replayer, spool_of
+from bot.channels.twilio_outage import Replayer, replay_token, spool_of
 from bot.flock import try_flock
 from bot.periodic import run_periodic
 from bot.routes import nlu as nlu_routes
@@ -78,6 +78,7 @@ def create_app(
     app = FastAPI(title="Community Hotline", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.spool = spool_of(settings)  # Twilio webhooks kept while the database is down
+    app.state.replay_token = replay_token()  # how its routes know the spool's replays
     app.include_router(nlu_routes.router)
     channels = mount_channels(app, settings)
     mount_console(app, settings)

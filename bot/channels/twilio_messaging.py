@@ -56,13 +56,19 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Response
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
 from sqlalchemy import Engine, bindparam, case, select, update
 from sqlalchemy.orm import Session
 
 from bot.channels.base import Conversations, Mounted, conversations
 from bot.channels.follow_up_answers import answer_message
-from bot.channels.twilio_outage import WEBHOOK, TwilioRoute, WhenDown, when_down
+from bot.channels.twilio_outage import (
+    WEBHOOK,
+    TwilioRoute,
+    WhenDown,
+    first_received,
+    when_down,
+)
 from bot.channels.twilio_signature import verified_form
 from bot.engine import TurnResult
 from bot.messages import Hint, Inbound, Reply, Style, render
@@ -130,10 +136,12 @@ def mount(app: FastAPI, settings: Settings) -> Mounted:
     @router.post(INBOUND_PATH)
     @when_down(WhenDown(WEBHOOK, lambda _: _twiml(), in_order=True))
     async def inbound_message(
+        request: Request,
         form: Annotated[dict[str, Any], Depends(verified_form)],
         talk: Annotated[Conversations, Depends(conversations)],
     ) -> Response:
-        """An SMS or WhatsApp message from a person: one turn; replies go out via the outbox."""
+        """An SMS or WhatsApp message from a person: one turn; replies go out via the outbox.
+        One kept while the database was down is replayed with the time it came."""
         sender = str(form.get("From", "")).strip()
         sid = str(form.get("MessageSid") or form.get("SmsMessageSid") or "").strip()
         if not sender or not sid:
@@ -142,7 +150,8 @@ def mount(app: FastAPI, settings: Settings) -> Mounted:
         if channel == WHATSAPP and not whatsapp:
             log.warning("whatsapp_message_ignored", why="no HOTLINE_TWILIO_WHATSAPP_FROM", sid=sid)
             return _twiml()
-        await _handle(talk, channel, sender, sid, form)
+        received = first_received(request) or utcnow()
+        await _handle(talk, channel, sender, sid, form, received)
         return _twiml()
 
     @router.post(STATUS_PATH, status_code=204)
@@ -182,7 +191,12 @@ def _twiml() -> Response:
 
 
 async def _handle(
-    talk: Conversations, channel: str, sender: str, sid: str, form: dict[str, Any]
+    talk: Conversations,
+    channel: str,
+    sender: str,
+    sid: str,
+    form: dict[str, Any],
+    received: datetime,
 ) -> None:
     body = str(form.get("Body") or "")
     media = _media(form)
@@ -193,7 +207,6 @@ async def _handle(
             for key in ("Latitude", "Longitude", "Address", "Label")
             if form.get(key)
         }
-    received = utcnow()
     opted_out = str(form.get("OptOutType") or "").upper() == "STOP"
     typed = typed_number(body)
     if typed in CHOICES and not metadata and not opted_out:

@@ -16,9 +16,10 @@ what it carried is kept in the spool (storage/spool.py) until the database answe
   (`file_outage_call`).
 - An SMS or WhatsApp message, a delivery status, a call status, a key pressed by staff on a call
   we placed: answered as usual (empty TwiML, 204, "your key is noted"), kept as a **webhook**
-  item; when the database is back it is run again, as if it had just come, through the same
-  route (signed again with our auth token, marked as a replay): the turn runs and its reply goes
-  out through the outbox. Provider ids make a webhook run twice change nothing.
+  item; when the database is back it is run again through the same route (signed again with
+  our auth token, marked as a replay with the app's secret `replay_token` and the time it first
+  came, which a message's turn takes as its own): the turn runs and its reply goes out through
+  the outbox. Provider ids make a webhook run twice change nothing.
 
 Order: while anything waits in the spool, new messages and status callbacks are spooled behind
 it instead of being handled at once, so that a person's messages are answered in the order they
@@ -37,7 +38,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import os
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -63,7 +66,8 @@ log = structlog.get_logger(__name__)
 
 CALL = "call"  # kept: file a call-back when the database is back
 WEBHOOK = "webhook"  # kept: run the webhook again when the database is back
-REPLAY_HEADER = "X-Hotline-Replay"
+REPLAY_HEADER = "X-Hotline-Replay"  # the app's own replay token (`replay_token`)
+RECEIVED_HEADER = "X-Hotline-Received"  # on a replay: when the webhook first came (ISO 8601)
 OUTAGE = "outage"  # the call-back's reason (callback.reason.outage)
 SPOOL_FOLDER = "spool"
 LOCK_FILE = "spool.lock"
@@ -98,6 +102,27 @@ def spool_of(settings: Settings) -> Spool:
     return Spool(Path(settings.data_dir) / SPOOL_FOLDER)
 
 
+def replay_token() -> str:
+    """A secret of one app (``app.state.replay_token``): its `Replayer` sends it in
+    REPLAY_HEADER, which is how a route knows a request for a replay of its own. A header
+    anyone could send would let a signed webhook jump the queue, or backdate itself."""
+    return secrets.token_urlsafe(24)
+
+
+def is_replay(request: Request) -> bool:
+    sent = request.headers.get(REPLAY_HEADER)
+    token: str | None = getattr(request.app.state, "replay_token", None)
+    return sent is not None and token is not None and hmac.compare_digest(sent, token)
+
+
+def first_received(request: Request) -> datetime | None:
+    """When a replayed webhook first came (the spool kept it then); None for any other."""
+    sent = request.headers.get(RECEIVED_HEADER)
+    if sent is None or not is_replay(request):
+        return None
+    return datetime.fromisoformat(sent)
+
+
 class TwilioRoute(APIRoute):
     """An APIRoute whose endpoint, if marked with `when_down`, is answered and kept (see the
     module docstring) instead of failing while the database is down."""
@@ -110,7 +135,7 @@ class TwilioRoute(APIRoute):
 
         async def guarded(request: Request) -> Response:
             spool: Spool = request.app.state.spool
-            replay = request.headers.get(REPLAY_HEADER) == "1"
+            replay = is_replay(request)
             if plan.in_order and not replay and spool.waiting():
                 form = await verified_form(request)  # a forged one: 403, nothing kept
                 await _keep(spool, plan, request, form, "behind")
@@ -247,7 +272,8 @@ class Replayer:
         url = self.settings.public_url.rstrip("/") + target  # what Twilio signed
         headers = {
             "X-Twilio-Signature": self._validator.compute_signature(url, form),
-            REPLAY_HEADER: "1",
+            REPLAY_HEADER: self.app.state.replay_token,
+            RECEIVED_HEADER: received.isoformat(),
         }
         response = await client.post(target, data=form, headers=headers)
         if response.status_code == 503:  # the database went away again (console's handler)

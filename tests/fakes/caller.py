@@ -159,13 +159,19 @@ class FakeCaller:
         return self.validator.compute_signature(public_url, params)
 
     def post(
-        self, public_url: str, params: dict[str, str], *, signature: str | None = "sign"
+        self,
+        public_url: str,
+        params: dict[str, str],
+        *,
+        signature: str | None = "sign",
+        headers: dict[str, str] | None = None,
     ) -> httpx.Response:
         """POST ``params`` to the local server at the path and query of ``public_url``, signed
-        over ``public_url`` (``signature=None``: no header; any other text: that header)."""
+        over ``public_url`` (``signature=None``: no header; any other text: that header), with
+        ``headers`` besides."""
         parts = urlsplit(public_url)
         local = self.local_url + parts.path + (f"?{parts.query}" if parts.query else "")
-        headers = {}
+        headers = dict(headers or {})
         if signature == "sign":
             headers["X-Twilio-Signature"] = self.signature(public_url, params)
         elif signature is not None:

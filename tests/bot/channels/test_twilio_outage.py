@@ -19,7 +19,7 @@ from sqlalchemy import Engine, make_url, select
 from bot.app import create_app
 from bot.channels import twilio_messaging
 from bot.channels.twilio_messaging import INBOUND_PATH, STATUS_PATH
-from bot.channels.twilio_outage import SPOOL_FOLDER
+from bot.channels.twilio_outage import RECEIVED_HEADER, REPLAY_HEADER, SPOOL_FOLDER
 from bot.channels.twilio_voice import records
 from bot.channels.twilio_voice.chain import HELD
 from storage.db import make_engine, transaction
@@ -255,12 +255,23 @@ def test_messages_while_the_database_is_down_are_answered_in_order_when_it_is_ba
     assert first.text.endswith("<Response/>")
     assert outage.spool.count() == 3
 
+    back = utcnow()
     outage.back()
     # At once, before the replayer's next round: behind the others, so it keeps its place.
     third = outage.sms("上门来取票据", "SM-3")
     assert third.status_code == 200
     ids = eventually(lambda: provider_ids(outage.engine), lambda ids: len(ids) >= 3)
     assert ids == ["SM-1", "SM-2", "SM-3"]
+    # Each turn took the time its message came, not the time it was handed back.
+    with transaction(outage.engine) as session:
+        came = dict(
+            session.execute(
+                select(Message.provider_id, Message.created_at).where(
+                    Message.direction == Direction.INBOUND
+                )
+            ).all()
+        )
+    assert came["SM-1"] <= came["SM-2"] < back <= came["SM-3"]
     eventually(outage.spool.count, lambda n: n == 0)
     # Each message was a turn, answered through the outbox; the status found its way too.
     with transaction(outage.engine) as session:
@@ -305,3 +316,32 @@ def test_a_message_that_fails_when_handed_back_is_set_aside_until_an_operator_re
     assert sorted(ids) == ["SM-F1", "SM-F2"]
     assert eventually(outage.spool.count, lambda n: n == 0) == 0
     assert outage.spool.failed_items() == []
+
+
+def test_a_replay_mark_from_outside_neither_jumps_the_queue_nor_backdates_a_message(
+    outage: Outage,
+) -> None:
+    """Only the app's own replays carry its secret: a signed webhook that says it is a replay
+    (an old capture sent again with headers added) is queued behind the spool like any other,
+    and keeps the time it really came."""
+    outage.down()
+    assert outage.sms("我要报销药费", "SM-R1").status_code == 200
+    params = {
+        "AccountSid": "AC" + "0" * 32,
+        "MessageSid": "SM-R2",
+        "From": WANG,
+        "To": OUR_NUMBER,
+        "Body": "一千二百块",
+    }
+    marked = {REPLAY_HEADER: "1", RECEIVED_HEADER: "2020-01-01T00:00:00+00:00"}
+    outage.back()
+    sent = utcnow()
+    answer = outage.caller.post(PUBLIC_URL + INBOUND_PATH, params, headers=marked)
+    assert answer.status_code == 200
+    ids = eventually(lambda: provider_ids(outage.engine), lambda ids: len(ids) >= 2)
+    assert ids == ["SM-R1", "SM-R2"]
+    with transaction(outage.engine) as session:
+        came = session.scalars(
+            select(Message.created_at).where(Message.provider_id == "SM-R2")
+        ).one()
+    assert came >= sent
