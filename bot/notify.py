@@ -27,8 +27,8 @@ from sqlalchemy.orm import Session
 from config.i18n import Catalogs
 from storage import outbox
 from storage.models import Case, EmergencyContact, Retiree
+from storage.staff_alerts import ALERT_MESSAGE, URGENT, Callee, enqueue_call, on_duty_staff
 from storage.staff_alerts import EMERGENCY_CALL as EMERGENCY_CALL
-from storage.staff_alerts import URGENT, Callee, enqueue_call, on_duty_staff
 from storage.staff_alerts import message_channel as _message_channel
 from storage.types import utcnow
 
@@ -71,13 +71,13 @@ def alert_emergency(
             callees.append(Callee(staff.phone, staff_text, staff.name))
         target = _message_channel(staff)
         if target is not None:
-            _enqueue(session, case, *target, "emergency_alert", staff_text, lang)
+            _enqueue(session, case, *target, ALERT_MESSAGE, staff_text, lang)
             queued += 1
     contacts = retiree.emergency_contacts if retiree is not None else []
     for contact in contacts:
         text = catalogs.text("notify.emergency_contact", lang, number=case.number, name=name)
         callees.append(Callee(contact.phone, text, _contact_name(contact, catalogs, lang)))
-        _enqueue(session, case, "sms", contact.phone, "emergency_alert", text, lang)
+        _enqueue(session, case, "sms", contact.phone, ALERT_MESSAGE, text, lang)
         queued += 1
     callees = _each_number_once(callees)
     if callees:

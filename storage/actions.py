@@ -723,17 +723,25 @@ def _stand_down_alerts(session: Session, case: Case, why: str, who: str, now: da
     """An emergency taken by somebody (``why`` "claim": in the console, on Telegram, on the
     phone) or withdrawn ("cancel") needs no more alert calls: those not placed yet are called
     off, and the timeline says whose. A call ringing now ends as it ends; the chain does not go
-    on after it (bot/channels/twilio_voice/chain.py)."""
+    on after it (bot/channels/twilio_voice/chain.py). A withdrawn one's alert messages not
+    sent yet are withheld too."""
     if case.category != staff_alerts.EMERGENCY:
         return
     called_off = staff_alerts.stand_down(session, case.id)
-    if not called_off:
+    withheld = staff_alerts.withhold_messages(session, case.id) if why == "cancel" else []
+    if not (called_off or withheld):
         return
     catalogs, lang = get_catalogs(), get_settings().default_language
-    names = staff_alerts.joined([staff_alerts.callee_of(c) for c in called_off], catalogs, lang)
-    note = catalogs.text(f"staff_alerts.stood_down_{why}", lang, who=who, names=names)
-    label = staff_alerts.CHAIN_LABEL
-    _event(session, case, "note", Actor.system(label), from_status=case.status, now=now, note=note)
+    notes = []
+    if called_off:
+        callees = [staff_alerts.callee_of(c) for c in called_off]
+        names = staff_alerts.joined(callees, catalogs, lang)
+        notes.append(catalogs.text(f"staff_alerts.stood_down_{why}", lang, who=who, names=names))
+    if withheld:
+        notes.append(catalogs.text("staff_alerts.messages_withheld", lang, count=len(withheld)))
+    actor = Actor.system(staff_alerts.CHAIN_LABEL)
+    for note in notes:
+        _event(session, case, "note", actor, from_status=case.status, now=now, note=note)
 
 
 def get_case(session: Session, number: str) -> Case:

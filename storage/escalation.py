@@ -52,6 +52,7 @@ from storage.models import (
 )
 from storage.permissions import Actor
 from storage.staff_alerts import (
+    ALERT_MESSAGE,
     CALL_TIMEOUT,
     EMERGENCY,
     EMERGENCY_CALL,
@@ -72,7 +73,7 @@ BATCH = 100  # cases looked at per run and per kind; the rest wait for the next 
 NOTIFIED, REESCALATED = "escalation_notified", "emergency_reescalated"
 REMINDERS = (NOTIFIED, REESCALATED)
 NOTICE_KIND = "escalation_notice"  # the outbox payload kind of a reminder
-STATION_ALERT_KIND = "emergency_alert"  # as the emergency's first alerts (worker.kind.*)
+STATION_ALERT_KIND = ALERT_MESSAGE  # as the emergency's first alerts (worker.kind.*)
 RERING_WAVE = 2
 SYSTEM = Actor.system()
 # Told of a case moved to another unit's queue, in the transaction that moved it.

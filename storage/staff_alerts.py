@@ -22,6 +22,7 @@ EMERGENCY = "emergency"  # the category whose cases have alert calls
 CHAIN_LABEL = "call_chain"  # the actor label of the chain's notes on the case's timeline
 CALLED_OFF = "called_off"  # the outcome of an alert call cancelled before it was placed
 EMERGENCY_CALL = "emergency_call"  # the payload kind of an emergency's alert calls
+ALERT_MESSAGE = "emergency_alert"  # the payload kind of its alert messages (SMS, Telegram)
 # How long an alert call may take: long enough to ring (twilio_ring_timeout_s, at most 60 s),
 # say the alert and ask for 1 twice.
 CALL_TIMEOUT = timedelta(seconds=150)
@@ -203,6 +204,19 @@ def stand_down(session: Session, case_id: int, *, keep: int | None = None) -> li
         if c.id != keep and c.status == OutboxStatus.PENDING
     ]
     return call_off(session, waiting)
+
+
+def withhold_messages(session: Session, case_id: int) -> list[OutboxItem]:
+    """The emergency ``case_id`` was withdrawn (a false alarm): its alert messages not sent
+    yet are not sent (`call_off`); nobody is told of an emergency that is not one. Returns
+    those withheld. (Taken is not withdrawn: then the messages still go, and the family still
+    learns what happened.)"""
+    waiting = session.scalars(
+        select(OutboxItem).where(
+            OutboxItem.case_id == case_id, OutboxItem.status == OutboxStatus.PENDING
+        )
+    ).all()
+    return call_off(session, [i for i in waiting if (i.payload or {}).get("kind") == ALERT_MESSAGE])
 
 
 def joined(names: Iterable[str], catalogs: Catalogs, lang: str) -> str:

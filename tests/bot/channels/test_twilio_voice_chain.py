@@ -31,6 +31,7 @@ from storage import actions, escalation
 from storage.db import make_engine, transaction
 from storage.models import Case, CaseEvent, CaseStatus, OutboxItem, OutboxStatus, Staff
 from storage.permissions import Actor
+from storage.staff_alerts import ALERT_MESSAGE
 from storage.types import utcnow
 from tests.bot.channels.test_twilio_voice import (
     PUBLIC_URL,
@@ -111,6 +112,13 @@ def alert_calls(engine: Engine) -> list[OutboxItem]:
     with Session(engine) as session:
         items = session.scalars(select(OutboxItem).where(OutboxItem.channel == "voice")).all()
         return sorted(items, key=lambda i: i.payload["order"])
+
+
+def alert_messages(engine: Engine) -> list[OutboxItem]:
+    """The emergency's alert messages (SMS, Telegram: all at once, beside the calls)."""
+    with Session(engine) as session:
+        items = session.scalars(select(OutboxItem).order_by(OutboxItem.id)).all()
+        return [i for i in items if i.payload.get("kind") == ALERT_MESSAGE]
 
 
 def key_of(placed: dict[str, Any]) -> str:
@@ -302,8 +310,11 @@ def act_in_the_console(engine: Engine, case: Case, action: str) -> None:
 @pytest.mark.parametrize("action", ["claim", "claim_next", "cancel"])
 async def test_an_emergency_taken_in_the_console_calls_nobody_more(line: Line, action: str) -> None:
     """Claimed (or withdrawn) at the desk before the worker placed the first alert call: that
-    call is called off, kept as cancelled, and the timeline says whom it would have rung."""
+    call is called off, kept as cancelled, and the timeline says whom it would have rung. A
+    withdrawn emergency's alert messages not sent yet are withheld too; a claimed one's go."""
     case = emergency_by_phone(line)
+    messages = alert_messages(line.engine)
+    assert messages and {m.status for m in messages} == {OutboxStatus.PENDING}
     act_in_the_console(line.engine, case, action)
     worker = line.worker()
     try:
@@ -320,13 +331,26 @@ async def test_an_emergency_taken_in_the_console_calls_nobody_more(line: Line, a
         OutboxStatus.CANCELLED,
         "called_off",
     )
-    claimed = "孙社工已接手这个紧急个案，不再拨打提醒电话：钱社工。"
+    claimed = ["孙社工已接手这个紧急个案，不再拨打提醒电话：钱社工。"]
     expected = {
         "claim": claimed,
         "claim_next": claimed,
-        "cancel": "紧急个案已取消，不再拨打提醒电话：钱社工。",
+        "cancel": [
+            "紧急个案已取消，不再拨打提醒电话：钱社工。",
+            f"紧急个案已取消，还没发出的{len(messages)}条紧急提醒消息不再发送。",
+        ],
     }
-    assert chain_notes(line.engine, case) == [expected[action]]
+    assert chain_notes(line.engine, case) == expected[action]
+    after = alert_messages(line.engine)
+    sms_sent = [m["to"] for m in line.twilio.messages]
+    if action == "cancel":
+        assert {(m.status, m.payload["outcome"]) for m in after} == {
+            (OutboxStatus.CANCELLED, "called_off")
+        }
+        assert not {m.address for m in after if m.channel == "sms"} & set(sms_sent)
+    else:
+        assert {m.status for m in after} == {OutboxStatus.SENT}
+        assert {m.address for m in after if m.channel == "sms"} <= set(sms_sent)
 
 
 @pytest.mark.asyncio
