@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Engine, bindparam, select
 from sqlalchemy.orm import Session
 
-from bot.channels.twilio_voice.steps import ANSWERED, CHANNEL, EMERGENCY, Target
+from bot.channels.twilio_voice.steps import ANSWERED, CHANNEL, EMERGENCY, Caller, Target
 from bot.messages import Hint
 from bot.notify import on_duty_staff
 from bot.state import Dialogue
@@ -18,6 +18,8 @@ from storage.db import insert_statement
 from storage.directory import find_retiree_by_phone
 from storage.models import ConversationState, Direction, Message, Retiree, Unit
 from storage.phones import InvalidPhoneNumber
+
+ARRIVAL = "call"  # a call's arrival row: provider id "{CallSid}:call"
 
 
 def retiree_by_phone(session: Session, phone: str) -> Retiree | None:
@@ -58,6 +60,23 @@ def record(
     with Session(db) as session, session.begin():
         retiree = retiree_by_phone(session, address)
         return _record(session, address, provider_id, status, payload, retiree)
+
+
+def caller_of(db: Engine, call_sid: str, lang: str) -> Caller | None:
+    """The registered person on the call ``call_sid`` (found by its arrival row), with their
+    community's name in ``lang``; None for an unknown number, or a call not recorded."""
+    if not call_sid:
+        return None
+    with Session(db) as session:
+        retiree = session.scalar(
+            select(Retiree)
+            .join(Message, Message.retiree_id == Retiree.id)
+            .where(Message.channel == CHANNEL, Message.provider_id == f"{call_sid}:{ARRIVAL}")
+        )
+        if retiree is None:
+            return None
+        community = retiree.community.name(lang) if retiree.community is not None else ""
+        return Caller(retiree.name, community)
 
 
 ACCEPTED = "accepted"  # the status of the row of a key pressed at the call screening

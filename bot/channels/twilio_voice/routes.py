@@ -111,7 +111,8 @@ def _conversation_routes(router: APIRouter, line: VoiceLine) -> None:
         caller, call_sid = caller_address(form), str(form.get("CallSid", ""))
         payload = {"event": "incoming_call", "to": form.get("To", "")}
         status = str(form.get("CallStatus", "ringing"))
-        came = await talk.run(records.arrival, talk.db, caller, f"{call_sid}:call", status, payload)
+        arrived = f"{call_sid}:{records.ARRIVAL}"
+        came = await talk.run(records.arrival, talk.db, caller, arrived, status, payload)
         if came.first and came.left_open:
             # A new call is a new conversation: whatever an earlier call left half-way is filed.
             await talk.close(CHANNEL, caller)
@@ -253,7 +254,9 @@ def _hand_over_routes(router: APIRouter, line: VoiceLine) -> None:
             return twiml(VoiceResponse())  # nothing more to say: they are connected
         if asked < SCREEN_ASKS:
             again = step.url("screen", kind=kind, family=1 if family else None, r=asked + 1)
-            return twiml(line.screen(again, kind, family, step.lang))
+            parent = str(form.get("ParentCallSid", ""))
+            who = await talk.run(records.caller_of, talk.db, parent, step.lang)
+            return twiml(line.screen(again, kind, family, step.lang, who))
         response = VoiceResponse()
         response.hangup()
         return twiml(response)

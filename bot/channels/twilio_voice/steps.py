@@ -77,6 +77,14 @@ class Target:
     contact: bool = False
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Who is on a call, as the call screening names them to whoever picks up."""
+
+    name: str
+    community: str  # "" when the registry has none
+
+
 def caller_address(form: dict[str, Any]) -> str:
     """The conversation's address: the caller's number; a withheld number ("anonymous",
     "+266696687") gets one of its own per call, so two such callers never share a conversation."""

@@ -11,7 +11,7 @@ import yaml
 from fastapi import Response
 from twilio.twiml.voice_response import Gather, VoiceResponse
 
-from bot.channels.twilio_voice.steps import EMERGENCY, Target
+from bot.channels.twilio_voice.steps import EMERGENCY, Caller, Target
 from bot.messages import Reply, Style, render
 from config.i18n import Catalogs
 from config.settings import Settings
@@ -112,13 +112,23 @@ class VoiceLine:
             )
         dial.number(target.phone, **attrs)
 
-    def screen(self, action: str, kind: str, family: bool, lang: str) -> VoiceResponse:
-        """What whoever picks up hears before the call is connected: who is calling and why;
-        a key (or none, as a voicemail does: actionOnEmptyResult) goes to ``action``."""
+    def screen(
+        self, action: str, kind: str, family: bool, lang: str, who: Caller | None = None
+    ) -> VoiceResponse:
+        """What whoever picks up hears before the call is connected: who is calling (``who``,
+        a registered caller: by name, and staff hear the community too) and why; a key (or
+        none, as a voicemail does: actionOnEmptyResult) goes to ``action``."""
         key = "family" if family else "emergency" if kind == EMERGENCY else "help"
+        named = who is not None and (family or bool(who.community))
         response = VoiceResponse()
         gather = self.gather(response, action, lang, one_key=True, keys_only=True)
-        self.say(gather, self.text(f"twilio_voice.screen.{key}", lang), lang)
+        if who is not None and named:
+            text = self.text(
+                f"twilio_voice.screen.{key}_named", lang, name=who.name, community=who.community
+            )
+        else:
+            text = self.text(f"twilio_voice.screen.{key}", lang)
+        self.say(gather, text, lang)
         return response
 
     def outage(self, lang: str) -> VoiceResponse:

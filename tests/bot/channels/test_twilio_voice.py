@@ -26,6 +26,7 @@ from storage.models import (
     Retiree,
     RetireeStatus,
     Role,
+    Unit,
 )
 from tests.factories import make_retiree, make_staff, make_unit_tree
 from tests.fakes.caller import (
@@ -373,7 +374,7 @@ def test_a_staff_phones_voicemail_is_not_taken_for_staff(line: Line) -> None:
         [Press("0"), Voicemail(RECORDING)], caller=WANG, answers={STAFF_A1: VOICEMAIL}
     )
     assert call.dialed == [STAFF_A1, STAFF_SA]
-    assert call.screened == ["这里是社区一键通，有老人来电需要帮助。请按任意键接听。"] * 2
+    assert call.screened == ["这里是社区一键通，和平社区的王秀英来电需要帮助。请按任意键接听。"] * 2
     [callback] = cases(line.engine)
     assert callback.details["reason"] == "handover"
     assert callback.details["recording_url"] == RECORDING
@@ -387,9 +388,21 @@ def test_a_staff_phones_voicemail_is_not_taken_for_staff(line: Line) -> None:
 def test_staff_who_press_a_key_at_the_screening_take_the_call(line: Line) -> None:
     call = line.caller.call([Press("0")], caller=WANG, answers={STAFF_SA: "completed"})
     assert call.dialed == [STAFF_A1, STAFF_SA]
-    assert call.screened == ["这里是社区一键通，有老人来电需要帮助。请按任意键接听。"]
+    assert call.screened == ["这里是社区一键通，和平社区的王秀英来电需要帮助。请按任意键接听。"]
     assert cases(line.engine) == []  # a person took the call: nothing to ring back
     assert "再见" in call.said[-1]
+
+
+def test_the_screening_names_a_registered_caller_only(line: Line) -> None:
+    """Whoever picks up hears who is calling when the number is registered (above: 和平社区的
+    王秀英); a number the registry does not know is "an older person"."""
+    desk = "+8613700000009"
+    with transaction(line.engine) as session:
+        center = session.scalars(select(Unit).where(Unit.parent_id.is_(None))).one()
+        make_staff(session, Role.STAFF, [center], name="吴主任", on_duty=True, phone=desk)
+    call = line.caller.call([Press("0")], caller=STRANGER, answers={desk: "completed"})
+    assert call.dialed == [desk]
+    assert call.screened == ["这里是社区一键通，有老人来电需要帮助。请按任意键接听。"]
 
 
 def test_hanging_up_while_the_staff_phones_ring_files_a_callback(line: Line) -> None:

@@ -606,8 +606,8 @@ def test_an_emergency_put_through_to_a_voicemail_goes_on_to_the_next_number(line
         answers={STAFF_A1: VOICEMAIL, SON: VOICEMAIL},
     )
     assert call.dialed == [STAFF_A1, STAFF_SA, SON]
-    emergency = "这里是社区一键通，紧急求助！有老人来电求助。请按任意键接听。"
-    family = "这里是社区一键通，紧急求助！您的家人打电话求助。请按任意键接听。"
+    emergency = "这里是社区一键通，紧急求助！和平社区的王秀英来电求助。请按任意键接听。"
+    family = "这里是社区一键通，紧急求助！您的家人王秀英打电话求助。请按任意键接听。"
     assert call.screened == [emergency, emergency, family, family]
     assert "电话暂时没有接通" in call.text  # nobody was reached: she is told, and asked where
 
