@@ -98,7 +98,8 @@ def create_app(
         webhooks this machine's spool keeps (waiting for the database; failed: see `hotline
         spool list`), for monitoring."""
         spool: Spool = request.app.state.spool
-        kept = {"waiting": spool.count(), "failed": len(spool.failed_items())}
+        waiting, failed = spool.counts()
+        kept = {"waiting": waiting, "failed": failed}
         try:
             await run_in_threadpool(ping, request.app.state.engine)
         except SQLAlchemyError as exc:

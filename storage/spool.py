@@ -85,6 +85,12 @@ class Spool:
     def count(self) -> int:
         return sum(1 for _ in self._names((SUFFIX, TAKEN)))
 
+    def counts(self) -> tuple[int, int]:
+        """(waiting or taken, failed), from one listing of the folder."""
+        names = list(self._names((SUFFIX, TAKEN, FAILED)))
+        failed = sum(1 for name in names if name.endswith(FAILED))
+        return len(names) - failed, failed
+
     def failed_items(self) -> list[Path]:
         """The items set aside (`Taken.failed`), oldest first."""
         return [self.directory / name for name in sorted(self._names((FAILED,)))]

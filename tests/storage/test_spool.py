@@ -51,7 +51,7 @@ def test_a_failed_item_keeps_its_error_and_can_be_handed_back(tmp_path: Path) ->
     first.failed("RuntimeError: /twilio/messaging answered 500")
     second.done()
     [failed] = spool.failed_items()
-    assert not spool.waiting() and spool.count() == 0
+    assert not spool.waiting() and spool.count() == 0 and spool.counts() == (0, 1)
     assert json.loads(failed.read_text(encoding="utf-8")) == {
         "n": 1,
         FAILED_BECAUSE: "RuntimeError: /twilio/messaging answered 500",
@@ -59,7 +59,7 @@ def test_a_failed_item_keeps_its_error_and_can_be_handed_back(tmp_path: Path) ->
     assert sorted(p.name for p in tmp_path.iterdir()) == [failed.name]  # no temporary left
 
     back = spool.retry(failed)
-    assert spool.failed_items() == [] and spool.waiting()
+    assert spool.failed_items() == [] and spool.waiting() and spool.counts() == (1, 0)
     [again] = spool.take()
     assert again.path == back.with_name(back.name + ".taken")
     assert again.item["n"] == 1

@@ -119,10 +119,9 @@ class VoiceLine:
         a registered caller: by name, and staff hear the community too) and why; a key (or
         none, as a voicemail does: actionOnEmptyResult) goes to ``action``."""
         key = "family" if family else "emergency" if kind == EMERGENCY else "help"
-        named = who is not None and (family or bool(who.community))
         response = VoiceResponse()
         gather = self.gather(response, action, lang, one_key=True, keys_only=True)
-        if who is not None and named:
+        if who is not None and (family or who.community):
             text = self.text(
                 f"twilio_voice.screen.{key}_named", lang, name=who.name, community=who.community
             )
