@@ -57,9 +57,9 @@ from sqlalchemy import Engine, event, func, select, text
 from sqlalchemy.orm import Session
 
 from benchmarks.queue_bench import ServerCpu
-from bot.engine import ConversationEngine, freeze_startup_objects
-from bot.messages import Inbound
-from bot.state import Dialogue
+from bot.conversation.engine import ConversationEngine, freeze_startup_objects
+from bot.conversation.messages import Inbound
+from bot.conversation.state import DialogueState
 from config.settings import Settings
 from nlu.parser import NluParser, get_parser
 from storage import actions
@@ -675,7 +675,7 @@ def check_database(
     if total_cases != filed:
         problems.append(f"{total_cases} cases in the database, the turns reported {filed}")
     for address, data in states:
-        state = Dialogue.load(data)
+        state = DialogueState.load(data)
         if (state.task is not None and not state.task.done) or state.suspended:
             problems.append(f"{address}: a request is left half-way after hanging up")
     return problems

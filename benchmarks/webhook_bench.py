@@ -75,7 +75,7 @@ from benchmarks.turn_bench import (
     script_for,
     server_version,
 )
-from bot.state import Dialogue
+from bot.conversation.state import DialogueState
 from config.settings import Settings
 from nlu.embedded import load_bundle
 from storage.db import make_engine
@@ -167,7 +167,7 @@ class Servers:
     def errors(self) -> list[str]:
         """The errors the servers logged (they log at WARNING and above), and the webhooks they
         kept for later because the database failed under them (answered 2xx all the same,
-        bot/channels/twilio_outage.py)."""
+        bot/channels/twilio/outage.py)."""
         lines = [line for log in self.logs for line in log.read_text(errors="replace").splitlines()]
         return [line for line in lines if '"level": "warning"' not in line or KEPT in line]
 
@@ -594,7 +594,7 @@ def check(run: Run, url: str) -> list[str]:
             for address, data in db.execute(
                 select(ConversationState.address, ConversationState.state)
             ):
-                state = Dialogue.load(data)
+                state = DialogueState.load(data)
                 if (state.task is not None and not state.task.done) or state.suspended:
                     problems.append(f"{address}: a request is left half-way")
     finally:

@@ -55,7 +55,7 @@ def mount_console(app: FastAPI, settings: Settings) -> None:
     app.add_exception_handler(CsrfRefused, _csrf_refused)
     app.add_exception_handler(CaseError, _case_error)
     # The whole app's, not only the console's: Twilio's webhooks answer for themselves
-    # (bot/channels/twilio_outage.py) and Telegram's says 503 itself.
+    # (bot/channels/twilio/outage.py) and Telegram's says 503 itself.
     for failure in DATABASE_DOWN:
         app.add_exception_handler(failure, _database_down)
 

@@ -17,9 +17,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from bot.state import CONFIRM, UNKNOWN, WHICH, Task
-from bot.timefmt import spoken_date
-from bot.turn import Turn
+from bot.conversation.state import CONFIRM, UNKNOWN, WHICH, Task
+from bot.conversation.timefmt import spoken_date
+from bot.conversation.turn import Turn
 from storage.models import Case
 
 

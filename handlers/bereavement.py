@@ -11,8 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from bot.state import Task
-from bot.turn import Heard, Turn
+from bot.conversation.state import Task
+from bot.conversation.turn import Heard, Turn
 from handlers.base import Handler, Slot, SlotKind
 from storage.models import Case
 

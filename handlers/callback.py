@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.turn import Turn
+from bot.conversation.turn import Turn
 from handlers.base import Handler
 from storage.models import Case
 

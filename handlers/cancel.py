@@ -15,10 +15,10 @@ import re
 
 import structlog
 
-from bot.notify import tell_assignee
-from bot.state import Task
-from bot.timefmt import spoken_day
-from bot.turn import RETIREE, Turn
+from bot.conversation.notify import tell_assignee
+from bot.conversation.state import Task
+from bot.conversation.timefmt import spoken_day
+from bot.conversation.turn import RETIREE, Turn
 from handlers.base import Handler, Slot, SlotKind
 from handlers.status_inquiry import own_case, own_cases, said_case_number
 from storage import actions

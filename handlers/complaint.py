@@ -9,8 +9,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from bot.state import Task
-from bot.turn import Turn
+from bot.conversation.state import Task
+from bot.conversation.turn import Turn
 from handlers.base import Handler, Slot, SlotKind
 from storage.models import Case
 

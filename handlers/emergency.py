@@ -4,10 +4,10 @@ question (where are you, what happened) and add the answer to the case."""
 
 from __future__ import annotations
 
-from bot.messages import Hint
-from bot.notify import alert_emergency
-from bot.state import Task
-from bot.turn import RETIREE, Turn
+from bot.conversation.messages import Hint
+from bot.conversation.notify import alert_emergency
+from bot.conversation.state import Task
+from bot.conversation.turn import RETIREE, Turn
 from handlers.base import Handler
 from storage import actions
 from storage.models import CaseStatus

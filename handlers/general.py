@@ -3,8 +3,8 @@ person said, so staff read it and call back. A request is never dropped."""
 
 from __future__ import annotations
 
-from bot.state import Task
-from bot.turn import Turn
+from bot.conversation.state import Task
+from bot.conversation.turn import Turn
 from handlers.base import Handler
 from storage.models import Case
 

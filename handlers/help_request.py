@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from bot.state import CONFIRM, Task
-from bot.turn import Turn
+from bot.conversation.state import CONFIRM, Task
+from bot.conversation.turn import Turn
 from handlers.base import Handler, Option, Slot, SlotKind
 from handlers.complaint import OwnWordsSlot, own_words
 

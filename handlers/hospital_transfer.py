@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from bot.state import CONFIRM, UNKNOWN, Task
-from bot.turn import Heard, Turn
+from bot.conversation.state import CONFIRM, UNKNOWN, Task
+from bot.conversation.turn import Heard, Turn
 from handlers.base import Handler, Option, Slot, SlotKind
 
 # The value of `current` when the patient is not in any hospital yet (an admission). Stored as

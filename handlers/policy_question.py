@@ -12,8 +12,8 @@ from typing import Any
 
 import structlog
 
-from bot.state import UNKNOWN, Task
-from bot.turn import NO, YES, Turn
+from bot.conversation.state import UNKNOWN, Task
+from bot.conversation.turn import NO, YES, Turn
 from config.faq import get_faq
 from config.loader import ConfigError
 from handlers.base import Handler, Slot, SlotKind

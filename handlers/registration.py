@@ -9,8 +9,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bot.state import UNKNOWN, Task
-from bot.turn import PHONE_CHANNELS, Turn
+from bot.conversation.state import UNKNOWN, Task
+from bot.conversation.turn import PHONE_CHANNELS, Turn
 from handlers.base import Handler, Slot, SlotKind
 from storage.audit import record_access
 from storage.models import (

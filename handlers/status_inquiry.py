@@ -13,9 +13,9 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from bot.messages import Reply
-from bot.state import Task
-from bot.turn import Turn
+from bot.conversation.messages import Reply
+from bot.conversation.state import Task
+from bot.conversation.turn import Turn
 from handlers.base import Handler
 from storage.models import Case, CaseStatus
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import cast
 
-from bot.messages import Hint
-from bot.state import Task
-from bot.turn import Turn
+from bot.conversation.messages import Hint
+from bot.conversation.state import Task
+from bot.conversation.turn import Turn
 from handlers.base import Handler
 from handlers.callback import CallbackHandler
 

@@ -723,7 +723,7 @@ def _stand_down_alerts(session: Session, case: Case, why: str, who: str, now: da
     """An emergency taken by somebody (``why`` "claim": in the console, on Telegram, on the
     phone) or withdrawn ("cancel") needs no more alert calls: those not placed yet are called
     off, and the timeline says whose. A call ringing now ends as it ends; the chain does not go
-    on after it (bot/channels/twilio_voice/chain.py). A withdrawn one's alert messages not
+    on after it (bot/channels/twilio/voice/chain.py). A withdrawn one's alert messages not
     sent yet are withheld too."""
     if case.category != staff_alerts.EMERGENCY:
         return

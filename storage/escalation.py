@@ -1,4 +1,4 @@
-"""Escalation of cases nobody claimed, a periodic job (bot/periodic.py runs ``run_due``).
+"""Escalation of cases nobody claimed, a periodic job (bot/runtime/periodic.py runs ``run_due``).
 
 - An open case past its claim deadline: its unit's staff (staff and admins of that unit, not
   volunteers) are reminded by message (``escalation_notified`` on the timeline). Still unclaimed
@@ -10,7 +10,7 @@
   once per claim window (at least MIN_GRACE apart).
 - An emergency unclaimed EMERGENCY_AFTER after it was filed, whose alert calls nobody took:
   the on-duty staff are rung again (a second wave of the chained alert calls,
-  bot/channels/twilio_voice/chain.py) and the staff of the unit above get an urgent message,
+  bot/channels/twilio/voice/chain.py) and the staff of the unit above get an urgent message,
   once per emergency (``emergency_reescalated``); that counts as the unit's reminder, so the
   emergency moves up after its grace period like any case. The second wave takes over from
   the first: its calls not placed yet are called off, and one still ringing is waited for.
@@ -90,7 +90,7 @@ def run_due(
 ) -> int:
     """Ring again for emergencies, then remind or escalate every case that is due; returns how
     many cases were handled. ``on_moved(session, [case])`` is called for each case moved up, in
-    this transaction (bot/periodic.py posts it to the new unit's Telegram group)."""
+    this transaction (bot/runtime/periodic.py posts it to the new unit's Telegram group)."""
     catalogs = get_catalogs()
     lang = get_settings().default_language
     handled = 0

@@ -25,7 +25,7 @@ an emergency above all: the call-back after two silences is a safety net), excep
 - bereavement: the person the case is about has died; their family is not sent a keypad survey
   (staff visit and console them in person, 慰问).
 
-The channels route the answers here (bot/channels/follow_up_answers.py): a bare "1", "2" or "3"
+The channels route the answers here (bot/conversation/follow_up_answers.py): a bare "1", "2" or "3"
 by SMS or WhatsApp, a button on Telegram, a key on the follow-up call.
 """
 

@@ -375,7 +375,7 @@ class CaseEvent(Base):
     actor: Mapped[Staff | None] = relationship()
 
 
-# Message.status of a case's post to staff (bot/channels/telegram_staff.py), while the post is
+# Message.status of a case's post to staff (bot/channels/telegram/staff.py), while the post is
 # kept up with its case: it has a Claim button (posted), it says who took the case (taken: the
 # case may come back to the queue); "settled" once the case is done with.
 POSTED, TAKEN, SETTLED = "posted", "taken", "settled"

@@ -1,7 +1,7 @@
 """Telling the retiree who asked that their case was taken on (claimed) and that it is done
 (resolved): an outbox row written by storage.actions in the action's own transaction, so every
 interface that claims or resolves (Telegram buttons, CLI, console) sends it, and a rolled-back
-action sends nothing. The worker (bot/worker.py) delivers it like any other notification.
+action sends nothing. The worker (bot/runtime/worker.py) delivers it like any other notification.
 
 Where the message goes, first that applies:
 1. The conversation that filed the case: the inbound message the engine recorded with the case
@@ -26,7 +26,7 @@ itself, so nothing health-related. Emergencies are told too (staff may already b
 but a written "someone has it" costs nothing) with a reminder to call 120 instead of a deadline;
 the outcome of an emergency and of the staff-only categories (complaints, bereavement) is not
 repeated in the message, it is for staff to explain. The deadline is a date and a clock time in
-the retiree's language, rendered here from the catalogs, not bot.timefmt's spoken "今天下午5点前":
+the retiree's language, rendered here from the catalogs, not bot.conversation.timefmt's spoken "今天下午5点前":
 storage does not import bot/, and a written message may be delivered or read hours later, when
 "today" would be wrong.
 

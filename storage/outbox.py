@@ -1,5 +1,5 @@
 """The outbox: notifications written in the same transaction as the change that caused them,
-then sent (and retried) by a worker (bot/worker.py). Nothing is enqueued twice for one
+then sent (and retried) by a worker (bot/runtime/worker.py). Nothing is enqueued twice for one
 idempotency key.
 
 Life of an item: ``pending`` → (claim_due) ``sending`` → ``sent``, or back to ``pending`` for a
@@ -47,7 +47,7 @@ def enqueue(
     not_before: datetime | None = None,
 ) -> int:
     """Add a notification unless one with the same key exists; return the stored one's id.
-    It is due at once, or at ``not_before`` (a call held back; see bot/notify.py).
+    It is due at once, or at ``not_before`` (a call held back; see bot/conversation/notify.py).
 
     One statement when the key is new (a turn's reply is on every webhook's path; the caller
     that wants the row loads it with ``session.get``)."""
@@ -191,7 +191,7 @@ def release_stuck(
     """Put back items left 'sending' by a sender that died mid-way; returns how many.
 
     The provider may or may not have taken such an item: sending it again can duplicate it once
-    (see bot/worker.py). An item whose last attempt it was dies instead (with its case note).
+    (see bot/runtime/worker.py). An item whose last attempt it was dies instead (with its case note).
     """
     now = now or utcnow()
     stuck = session.scalars(

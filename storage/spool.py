@@ -4,7 +4,7 @@ A webhook that cannot be written to the database is not lost: its (already check
 put in the spool, one JSON file per item in a folder of this machine (``data_dir/spool``), and
 the provider is answered as if all went well, so that it does not give up on us after a few
 retries. When the database answers again the items are taken out in the order they came in and
-handled as if they had just arrived (bot/channels/twilio_outage.py).
+handled as if they had just arrived (bot/channels/twilio/outage.py).
 
 Files, not memory: the process may be restarted before the database is back. Each item is
 written to a temporary name, flushed to disk and renamed into place, so a crash leaves either

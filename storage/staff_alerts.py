@@ -1,6 +1,6 @@
 """Who on a unit's staff is alerted first, and an emergency's alert calls in the outbox (one
-after another: bot/channels/twilio_voice/chain.py queues each next call). Used by the
-conversation (bot/notify.py) and by the escalation of unclaimed cases (storage/escalation.py).
+after another: bot/channels/twilio/voice/chain.py queues each next call). Used by the
+conversation (bot/conversation/notify.py) and by the escalation of unclaimed cases (storage/escalation.py).
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def enqueue_call(
 
     ``held_until``: the call waits until then (payload ``held``: ``held_for``) unless released
     sooner: "caller", the caller is on the line being put through to the same people
-    (bot/notify.py); "ringing", a call of an earlier wave still rings (`supersede_waves`).
+    (bot/conversation/notify.py); "ringing", a call of an earlier wave still rings (`supersede_waves`).
 
     ``wave``: 1 for the emergency's first calls; 2 for the calls of its escalation, which ring
     the same people again (its own keys, carried along the chain in the payload)."""
@@ -166,7 +166,7 @@ def supersede_waves(session: Session, case_id: int) -> bool:
     """A new wave of the case's alert calls is about to be queued: it takes over from the
     earlier ones. Their calls not placed yet are called off (`call_off`); returns whether one
     is still ringing (placed, its outcome not known), which the new wave waits for (held; the
-    end of that call releases it, bot/channels/twilio_voice/chain.py, and does not go on with
+    end of that call releases it, bot/channels/twilio/voice/chain.py, and does not go on with
     its own wave). The case is locked by the caller."""
     live = [c for c in alert_calls(session, case_id) if not (c.payload or {}).get("outcome")]
     call_off(session, [c for c in live if c.status == OutboxStatus.PENDING])

@@ -124,7 +124,7 @@ def nlu_parser(trained_nlu_dir: Path) -> Any:
 @pytest.fixture
 def bot(engine: Engine, nlu_parser: Any) -> Any:
     """A conversation engine over the test's database with the shipped configuration."""
-    from bot.engine import ConversationEngine
+    from bot.conversation.engine import ConversationEngine
     from config.settings import Settings
 
     return ConversationEngine.create(Settings(_env_file=None), engine, nlu_parser)

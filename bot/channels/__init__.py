@@ -1,6 +1,7 @@
-"""Channel adapters: one module each, translating a provider's wire format to the engine's
-`Inbound` and its `Reply`s back. Each module has `mount(app, settings) -> Mounted`; a channel
-whose settings are missing is switched off and says why (listed at start-up)."""
+"""Channel adapters: one package each (its inbound side and its sender), translating a
+provider's wire format to the engine's `Inbound` and its `Reply`s back. Each has
+`mount(app, settings) -> Mounted`; a channel whose settings are missing is switched off and says
+why (listed at start-up)."""
 
 from __future__ import annotations
 
@@ -11,17 +12,22 @@ from fastapi import FastAPI
 from bot.channels.base import Mounted
 from config.settings import Settings
 
-# The channel modules, in the order they are listed at start-up.
-CHANNEL_MODULES = ("twilio_voice", "twilio_messaging", "telegram", "web_api")
+# The channels by name, in the order they are listed at start-up, and their packages.
+CHANNELS = {
+    "twilio_voice": "bot.channels.twilio.voice",
+    "twilio_messaging": "bot.channels.twilio.messaging",
+    "telegram": "bot.channels.telegram",
+    "web_api": "bot.channels.web_api",
+}
 
 
 def mount_channels(app: FastAPI, settings: Settings) -> list[Mounted]:
     mounted = []
-    for name in CHANNEL_MODULES:
+    for name, package in CHANNELS.items():
         try:
-            module = importlib.import_module(f"{__name__}.{name}")
+            module = importlib.import_module(package)
         except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{name}":
+            if exc.name != package:
                 raise
             mounted.append(Mounted(name, enabled=False, why="not built yet"))
             continue

@@ -23,8 +23,8 @@ from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
 
-from bot.engine import ConversationEngine, FiledHook, TurnHook, TurnResult
-from bot.messages import Inbound
+from bot.conversation.engine import ConversationEngine, FiledHook, TurnHook, TurnResult
+from bot.conversation.messages import Inbound
 from config.settings import Settings
 from nlu.parser import NluParser
 

@@ -1,9 +1,9 @@
-"""Senders: the provider calls that deliver outbox items (bot/worker.py runs them).
+"""Senders: the provider calls that deliver outbox items (bot/runtime/worker.py runs them).
 
 - ``TwilioSender``: channels "sms", "whatsapp" (Messages API, ``whatsapp:+...`` addresses) and
   "voice" (an outbound call that speaks the text twice; an emergency's alert call says it and
-  asks for 1 to take it, with a status callback: bot/channels/twilio_voice/chain.py; a follow-up
-  call asks its question twice and hears 1, 2 or 3: bot/channels/twilio_voice/follow_up.py), through
+  asks for 1 to take it, with a status callback: bot/channels/twilio/voice/chain.py; a follow-up
+  call asks its question twice and hears 1, 2 or 3: bot/channels/twilio/voice/follow_up.py), through
   the twilio library's async client. ``settings.twilio_api_url`` points it elsewhere (a test
   fake, a gateway).
 - ``TelegramSender``: channel "telegram", through python-telegram-bot's ``Bot``; the payload's
@@ -12,7 +12,7 @@
 
 A sender may also have ``after_sent(session, item, outcome)``: the worker calls it in the
 transaction that marks the item sent (TwilioSender records the outbound SMS/WhatsApp message of
-bot/channels/twilio_messaging.py there, whose status callbacks, sent to
+bot/channels/twilio/messaging/ there, whose status callbacks, sent to
 ``{public_url}/twilio/messaging/status`` when public_url is set, then update it; and an alert
 call's CallSid on its outbox item).
 
@@ -61,8 +61,8 @@ from twilio.http.response import Response as TwilioResponse
 from twilio.twiml.voice_response import VoiceResponse
 
 from bot.channels.base import Sender, SendOutcome
-from bot.channels.twilio_voice import chain
-from bot.channels.twilio_voice import follow_up as follow_up_call
+from bot.channels.twilio.voice import chain
+from bot.channels.twilio.voice import follow_up as follow_up_call
 from config.i18n import Catalogs
 from config.settings import Settings
 from storage.models import OutboxItem
@@ -71,7 +71,7 @@ log = structlog.get_logger(__name__)
 
 IDEMPOTENCY_HEADER = "I-Twilio-Idempotency-Token"
 TWILIO_CHANNELS = ("sms", "whatsapp", "voice")
-MESSAGING_STATUS_PATH = "/twilio/messaging/status"  # bot/channels/twilio_messaging.py
+MESSAGING_STATUS_PATH = "/twilio/messaging/status"  # bot/channels/twilio/messaging/
 # Twilio error codes that say "this recipient cannot be reached this way": not worth retrying.
 TWILIO_PERMANENT_CODES = {
     21211: "invalid 'To' number",
@@ -352,7 +352,7 @@ class TwilioSender:
 
     def after_sent(self, session: Session, item: OutboxItem, outcome: SendOutcome) -> None:
         """In the transaction that marks ``item`` sent: the outbound message record of an SMS or
-        WhatsApp message (bot/channels/twilio_messaging.py), which its status callbacks update;
+        WhatsApp message (bot/channels/twilio/messaging/), which its status callbacks update;
         the CallSid of an emergency's alert call, on its outbox item."""
         if item.channel == "voice" and outcome.provider_id:
             chain.record_placed(item, outcome.provider_id)
@@ -360,7 +360,7 @@ class TwilioSender:
         if item.channel not in ("sms", "whatsapp") or not outcome.provider_id:
             return
         try:
-            from bot.channels.twilio_messaging import record_sent
+            from bot.channels.twilio.messaging import record_sent
         except ImportError:  # the messaging channel is not built: nothing to record
             return
         record_sent(session, item, outcome.provider_id)
@@ -452,7 +452,7 @@ class TelegramSender:
         somebody claims the case the others' copies say who took it."""
         if not outcome.provider_id:
             return
-        from bot.channels.telegram_staff import record_sent
+        from bot.channels.telegram.staff import record_sent
 
         record_sent(session, item, outcome.provider_id)
 
@@ -470,7 +470,7 @@ class TelegramSender:
             TimedOut,
         )
 
-        from bot.channels.telegram_staff import EDIT_POST
+        from bot.channels.telegram.staff import EDIT_POST
 
         if channel != "telegram":
             return SendOutcome.failed(f"telegram cannot send on channel {channel!r}")
@@ -522,7 +522,7 @@ class TelegramSender:
     def upkeep(self, session: Session, *, catalogs: Catalogs, language: str | None) -> int:
         """In the worker's upkeep (every few seconds): the posts of cases taken elsewhere, or
         released, are kept up with them (texts in the deployment's language, like the posts)."""
-        from bot.channels.telegram_staff import keep_posts_up
+        from bot.channels.telegram.staff import keep_posts_up
         from config.categories import get_categories
 
         return keep_posts_up(

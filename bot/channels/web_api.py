@@ -15,8 +15,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.channels.base import Conversations, Mounted, conversations
-from bot.engine import TurnResult
-from bot.messages import Inbound
+from bot.conversation.engine import TurnResult
+from bot.conversation.messages import Inbound
 from config.settings import Settings
 
 CHANNEL = "web"

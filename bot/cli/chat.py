@@ -22,8 +22,8 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, selectinload
 
 from bot.cli.common import current_settings, fail
-from bot.engine import ConversationEngine, FiledCase
-from bot.messages import Inbound, Style, render
+from bot.conversation.engine import ConversationEngine, FiledCase
+from bot.conversation.messages import Inbound, Style, render
 from config.loader import ConfigError
 from handlers import HandlerError
 from nlu.parser import get_parser

@@ -4,7 +4,7 @@ With ``--workers N`` (or HOTLINE_WORKERS) uvicorn runs N worker processes on the
 each building the app afresh from the environment (`worker_app`, an import string: a built
 app cannot be handed to another process). What must happen once happens here first, in the
 parent: the configuration is checked, the schema migrated, the console's signing key made.
-The outbox worker and the idle sweep then run in one worker only (bot.app.BackgroundWork).
+The outbox worker and the idle sweep then run in one worker only (bot.runtime.app.BackgroundWork).
 A turn holds Python's interpreter lock while it runs, so one process serves about one core's
 worth of turns: N near the number of cores lets the others work.
 """
@@ -20,9 +20,9 @@ import typer
 import uvicorn
 from fastapi import FastAPI
 
-from bot.app import create_app
 from bot.cli.common import current_settings
-from bot.engine import load_services
+from bot.conversation.engine import load_services
+from bot.runtime.app import create_app
 from config.checks import check_configuration
 from config.loader import ConfigError
 from config.logging import configure_logging

@@ -1,5 +1,5 @@
 """`hotline spool list` and `hotline spool retry`: what this machine's servers kept while the
-database was down (bot/channels/twilio_outage.py), and the items they could not hand back.
+database was down (bot/channels/twilio/outage.py), and the items they could not hand back.
 
 An item is set aside as ``*.failed`` when running it again failed for a reason other than the
 database (a bug). Once the cause is fixed, `retry` hands it back: the replayer of a running
@@ -24,7 +24,7 @@ app = typer.Typer(
 
 
 def _spool() -> Spool:
-    from bot.channels.twilio_outage import spool_of
+    from bot.channels.twilio.outage import spool_of
 
     return spool_of(current_settings())
 

@@ -9,7 +9,7 @@ import signal
 import typer
 
 from bot.cli.common import current_settings, fail
-from bot.engine import load_services
+from bot.conversation.engine import load_services
 from config.checks import check_configuration
 from config.loader import ConfigError
 from config.logging import configure_logging

@@ -2,7 +2,7 @@
 
 `hotline units telegram-chat A1 --chat-id -1001234567890` links a group chat to a unit (`--clear`
 forgets it): for an operator, e.g. when a group is gone and nobody can send /unlinkunit in it.
-Staff usually link a group themselves with /linkunit in it (bot/channels/telegram_groups.py).
+Staff usually link a group themselves with /linkunit in it (bot/channels/telegram/groups.py).
 """
 
 from __future__ import annotations

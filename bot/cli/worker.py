@@ -1,5 +1,5 @@
 """`hotline worker`: send the outbox (SMS, WhatsApp, Telegram, calls) and run the periodic case
-jobs (follow-ups, escalation; bot/periodic.py) until stopped, or once."""
+jobs (follow-ups, escalation; bot/runtime/periodic.py) until stopped, or once."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from sqlalchemy import Engine
 
 from bot.channels.senders import missing_senders, senders_for
 from bot.cli.common import current_settings, fail
-from bot.engine import ConversationEngine
-from bot.periodic import run_all_once, run_periodic
-from bot.worker import OutboxWorker, sweep_idle_conversations
+from bot.conversation.engine import ConversationEngine
+from bot.runtime.periodic import run_all_once, run_periodic
+from bot.runtime.worker import OutboxWorker, sweep_idle_conversations
 from config.logging import configure_logging
 from config.settings import Settings
 from nlu.parser import get_parser

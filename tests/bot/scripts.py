@@ -39,8 +39,8 @@ import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.engine import ConversationEngine, TurnResult
-from bot.messages import Inbound
+from bot.conversation.engine import ConversationEngine, TurnResult
+from bot.conversation.messages import Inbound
 from storage.models import (
     Case,
     EmergencyContact,

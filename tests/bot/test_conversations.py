@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
-from bot.engine import ConversationEngine
+from bot.conversation.engine import ConversationEngine
 from config.settings import Settings
 from nlu.embedded import EmbeddedParser
 from storage.db import transaction

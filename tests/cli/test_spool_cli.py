@@ -9,7 +9,7 @@ from pathlib import Path
 from click.testing import Result
 from typer.testing import CliRunner
 
-from bot.channels.twilio_outage import SPOOL_FOLDER
+from bot.channels.twilio.outage import SPOOL_FOLDER
 from bot.cli import app
 from storage.spool import Spool
 

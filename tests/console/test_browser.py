@@ -21,9 +21,9 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 from twilio.request_validator import RequestValidator
 
-from bot.app import create_app
-from bot.channels import twilio_messaging
-from bot.periodic import run_all_once
+from bot.channels.twilio import messaging as twilio_messaging
+from bot.runtime.app import create_app
+from bot.runtime.periodic import run_all_once
 from config.settings import Settings
 from storage import follow_ups
 from storage.models import Case, CaseStatus, FollowUp, FollowUpStatus, OutboxItem

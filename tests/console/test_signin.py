@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from bot.app import create_app
+from bot.runtime.app import create_app
 from config.settings import Settings
 from storage.models import AuditEntry, Staff
 from storage.passwords import hash_password

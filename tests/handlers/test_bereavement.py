@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bot.turn import Heard
+from bot.conversation.turn import Heard
 from config.dialogue import get_dialogue
 from handlers.bereavement import HANDLER
 from nlu.embedded import EmbeddedParser

@@ -8,9 +8,9 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import Engine, select
 
-from bot.engine import ConversationEngine, TurnResult
-from bot.messages import Inbound
-from bot.turn import RETIREE
+from bot.conversation.engine import ConversationEngine, TurnResult
+from bot.conversation.messages import Inbound
+from bot.conversation.turn import RETIREE
 from handlers.cancel import reason_in
 from storage import actions
 from storage.db import transaction

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from bot.engine import ConversationEngine, TurnResult
-from bot.messages import Inbound
+from bot.conversation.engine import ConversationEngine, TurnResult
+from bot.conversation.messages import Inbound
 from handlers.complaint import is_bare
 from storage import actions
 from storage.db import transaction

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bot.turn import Heard
+from bot.conversation.turn import Heard
 from config.categories import get_categories
 from config.dialogue import get_dialogue
 from config.i18n import get_catalogs

@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from bot.engine import ConversationEngine
-from bot.messages import Inbound
-from bot.turn import Heard
+from bot.conversation.engine import ConversationEngine
+from bot.conversation.messages import Inbound
+from bot.conversation.turn import Heard
 from config.dialogue import get_dialogue
 from config.settings import Settings
 from handlers.hospital_transfer import HANDLER, NOT_IN_HOSPITAL, place_hospitals
@@ -69,7 +69,7 @@ def test_the_words_around_a_hospital_tell_which_one_it_is(
 def test_the_first_sentence_fills_what_it_says(
     nlu_parser: EmbeddedParser, text: str, slots: dict[str, Any]
 ) -> None:
-    from bot.state import Task
+    from bot.conversation.state import Task
 
     task = Task(handler=HANDLER.name)
     HANDLER.prefill(turn_for(heard(nlu_parser, text)), task)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 
-from bot.engine import ConversationEngine, TurnResult
-from bot.messages import Inbound
+from bot.conversation.engine import ConversationEngine, TurnResult
+from bot.conversation.messages import Inbound
 from config.settings import CONFIG_DIR, Settings
 from handlers.policy_question import names_topic
 from nlu.embedded import EmbeddedParser

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.engine import load_services
+from bot.conversation.engine import load_services
 from config.categories import load_categories
 from config.i18n import load_catalogs
 from config.settings import CONFIG_DIR, Settings

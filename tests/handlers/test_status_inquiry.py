@@ -8,10 +8,10 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, func, select
 
-from bot.engine import ConversationEngine
-from bot.messages import Inbound
-from bot.timefmt import spoken_time
-from bot.turn import RETIREE
+from bot.conversation.engine import ConversationEngine
+from bot.conversation.messages import Inbound
+from bot.conversation.timefmt import spoken_time
+from bot.conversation.turn import RETIREE
 from config.i18n import get_catalogs
 from storage import actions
 from storage.db import transaction

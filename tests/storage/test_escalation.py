@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from bot import periodic
-from bot.channels.twilio_voice import chain
-from bot.notify import alert_emergency
+from bot.channels.twilio.voice import chain
+from bot.conversation.notify import alert_emergency
+from bot.runtime import periodic
 from config.categories import get_categories
 from config.i18n import get_catalogs
 from storage import actions, escalation

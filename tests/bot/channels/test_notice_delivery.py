@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import Engine, select
 
 from bot.channels.senders import IDEMPOTENCY_HEADER, senders_for
-from bot.engine import ConversationEngine
-from bot.messages import Inbound
-from bot.worker import OutboxWorker
+from bot.conversation.engine import ConversationEngine
+from bot.conversation.messages import Inbound
+from bot.runtime.worker import OutboxWorker
 from config.settings import Settings
 from storage import actions
 from storage.db import transaction

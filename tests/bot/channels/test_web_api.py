@@ -8,7 +8,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
-from bot.app import create_app
+from bot.runtime.app import create_app
 from config.settings import Settings
 from storage.db import transaction
 from storage.models import Case, MessagingIdentity, Retiree

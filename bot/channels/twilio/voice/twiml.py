@@ -1,0 +1,179 @@
+"""How the phone line speaks and listens: the voices, the <Gather> and <Dial> it answers with, and
+speech hints taken from the NLU's lexicon. Every text comes from the engine or the catalogs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from fastapi import Response
+from twilio.twiml.voice_response import Gather, VoiceResponse
+
+from bot.channels.twilio.voice.steps import EMERGENCY, Caller, Target
+from bot.conversation.messages import Reply, Style, render
+from config.i18n import Catalogs
+from config.settings import Settings
+from nlu.features import CONCEPTS_FILE
+from nlu.rules import EmergencyRules
+
+GATHER_TIMEOUT_S = 6  # seconds of nothing before a Gather gives up (older callers are slow)
+VOICEMAIL_MAX_S = 120
+VOICEMAIL_SILENCE_S = 10
+HINTS_PER_CONCEPT = 6  # speech hints: the first words of each concept of the NLU's lexicon
+HINT_CONCEPTS_LEFT_OUT = frozenset({"chitchat"})
+_HAN = re.compile(r"[\u3400-\u9fff]")
+
+
+class VoiceLine:
+    """The line's settings, texts and emergency rules, and the TwiML verbs built from them."""
+
+    def __init__(self, settings: Settings, catalogs: Catalogs, rules: EmergencyRules) -> None:
+        self.settings = settings
+        self.catalogs = catalogs
+        self.rules = rules
+        self.hints = speech_hints(CONCEPTS_FILE)
+
+    def text(self, key: str, lang: str, **params: Any) -> str:
+        return self.catalogs.text(key, lang, **params)
+
+    def voice(self, lang: str) -> dict[str, str]:
+        if lang == "en":
+            return {"voice": self.settings.twilio_voice_en, "language": "en-US"}
+        return {
+            "voice": self.settings.twilio_voice,
+            "language": self.settings.twilio_voice_language,
+        }
+
+    def say(self, parent: VoiceResponse | Gather, text: str, lang: str) -> None:
+        if text.strip():
+            parent.say(text, **self.voice(lang))
+
+    def speak(self, parent: VoiceResponse | Gather, replies: list[Reply]) -> None:
+        """The replies, rendered for the voice (choices as keys, numbers digit by digit), in one
+        <Say> per run of replies in the same language."""
+        runs: list[tuple[str, list[str]]] = []
+        for reply in replies:
+            spoken = render(reply, Style.VOICE, self.catalogs)
+            if runs and runs[-1][0] == reply.language:
+                runs[-1][1].append(spoken)
+            else:
+                runs.append((reply.language, [spoken]))
+        for lang, texts in runs:
+            self.say(parent, " ".join(texts), lang)
+
+    def gather(
+        self, response: VoiceResponse, action: str, lang: str, *, one_key: bool, keys_only: bool
+    ) -> Gather:
+        attrs: dict[str, Any] = {
+            "action": action,
+            "method": "POST",
+            "timeout": GATHER_TIMEOUT_S,
+            "action_on_empty_result": True,
+        }
+        if keys_only:
+            attrs["input"] = "dtmf"
+        else:
+            # No speechModel: Twilio picks the provider and model for the language and fails over
+            # when one is down (its speech models changed during 2025).
+            attrs.update(
+                input="speech dtmf",
+                language="en-US" if lang == "en" else self.settings.twilio_speech_language,
+                speech_timeout="auto",
+                hints=self.hints.get(lang, ""),
+            )
+        if one_key:
+            attrs["num_digits"] = 1
+        return response.gather(**attrs)
+
+    def dial(
+        self,
+        response: VoiceResponse,
+        target: Target,
+        action: str,
+        screen: str,
+        answered: str | None = None,
+    ) -> None:
+        """Put the call through to ``target``; ``action`` when the <Dial> ends. ``screen`` (a
+        relative URL) is run for whoever picks up before the call is connected: a key must be
+        pressed, so that a voicemail is not taken for a person. ``answered`` (a relative URL) is
+        told the moment the number answers (its status callback)."""
+        dial = response.dial(
+            action=action, method="POST", timeout=self.settings.twilio_ring_timeout_s
+        )
+        public = self.settings.public_url.rstrip("/")
+        attrs: dict[str, str] = {"url": public + screen, "method": "POST"}
+        if answered is not None:
+            attrs.update(
+                status_callback_event="answered",
+                status_callback=public + answered,
+                status_callback_method="POST",
+            )
+        dial.number(target.phone, **attrs)
+
+    def screen(
+        self, action: str, kind: str, family: bool, lang: str, who: Caller | None = None
+    ) -> VoiceResponse:
+        """What whoever picks up hears before the call is connected: who is calling (``who``,
+        a registered caller: by name, and staff hear the community too) and why; a key (or
+        none, as a voicemail does: actionOnEmptyResult) goes to ``action``."""
+        key = "family" if family else "emergency" if kind == EMERGENCY else "help"
+        response = VoiceResponse()
+        gather = self.gather(response, action, lang, one_key=True, keys_only=True)
+        if who is not None and (family or who.community):
+            text = self.text(
+                f"twilio_voice.screen.{key}_named", lang, name=who.name, community=who.community
+            )
+        else:
+            text = self.text(f"twilio_voice.screen.{key}", lang)
+        self.say(gather, text, lang)
+        return response
+
+    def outage(self, lang: str) -> VoiceResponse:
+        """For a caller while the database cannot be reached (nothing can be filed): sorry, put
+        through to the community's own phones (HOTLINE_TWILIO_OUTAGE_NUMBERS, ringing together,
+        unscreened: the screening needs the database), then "we will call you back; if in
+        danger call 120". Needs nothing but the settings and the catalogs."""
+        response = VoiceResponse()
+        self.say(response, self.text("twilio_voice.outage.sorry", lang), lang)
+        numbers = self.settings.outage_number_list
+        if numbers:
+            self.say(response, self.text("twilio_voice.outage.connecting", lang), lang)
+            dial = response.dial(timeout=self.settings.twilio_ring_timeout_s)
+            for number in numbers:
+                dial.number(number)
+        self.say(response, self.text("twilio_voice.outage.call_back", lang), lang)
+        response.hangup()
+        return response
+
+    def key_noted(self, lang: str) -> VoiceResponse:
+        """For staff who pressed a key on a call we placed, while the database is down."""
+        response = VoiceResponse()
+        self.say(response, self.text("twilio_voice.outage.key_noted", lang), lang)
+        response.hangup()
+        return response
+
+
+def speech_hints(concepts_file: Path) -> dict[str, str]:
+    """Speech hints per language: the first words of each concept of the NLU's lexicon
+    (报销, 药费, 住院, 救命, 转人工 ...), comma-separated as Twilio takes them."""
+    data = yaml.safe_load(concepts_file.read_text(encoding="utf-8")) or {}
+    words: dict[str, list[str]] = {"zh": [], "en": []}
+    for concept, entries in (data.get("concepts") or {}).items():
+        if concept in HINT_CONCEPTS_LEFT_OUT:
+            continue
+        taken = {"zh": 0, "en": 0}
+        for entry in entries:
+            word = str(entry).lstrip("=").strip()
+            if not word or str(entry).startswith("~") or "," in word:
+                continue
+            lang = "zh" if _HAN.search(word) else "en"
+            if taken[lang] < HINTS_PER_CONCEPT and word not in words[lang]:
+                words[lang].append(word)
+                taken[lang] += 1
+    return {lang: ",".join(found) for lang, found in words.items()}
+
+
+def twiml(response: VoiceResponse) -> Response:
+    return Response(content=response.to_xml(), media_type="application/xml")
