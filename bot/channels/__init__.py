@@ -1,7 +1,8 @@
 """Channel adapters: one package each (its inbound side and its sender), translating a
 provider's wire format to the engine's `Inbound` and its `Reply`s back. Each has
 `mount(app, settings) -> Mounted`; a channel whose settings are missing is switched off and says
-why (listed at start-up)."""
+why (listed at start-up). Each also has ``senders(settings) -> OutboxSenders`` when it sends from
+the outbox: `senders_for` gathers them for the worker."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import importlib
 
 from fastapi import FastAPI
 
-from bot.channels.base import Mounted
+from bot.channels.base import Mounted, OutboxSenders, Sender
 from config.settings import Settings
 
 # The channels by name, in the order they are listed at start-up, and their packages.
@@ -33,3 +34,24 @@ def mount_channels(app: FastAPI, settings: Settings) -> list[Mounted]:
             continue
         mounted.append(module.mount(app, settings))
     return mounted
+
+
+def _outbox_senders(settings: Settings) -> list[OutboxSenders]:
+    found = []
+    for package in CHANNELS.values():
+        offer = getattr(importlib.import_module(package), "senders", None)
+        if offer is not None:
+            found.append(offer(settings))
+    return found
+
+
+def senders_for(settings: Settings) -> dict[str, Sender]:
+    """The senders of the configured channels, by outbox channel (none for one that is off)."""
+    return {channel: s for offer in _outbox_senders(settings) for channel, s in offer.on.items()}
+
+
+def missing_senders(settings: Settings) -> dict[str, str]:
+    """The outbox channels without a sender and the settings that would give them one."""
+    return {
+        channel: why for offer in _outbox_senders(settings) for channel, why in offer.off.items()
+    }

@@ -7,7 +7,35 @@ default thread pool: a turn holds Python's interpreter lock except while it wait
 database, so 40 threads at once mostly pass that lock around (and wait for pooled connections);
 a webhook then queues for a thread instead, which costs less CPU per message
 (benchmarks/webhook_bench.py). The console keeps the default pool, so a long report does not
-hold up a turn."""
+hold up a turn.
+
+The outbox's senders
+--------------------
+Each channel package offers its senders (``senders(settings)``: an ``OutboxSenders``); the
+registry in bot/channels/__init__.py collects them for the worker (bot/runtime/worker.py). A
+sender may also have ``after_sent(session, item, outcome)``, called in the transaction that
+marks the item sent (where a message went, so its status callbacks or later edits find it), and
+``upkeep(session, catalogs=..., language=...)``, called every few seconds.
+
+Idempotency, honestly
+---------------------
+Every outbox item has an idempotency key, unique in the outbox (``{case}:{kind}:{channel}:
+{address}`` for the engine's notifications, ``reply:{channel}:{MessageSid}:{part}`` for replies),
+so nothing is queued twice. Delivery to the provider is
+*at least once*: the worker marks an item sent only after the provider accepted it, in a second
+short transaction. If the worker dies between the provider's answer and that commit, or a
+request times out after the provider took it, the item is sent again: **at most one duplicate per
+such crash or timeout**, never a lost notification. No provider we use gives exactly once:
+
+- Twilio (SMS, WhatsApp, calls): we send the key in the ``I-Twilio-Idempotency-Token`` header of
+  every create, which Twilio documents only for the webhooks it sends us
+  (bot/channels/twilio/rest.py). A duplicate emergency *call* is the costliest case: the
+  person's phone rings twice.
+- Telegram Bot API: ``sendMessage`` has no idempotency key at all: at most one duplicate.
+
+Exactly once would need the provider to deduplicate by our key; the fake Twilio API in the tests
+can act so (``honour_idempotency``) to show that the key reaches the provider unchanged.
+"""
 
 from __future__ import annotations
 
@@ -65,6 +93,15 @@ class Sender(Protocol):
 
 
 @dataclass
+class OutboxSenders:
+    """What a channel package sends from the outbox: a sender for each outbox channel it
+    serves (``on``), and for each it would serve but cannot now, the settings it lacks (``off``)."""
+
+    on: dict[str, Sender] = field(default_factory=dict)
+    off: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
 class Mounted:
     """A channel after `mount`: on or off (and why), and what it needs at start and stop."""
 
@@ -73,7 +110,6 @@ class Mounted:
     why: str = ""  # when off: the setting that is missing
     on_startup: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     on_shutdown: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-    senders: dict[str, Sender] = field(default_factory=dict)  # outbox channel -> its sender
     # Called in the transaction that filed cases (e.g. post them to volunteers on Telegram).
     on_filed: list[FiledHook] = field(default_factory=list)
 

@@ -29,7 +29,7 @@ def poll_command(
     Replies Telegram did not take and new-case posts wait in the outbox: run the outbox worker
     as well (`hotline serve` sends it unless HOTLINE_RUN_WORKER=false).
     """
-    from bot.channels.telegram import poll  # python-telegram-bot: only for this command
+    from bot.channels.telegram.application import poll  # python-telegram-bot: only for this command
 
     settings = current_settings()
     if not settings.telegram_bot_token:

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 import typer
 from sqlalchemy import Engine
 
-from bot.channels.senders import missing_senders, senders_for
+from bot.channels import missing_senders, senders_for
 from bot.cli.common import current_settings, fail
 from bot.conversation.engine import ConversationEngine
 from bot.runtime.periodic import run_all_once, run_periodic

@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.channels import mount_channels
-from bot.channels.base import Conversations, Mounted
+from bot.channels.base import Conversations
 from bot.channels.twilio.outage import Replayer, replay_token, spool_of
 from bot.runtime import nlu as nlu_routes
 from bot.runtime.flock import try_flock
@@ -60,7 +60,7 @@ def create_app(
             for start in channel.on_startup:
                 await start()
         app.state.outbox_worker = None
-        app.state.background = background = BackgroundWork(app, channels, standby_retry_s)
+        app.state.background = background = BackgroundWork(app, standby_retry_s)
         background.start()
         replaying = _start_replayer(app, settings)
         try:
@@ -152,10 +152,9 @@ class BackgroundWork:
 
     LOCK_FILE = "background.lock"
 
-    def __init__(self, app: FastAPI, channels: list[Mounted], retry_s: float = 5.0) -> None:
+    def __init__(self, app: FastAPI, retry_s: float = 5.0) -> None:
         self.app = app
         self.settings: Settings = app.state.settings
-        self.channels = channels
         self.retry_s = retry_s
         self.running = False
         self._lock_fd: int | None = None
@@ -201,7 +200,7 @@ class BackgroundWork:
 
     def _run(self) -> None:
         state = self.app.state
-        state.outbox_worker = start_outbox_worker(self.settings, state.engine, self.channels)
+        state.outbox_worker = start_outbox_worker(self.settings, state.engine)
         self._sweeper = asyncio.create_task(
             sweep_idle_conversations(state.conversations.engine, self._sweep_stop)
         )

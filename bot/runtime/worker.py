@@ -48,8 +48,8 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from bot.channels.base import Mounted, Sender, SendOutcome
-from bot.channels.senders import senders_for
+from bot.channels import senders_for
+from bot.channels.base import Sender, SendOutcome
 from bot.channels.twilio.voice import chain
 from bot.conversation.engine import ConversationEngine
 from config.i18n import Catalogs, get_catalogs
@@ -457,20 +457,16 @@ async def sweep_idle_conversations(
 def start_outbox_worker(
     settings: Settings,
     db_engine: Engine,
-    channels: list[Mounted] | None = None,
     *,
     interval_s: float = 1.0,
 ) -> RunningWorker | None:
     """Start the worker inside the app (``settings.run_worker``; off for multi-server set-ups,
-    where `hotline worker` runs on its own). Senders: the configured providers', and those a
-    channel offers in ``Mounted.senders`` (which take precedence). Call from a running loop."""
+    where `hotline worker` runs on its own), with the configured channels' senders. Call from a
+    running loop."""
     if not settings.run_worker:
         log.info("outbox_worker_off", why="HOTLINE_RUN_WORKER=false: run `hotline worker`")
         return None
-    senders: dict[str, Sender] = dict(senders_for(settings))
-    for channel in channels or []:
-        senders.update(channel.senders)
-    worker = OutboxWorker(db_engine, senders, language=settings.default_language)
+    worker = OutboxWorker(db_engine, senders_for(settings), language=settings.default_language)
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop, interval_s=interval_s), name="outbox-worker")
     return RunningWorker(worker, task, stop)

@@ -1,7 +1,7 @@
 """A fake Twilio REST API: a real HTTP server on 127.0.0.1 that the real `twilio` client talks to.
 
 Point the app at it with ``HOTLINE_TWILIO_API_URL`` (``Settings(twilio_api_url=fake.url)``); the
-client in bot/channels/senders.py rewrites ``https://api.twilio.com`` (and any ``*.twilio.com``)
+client in bot/channels/twilio/rest.py rewrites ``https://api.twilio.com`` (and any ``*.twilio.com``)
 to that base, so paths arrive as Twilio's: ``/2010-04-01/Accounts/{sid}/Messages.json``.
 
 Usage::

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from telegram import Update
 from telegram.ext import ContextTypes
 
-from bot.channels.telegram import (
+from bot.channels.telegram.common import (
     Hotline,
     deliver,
     first_delivery,

@@ -19,7 +19,7 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.channels.telegram import CHANNEL
+from bot.channels.telegram.common import CHANNEL
 from config.categories import CategoryConfig
 from config.i18n import Catalogs
 from config.settings import Settings

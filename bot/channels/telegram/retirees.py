@@ -18,7 +18,7 @@ from telegram import Bot, KeyboardButton, ReplyKeyboardMarkup, ReplyKeyboardRemo
 from telegram import Message as TgMessage
 from telegram.ext import ContextTypes
 
-from bot.channels.telegram import (
+from bot.channels.telegram.common import (
     CHANNEL,
     Hotline,
     answer_quietly,

@@ -19,7 +19,7 @@ from telegram import Bot, Update
 from telegram.error import BadRequest, Forbidden, TelegramError
 from telegram.ext import ContextTypes
 
-from bot.channels.telegram import (
+from bot.channels.telegram.common import (
     CHANNEL,
     Hotline,
     answer_quietly,

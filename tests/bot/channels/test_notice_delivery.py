@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
-from bot.channels.senders import IDEMPOTENCY_HEADER, senders_for
+from bot.channels import senders_for
+from bot.channels.twilio.rest import IDEMPOTENCY_HEADER
 from bot.conversation.engine import ConversationEngine
 from bot.conversation.messages import Inbound
 from bot.runtime.worker import OutboxWorker

@@ -22,8 +22,9 @@ import httpx
 import pytest
 from sqlalchemy import Engine, func, select
 
-from bot.channels.senders import TwilioSender, senders_for
+from bot.channels import senders_for
 from bot.channels.twilio import messaging as twilio_messaging
+from bot.channels.twilio.voice.sender import CallSender
 from bot.conversation.follow_up_answers import parse_button
 from bot.runtime.app import create_app
 from bot.runtime.periodic import run_all_once
@@ -451,7 +452,7 @@ def test_the_follow_up_webhook_is_signed_and_answers_only_the_number_called(
 def test_without_a_public_url_the_call_only_asks(db_url: str, tmp_path: Path) -> None:
     with FakeTwilio() as twilio:
         settings = voice.settings_for(db_url, tmp_path, twilio_api_url=twilio.url, public_url="")
-        sender = TwilioSender(settings)
+        sender = CallSender(settings)
         payload = {"kind": "follow_up", "follow_up": 5, "text": "请按1", "language": "zh"}
 
         async def send() -> None:

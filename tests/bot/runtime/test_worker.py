@@ -24,8 +24,9 @@ from sqlalchemy.orm import Session
 from structlog.testing import capture_logs
 from typer.testing import CliRunner
 
+from bot.channels import senders_for
 from bot.channels.base import SendOutcome
-from bot.channels.senders import IDEMPOTENCY_HEADER, senders_for
+from bot.channels.twilio.rest import IDEMPOTENCY_HEADER
 from bot.channels.twilio.voice import chain
 from bot.conversation.notify import alert_emergency
 from bot.runtime.worker import OutboxWorker, mask, start_outbox_worker

@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from bot.channels.base import Mounted
+    from bot.channels.base import Mounted, OutboxSenders
     from config.settings import Settings
 
 
@@ -69,3 +69,14 @@ def mount(app: FastAPI, settings: Settings) -> Mounted:
     from bot.channels.twilio.voice.routes import mount as mount_routes
 
     return mount_routes(app, settings)
+
+
+def senders(settings: Settings) -> OutboxSenders:
+    """The outbox's calls (alert calls, follow-up calls, notices) go out with the Twilio account."""
+    from bot.channels.base import OutboxSenders
+    from bot.channels.twilio import ACCOUNT_SETTINGS
+    from bot.channels.twilio.voice.sender import CallSender
+
+    if not settings.twilio_enabled:
+        return OutboxSenders(off={"voice": ACCOUNT_SETTINGS})
+    return OutboxSenders(on={"voice": CallSender(settings)})

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from twilio.twiml.voice_response import VoiceResponse
 
 from bot.channels.base import Conversations, Mounted, conversations
+from bot.channels.twilio import why_off
 from bot.channels.twilio.outage import CALL, WEBHOOK, TwilioRoute, WhenDown, when_down
 from bot.channels.twilio.signature import FORM_STATE, verified_form
 from bot.channels.twilio.voice import chain, records
@@ -48,15 +49,9 @@ Talk = Annotated[Conversations, Depends(conversations)]
 
 
 def mount(app: FastAPI, settings: Settings) -> Mounted:
-    if not settings.twilio_enabled:
-        why = (
-            "no HOTLINE_TWILIO_ACCOUNT_SID, HOTLINE_TWILIO_AUTH_TOKEN or HOTLINE_TWILIO_FROM_NUMBER"
-        )
+    why = why_off(settings)
+    if why:
         return Mounted("twilio_voice", enabled=False, why=why)
-    if not settings.public_url:
-        return Mounted(
-            "twilio_voice", enabled=False, why="no HOTLINE_PUBLIC_URL (Twilio signs against it)"
-        )
     line = VoiceLine(
         settings,
         load_catalogs(settings.config_dir / "messages"),

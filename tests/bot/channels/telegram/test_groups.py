@@ -16,9 +16,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import Engine, select
 
-from bot.channels.senders import TelegramSender
 from bot.channels.telegram import new_case_announcer
 from bot.channels.telegram.posts import post_new_case
+from bot.channels.telegram.sender import TelegramSender
 from bot.conversation.engine import ConversationEngine
 from bot.conversation.messages import Inbound
 from bot.runtime.periodic import default_jobs, run_all_once

@@ -19,11 +19,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.exc import OperationalError
 
-from bot.channels import telegram as telegram_channel
-from bot.channels.senders import TelegramSender
-from bot.channels.telegram import buttons, poll
+from bot.channels.telegram import application as telegram_application
+from bot.channels.telegram import common as telegram_channel
+from bot.channels.telegram.application import poll
+from bot.channels.telegram.common import buttons
 from bot.channels.telegram.posts import announce_new_cases, post_new_case
 from bot.channels.telegram.retirees import telegram_phone
+from bot.channels.telegram.sender import TelegramSender
 from bot.channels.telegram.staff import keep_posts_up, record_sent
 from bot.conversation.messages import Choice
 from bot.runtime.app import create_app
@@ -279,7 +281,7 @@ def test_the_app_starts_while_telegram_is_unreachable(
     fake: FakeTelegramApi,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(telegram_channel, "_RETRY_STARTUP_S", 0.2)
+    monkeypatch.setattr(telegram_application, "_RETRY_STARTUP_S", 0.2)
     fake.fail("getMe", error_code=502, description="Bad Gateway")
     fake.fail("setWebhook", error_code=502, description="Bad Gateway")
     with running_app(db_url, engine, trained_nlu_dir, tmp_path, fake) as base:

@@ -23,15 +23,8 @@ from sqlalchemy import text as sql
 from twilio.request_validator import RequestValidator
 
 from bot.channels.twilio import messaging as twilio_messaging
-from bot.channels.twilio.messaging import (
-    INBOUND_PATH,
-    STATUS_PATH,
-    record_sent,
-    record_status,
-    split_body,
-    status_rank,
-    typed_number,
-)
+from bot.channels.twilio.messaging import INBOUND_PATH, STATUS_PATH, split_body, typed_number
+from bot.channels.twilio.messaging.delivery import record_sent, record_status, status_rank
 from bot.runtime.app import create_app
 from config.settings import Settings
 from storage.db import transaction

@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from bot.channels.senders import senders_for
+from bot.channels import senders_for
 from bot.channels.twilio.voice import chain
 from bot.runtime.app import create_app
 from bot.runtime.worker import OutboxWorker

@@ -11,22 +11,15 @@ from xml.etree import ElementTree
 
 import pytest
 
-from bot.channels.senders import (
-    IDEMPOTENCY_HEADER,
-    TelegramSender,
-    TwilioSender,
-    inline_keyboard,
-    missing_senders,
-    rewrite_twilio_url,
-    senders_for,
-)
+from bot.channels.twilio.messaging.sender import MessagingSender
+from bot.channels.twilio.rest import IDEMPOTENCY_HEADER, rewrite_twilio_url
+from bot.channels.twilio.voice.sender import CallSender
 from config.settings import Settings
-from tests.fakes.telegram_api import FakeTelegramApi
+from tests.bot.channels.sending import TO, send
 from tests.fakes.twilio_rest import FakeTwilio, TwilioReply
 
 SID = "AC" + "0" * 32
 FROM = "+15005550006"
-TO = "+8613800000001"
 
 
 def twilio_settings(url: str, **overrides: Any) -> Settings:
@@ -47,21 +40,6 @@ def twilio() -> Iterator[FakeTwilio]:
         yield fake
 
 
-@pytest.fixture
-def telegram() -> Iterator[FakeTelegramApi]:
-    with FakeTelegramApi(token="123:ABC") as fake:
-        yield fake
-
-
-async def send(sender: Any, channel: str, address: str = TO, **payload: Any):
-    payload.setdefault("text", "您好，测试")
-    payload.setdefault("kind", "emergency_alert")
-    try:
-        return await sender.send(channel, address, payload, f"K-1:{channel}")
-    finally:
-        await sender.aclose()
-
-
 # -- Twilio -------------------------------------------------------------------------------------
 
 
@@ -80,7 +58,7 @@ def test_rewrite_twilio_url() -> None:
 
 @pytest.mark.asyncio
 async def test_sms_goes_through_the_messages_api(twilio: FakeTwilio) -> None:
-    outcome = await send(TwilioSender(twilio_settings(twilio.url)), "sms")
+    outcome = await send(MessagingSender(twilio_settings(twilio.url)), "sms")
     assert outcome.sent and outcome.provider_id == twilio.messages[0]["sid"]
     (request,) = twilio.creates("Messages")
     assert request.path == f"/2010-04-01/Accounts/{SID}/Messages.json"
@@ -92,7 +70,7 @@ async def test_sms_goes_through_the_messages_api(twilio: FakeTwilio) -> None:
 @pytest.mark.asyncio
 async def test_status_callback_when_the_public_url_is_known(twilio: FakeTwilio) -> None:
     settings = twilio_settings(twilio.url, public_url="https://hotline.example.org/")
-    assert (await send(TwilioSender(settings), "sms")).sent
+    assert (await send(MessagingSender(settings), "sms")).sent
     assert twilio.creates()[0].form["StatusCallback"] == (
         "https://hotline.example.org/twilio/messaging/status"
     )
@@ -101,7 +79,7 @@ async def test_status_callback_when_the_public_url_is_known(twilio: FakeTwilio) 
 @pytest.mark.asyncio
 async def test_whatsapp_uses_whatsapp_addresses(twilio: FakeTwilio) -> None:
     settings = twilio_settings(twilio.url, twilio_whatsapp_from="+15005550007")
-    assert (await send(TwilioSender(settings), "whatsapp", "whatsapp:+8613800000002")).sent
+    assert (await send(MessagingSender(settings), "whatsapp", "whatsapp:+8613800000002")).sent
     form = twilio.creates()[0].form
     assert form["To"] == "whatsapp:+8613800000002"
     assert form["From"] == "whatsapp:+15005550007"
@@ -109,7 +87,7 @@ async def test_whatsapp_uses_whatsapp_addresses(twilio: FakeTwilio) -> None:
 
 @pytest.mark.asyncio
 async def test_whatsapp_without_a_sender_number_waits(twilio: FakeTwilio) -> None:
-    outcome = await send(TwilioSender(twilio_settings(twilio.url)), "whatsapp")
+    outcome = await send(MessagingSender(twilio_settings(twilio.url)), "whatsapp")
     assert not outcome.sent and not outcome.permanent
     assert "WHATSAPP_FROM" in outcome.error
     assert twilio.requests == []
@@ -118,7 +96,7 @@ async def test_whatsapp_without_a_sender_number_waits(twilio: FakeTwilio) -> Non
 @pytest.mark.asyncio
 async def test_a_call_says_the_text_twice(twilio: FakeTwilio) -> None:
     settings = twilio_settings(twilio.url)
-    outcome = await send(TwilioSender(settings), "voice", text="紧急：王大爷需要帮助")
+    outcome = await send(CallSender(settings), "voice", text="紧急：王大爷需要帮助")
     assert outcome.sent and outcome.provider_id.startswith("CA")
     (request,) = twilio.creates("Calls")
     assert request.form["To"] == TO and request.form["From"] == FROM
@@ -136,7 +114,7 @@ async def test_an_emergency_alert_call_asks_for_1_and_reports_how_it_ended(
 ) -> None:
     settings = twilio_settings(twilio.url, public_url=public_url)
     alert = {"kind": "emergency_call", "order": 1, "chain": [], "prompt": "要接手请按1。"}
-    outcome = await send(TwilioSender(settings), "voice", text="紧急：王大爷需要帮助", **alert)
+    outcome = await send(CallSender(settings), "voice", text="紧急：王大爷需要帮助", **alert)
     assert outcome.sent
     (request,) = twilio.creates("Calls")
     doc = ElementTree.fromstring(request.form["Twiml"])
@@ -157,7 +135,7 @@ async def test_an_emergency_alert_call_asks_for_1_and_reports_how_it_ended(
 
 @pytest.mark.asyncio
 async def test_an_english_call_uses_the_english_voice(twilio: FakeTwilio) -> None:
-    await send(TwilioSender(twilio_settings(twilio.url)), "voice", text="Help", language="en")
+    await send(CallSender(twilio_settings(twilio.url)), "voice", text="Help", language="en")
     says = ElementTree.fromstring(twilio.creates()[0].form["Twiml"]).findall("Say")
     assert says[0].get("voice") == "Polly.Joanna" and says[0].get("language") == "en-US"
 
@@ -166,7 +144,7 @@ async def test_an_english_call_uses_the_english_voice(twilio: FakeTwilio) -> Non
 @pytest.mark.parametrize("status", [500, 502, 503])
 async def test_server_errors_are_retried(twilio: FakeTwilio, status: int) -> None:
     twilio.script(TwilioReply.server_error(status))
-    outcome = await send(TwilioSender(twilio_settings(twilio.url)), "sms")
+    outcome = await send(MessagingSender(twilio_settings(twilio.url)), "sms")
     assert not outcome.sent and not outcome.permanent
     assert outcome.error.startswith(f"twilio {status}")
     assert twilio.messages == []
@@ -175,7 +153,7 @@ async def test_server_errors_are_retried(twilio: FakeTwilio, status: int) -> Non
 @pytest.mark.asyncio
 async def test_429_is_retried_after_the_retry_after_header(twilio: FakeTwilio) -> None:
     twilio.script(TwilioReply.rate_limited(retry_after=7))
-    outcome = await send(TwilioSender(twilio_settings(twilio.url)), "sms")
+    outcome = await send(MessagingSender(twilio_settings(twilio.url)), "sms")
     assert not outcome.sent and not outcome.permanent
     assert outcome.retry_after_s == 7
     assert "429" in outcome.error
@@ -184,7 +162,7 @@ async def test_429_is_retried_after_the_retry_after_header(twilio: FakeTwilio) -
 @pytest.mark.asyncio
 async def test_429_without_retry_after(twilio: FakeTwilio) -> None:
     twilio.script(TwilioReply.rate_limited(retry_after=None))
-    outcome = await send(TwilioSender(twilio_settings(twilio.url)), "sms")
+    outcome = await send(MessagingSender(twilio_settings(twilio.url)), "sms")
     assert not outcome.permanent and outcome.retry_after_s is None
 
 
@@ -199,7 +177,7 @@ async def test_429_without_retry_after(twilio: FakeTwilio) -> None:
 )
 async def test_refused_numbers_fail_for_good(twilio: FakeTwilio, reply: TwilioReply, code: int):
     twilio.script(reply)
-    outcome = await send(TwilioSender(twilio_settings(twilio.url)), "sms")
+    outcome = await send(MessagingSender(twilio_settings(twilio.url)), "sms")
     assert not outcome.sent and outcome.permanent
     assert f"code {code}" in outcome.error
 
@@ -207,14 +185,14 @@ async def test_refused_numbers_fail_for_good(twilio: FakeTwilio, reply: TwilioRe
 @pytest.mark.asyncio
 async def test_bad_credentials_are_retried(twilio: FakeTwilio) -> None:
     twilio.script(TwilioReply.error(401, 20003, "Authenticate"))
-    outcome = await send(TwilioSender(twilio_settings(twilio.url)), "sms")
+    outcome = await send(MessagingSender(twilio_settings(twilio.url)), "sms")
     assert not outcome.permanent
 
 
 @pytest.mark.asyncio
 async def test_a_timeout_is_retried(twilio: FakeTwilio) -> None:
     twilio.script(TwilioReply.hang(2))
-    sender = TwilioSender(twilio_settings(twilio.url), timeout_s=0.3)
+    sender = MessagingSender(twilio_settings(twilio.url), timeout_s=0.3)
     outcome = await send(sender, "sms")
     assert not outcome.sent and not outcome.permanent
     assert "no answer" in outcome.error
@@ -225,7 +203,7 @@ async def test_a_connection_failure_is_retried() -> None:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    outcome = await send(TwilioSender(twilio_settings(f"http://127.0.0.1:{port}")), "sms")
+    outcome = await send(MessagingSender(twilio_settings(f"http://127.0.0.1:{port}")), "sms")
     assert not outcome.sent and not outcome.permanent
     assert "connection" in outcome.error
 
@@ -234,7 +212,7 @@ async def test_a_connection_failure_is_retried() -> None:
 async def test_concurrent_sends_keep_their_own_tokens(twilio: FakeTwilio) -> None:
     import asyncio
 
-    sender = TwilioSender(twilio_settings(twilio.url))
+    sender = MessagingSender(twilio_settings(twilio.url))
     try:
         outcomes = await asyncio.gather(
             *(
@@ -247,120 +225,3 @@ async def test_concurrent_sends_keep_their_own_tokens(twilio: FakeTwilio) -> Non
     assert all(o.sent for o in outcomes)
     pairs = {(r.form["To"][-2:], r.header(IDEMPOTENCY_HEADER)) for r in twilio.creates()}
     assert pairs == {(f"{n:02d}", f"key-{n}") for n in range(12)}
-
-
-# -- Telegram -----------------------------------------------------------------------------------
-
-
-def telegram_settings(url: str) -> Settings:
-    return Settings(telegram_bot_token="123:ABC", telegram_api_url=url, _env_file=None)
-
-
-@pytest.mark.asyncio
-async def test_telegram_message(telegram: FakeTelegramApi) -> None:
-    outcome = await send(TelegramSender(telegram_settings(telegram.url)), "telegram", "7")
-    assert outcome.sent and outcome.provider_id == "7:1"
-    (call,) = telegram.calls_to("sendMessage")
-    assert call["chat_id"] == 7 and call["text"] == "您好，测试"
-    assert "reply_markup" not in call
-
-
-@pytest.mark.asyncio
-async def test_telegram_choices_become_buttons(telegram: FakeTelegramApi) -> None:
-    choices = [["yes", "是"], ["no", "不是"], ["x" * 65, "too long"], ["长" * 21, "63 bytes"]]
-    sender = TelegramSender(telegram_settings(telegram.url))
-    assert (await send(sender, "telegram", "7", choices=choices)).sent
-    markup = telegram.calls_to("sendMessage")[0]["reply_markup"]
-    assert markup["inline_keyboard"] == [
-        [{"text": "是", "callback_data": "yes"}],
-        [{"text": "不是", "callback_data": "no"}],
-        [{"text": "63 bytes", "callback_data": "长" * 21}],
-    ]
-
-
-@pytest.mark.asyncio
-async def test_telegram_edits_a_post_and_an_edit_made_already_is_done(
-    telegram: FakeTelegramApi,
-) -> None:
-    """An "edit_post" item edits the message (its buttons go); an edit that changes nothing
-    (the post says so already) is done, not an error; one of a message gone fails for good."""
-    sender = TelegramSender(telegram_settings(telegram.url))
-    assert (await send(sender, "telegram", "7", choices=[["claim:1", "认领"]])).sent
-    edit = {"kind": "edit_post", "case": "2026-000001", "message_id": 1, "text": "已由张三认领"}
-    for _ in range(2):  # the second: "message is not modified"
-        outcome = await sender.send("telegram", "7", edit, "edit_post:7:1")
-        assert outcome.sent and outcome.provider_id is None, outcome.error
-    assert telegram.messages[(7, 1)]["text"] == "已由张三认领"
-    assert "reply_markup" not in telegram.messages[(7, 1)]
-    gone = await sender.send("telegram", "7", {**edit, "message_id": 99}, "edit_post:7:99")
-    assert not gone.sent and gone.permanent and "not found" in gone.error
-    await sender.aclose()
-
-
-def test_inline_keyboard_of_nothing() -> None:
-    assert inline_keyboard([]) is None
-    assert inline_keyboard([["x" * 70, "long"]]) is None
-
-
-@pytest.mark.asyncio
-@pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")  # inside PTB
-async def test_telegram_flood_control_is_retried_after_its_delay(
-    telegram: FakeTelegramApi,
-) -> None:
-    telegram.fail("sendMessage", error_code=429, description="Too Many Requests", retry_after=9)
-    outcome = await send(TelegramSender(telegram_settings(telegram.url)), "telegram", "7")
-    assert not outcome.sent and not outcome.permanent
-    assert outcome.retry_after_s == 9
-
-
-@pytest.mark.asyncio
-@pytest.mark.parametrize(
-    "code, description",
-    [
-        (403, "Forbidden: bot was blocked by the user"),
-        (400, "Bad Request: chat not found"),
-    ],
-)
-async def test_telegram_blocked_or_unknown_chat_fails_for_good(
-    telegram: FakeTelegramApi, code: int, description: str
-) -> None:
-    telegram.fail("sendMessage", error_code=code, description=description)
-    outcome = await send(TelegramSender(telegram_settings(telegram.url)), "telegram", "7")
-    assert not outcome.sent and outcome.permanent
-    assert description.split(": ", 1)[1].lower() in outcome.error.lower()
-
-
-@pytest.mark.asyncio
-async def test_telegram_server_error_is_retried(telegram: FakeTelegramApi) -> None:
-    telegram.fail("sendMessage", error_code=502, description="Bad Gateway")
-    outcome = await send(TelegramSender(telegram_settings(telegram.url)), "telegram", "7")
-    assert not outcome.sent and not outcome.permanent
-
-
-@pytest.mark.asyncio
-async def test_telegram_unreachable_is_retried() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    sender = TelegramSender(telegram_settings(f"http://127.0.0.1:{port}"))
-    outcome = await send(sender, "telegram", "7")
-    assert not outcome.sent and not outcome.permanent
-
-
-# -- which senders ------------------------------------------------------------------------------
-
-
-def test_senders_for_only_the_configured_providers() -> None:
-    assert senders_for(Settings(_env_file=None)) == {}
-    twilio_only = senders_for(twilio_settings("http://x"))
-    assert sorted(twilio_only) == ["sms", "voice"]
-    assert isinstance(twilio_only["sms"], TwilioSender)
-    everything = senders_for(
-        twilio_settings(
-            "http://x", twilio_whatsapp_from="whatsapp:+15005550007", telegram_bot_token="1:A"
-        )
-    )
-    assert sorted(everything) == ["sms", "telegram", "voice", "whatsapp"]
-    assert everything["sms"] is everything["whatsapp"]  # one client, one connection pool
-    assert isinstance(everything["telegram"], TelegramSender)
-    assert sorted(missing_senders(twilio_settings("http://x"))) == ["telegram", "whatsapp"]
