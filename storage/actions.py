@@ -24,7 +24,6 @@ from sqlalchemy import (
     column,
     exists,
     func,
-    insert,
     literal,
     select,
     update,
@@ -35,7 +34,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from config.categories import CategoryConfig, get_categories
 from config.i18n import get_catalogs
 from config.settings import get_settings
-from storage import follow_ups, staff_alerts
+from storage import follow_ups, staff_alerts, timeline
 from storage.deadlines import CalendarNotCovered, deadline_after
 from storage.errors import (
     CaseConflict,
@@ -152,34 +151,6 @@ def _require_text(value: str, message: str) -> None:
         raise InvalidCaseInput(message)
 
 
-def _event(
-    session: Session,
-    case: Case,
-    action: str,
-    actor: Actor,
-    *,
-    from_status: CaseStatus | None,
-    now: datetime,
-    reason: str = "",
-    note: str = "",
-    data: dict[str, Any] | None = None,
-) -> CaseEvent:
-    event = CaseEvent(
-        case_id=case.id,
-        at=now,
-        actor_id=actor.staff.id if actor.staff is not None else None,
-        actor_label=actor.label,
-        action=action,
-        from_status=from_status.value if from_status is not None else None,
-        to_status=case.status.value,
-        reason=reason,
-        note=note,
-        data=data or {},
-    )
-    session.add(event)
-    return event
-
-
 def _flush(session: Session, case: Case) -> None:
     """Write the change; the version check turns a concurrent change into CaseConflict."""
     number = case.number  # read now: a failed flush expires the object
@@ -284,7 +255,7 @@ def file_case(
         data["priority_raised_by"] = raised_by
     if problems:
         data["deadline_problems"] = problems
-    _event(session, case, "file", actor, from_status=None, now=now, data=data)
+    timeline.record(session, case, "file", actor=actor, from_status=None, now=now, data=data)
     log.info("case_filed", case=case.number, category=category, priority=priority, unit=queue.code)
     return case
 
@@ -311,7 +282,7 @@ def _apply_claim(session: Session, case: Case, actor: Actor, staff: Staff, now: 
     case.updated_at = now
     _take_first_contact(case, staff)
     _flush(session, case)
-    _event(session, case, "claim", actor, from_status=OPEN, now=now)
+    timeline.record(session, case, "claim", actor=actor, from_status=OPEN, now=now)
     tell_claimed(session, case, staff, now=now)
     _stand_down_alerts(session, case, "claim", staff.name, now)
     return case
@@ -386,7 +357,7 @@ def _one_statement_claim(by_category: bool, takes_ownership: bool) -> Any:
     event, returning the claimed case as an ORM object and the facts storage.notices needs to
     tell the retiree (saving the claim a round trip), and whether alert calls of the case
     wait to be placed (_stand_down_alerts)."""
-    cases, events = Case.__table__, CaseEvent.__table__
+    cases = Case.__table__
     now = bindparam("now", type_=UTCDateTime())
     staff_id = bindparam("staff_id", type_=Integer())
     conditions = [Case.status == OPEN, Case.unit_id.in_(bindparam("unit_ids", expanding=True))]
@@ -417,36 +388,20 @@ def _one_statement_claim(by_category: bool, takes_ownership: bool) -> Any:
         .returning(*cases.c)
         .cte("claimed")
     )
-    event = (
-        insert(events)
-        .from_select(
-            [
-                "case_id",
-                "at",
-                "actor_id",
-                "actor_label",
-                "action",
-                "from_status",
-                "to_status",
-                "reason",
-                "note",
-                "data",
-            ],
-            select(
-                claimed.c.id,
-                now,
-                staff_id,
-                bindparam("actor_label", type_=String()),
-                literal("claim"),
-                literal(OPEN.value),
-                literal(CLAIMED.value),
-                literal(""),
-                literal(""),
-                literal({}, events.c.data.type),
-            ),
+    event = timeline.insert_from(
+        select(
+            claimed.c.id,
+            now,
+            staff_id,
+            bindparam("actor_label", type_=String()),
+            literal("claim"),
+            literal(OPEN.value),
+            literal(CLAIMED.value),
+            literal(""),
+            literal(""),
+            literal({}, CaseEvent.__table__.c.data.type),
         )
-        .cte("claim_event")
-    )
+    ).cte("claim_event")
     facts = fact_columns(
         case_id=claimed.c.id,
         retiree_id=claimed.c.retiree_id,
@@ -488,11 +443,11 @@ def release(
     case.assignee_id = None
     case.updated_at = now
     _flush(session, case)
-    _event(
+    timeline.record(
         session,
         case,
         "release",
-        actor,
+        actor=actor,
         from_status=CLAIMED,
         now=now,
         reason=reason,
@@ -540,11 +495,11 @@ def transfer(
         case.assignee_id = None
     case.updated_at = now
     _flush(session, case)
-    _event(
+    timeline.record(
         session,
         case,
         "transfer",
-        actor,
+        actor=actor,
         from_status=before,
         now=now,
         reason=reason,
@@ -584,11 +539,11 @@ def escalate(
     case.updated_at = now
     _flush(session, case)
     session.refresh(case, ["unit"])
-    _event(
+    timeline.record(
         session,
         case,
         "escalate",
-        actor,
+        actor=actor,
         from_status=OPEN,
         now=now,
         reason=reason,
@@ -616,7 +571,9 @@ def add_note(
     if actor.staff is not None and actor.staff.id != case.assignee_id:
         _require_scope(session, actor, case, "add a note to", _categories(categories))
     now = now or utcnow()
-    return _event(session, case, "note", actor, from_status=case.status, now=now, note=note)
+    return timeline.record(
+        session, case, "note", actor=actor, from_status=case.status, now=now, note=note
+    )
 
 
 def resolve(
@@ -638,7 +595,9 @@ def resolve(
     case.resolved_at = now
     case.updated_at = now
     _flush(session, case)
-    _event(session, case, "resolve", actor, from_status=CLAIMED, now=now, note=outcome)
+    timeline.record(
+        session, case, "resolve", actor=actor, from_status=CLAIMED, now=now, note=outcome
+    )
     tell_resolved(session, case, now=now)
     if follow_ups.wanted(case):
         follow_ups.start(session, case, now=now)
@@ -661,7 +620,7 @@ def close(
     case.closed_at = now
     case.updated_at = now
     _flush(session, case)
-    _event(session, case, "close", actor, from_status=RESOLVED, now=now, note=note)
+    timeline.record(session, case, "close", actor=actor, from_status=RESOLVED, now=now, note=note)
     return case
 
 
@@ -690,7 +649,9 @@ def reopen(
     case.closed_at = None
     case.updated_at = now
     _flush(session, case)
-    _event(session, case, "reopen", actor, from_status=before, now=now, reason=reason)
+    timeline.record(
+        session, case, "reopen", actor=actor, from_status=before, now=now, reason=reason
+    )
     follow_ups.cancel_open(session, case)
     return case
 
@@ -713,7 +674,9 @@ def cancel(
     case.cancelled_at = now
     case.updated_at = now
     _flush(session, case)
-    _event(session, case, "cancel", actor, from_status=before, now=now, reason=reason)
+    timeline.record(
+        session, case, "cancel", actor=actor, from_status=before, now=now, reason=reason
+    )
     follow_ups.cancel_open(session, case)  # none is open for a case not resolved: defensive
     _stand_down_alerts(session, case, "cancel", "", now)
     return case
@@ -741,7 +704,9 @@ def _stand_down_alerts(session: Session, case: Case, why: str, who: str, now: da
         notes.append(catalogs.text("staff_alerts.messages_withheld", lang, count=len(withheld)))
     actor = Actor.system(staff_alerts.CHAIN_LABEL)
     for note in notes:
-        _event(session, case, "note", actor, from_status=case.status, now=now, note=note)
+        timeline.record(
+            session, case, "note", actor=actor, from_status=case.status, now=now, note=note
+        )
 
 
 def get_case(session: Session, number: str) -> Case:

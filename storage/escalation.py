@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session
 from config.categories import Category, CategoryConfig
 from config.i18n import Catalogs, get_catalogs
 from config.settings import get_settings
-from storage import actions, outbox
+from storage import actions, outbox, timeline
 from storage.deadlines import deadline_after
 from storage.models import (
     Case,
@@ -329,7 +329,7 @@ def remind_unit(
     )
     overdue_s = int((now - case.claim_deadline).total_seconds())
     data = {"unit": unit.id, "told": [s.id for s in staff], "overdue_s": overdue_s, "nth": nth}
-    _event(session, case, NOTIFIED, now, note=note, data=data)
+    timeline.record(session, case, NOTIFIED, now=now, note=note, data=data)
     log.info("case_reminded", case=case.number, unit=unit.code, told=len(staff), nth=nth)
 
 
@@ -431,7 +431,7 @@ def reescalate_emergency(
         "station": station.id if station is not None else None,
         "alerted": [s.id for s in alerted],
     }
-    _event(session, case, REESCALATED, now, note=note, data=data)
+    timeline.record(session, case, REESCALATED, now=now, note=note, data=data)
     log.warning("emergency_reescalated", case=case.number, calls=len(callees), alerted=len(alerted))
 
 
@@ -454,22 +454,3 @@ def duration(length: timedelta, catalogs: Catalogs, lang: str) -> str:
     if minutes < 48 * 60:
         return catalogs.text("escalation.duration.hours", lang, n=minutes // 60)
     return catalogs.text("escalation.duration.days", lang, n=minutes // (24 * 60))
-
-
-def _event(
-    session: Session, case: Case, action: str, now: datetime, *, note: str, data: dict[str, Any]
-) -> None:
-    """A line on the case's timeline; the case itself does not change."""
-    session.add(
-        CaseEvent(
-            case_id=case.id,
-            at=now,
-            actor_id=None,
-            actor_label=SYSTEM.label,
-            action=action,
-            from_status=case.status.value,
-            to_status=case.status.value,
-            note=note,
-            data=data,
-        )
-    )

@@ -44,12 +44,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import Integer, String, bindparam, func, insert, select
+from sqlalchemy import Integer, String, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from config.categories import STAFF_ONLY_CATEGORIES
 from config.i18n import LANGUAGES, Catalogs, get_catalogs
 from config.settings import get_settings
+from storage import timeline
 from storage.db import dialect_insert
 from storage.models import (
     Case,
@@ -230,20 +231,8 @@ def _record_not_told(
     """A line on the case's timeline (in the staff's language): staff then know to call.
     A Core insert: no unit of work to run for it in the claim's hot path."""
     note = catalogs.text(f"notices.not_told.{why.why}", get_settings().default_language)
-    session.execute(
-        insert(CaseEvent.__table__),
-        {
-            "case_id": case.id,
-            "at": now,
-            "actor_id": None,
-            "actor_label": "system",
-            "action": SKIPPED,
-            "from_status": case.status.value,
-            "to_status": case.status.value,
-            "reason": "",
-            "note": note,
-            "data": {"kind": kind, "why": why.why},
-        },
+    timeline.record_now(
+        session, case, SKIPPED, now=now, note=note, data={"kind": kind, "why": why.why}
     )
     log.info("retiree_notice_skipped", case=case.number, kind=kind, why=why.why)
 

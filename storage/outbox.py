@@ -20,8 +20,10 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from config.i18n import DEFAULT_LANGUAGE, Catalogs, get_catalogs
+from storage import timeline
 from storage.db import insert_statement
 from storage.models import Case, OutboxItem, OutboxStatus
+from storage.permissions import Actor
 from storage.types import utcnow
 
 log = structlog.get_logger(__name__)
@@ -292,20 +294,11 @@ def _die(
     session = Session.object_session(item)
     if item.case_id is None or session is None:
         return
-    from storage.actions import add_note  # storage.actions imports much; only needed here
-    from storage.permissions import Actor
-
     case = session.get(Case, item.case_id)
     if case is None:
         return
-    cats = catalogs or get_catalogs()
-    add_note(
-        session,
-        case,
-        Actor.system(WORKER_LABEL),
-        _death_note(item, error, cats, language),
-        now=now,
-    )
+    note = _death_note(item, error, catalogs or get_catalogs(), language)
+    timeline.record(session, case, "note", actor=Actor.system(WORKER_LABEL), note=note, now=now)
 
 
 def _death_note(item: OutboxItem, error: str, catalogs: Catalogs, language: str | None) -> str:

@@ -16,9 +16,9 @@ from sqlalchemy.orm import Session
 from config.categories import CategoryConfig
 from config.i18n import get_catalogs
 from config.settings import get_settings
-from storage import outbox
+from storage import outbox, timeline
 from storage.errors import IllegalTransition, InvalidCaseInput, NotPermitted
-from storage.models import Case, CaseEvent, CaseStatus, OutboxItem, Role
+from storage.models import Case, CaseStatus, OutboxItem, Role
 from storage.notices import NotTold, choose_destination, notice_language, read_facts
 from storage.permissions import Actor, may_see_case
 from storage.types import utcnow
@@ -55,18 +55,7 @@ def reply(
         raise InvalidCaseInput("a reply cannot be empty")
     if len(body) > MAX_LENGTH:
         raise InvalidCaseInput(f"a reply is at most {MAX_LENGTH} characters, this is {len(body)}")
-    session.add(
-        CaseEvent(
-            case_id=case.id,
-            at=now,
-            actor_id=staff.id,
-            actor_label=staff.role.value,
-            action="reply",
-            from_status=case.status.value,
-            to_status=case.status.value,
-            note=body,
-        )
-    )
+    timeline.record(session, case, "reply", now=now, actor=Actor.person(staff), note=body)
     session.flush()
     facts = read_facts(session, case, "reply")
     target = choose_destination(case.channel, case.details or {}, facts)

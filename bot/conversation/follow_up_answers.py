@@ -30,7 +30,7 @@ from bot.conversation.state import DialogueState
 from config.categories import get_categories
 from config.dialogue import get_dialogue
 from config.i18n import get_catalogs
-from storage import follow_ups
+from storage import follow_up_jobs, follow_ups
 from storage.db import dialect_insert, transaction
 from storage.models import Case, ConversationState, Direction, FollowUp, Message
 from storage.outbox import enqueue
@@ -54,12 +54,12 @@ class Answered:
 
 
 def answer_round(session: Session, follow_up: FollowUp, choice: str, *, now: datetime) -> Answered:
-    """Record ``choice`` (1, 2 or 3) as the answer to ``follow_up`` (storage.follow_ups.answer:
+    """Record ``choice`` (1, 2 or 3) as the answer to ``follow_up`` (storage.follow_up_jobs.answer:
     not done or not satisfied reopens the case and tells its owner) and word the reply."""
     case = session.get(Case, follow_up.case_id)
     assert case is not None
     was_open = follow_up.status in follow_ups.OPEN_ROUND
-    follow_ups.answer(session, follow_up, choice, get_categories(), now=now)
+    follow_up_jobs.answer(session, follow_up, choice, get_categories(), now=now)
     given = follow_ups.recorded_answer(follow_up)
     label = given.label if given is not None else "not_open"
     language = follow_ups.language_of(session, case)

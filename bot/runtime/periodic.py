@@ -44,7 +44,7 @@ def default_jobs(settings: Settings | None = None) -> list[PeriodicJob]:
     """The jobs of a deployment. Emergencies are looked at often: one unclaimed for two
     minutes must ring again. A case moved up is posted to its new unit's Telegram group (and
     to whoever may take it now) when the deployment has a Telegram bot."""
-    from storage import escalation, follow_ups
+    from storage import escalation, follow_up_jobs
 
     settings = settings or get_settings()
     on_moved = None
@@ -53,7 +53,7 @@ def default_jobs(settings: Settings | None = None) -> list[PeriodicJob]:
 
         on_moved = new_case_announcer(settings, moved=True)
     return [
-        PeriodicJob("follow_ups", follow_ups.run_due, 60.0),
+        PeriodicJob("follow_ups", follow_up_jobs.run_due, 60.0),
         PeriodicJob("escalation", functools.partial(escalation.run_due, on_moved=on_moved), 15.0),
     ]
 

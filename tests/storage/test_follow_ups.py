@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from config.categories import get_categories
-from storage import actions, follow_ups
+from storage import actions, follow_up_jobs, follow_ups
 from storage.models import (
     Case,
     CaseEvent,
@@ -103,8 +103,8 @@ def test_a_resolution_starts_a_round_asked_two_hours_later(session: Session) -> 
     round_ = current(session, case)  # started by actions.resolve, in its transaction
     assert round_.status == FollowUpStatus.PENDING and round_.round == 1
     assert round_.next_attempt_at == MORNING + timedelta(hours=2)
-    assert follow_ups.run_due(session, MORNING + timedelta(hours=1), CATS) == 0
-    assert follow_ups.run_due(session, MORNING + timedelta(hours=2), CATS) == 1
+    assert follow_up_jobs.run_due(session, MORNING + timedelta(hours=1), CATS) == 0
+    assert follow_up_jobs.run_due(session, MORNING + timedelta(hours=2), CATS) == 1
     assert round_.status == FollowUpStatus.ASKED and round_.attempts == 1
     (item,) = questions(session, case)
     assert item.channel == "sms" and item.address == "+8613911112222"
@@ -133,7 +133,7 @@ def test_no_question_during_the_night(session: Session) -> None:
 
 def test_a_phone_caller_is_asked_by_a_call(session: Session) -> None:
     case = resolved_case(session, channel="phone")
-    follow_ups.run_due(session, MORNING + timedelta(hours=2), CATS)
+    follow_up_jobs.run_due(session, MORNING + timedelta(hours=2), CATS)
     (item,) = questions(session, case)
     assert item.channel == "voice" and item.address == "+8613911112222"
     assert "请按1" in item.payload["text"]
@@ -142,10 +142,10 @@ def test_a_phone_caller_is_asked_by_a_call(session: Session) -> None:
 def test_satisfied_leaves_the_case_resolved(session: Session) -> None:
     case = resolved_case(session)
     round_ = current(session, case)
-    follow_ups.run_due(session, MORNING + timedelta(hours=2), CATS)
+    follow_up_jobs.run_due(session, MORNING + timedelta(hours=2), CATS)
     found = follow_ups.open_round_for(session, "sms", "+8613911112222")
     assert found is not None and found.id == round_.id
-    result = follow_ups.answer(session, found, "1", CATS, now=MORNING + timedelta(hours=3))
+    result = follow_up_jobs.answer(session, found, "1", CATS, now=MORNING + timedelta(hours=3))
     assert result.done and result.satisfied and not result.reopens
     assert round_.status == FollowUpStatus.ANSWERED and round_.done and round_.satisfied
     assert case.status == CaseStatus.RESOLVED
@@ -158,8 +158,8 @@ def test_not_done_or_not_satisfied_reopens_and_tells_the_owner(
 ) -> None:
     case = resolved_case(session)
     round_ = current(session, case)
-    follow_ups.run_due(session, MORNING + timedelta(hours=2), CATS)
-    result = follow_ups.answer(session, round_, choice, CATS, now=MORNING + timedelta(hours=3))
+    follow_up_jobs.run_due(session, MORNING + timedelta(hours=2), CATS)
+    result = follow_up_jobs.answer(session, round_, choice, CATS, now=MORNING + timedelta(hours=3))
     assert result.label == label and result.reopens
     assert case.status == CaseStatus.CLAIMED  # back to its owner
     told = session.scalars(
@@ -170,7 +170,7 @@ def test_not_done_or_not_satisfied_reopens_and_tells_the_owner(
     ).one()
     assert told.address == "+8613700001111" and case.number in told.payload["text"]
     # A second answer to the same round changes nothing.
-    follow_ups.answer(session, round_, "1", CATS, now=MORNING + timedelta(hours=4))
+    follow_up_jobs.answer(session, round_, "1", CATS, now=MORNING + timedelta(hours=4))
     assert round_.satisfied is not True and case.status == CaseStatus.CLAIMED
 
 
@@ -178,12 +178,12 @@ def test_silence_twice_files_a_call_back(session: Session) -> None:
     case = resolved_case(session)
     round_ = current(session, case)
     first = MORNING + timedelta(hours=2)
-    follow_ups.run_due(session, first, CATS)
+    follow_up_jobs.run_due(session, first, CATS)
     second = round_.next_attempt_at
     assert second == first + timedelta(hours=24)
-    follow_ups.run_due(session, second, CATS)
+    follow_up_jobs.run_due(session, second, CATS)
     assert round_.attempts == 2 and len(questions(session, case)) == 2
-    follow_ups.run_due(session, round_.next_attempt_at, CATS)
+    follow_up_jobs.run_due(session, round_.next_attempt_at, CATS)
     assert round_.status == FollowUpStatus.UNANSWERED
     callback = session.get(Case, round_.callback_case_id)
     assert callback is not None and callback.category == "callback" and callback.priority == 2
@@ -198,7 +198,7 @@ def test_reopening_before_an_answer_cancels_the_round(session: Session) -> None:
     session.flush()
     session.refresh(round_)
     assert round_.status == FollowUpStatus.CANCELLED
-    assert follow_ups.run_due(session, MORNING + timedelta(days=3), CATS) == 0
+    assert follow_up_jobs.run_due(session, MORNING + timedelta(days=3), CATS) == 0
 
 
 def test_an_answer_is_one_two_or_three() -> None:
@@ -217,7 +217,7 @@ def test_resolving_again_after_a_reopening_starts_the_next_round(session: Sessio
     assert rounds(session, case) == [(1, FollowUpStatus.CANCELLED)]
     actions.resolve(session, case, staff, outcome="重新买了", now=MORNING + timedelta(hours=5))
     assert rounds(session, case) == [(1, FollowUpStatus.CANCELLED), (2, FollowUpStatus.PENDING)]
-    assert follow_ups.run_due(session, MORNING + timedelta(hours=7), CATS) == 1
+    assert follow_up_jobs.run_due(session, MORNING + timedelta(hours=7), CATS) == 1
     assert [i.idempotency_key for i in questions(session, case)] == [f"{case.number}:follow_up:2:1"]
 
 
@@ -232,7 +232,7 @@ def test_cancelling_a_case_cancels_its_open_round(session: Session) -> None:
     session.flush()
     session.refresh(stray)
     assert stray.status == FollowUpStatus.CANCELLED
-    assert follow_ups.run_due(session, MORNING + timedelta(days=3), CATS) == 0
+    assert follow_up_jobs.run_due(session, MORNING + timedelta(days=3), CATS) == 0
 
 
 def test_a_closed_case_is_still_asked_and_not_done_reopens_it(session: Session) -> None:
@@ -240,9 +240,9 @@ def test_a_closed_case_is_still_asked_and_not_done_reopens_it(session: Session) 
     staff = Actor.person(case.assignee)
     actions.close(session, case, staff, now=MORNING + timedelta(minutes=30))
     round_ = current(session, case)
-    assert follow_ups.run_due(session, MORNING + timedelta(hours=2), CATS) == 1
+    assert follow_up_jobs.run_due(session, MORNING + timedelta(hours=2), CATS) == 1
     assert round_.status == FollowUpStatus.ASKED and len(questions(session, case)) == 1
-    follow_ups.answer(session, round_, "3", CATS, now=MORNING + timedelta(hours=3))
+    follow_up_jobs.answer(session, round_, "3", CATS, now=MORNING + timedelta(hours=3))
     assert case.status == CaseStatus.CLAIMED and case.closed_at is None
     assert timeline(session, case)[-2:] == [
         ("follow_up_answered", "retiree", "回访回答：还没办好"),
@@ -273,7 +273,7 @@ def test_bereavement_gets_no_round(session: Session) -> None:
     actions.claim(session, case, staff, now=MORNING)
     actions.resolve(session, case, staff, outcome="已办理丧事手续", now=MORNING)
     assert rounds(session, case) == []
-    assert follow_ups.run_due(session, MORNING + timedelta(days=2), CATS) == 0
+    assert follow_up_jobs.run_due(session, MORNING + timedelta(days=2), CATS) == 0
 
 
 def test_the_call_back_of_an_unanswered_round_starts_no_round_of_its_own(
@@ -281,9 +281,9 @@ def test_the_call_back_of_an_unanswered_round_starts_no_round_of_its_own(
 ) -> None:
     case = resolved_case(session)
     round_ = current(session, case)
-    follow_ups.run_due(session, MORNING + timedelta(hours=2), CATS)
-    follow_ups.run_due(session, round_.next_attempt_at, CATS)
-    follow_ups.run_due(session, round_.next_attempt_at, CATS)
+    follow_up_jobs.run_due(session, MORNING + timedelta(hours=2), CATS)
+    follow_up_jobs.run_due(session, round_.next_attempt_at, CATS)
+    follow_up_jobs.run_due(session, round_.next_attempt_at, CATS)
     assert round_.status == FollowUpStatus.UNANSWERED
     callback = session.get(Case, round_.callback_case_id)
     assert callback is not None and follow_ups.wanted(callback) is False
@@ -316,8 +316,8 @@ def test_a_round_answered_keeps_its_answer(session: Session) -> None:
     case = resolved_case(session)
     round_ = current(session, case)
     assert follow_ups.recorded_answer(round_) is None
-    follow_ups.run_due(session, MORNING + timedelta(hours=2), CATS)
-    follow_ups.answer(session, round_, "2", CATS, now=MORNING + timedelta(hours=3))
+    follow_up_jobs.run_due(session, MORNING + timedelta(hours=2), CATS)
+    follow_up_jobs.answer(session, round_, "2", CATS, now=MORNING + timedelta(hours=3))
     recorded = follow_ups.recorded_answer(round_)
     assert recorded is not None and recorded.label == "not_satisfied"
     assert follow_ups.language_of(session, case) == "zh"

@@ -24,7 +24,7 @@ from sqlalchemy import Engine
 from bot.channels.twilio.voice.steps import PREFIX
 from bot.conversation.follow_up_answers import Answered, answer_round
 from config.i18n import get_catalogs
-from storage import follow_ups
+from storage import follow_up_jobs, follow_ups
 from storage.db import transaction
 from storage.models import Case, FollowUp
 
@@ -72,7 +72,7 @@ def hear(db: Engine, follow_up_id: int, callee: str, digits: str, *, now: dateti
         case = session.get(Case, follow_up.case_id)
         assert case is not None
         language = follow_ups.language_of(session, case)
-        question = follow_ups.question(get_catalogs(), language, case.number, by_voice=True)
+        question = follow_up_jobs.question(get_catalogs(), language, case.number, by_voice=True)
         answered = None
         if digits in follow_ups.CHOICES:
             answered = answer_round(session, follow_up, digits, now=now)

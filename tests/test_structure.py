@@ -1,0 +1,141 @@
+"""The layout's rules, read from the source: no import circles between our modules, one writer
+of case events. A function-level import counts (it only hides a circle until run time); one
+under ``if TYPE_CHECKING:`` does not."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterable, Iterator, Mapping
+from functools import cache
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("bot", "config", "console", "handlers", "nlu", "storage")
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+@cache
+def modules() -> dict[str, Path]:
+    return {
+        module_name(path): path
+        for package in PACKAGES
+        for path in sorted((ROOT / package).rglob("*.py"))
+        if "migrations" not in path.parts
+    }
+
+
+def _runtime_nodes(tree: ast.AST) -> Iterator[ast.AST]:
+    """Every node, less the bodies of ``if TYPE_CHECKING:``."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            yield from (n for other in node.orelse for n in (other, *_runtime_nodes(other)))
+            continue
+        yield node
+        yield from _runtime_nodes(node)
+
+
+def imports_in(source: str, module: str, known: Iterable[str]) -> frozenset[str]:
+    """The modules of ``known`` that ``source`` (the text of ``module``) imports: ``from a import
+    b`` names the module a.b when there is one, else a."""
+    known = set(known)
+    found: set[str] = set()
+    for node in _runtime_nodes(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                sub = f"{node.module}.{alias.name}"
+                found.add(sub if sub in known else node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return frozenset(name for name in found if name in known and name != module)
+
+
+@cache
+def import_graph() -> dict[str, frozenset[str]]:
+    known = modules()
+    return {
+        module: imports_in(path.read_text(encoding="utf-8"), module, known)
+        for module, path in known.items()
+    }
+
+
+def circles(graph: Mapping[str, Iterable[str]]) -> list[list[str]]:
+    """The strongly connected groups of two or more modules (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    groups: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        on_stack.add(module)
+        for other in sorted(graph.get(module, ())):
+            if other not in index:
+                visit(other)
+                low[module] = min(low[module], low[other])
+            elif other in on_stack:
+                low[module] = min(low[module], index[other])
+        if low[module] == index[module]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == module:
+                    break
+            if len(group) > 1:
+                groups.append(sorted(group))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return sorted(groups)
+
+
+def test_no_import_circles() -> None:
+    assert circles(import_graph()) == []
+
+
+def test_a_circle_is_found_also_through_a_late_import() -> None:
+    known = {"storage.a", "storage.b", "storage.c", "handlers.x"}
+    graph = {
+        "storage.a": imports_in("from storage import b", "storage.a", known),
+        "storage.b": imports_in("def f():\n    from storage.c import thing", "storage.b", known),
+        "storage.c": imports_in("import storage.a", "storage.c", known),
+        "handlers.x": imports_in(
+            "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from storage import a",
+            "handlers.x",
+            known,
+        ),
+    }
+    assert graph["handlers.x"] == frozenset()  # for type checkers only
+    assert circles(graph) == [["storage.a", "storage.b", "storage.c"]]
+
+
+def case_event_writes(source: str) -> list[str]:
+    """The calls in ``source`` that write case events: ``CaseEvent(...)`` or an insert of it."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call):
+            called = ast.unparse(node.func)
+            args = " ".join(ast.unparse(a) for a in node.args)
+            if called == "CaseEvent" or (called.endswith("insert") and "CaseEvent" in args):
+                found.append(ast.unparse(node)[:60])
+    return found
+
+
+def test_only_the_timeline_writes_case_events() -> None:
+    writers = {
+        module: calls
+        for module, path in modules().items()
+        if module not in ("storage.timeline", "storage.models")
+        and (calls := case_event_writes(path.read_text(encoding="utf-8")))
+    }
+    assert writers == {}
+    assert case_event_writes("session.add(CaseEvent(case_id=1))") == ["CaseEvent(case_id=1)"]
+    assert case_event_writes("s.execute(insert(CaseEvent.__table__), {})") != []
