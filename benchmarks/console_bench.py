@@ -34,6 +34,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, event, insert, select, text
 
+from bot.runtime.configure import load_deployment
 from config.categories import get_categories
 from config.settings import Settings
 from console import bind_engine, mount_console
@@ -256,7 +257,7 @@ def console_app(engine: Engine, data_dir: Path) -> FastAPI:
         _env_file=None,
     )
     app = FastAPI()
-    mount_console(app, settings)
+    mount_console(app, load_deployment(settings))
     bind_engine(app, engine)
     return app
 

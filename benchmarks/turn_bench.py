@@ -60,6 +60,7 @@ from benchmarks.queue_bench import ServerCpu
 from bot.conversation.engine import ConversationEngine, freeze_startup_objects
 from bot.conversation.messages import Inbound
 from bot.conversation.state import DialogueState
+from bot.runtime.configure import load_deployment
 from config.settings import Settings
 from nlu.parser import NluParser, get_parser
 from storage import actions
@@ -95,7 +96,7 @@ class Options:
     def conversation_engine(
         self, settings: Settings, db: Engine, parser: NluParser
     ) -> ConversationEngine:
-        engine = ConversationEngine.create(settings, db, parser)
+        engine = ConversationEngine(db, parser, load_deployment(settings))
         if "sqlite-writer-lock" in self.experiments and db.dialect.name == "sqlite":
             engine._sessions = LockedSessions(engine._sessions)  # type: ignore[assignment]
         return engine

@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 from starlette.middleware.sessions import SessionMiddleware
 
-from config.settings import Settings
+from bot.conversation.deployment import Deployment
 from console.auth import SESSION_COOKIE, CsrfRefused, SignInRequired, secret_key
 from console.flash import flash, go
 from console.web import STATIC, ConsoleConfig, is_htmx, render
@@ -33,12 +33,13 @@ ERROR_KEYS = {
 }
 
 
-def mount_console(app: FastAPI, settings: Settings) -> None:
+def mount_console(app: FastAPI, deployment: Deployment) -> None:
     """Add the console's pages, static files, session cookie and error pages to ``app``."""
     from console import api
     from console.routes import cases, queue, registry, reports, signin
 
-    app.state.console = ConsoleConfig.load(settings)
+    settings = deployment.settings
+    app.state.console = ConsoleConfig.load(deployment)
     app.add_middleware(
         SessionMiddleware,
         secret_key=secret_key(settings),

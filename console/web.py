@@ -19,8 +19,9 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.responses import Response
 
-from config.categories import CategoryConfig, load_categories
-from config.i18n import LANGUAGES, Catalogs, load_catalogs
+from bot.conversation.deployment import Deployment
+from config.categories import CategoryConfig
+from config.i18n import LANGUAGES, Catalogs
 from config.settings import Settings
 from storage.models import Case
 
@@ -43,21 +44,21 @@ class ConsoleConfig:
     on_moved: Callable[[Session, Sequence[Case]], object] | None = None
 
     @classmethod
-    def load(cls, settings: Settings) -> ConsoleConfig:
-        catalogs = load_catalogs(settings.config_dir / "messages")
+    def load(cls, deployment: Deployment) -> ConsoleConfig:
+        settings = deployment.settings
         templates = Jinja2Templates(directory=str(TEMPLATES))
         templates.env.globals["languages"] = LANGUAGES
         on_moved = None
         if settings.telegram_enabled:
             from bot.channels.telegram import new_case_announcer
 
-            on_moved = new_case_announcer(settings, moved=True)
+            on_moved = new_case_announcer(deployment, moved=True)
         return cls(
             settings=settings,
-            catalogs=catalogs,
-            categories=load_categories(settings.config_dir / "categories.yml"),
+            catalogs=deployment.catalogs,
+            categories=deployment.categories,
             templates=templates,
-            zone=ZoneInfo(settings.timezone),
+            zone=deployment.tz,
             on_moved=on_moved,
         )
 

@@ -12,128 +12,81 @@ A handler's texts are in config/messages/<lang>/<handler>.yml:
 
 from __future__ import annotations
 
-import enum
-import re
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
+# What a handler may use: handler modules import only this module (tests/test_structure.py).
+from bot.conversation.handling import CallbackFiler, HandOver, SlotKind
+from bot.conversation.messages import Hint, Reply
+from bot.conversation.notify import alert_emergency, tell_assignee
 from bot.conversation.state import CONFIRM, UNKNOWN, WHICH, Task
-from bot.conversation.timefmt import spoken_date
-from bot.conversation.turn import Turn
-from storage.models import Case
+from bot.conversation.timefmt import spoken_date, spoken_day
+from bot.conversation.turn import NO, PHONE_CHANNELS, RETIREE, YES, Heard, Turn
+from config.faq import get_faq
+from config.loader import ConfigError
+from handlers._cases import own_case, own_cases, said_case_number
+from handlers._slots import Option, OwnWordsSlot, Slot, own_words
+from nlu.text import clean_text, normalize_for_model
+from storage import actions
+from storage.audit import record_access
+from storage.errors import IllegalTransition
+from storage.models import (
+    Case,
+    CaseStatus,
+    MessagingIdentity,
+    Retiree,
+    RetireePhone,
+    RetireeStatus,
+    Unit,
+    UnitLevel,
+)
+from storage.phones import InvalidPhoneNumber, normalize_phone
 
-
-class SlotKind(enum.StrEnum):
-    TEXT = "text"  # the person's own words
-    WHEN = "when"  # a date entity if there is one, else the words ("上午都行")
-    AMOUNT = "amount"  # an amount entity (yuan)
-    HOSPITAL = "hospital"  # a hospital entity, else the words (unknown hospitals are common)
-    RELATION = "relation"  # who: a relation entity, or "self"
-    OPTION = "option"  # one of a closed set, by keyword, button or key
-    PHONE = "phone"  # a phone number entity
-
-
-@dataclass(frozen=True)
-class Option:
-    value: str
-    words: tuple[str, ...] = ()  # words (Chinese and English) that pick this option
-
-
-@dataclass(frozen=True)
-class Slot:
-    name: str
-    kind: SlotKind
-    options: tuple[Option, ...] = ()
-    optional: bool = False  # "不知道" is an answer; the slot stays unknown and staff ask
-    prefill: bool = True  # may be taken from the first sentence
-    # TEXT slots: words that show a clause is about this slot ("住院" for what bills are for);
-    # such a clause in the first sentence or in a correction fills the slot.
-    words: tuple[str, ...] = ()
-
-    def extract(self, turn: Turn, *, answering: bool) -> Any | None:
-        """The slot's value in what was just heard, or None. ``answering``: the person is
-        answering this slot's question, so plain words count too."""
-        heard = turn.heard
-        if answering and self.optional and heard.says_any(turn.services.dialogue.dont_know):
-            return UNKNOWN
-        if self.kind == SlotKind.OPTION:
-            return self._option(turn)
-        if self.kind == SlotKind.WHEN:
-            date = heard.entity("date")
-            if date is not None:
-                said = heard.said if answering else _span(heard.text, date)
-                return {"date": date["value"], "said": said}
-            return {"said": heard.said} if answering and heard.said else None
-        if self.kind == SlotKind.AMOUNT:
-            amount = heard.entity("amount")
-            if amount is not None:
-                return amount["value"]
-            if answering and _PLAIN_NUMBER.fullmatch(heard.text.strip()):
-                return _number_value(heard.text.strip())  # "300" keyed in for "how much?"
-            return None
-        if self.kind == SlotKind.HOSPITAL:
-            hospital = heard.entity("hospital")
-            if hospital is not None:
-                return hospital["value"]
-            return heard.said if answering and heard.said else None
-        if self.kind == SlotKind.RELATION:
-            relation = heard.entity("relation")
-            if relation is not None:
-                return relation["value"]
-            if answering and _bare(heard.said) in {
-                w.lower() for w in turn.services.dialogue.myself
-            }:
-                return "self"
-            return heard.said if answering and heard.said else None
-        if self.kind == SlotKind.PHONE:
-            phone = heard.entity("phone_number")
-            return phone["value"] if phone is not None else None
-        if answering and heard.said.strip():
-            return heard.said.strip()
-        return self._clause(turn) if self.words else None
-
-    def _clause(self, turn: Turn) -> str | None:
-        """The clause of what was heard that carries one of the slot's words."""
-        text = turn.heard.text
-        for clause in re.split(r"[,，。.;；!！?？]", text):
-            if any(word.lower() in clause.lower() for word in self.words):
-                cleaned = _CORRECTION_START.sub("", clause.strip())
-                return cleaned or None
-        return None
-
-    def _option(self, turn: Turn) -> str | None:
-        heard = turn.heard
-        values = {o.value for o in self.options}
-        if heard.choice in values:
-            return heard.choice
-        lowered = heard.text.lower()
-        best: tuple[int, int, str] | None = None  # earliest, then longest word wins
-        for option in self.options:
-            for word in option.words:
-                at = lowered.find(word.lower())
-                if at >= 0 and (best is None or (at, -len(word)) < best[:2]):
-                    best = (at, -len(word), option.value)
-        return best[2] if best else None
-
-
-# "是门诊的" after "不对，": the leading 是 / 应该是 is not part of the value.
-_CORRECTION_START = re.compile(r"^(?:应该是|而是|是)")
-
-
-_PLAIN_NUMBER = re.compile(r"\d{1,7}(?:\.\d{1,2})?")
-
-
-def _number_value(text: str) -> int | float:
-    value = float(text)
-    return int(value) if value.is_integer() else value
-
-
-def _bare(text: str) -> str:
-    return text.strip(" 。.!！,，、?？").lower()
-
-
-def _span(text: str, entity: dict[str, Any]) -> str:
-    return str(entity.get("text") or text[entity["start"] : entity["end"]])
+__all__ = [
+    "CONFIRM",
+    "NO",
+    "PHONE_CHANNELS",
+    "RETIREE",
+    "UNKNOWN",
+    "WHICH",
+    "YES",
+    "CallbackFiler",
+    "Case",
+    "CaseStatus",
+    "ConfigError",
+    "HandOver",
+    "Handler",
+    "Heard",
+    "Hint",
+    "IllegalTransition",
+    "InvalidPhoneNumber",
+    "MessagingIdentity",
+    "Option",
+    "OwnWordsSlot",
+    "Reply",
+    "Retiree",
+    "RetireePhone",
+    "RetireeStatus",
+    "Slot",
+    "SlotKind",
+    "Task",
+    "Turn",
+    "Unit",
+    "UnitLevel",
+    "actions",
+    "alert_emergency",
+    "clean_text",
+    "get_faq",
+    "normalize_for_model",
+    "normalize_phone",
+    "own_case",
+    "own_cases",
+    "own_words",
+    "record_access",
+    "said_case_number",
+    "spoken_date",
+    "spoken_day",
+    "tell_assignee",
+]
 
 
 class Handler:
@@ -193,7 +146,7 @@ class Handler:
 
     def on_slot_answer(self, turn: Turn, task: Task, slot: Slot) -> None:
         heard = turn.heard
-        if heard.says_any(turn.services.dialogue.corrections) and self.correct(turn, task, slot):
+        if heard.says_any(turn.deployment.dialogue.corrections) and self.correct(turn, task, slot):
             turn.say("confirm.fixed")
             self.proceed(turn, task)
             return
@@ -218,7 +171,7 @@ class Handler:
     def not_answered(self, turn: Turn, task: Task, slot: Slot) -> None:
         """Ask once more; after max_retries move on and leave it to staff."""
         task.retries += 1
-        if task.retries >= turn.services.dialogue.max_retries:
+        if task.retries >= turn.deployment.dialogue.max_retries:
             task.retries = 0
             task.slots[slot.name] = UNKNOWN
             if turn.heard.said:
@@ -256,7 +209,7 @@ class Handler:
             self.ask_which(turn, task)
         else:
             task.retries += 1
-            if task.retries >= turn.services.dialogue.max_retries:
+            if task.retries >= turn.deployment.dialogue.max_retries:
                 # Nothing is lost: file what we have; staff check it with the person.
                 task.data["unconfirmed"] = True
                 self.finish(turn, task)
@@ -284,7 +237,7 @@ class Handler:
                     break
         if chosen is None:
             task.retries += 1
-            if task.retries >= turn.services.dialogue.max_retries:
+            if task.retries >= turn.deployment.dialogue.max_retries:
                 task.retries = 0
                 task.data["unconfirmed"] = True
                 self.finish(turn, task)
@@ -399,10 +352,12 @@ class Handler:
             return turn.text("amount", lang, amount=_number(value))
         if slot.kind == SlotKind.RELATION:
             key = f"relation.{value}"
-            return turn.text(key, lang) if key in turn.services.catalogs.texts["zh"] else str(value)
+            return (
+                turn.text(key, lang) if key in turn.deployment.catalogs.texts["zh"] else str(value)
+            )
         if slot.kind == SlotKind.WHEN and isinstance(value, dict):
             if value.get("date"):
-                s = turn.services
+                s = turn.deployment
                 return spoken_date(value["date"], turn.now, s.tz, s.catalogs, lang)
             return str(value.get("said", ""))
         return str(value)

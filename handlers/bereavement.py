@@ -11,10 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from bot.conversation.state import Task
-from bot.conversation.turn import Heard, Turn
-from handlers.base import Handler, Slot, SlotKind
-from storage.models import Case
+from handlers.base import Case, Handler, Heard, Slot, SlotKind, Task, Turn
 
 # Family the relation table does not have (a retiree's parents, in-laws, elders): the word as
 # staff write it. "我爸" → 父亲.

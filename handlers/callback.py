@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.conversation.turn import Turn
-from handlers.base import Handler
-from storage.models import Case
+from handlers.base import Case, Handler, Turn
 
 
-class CallbackHandler(Handler):
+class CallbackFiler(Handler):
     name = "callback"
     intents = ()
     category = "callback"
@@ -32,4 +30,4 @@ class CallbackHandler(Handler):
         return self.file_callback(turn, "silent", caller=turn.inbound.address)
 
 
-HANDLER = CallbackHandler()
+HANDLER = CallbackFiler()

@@ -15,15 +15,23 @@ import re
 
 import structlog
 
-from bot.conversation.notify import tell_assignee
-from bot.conversation.state import Task
-from bot.conversation.timefmt import spoken_day
-from bot.conversation.turn import RETIREE, Turn
-from handlers.base import Handler, Slot, SlotKind
-from handlers.status_inquiry import own_case, own_cases, said_case_number
-from storage import actions
-from storage.errors import IllegalTransition
-from storage.models import Case, CaseStatus
+from handlers.base import (
+    RETIREE,
+    Case,
+    CaseStatus,
+    Handler,
+    IllegalTransition,
+    Slot,
+    SlotKind,
+    Task,
+    Turn,
+    actions,
+    own_case,
+    own_cases,
+    said_case_number,
+    spoken_day,
+    tell_assignee,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -166,7 +174,7 @@ class CancelHandler(Handler):
 
     def _filed_on(self, turn: Turn, case: Case) -> str:
         """The day the case was filed, as said: 今天, 11月20日星期五."""
-        tz, catalogs = turn.services.tz, turn.services.catalogs
+        tz, catalogs = turn.deployment.tz, turn.deployment.catalogs
         day, today = case.created_at.astimezone(tz).date(), turn.now.astimezone(tz).date()
         if day > today:  # never "the day after tomorrow" for a clock slightly behind
             day = today
@@ -196,7 +204,7 @@ class CancelHandler(Handler):
             self._confirm(turn, task, picked)
             return
         task.retries += 1
-        if task.retries >= turn.services.dialogue.max_retries or not cases:
+        if task.retries >= turn.deployment.dialogue.max_retries or not cases:
             turn.say("cancel.unclear")
             self._end(turn, task)
             return
@@ -237,7 +245,7 @@ class CancelHandler(Handler):
                 self._cancel(turn, task)
         else:
             task.retries += 1
-            if task.retries >= turn.services.dialogue.max_retries:
+            if task.retries >= turn.deployment.dialogue.max_retries:
                 turn.say("cancel.kept")
                 self._end(turn, task)
                 return
@@ -267,7 +275,7 @@ class CancelHandler(Handler):
                 case,
                 RETIREE,
                 reason=reason,
-                categories=turn.services.categories,
+                categories=turn.deployment.categories,
                 now=turn.now,
             )
         except IllegalTransition:
@@ -282,7 +290,7 @@ class CancelHandler(Handler):
             case,
             "case_cancelled",
             "cancel.notify_assignee",
-            turn.services.catalogs,
+            turn.deployment.catalogs,
             turn.staff_lang,
             what=turn.category_name(case.category, turn.staff_lang),
             name=turn.retiree.name if turn.retiree is not None else "-",
@@ -362,7 +370,7 @@ def _is_reason(clause: str) -> bool:
 def _names_kind(turn: Turn, text: str, category: str) -> bool:
     """Whether ``text`` names the kind of request (any two characters of its Chinese name that
     say something, or a word of its English name)."""
-    names = turn.services.categories.get(category).name
+    names = turn.deployment.categories.get(category).name
     lowered = text.lower()
     pairs = {names.zh[i : i + 2] for i in range(len(names.zh) - 1)} - _VAGUE_PAIRS
     if any(pair in lowered for pair in pairs):

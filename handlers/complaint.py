@@ -6,13 +6,8 @@ stays responsible for it until it is closed (storage records first_contact_owner
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any
 
-from bot.conversation.state import Task
-from bot.conversation.turn import Turn
-from handlers.base import Handler, Slot, SlotKind
-from storage.models import Case
+from handlers.base import Case, Handler, OwnWordsSlot, Slot, SlotKind, Task, Turn, own_words
 
 # Words that show an answer is (part of) the complaint itself: such an answer is never taken
 # for another request ("楼道灯坏了一个月物业都不修" sounds like a repair), and a correction at
@@ -38,36 +33,6 @@ _BARE = re.compile(
 def is_bare(text: str) -> bool:
     """Whether ``text`` only says that the person wants to complain ("我要投诉")."""
     return len(_BARE.sub("", text)) <= 1
-
-
-def own_words(turn: Turn) -> str:
-    """What the person wrote or was heard to say, as they put it (full-width punctuation and
-    all; the understood text has it made narrow)."""
-    return " ".join(turn.heard.said.split()) or turn.heard.text.strip()
-
-
-# The start of a correction ("不对，是……"), taken off what replaces the complaint.
-_CORRECTION_START = re.compile(
-    r"^(?:(?:不对|不是|错了|说错了|应该是|我是说|我说的是|而是|是|no|wrong|actually|i mean)"
-    r"[\s,，。.:：;；!！]*)+",
-    re.IGNORECASE,
-)
-
-
-@dataclass(frozen=True)
-class OwnWordsSlot(Slot):
-    """A TEXT slot kept exactly as the person put it: the whole answer, and at the read-back a
-    correction that names the complaint ("不对，是物业不修灯") replaces it whole."""
-
-    def extract(self, turn: Turn, *, answering: bool) -> Any | None:
-        heard = turn.heard
-        if answering:
-            return own_words(turn) if heard.text.strip() else None
-        if heard.choice is not None or not heard.says_any(turn.services.dialogue.corrections):
-            return None
-        if not heard.says_any(self.words):
-            return None
-        return _CORRECTION_START.sub("", own_words(turn)).strip() or None
 
 
 class ComplaintHandler(Handler):

@@ -4,13 +4,7 @@ question (where are you, what happened) and add the answer to the case."""
 
 from __future__ import annotations
 
-from bot.conversation.messages import Hint
-from bot.conversation.notify import alert_emergency
-from bot.conversation.state import Task
-from bot.conversation.turn import RETIREE, Turn
-from handlers.base import Handler
-from storage import actions
-from storage.models import CaseStatus
+from handlers.base import RETIREE, CaseStatus, Handler, Hint, Task, Turn, actions, alert_emergency
 
 WHERE = "where"
 
@@ -44,7 +38,7 @@ class EmergencyHandler(Handler):
             turn.retiree,
             said,
             turn.inbound.address,
-            turn.services.catalogs,
+            turn.deployment.catalogs,
             turn.staff_lang,
         )
         task.case = case.number

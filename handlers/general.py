@@ -3,10 +3,7 @@ person said, so staff read it and call back. A request is never dropped."""
 
 from __future__ import annotations
 
-from bot.conversation.state import Task
-from bot.conversation.turn import Turn
-from handlers.base import Handler
-from storage.models import Case
+from handlers.base import Case, Handler, Task, Turn
 
 
 class GeneralHandler(Handler):

@@ -14,10 +14,17 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from bot.conversation.state import CONFIRM, Task
-from bot.conversation.turn import Turn
-from handlers.base import Handler, Option, Slot, SlotKind
-from handlers.complaint import OwnWordsSlot, own_words
+from handlers.base import (
+    CONFIRM,
+    Handler,
+    Option,
+    OwnWordsSlot,
+    Slot,
+    SlotKind,
+    Task,
+    Turn,
+    own_words,
+)
 
 OTHER = "other"
 
@@ -150,14 +157,14 @@ class HelpRequestHandler(Handler):
     def not_answered(self, turn: Turn, task: Task, slot: Slot) -> None:
         """A need that fits no kind: asked once more, then kept as "other" in the words said."""
         said = own_words(turn)
-        dont_know = turn.heard.says_any(turn.services.dialogue.dont_know)
+        dont_know = turn.heard.says_any(turn.deployment.dialogue.dont_know)
         if slot.name != "kind" or not said or dont_know:
             super().not_answered(turn, task, slot)
             return
         words = task.data.setdefault("kind_words", [])
         words.append(said)
         task.retries += 1
-        if task.retries < turn.services.dialogue.max_retries:
+        if task.retries < turn.deployment.dialogue.max_retries:
             task.asking = slot.name
             choices = [
                 turn.choice(o.value, f"{self.name}.options.kind.{o.value}") for o in slot.options

@@ -15,9 +15,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from bot.conversation.state import CONFIRM, UNKNOWN, Task
-from bot.conversation.turn import Heard, Turn
-from handlers.base import Handler, Option, Slot, SlotKind
+from handlers.base import CONFIRM, UNKNOWN, Handler, Heard, Option, Slot, SlotKind, Task, Turn
 
 # The value of `current` when the patient is not in any hospital yet (an admission). Stored as
 # is in the case's slots, so staff tools can tell it from a hospital's name.
@@ -139,7 +137,7 @@ class HospitalSlot(Slot):
         heard = turn.heard
         if heard.choice is not None:  # a button's label ("要去的医院") names no hospital
             return None
-        if answering and self.optional and heard.says_any(turn.services.dialogue.dont_know):
+        if answering and self.optional and heard.says_any(turn.deployment.dialogue.dont_know):
             return UNKNOWN
         placed, loose = place_hospitals(heard)
         if self.role == CURRENT and CURRENT not in placed:
@@ -176,7 +174,7 @@ class PatientSlot(Slot):
             return "self"
         if not answering:
             return None
-        if heard.says_any(turn.services.dialogue.myself):
+        if heard.says_any(turn.deployment.dialogue.myself):
             return "self"
         return heard.text.strip() or None
 
@@ -288,7 +286,7 @@ class HospitalTransferHandler(Handler):
         if not isinstance(when, dict):
             return []
         if when.get("date"):
-            today = turn.now.astimezone(turn.services.tz).date()
+            today = turn.now.astimezone(turn.deployment.tz).date()
             day = date.fromisoformat(when["date"])
             return ["needed_within_a_day"] if today <= day <= today + timedelta(days=1) else []
         said = str(when.get("said", ""))

@@ -12,13 +12,21 @@ from typing import Any
 
 import structlog
 
-from bot.conversation.state import UNKNOWN, Task
-from bot.conversation.turn import NO, YES, Turn
-from config.faq import get_faq
-from config.loader import ConfigError
-from handlers.base import Handler, Slot, SlotKind
-from nlu.text import clean_text, normalize_for_model
-from storage.models import Case
+from handlers.base import (
+    NO,
+    UNKNOWN,
+    YES,
+    Case,
+    ConfigError,
+    Handler,
+    Slot,
+    SlotKind,
+    Task,
+    Turn,
+    clean_text,
+    get_faq,
+    normalize_for_model,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -81,7 +89,7 @@ class PolicyQuestionHandler(Handler):
 
     def on_step(self, turn: Turn, task: Task) -> None:
         """The answer to "do you still want staff to call you back?"."""
-        heard, config = turn.heard, turn.services.dialogue
+        heard, config = turn.heard, turn.deployment.dialogue
         another = heard.intent == self.intents[0] and heard.confidence >= config.switch_confidence
         if heard.choice is None and another and names_topic(heard.text):
             task.data.pop("topic", None)  # a new question: the last one was answered
@@ -131,7 +139,7 @@ class PolicyQuestionHandler(Handler):
             self.finish(turn, task)
             return
         task.data["topic"] = topic
-        faq = get_faq(turn.services.settings.config_dir / FAQ_FILE)
+        faq = get_faq(turn.deployment.settings.config_dir / FAQ_FILE)
         turn.say("policy_question.answer", answer=faq.answer(topic, turn.lang))
         self._ask_call_back(turn, task)
 
@@ -146,7 +154,7 @@ class PolicyQuestionHandler(Handler):
     def _topic(self, turn: Turn, text: str) -> str | None:
         """The FAQ topic of ``text``; None when the deployment has no answer for it (or its
         FAQ file is broken: then staff answer, and the log says why)."""
-        path = turn.services.settings.config_dir / FAQ_FILE
+        path = turn.deployment.settings.config_dir / FAQ_FILE
         try:
             faq = get_faq(path)
         except ConfigError as exc:

@@ -9,20 +9,25 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bot.conversation.state import UNKNOWN, Task
-from bot.conversation.turn import PHONE_CHANNELS, Turn
-from handlers.base import Handler, Slot, SlotKind
-from storage.audit import record_access
-from storage.models import (
+from handlers.base import (
+    PHONE_CHANNELS,
+    UNKNOWN,
     Case,
+    Handler,
+    InvalidPhoneNumber,
     MessagingIdentity,
     Retiree,
     RetireePhone,
     RetireeStatus,
+    Slot,
+    SlotKind,
+    Task,
+    Turn,
     Unit,
     UnitLevel,
+    normalize_phone,
+    record_access,
 )
-from storage.phones import InvalidPhoneNumber, normalize_phone
 
 # "我叫王秀英" → 王秀英
 _NAME_INTRO = re.compile(
@@ -93,7 +98,7 @@ class RegistrationHandler(Handler):
             address="" if place == UNKNOWN else place,
             status=RetireeStatus.PENDING,
             preferred_language=turn.lang,
-            registered_on=turn.now.astimezone(turn.services.tz).date(),
+            registered_on=turn.now.astimezone(turn.deployment.tz).date(),
         )
         if community is None and place != UNKNOWN:
             problems.append("community not recognised from the address")

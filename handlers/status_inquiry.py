@@ -8,51 +8,25 @@ reading their own cases is not an access to somebody else's data, so nothing is 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select
-
-from bot.conversation.messages import Reply
-from bot.conversation.state import Task
-from bot.conversation.turn import Turn
-from handlers.base import Handler
-from storage.models import Case, CaseStatus
+from handlers.base import (
+    Case,
+    CaseStatus,
+    Handler,
+    Reply,
+    Task,
+    Turn,
+    own_case,
+    own_cases,
+    said_case_number,
+)
 
 # What "my open cases" are: waiting, being worked on, and done but not yet closed by staff
 # (the person may not have heard yet; after closing, it is history).
 OPEN_STATUSES = (CaseStatus.OPEN, CaseStatus.CLAIMED, CaseStatus.RESOLVED)
 # Read out at most this many; the rest are counted ("and 2 more").
 MAX_READ = 3
-
-
-def own_cases(turn: Turn, statuses: Sequence[CaseStatus]) -> list[Case]:
-    """The person's cases in ``statuses``, newest first (none for an unknown sender)."""
-    if turn.retiree is None:
-        return []
-    return list(
-        turn.session.scalars(
-            select(Case)
-            .where(Case.retiree_id == turn.retiree.id, Case.status.in_(list(statuses)))
-            .order_by(Case.created_at.desc(), Case.id.desc())
-        ).all()
-    )
-
-
-def own_case(turn: Turn, number: str) -> Case | None:
-    """The case numbered ``number`` if it is the person's own; None otherwise (also when it is
-    somebody else's: that it exists is not told)."""
-    if turn.retiree is None:
-        return None
-    case = turn.session.scalars(select(Case).where(Case.number == number)).first()
-    if case is None or case.retiree_id != turn.retiree.id:
-        return None
-    return case
-
-
-def said_case_number(turn: Turn) -> str | None:
-    entity = turn.heard.entity("case_number")
-    return str(entity["value"]) if entity is not None else None
 
 
 def who_has(turn: Turn, case: Case) -> str:

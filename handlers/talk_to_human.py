@@ -6,11 +6,7 @@ from __future__ import annotations
 
 from typing import cast
 
-from bot.conversation.messages import Hint
-from bot.conversation.state import Task
-from bot.conversation.turn import Turn
-from handlers.base import Handler
-from handlers.callback import CallbackHandler
+from handlers.base import CallbackFiler, Handler, Hint, Task, Turn
 
 # Channels on which a hand-over connects a person live (the others get a call-back).
 LIVE_CHANNELS = ("phone",)
@@ -38,7 +34,7 @@ class TalkToHumanHandler(Handler):
         turn.end()
 
     def _file_callback(self, turn: Turn, task: Task, reason: str, **details: str) -> None:
-        callback = cast(CallbackHandler, turn.handler("callback"))
+        callback = cast(CallbackFiler, turn.handler("callback"))
         case = callback.file_callback(turn, reason, **details)
         task.case, task.done = case.number, True
         turn.state.cases.append(case.number)

@@ -121,10 +121,20 @@ def nlu_parser(trained_nlu_dir: Path) -> Any:
     return EmbeddedParser.load(Settings(data_dir=trained_nlu_dir, _env_file=None))
 
 
+@pytest.fixture(scope="session")
+def deployment() -> Any:
+    """The shipped configuration and handlers (bot/runtime/configure.py)."""
+    from bot.runtime.configure import load_deployment
+    from config.settings import Settings
+
+    return load_deployment(Settings(_env_file=None))
+
+
 @pytest.fixture
 def bot(engine: Engine, nlu_parser: Any) -> Any:
     """A conversation engine over the test's database with the shipped configuration."""
     from bot.conversation.engine import ConversationEngine
+    from bot.runtime.configure import load_deployment
     from config.settings import Settings
 
-    return ConversationEngine.create(Settings(_env_file=None), engine, nlu_parser)
+    return ConversationEngine(engine, nlu_parser, load_deployment(Settings(_env_file=None)))

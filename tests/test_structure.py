@@ -139,3 +139,32 @@ def test_only_the_timeline_writes_case_events() -> None:
     assert writers == {}
     assert case_event_writes("session.add(CaseEvent(case_id=1))") == ["CaseEvent(case_id=1)"]
     assert case_event_writes("s.execute(insert(CaseEvent.__table__), {})") != []
+
+
+def test_handlers_import_only_handlers_base() -> None:
+    """A handler module (one kind of request) uses what handlers/base.py offers, nothing else of
+    ours: the conversation's API is in one place, and a new kind of request is one module."""
+    graph = import_graph()
+    handler_modules = [
+        m
+        for m in modules()
+        if m.startswith("handlers.") and not m.rsplit(".", 1)[1].startswith("_")
+    ]
+    assert len(handler_modules) > 10
+    beyond = {
+        m: sorted(graph[m] - {"handlers.base"}) for m in handler_modules if m != "handlers.base"
+    }
+    assert {m: found for m, found in beyond.items() if found} == {}
+
+
+def test_the_conversation_does_not_import_the_handlers() -> None:
+    """The engine gets the handlers from the deployment (bot/runtime/configure.py), so handlers/
+    builds on bot/conversation/ and never the other way round."""
+    graph = import_graph()
+    reaching = {
+        m: sorted(n for n in graph[m] if n == "handlers" or n.startswith("handlers."))
+        for m in modules()
+        if m.startswith("bot.conversation")
+    }
+    assert {m: found for m, found in reaching.items() if found} == {}
+    assert any(n.startswith("bot.conversation") for n in graph["handlers.base"])

@@ -1,6 +1,6 @@
 """Channel adapters: one package each (its inbound side and its sender), translating a
 provider's wire format to the engine's `Inbound` and its `Reply`s back. Each has
-`mount(app, settings) -> Mounted`; a channel whose settings are missing is switched off and says
+`mount(app, deployment) -> Mounted`; a channel whose settings are missing is switched off and says
 why (listed at start-up). Each also has ``senders(settings) -> OutboxSenders`` when it sends from
 the outbox: `senders_for` gathers them for the worker."""
 
@@ -11,6 +11,7 @@ import importlib
 from fastapi import FastAPI
 
 from bot.channels.base import Mounted, OutboxSenders, Sender
+from bot.conversation.deployment import Deployment
 from config.settings import Settings
 
 # The channels by name, in the order they are listed at start-up, and their packages.
@@ -22,7 +23,7 @@ CHANNELS = {
 }
 
 
-def mount_channels(app: FastAPI, settings: Settings) -> list[Mounted]:
+def mount_channels(app: FastAPI, deployment: Deployment) -> list[Mounted]:
     mounted = []
     for name, package in CHANNELS.items():
         try:
@@ -32,7 +33,7 @@ def mount_channels(app: FastAPI, settings: Settings) -> list[Mounted]:
                 raise
             mounted.append(Mounted(name, enabled=False, why="not built yet"))
             continue
-        mounted.append(module.mount(app, settings))
+        mounted.append(module.mount(app, deployment))
     return mounted
 
 

@@ -48,9 +48,9 @@ from typing import Any, Protocol, TypeVar
 import anyio.to_thread
 from anyio import CapacityLimiter
 from fastapi import Request
-from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
 
+from bot.conversation.deployment import Deployment
 from bot.conversation.engine import ConversationEngine, FiledHook, TurnHook, TurnResult
 from bot.conversation.messages import Inbound
 from config.settings import Settings
@@ -122,12 +122,13 @@ class Conversations:
 
     def __init__(
         self,
-        settings: Settings,
+        deployment: Deployment,
         db: Engine,
         parser: Callable[[], Awaitable[NluParser]],
         on_filed: Sequence[FiledHook] = (),
     ) -> None:
-        self.settings = settings
+        self.deployment = deployment
+        self.settings: Settings = deployment.settings
         self.db = db
         self._parser = parser
         self._on_filed = list(on_filed)
@@ -146,14 +147,8 @@ class Conversations:
             async with self._lock:
                 if self._engine is None:
                     parser = await self._parser()
-                    self._engine = await run_in_threadpool(
-                        partial(
-                            ConversationEngine.create,
-                            self.settings,
-                            self.db,
-                            parser,
-                            on_filed=self._on_filed,
-                        )
+                    self._engine = ConversationEngine(
+                        self.db, parser, self.deployment, on_filed=self._on_filed
                     )
         return self._engine
 

@@ -15,9 +15,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.channels.base import Conversations, Mounted, conversations
+from bot.conversation.deployment import Deployment
 from bot.conversation.engine import TurnResult
 from bot.conversation.messages import Inbound
-from config.settings import Settings
 
 CHANNEL = "web"
 _BEARER = HTTPBearer(auto_error=False)
@@ -65,7 +65,8 @@ class MessageOut(BaseModel):
     redelivered: bool
 
 
-def mount(app: FastAPI, settings: Settings) -> Mounted:
+def mount(app: FastAPI, deployment: Deployment) -> Mounted:
+    settings = deployment.settings
     if not settings.web_api_enabled:
         return Mounted("web_api", enabled=False, why="no HOTLINE_API_TOKENS")
     tokens = [t.encode() for t in settings.api_token_list]

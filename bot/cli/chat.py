@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, selectinload
 from bot.cli.common import current_settings, fail
 from bot.conversation.engine import ConversationEngine, FiledCase
 from bot.conversation.messages import Inbound, Style, render
+from bot.runtime.configure import load_deployment
 from config.loader import ConfigError
 from handlers import HandlerError
 from nlu.parser import get_parser
@@ -67,7 +68,8 @@ def chat_command(
     try:
         _check_database(db)
         try:
-            engine = ConversationEngine.create(settings, db, get_parser(settings))
+            deployment = load_deployment(settings)
+            engine = ConversationEngine(db, get_parser(settings), deployment)
         except (ConfigError, HandlerError) as exc:
             fail(f"configuration: {exc}")
         Chat(engine, channel, address, interactive=sys.stdin.isatty()).run()
@@ -103,7 +105,7 @@ class Chat:
         self.address = address
         self.interactive = interactive
         self.style = Style.VOICE if channel == ChatChannel.PHONE else Style.TEXT
-        self.lang = engine.services.settings.default_language
+        self.lang = engine.deployment.settings.default_language
 
     def run(self) -> None:
         if self.interactive:
@@ -158,7 +160,7 @@ class Chat:
                 digits=line if keypad else "",
             )
         )
-        catalogs = self.engine.services.catalogs
+        catalogs = self.engine.deployment.catalogs
         for reply in result.replies:
             typer.echo(render(reply, self.style, catalogs))
             self.lang = reply.language

@@ -21,8 +21,8 @@ import uvicorn
 from fastapi import FastAPI
 
 from bot.cli.common import current_settings
-from bot.conversation.engine import load_services
 from bot.runtime.app import create_app
+from bot.runtime.configure import load_deployment
 from config.checks import check_configuration
 from config.loader import ConfigError
 from config.logging import configure_logging
@@ -56,7 +56,7 @@ def serve_command(
     configure_logging(settings.log_level, settings.log_json)
     try:
         check_configuration(settings)
-        load_services(settings)  # the handlers' categories and texts
+        load_deployment(settings)  # the configuration, and the handlers' categories and texts
     except (ConfigError, HandlerError) as exc:
         typer.echo(f"error: configuration: {exc}", err=True)
         raise typer.Exit(1) from exc

@@ -9,7 +9,7 @@ import signal
 import typer
 
 from bot.cli.common import current_settings, fail
-from bot.conversation.engine import load_services
+from bot.runtime.configure import load_deployment
 from config.checks import check_configuration
 from config.loader import ConfigError
 from config.logging import configure_logging
@@ -37,7 +37,7 @@ def poll_command(
     configure_logging(settings.log_level, settings.log_json)
     try:
         check_configuration(settings)
-        load_services(settings)
+        deployment = load_deployment(settings)
     except (ConfigError, HandlerError) as exc:
         fail(f"configuration: {exc}")
     engine = make_engine(settings.effective_database_url, pool_timeout=5)
@@ -49,7 +49,7 @@ def poll_command(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await poll(settings, engine, stop)
+        await poll(deployment, engine, stop)
 
     try:
         asyncio.run(run())

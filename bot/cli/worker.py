@@ -12,11 +12,14 @@ from sqlalchemy import Engine
 
 from bot.channels import missing_senders, senders_for
 from bot.cli.common import current_settings, fail
+from bot.conversation.deployment import Deployment
 from bot.conversation.engine import ConversationEngine
+from bot.runtime.configure import load_deployment
 from bot.runtime.periodic import run_all_once, run_periodic
 from bot.runtime.worker import OutboxWorker, sweep_idle_conversations
+from config.loader import ConfigError
 from config.logging import configure_logging
-from config.settings import Settings
+from handlers import HandlerError
 from nlu.parser import get_parser
 from storage.db import make_engine
 
@@ -33,6 +36,10 @@ def worker_command(
     HOTLINE_RUN_WORKER=false."""
     settings = current_settings()
     configure_logging(settings.log_level, settings.log_json)
+    try:
+        deployment = load_deployment(settings)
+    except (ConfigError, HandlerError) as exc:
+        fail(f"configuration: {exc}")
     senders = senders_for(settings)
     for channel in sorted(senders):
         typer.echo(f"{channel}: on")
@@ -42,12 +49,12 @@ def worker_command(
         fail("no channel can send: configure Twilio or Telegram first")
     engine = make_engine(settings.effective_database_url)
     worker = OutboxWorker(engine, senders, language=settings.default_language)
-    conversations = _lazy_conversations(settings, engine)
+    conversations = _lazy_conversations(deployment, engine)
     try:
         if once:  # case work first: what it queues is sent in the same run
-            for job, handled in run_all_once(engine).items():
+            for job, handled in run_all_once(engine, deployment).items():
                 typer.echo(f"{job}: {handled} handled")
-        sent = asyncio.run(_run(worker, once, interval, conversations, engine))
+        sent = asyncio.run(_run(worker, once, interval, conversations, engine, deployment))
     finally:
         engine.dispose()
     if once:
@@ -55,15 +62,15 @@ def worker_command(
 
 
 def _lazy_conversations(
-    settings: Settings, engine: Engine
+    deployment: Deployment, engine: Engine
 ) -> Callable[[], Awaitable[ConversationEngine]]:
     """The conversation engine, built on first use (it loads the NLU model)."""
     built: list[ConversationEngine] = []
 
     async def conversations() -> ConversationEngine:
         if not built:
-            parser = await asyncio.to_thread(get_parser, settings)
-            built.append(ConversationEngine.create(settings, engine, parser))
+            parser = await asyncio.to_thread(get_parser, deployment.settings)
+            built.append(ConversationEngine(engine, parser, deployment))
         return built[0]
 
     return conversations
@@ -75,6 +82,7 @@ async def _run(
     interval: float,
     conversations: Callable[[], Awaitable[ConversationEngine]],
     db: Engine,
+    deployment: Deployment,
 ) -> int:
     try:
         if once:
@@ -91,7 +99,7 @@ async def _run(
             loop.add_signal_handler(sig, stop.set)
         # Beside sending: file what conversations left half-way (the person went away).
         sweeper = asyncio.create_task(sweep_idle_conversations(conversations, stop))
-        periodic = asyncio.create_task(run_periodic(db, stop))  # follow-ups, escalation
+        periodic = asyncio.create_task(run_periodic(db, stop, deployment))  # follow-ups, escalation
         try:
             await worker.run(stop, interval_s=interval)
         finally:

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 from typing import cast
 
+from bot.conversation.handling import CallbackFiler, HandOver, Question, RequestHandler, SlotKind
 from bot.conversation.messages import Hint
 from bot.conversation.state import Switch, Task
 from bot.conversation.turn import NO, YES, Heard, Turn
-from handlers.base import Handler, Slot, SlotKind
-from handlers.callback import CallbackHandler
-from handlers.talk_to_human import TalkToHumanHandler
 from nlu.intents import REQUEST_INTENTS
 
 EMERGENCY = "emergency"
@@ -42,7 +40,7 @@ def respond(turn: Turn) -> None:
     state, heard = turn.state, turn.heard
     state.turns += 1
     if turn.inbound.metadata.get("event") == HANDOVER_UNANSWERED:
-        talk = cast(TalkToHumanHandler, turn.handler(TALK_TO_HUMAN))
+        talk = cast(HandOver, turn.handler(TALK_TO_HUMAN))
         talk.unanswered(turn, turn.inbound.metadata.get("recording_url"))
         return
     if heard.empty:
@@ -53,7 +51,7 @@ def respond(turn: Turn) -> None:
         _on_emergency_check(turn)
         return
     if heard.intent == EMERGENCY and _emergency_counts(turn):
-        config = turn.services.dialogue
+        config = turn.deployment.dialogue
         sure = heard.ruled or heard.confidence >= config.emergency_confirm_below
         if sure and not _question_open(turn):
             _start_emergency(turn, heard)
@@ -77,7 +75,7 @@ def respond(turn: Turn) -> None:
 
 
 def _continue_task(turn: Turn, task: Task) -> None:
-    heard, config = turn.heard, turn.services.dialogue
+    heard, config = turn.heard, turn.deployment.dialogue
     handler = turn.handler(task.handler)
     sure = heard.choice is not None or heard.confidence >= config.switch_confidence
     if sure and heard.intent == TALK_TO_HUMAN and task.handler != TALK_TO_HUMAN:
@@ -117,7 +115,7 @@ def _continue_task(turn: Turn, task: Task) -> None:
     _after_task(turn)
 
 
-def _open_slot(task: Task, handler: Handler) -> Slot | None:
+def _open_slot(task: Task, handler: RequestHandler) -> Question | None:
     if task.asking and handler.has_slot(task.asking):
         return handler.slot(task.asking)
     return None
@@ -127,7 +125,7 @@ def _asked_yes_no(turn: Turn) -> bool:
     return [value for value, _ in turn.state.choices] == [YES, NO]
 
 
-def _drops_request(turn: Turn, task: Task, handler: Handler) -> bool:
+def _drops_request(turn: Turn, task: Task, handler: RequestHandler) -> bool:
     """Whether "cancel" means dropping the request, not answering its question ("不用了" for
     whether a car is needed, "志愿者不来了" for what a complaint is about)."""
     slot = _open_slot(task, handler)
@@ -136,13 +134,13 @@ def _drops_request(turn: Turn, task: Task, handler: Handler) -> bool:
     if slot.extract(turn, answering=False) is not None:
         return False
     if slot.kind in FREE_WORDS:
-        return turn.heard.says_any(turn.services.dialogue.abandon_words)
+        return turn.heard.says_any(turn.deployment.dialogue.abandon_words)
     return True
 
 
-def _offers_switch(turn: Turn, task: Task, handler: Handler) -> bool:
+def _offers_switch(turn: Turn, task: Task, handler: RequestHandler) -> bool:
     """A confident request of another kind that does not answer the open question."""
-    heard, config = turn.heard, turn.services.dialogue
+    heard, config = turn.heard, turn.deployment.dialogue
     new = turn.handler_for(heard.intent) if heard.choice is None else None
     if new is None or new.name == handler.name or heard.intent not in REQUEST_INTENTS:
         return False
@@ -280,7 +278,7 @@ def _file_unfinished(turn: Turn, task: Task, *, acknowledge: bool = False) -> No
 
 def _declines(turn: Turn) -> bool:
     """No (more), thanks: a no, a goodbye, or "没了" as the answer to a yes/no question."""
-    heard, config = turn.heard, turn.services.dialogue
+    heard, config = turn.heard, turn.deployment.dialogue
     if heard.deny or heard.intent == "goodbye":
         return True
     said = heard.said.lower()
@@ -319,7 +317,7 @@ def _route(turn: Turn) -> None:
         _not_understood(turn)
 
 
-def _start(turn: Turn, handler: Handler, heard: Heard) -> None:
+def _start(turn: Turn, handler: RequestHandler, heard: Heard) -> None:
     turn.heard = heard
     task = turn.task_for(handler, said=heard.said)
     turn.state.task = task
@@ -328,7 +326,7 @@ def _start(turn: Turn, handler: Handler, heard: Heard) -> None:
 
 
 def _not_understood(turn: Turn) -> None:
-    state, config = turn.state, turn.services.dialogue
+    state, config = turn.state, turn.deployment.dialogue
     state.fallbacks += 1
     if turn.heard.said:
         state.unclear.append(turn.heard.said)
@@ -357,7 +355,7 @@ def _goodbye(turn: Turn) -> None:
 
 
 def _on_silence(turn: Turn) -> None:
-    state, config = turn.state, turn.services.dialogue
+    state, config = turn.state, turn.deployment.dialogue
     state.silences += 1
     if state.silences < config.max_silences:
         turn.say("silence.prompt")
@@ -368,7 +366,7 @@ def _on_silence(turn: Turn) -> None:
     if task is not None and not task.done and task.handler != REGISTRATION:
         _file_unfinished(turn, task, acknowledge=True)
     elif not state.cases:
-        callback = cast(CallbackHandler, turn.handler(CALLBACK))
+        callback = cast(CallbackFiler, turn.handler(CALLBACK))
         case = callback.file_silent(turn)
         state.cases.append(case.number)
         turn.say("silence.filed")
@@ -387,7 +385,7 @@ def _emergency_counts(turn: Turn) -> bool:
         return False  # the answer to "where are you, what happened?"
     if heard.ruled or task.asking is None:
         return True
-    return heard.confidence >= turn.services.dialogue.emergency_in_answer
+    return heard.confidence >= turn.deployment.dialogue.emergency_in_answer
 
 
 def _question_open(turn: Turn) -> bool:

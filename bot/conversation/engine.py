@@ -22,15 +22,12 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from bot.conversation import dialogue
+from bot.conversation.deployment import Deployment
+from bot.conversation.handling import CallbackFiler
 from bot.conversation.messages import Choice, Hint, Inbound, Reply
 from bot.conversation.state import DialogueState, Task
-from bot.conversation.turn import NO, PHONE_CHANNELS, YES, Heard, Services, Turn, written_language
-from config.categories import CategoryConfig, load_categories
-from config.dialogue import DialogueConfig, load_dialogue
-from config.i18n import load_catalogs
-from config.settings import Settings
-from handlers import HandlerError, check_handlers, handlers_by_intent, load_handlers
-from handlers.callback import CallbackHandler
+from bot.conversation.turn import NO, PHONE_CHANNELS, YES, Heard, Turn, written_language
+from config.dialogue import DialogueConfig
 from nlu.intents import FALLBACK
 from nlu.parser import NluParser
 from storage.db import dialect_insert
@@ -103,26 +100,6 @@ def freeze_startup_objects() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
-def load_services(settings: Settings) -> Services:
-    """The configuration a turn needs, read from ``settings.config_dir`` and checked against the
-    handlers (each handler's category and texts must exist): raises ConfigError or HandlerError."""
-    folder = settings.config_dir
-    handlers = load_handlers()
-    catalogs = load_catalogs(folder / "messages")
-    categories = load_categories(folder / "categories.yml")
-    problems = check_handlers(handlers, catalogs, categories)
-    if problems:
-        raise HandlerError("; ".join(problems))
-    return Services(
-        settings=settings,
-        catalogs=catalogs,
-        categories=categories,
-        dialogue=load_dialogue(folder / "dialogue.yml"),
-        handlers=handlers,
-        by_intent=handlers_by_intent(handlers),
-    )
-
-
 class ConversationEngine:
     """Runs turns against a database with an NLU parser; safe to share between threads."""
 
@@ -130,37 +107,15 @@ class ConversationEngine:
         self,
         db: DbEngine,
         parser: NluParser,
-        services: Services,
+        deployment: Deployment,
         on_filed: Sequence[FiledHook] = (),
     ) -> None:
+        """``deployment``: bot/runtime/configure.py's ``load_deployment``."""
         self.db = db
         self.parser = parser
-        self.services = services
+        self.deployment = deployment
         self.on_filed = list(on_filed)
         self._sessions = sessionmaker(db, expire_on_commit=False)
-
-    @classmethod
-    def create(
-        cls,
-        settings: Settings,
-        db: DbEngine,
-        parser: NluParser,
-        *,
-        categories: CategoryConfig | None = None,
-        dialogue_config: DialogueConfig | None = None,
-        on_filed: Sequence[FiledHook] = (),
-    ) -> ConversationEngine:
-        services = load_services(settings)
-        if categories is not None or dialogue_config is not None:
-            services = Services(
-                settings=settings,
-                catalogs=services.catalogs,
-                categories=categories or services.categories,
-                dialogue=dialogue_config or services.dialogue,
-                handlers=services.handlers,
-                by_intent=services.by_intent,
-            )
-        return cls(db, parser, services, on_filed)
 
     # -- one turn ------------------------------------------------------------------------------
 
@@ -203,7 +158,7 @@ class ConversationEngine:
             retiree = _identify(session, inbound)
         turn = Turn(
             session=session,
-            services=self.services,
+            deployment=self.deployment,
             inbound=inbound,
             heard=Heard(),
             state=state,
@@ -216,9 +171,9 @@ class ConversationEngine:
             turn.state.lang = (
                 retiree.preferred_language
                 if retiree is not None
-                else self.services.settings.default_language
+                else self.deployment.settings.default_language
             )
-        turn.heard = _understand(inbound, parse, turn.state, self.services.dialogue)
+        turn.heard = _understand(inbound, parse, turn.state, self.deployment.dialogue)
         written = written_language(inbound.text)
         if written is not None:
             turn.state.lang = written
@@ -314,7 +269,7 @@ class ConversationEngine:
             inbound = Inbound(channel=channel, address=address, provider_id=None, received_at=now)
             turn = Turn(
                 session=session,
-                services=self.services,
+                deployment=self.deployment,
                 inbound=inbound,
                 heard=Heard(),
                 state=DialogueState.load(row.state),
@@ -339,7 +294,7 @@ class ConversationEngine:
         return filed
 
     def _idle_cutoff(self, now: datetime) -> datetime:
-        return now - timedelta(minutes=self.services.dialogue.idle_minutes)
+        return now - timedelta(minutes=self.deployment.dialogue.idle_minutes)
 
     # -- a call in which nothing was said -------------------------------------------------------
 
@@ -400,7 +355,7 @@ class ConversationEngine:
         )
         turn = Turn(
             session=session,
-            services=self.services,
+            deployment=self.deployment,
             inbound=inbound,
             heard=Heard(),
             state=DialogueState.load(row.state),
@@ -410,7 +365,7 @@ class ConversationEngine:
         _start_afresh(turn)
         if turn.retiree is not None and not turn.state.lang_chosen:
             turn.state.lang = turn.retiree.preferred_language
-        callback = cast(CallbackHandler, turn.handler(dialogue.CALLBACK))
+        callback = cast(CallbackFiler, turn.handler(dialogue.CALLBACK))
         case = callback.file_callback(turn, reason, said=said, caller=address)
         self._announce(session, turn.filed)
         filed = [c.number for c in turn.filed]
@@ -496,7 +451,7 @@ def _start_afresh(turn: Turn) -> None:
 def _file_unfinished_registration(turn: Turn, task: Task) -> Case:
     """An unknown caller went away before registering: staff call back the number, knowing
     what they said and what they asked for."""
-    callback = cast(CallbackHandler, turn.handler(dialogue.CALLBACK))
+    callback = cast(CallbackFiler, turn.handler(dialogue.CALLBACK))
     deferred = turn.state.deferred
     details: dict[str, Any] = {"caller": turn.inbound.address, "registration": dict(task.slots)}
     said = ""

@@ -11,47 +11,27 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bot.conversation.deployment import Deployment
 from bot.conversation.messages import Choice, Hint, Inbound, Reply
 from bot.conversation.state import DialogueState, Task
 from bot.conversation.timefmt import spoken_deadline, spoken_time
-from config.categories import CategoryConfig
-from config.dialogue import DialogueConfig
-from config.i18n import Catalogs
-from config.settings import Settings
 from nlu.intents import FALLBACK
 from storage import actions
 from storage.models import Case, Retiree, Unit
 from storage.permissions import Actor
 
 if TYPE_CHECKING:
-    from handlers.base import Handler
+    from bot.conversation.handling import RequestHandler
 
 YES, NO = "yes", "no"
 # Channels whose address is the sender's phone number.
 PHONE_CHANNELS = ("phone", "sms", "whatsapp", "cli")
 # What the bot itself does, and what it does on the person's behalf, in case events.
 RETIREE = Actor.system("retiree")
-
-
-@dataclass(frozen=True)
-class Services:
-    """What every turn needs and nothing changes between turns."""
-
-    settings: Settings
-    catalogs: Catalogs
-    categories: CategoryConfig
-    dialogue: DialogueConfig
-    handlers: dict[str, Handler]  # by handler name
-    by_intent: dict[str, Handler]
-
-    @property
-    def tz(self) -> ZoneInfo:
-        return ZoneInfo(self.settings.timezone)
 
 
 @dataclass
@@ -110,7 +90,7 @@ class Turn:
         self,
         *,
         session: Session,
-        services: Services,
+        deployment: Deployment,
         inbound: Inbound,
         heard: Heard,
         state: DialogueState,
@@ -118,7 +98,7 @@ class Turn:
         now: datetime,
     ) -> None:
         self.session = session
-        self.services = services
+        self.deployment = deployment
         self.inbound = inbound
         self.heard = heard
         self.state = state
@@ -139,13 +119,13 @@ class Turn:
     @property
     def staff_lang(self) -> str:
         """The language summaries for staff are written in."""
-        return self.services.settings.default_language
+        return self.deployment.settings.default_language
 
     def text(self, key: str, lang: str | None = None, **params: Any) -> str:
-        return self.services.catalogs.text(key, lang or self.lang, **params)
+        return self.deployment.catalogs.text(key, lang or self.lang, **params)
 
     def has_text(self, key: str) -> bool:
-        return key in self.services.catalogs.texts[self.lang]
+        return key in self.deployment.catalogs.texts[self.lang]
 
     def say(self, key: str, **params: Any) -> None:
         self.replies.append(Reply(self.text(key, **params), language=self.lang))
@@ -196,22 +176,24 @@ class Turn:
 
     # -- handlers ----------------------------------------------------------------------------
 
-    def handler(self, name: str) -> Handler:
-        return self.services.handlers[name]
+    def handler(self, name: str) -> RequestHandler:
+        return self.deployment.handlers[name]
 
-    def handler_for(self, intent: str) -> Handler | None:
-        return self.services.by_intent.get(intent)
+    def handler_for(self, intent: str) -> RequestHandler | None:
+        return self.deployment.by_intent.get(intent)
 
     def category_name(self, category: str, lang: str | None = None) -> str:
-        return self.services.categories.get(category).name.get(lang or self.lang)
+        return self.deployment.categories.get(category).name.get(lang or self.lang)
 
     def when(self, moment: datetime) -> str:
         """A moment as a person says it: 今天下午3点, 明天上午9点半, 11月30日星期一."""
-        return spoken_time(moment, self.now, self.services.tz, self.services.catalogs, self.lang)
+        return spoken_time(
+            moment, self.now, self.deployment.tz, self.deployment.catalogs, self.lang
+        )
 
     def by(self, deadline: datetime) -> str:
         """A deadline as a promise: 今天晚上6点半前, 55分钟内, 尽快 (when already past)."""
-        s = self.services
+        s = self.deployment
         return spoken_deadline(deadline, self.now, s.tz, s.catalogs, self.lang)
 
     # -- cases -------------------------------------------------------------------------------
@@ -247,7 +229,7 @@ class Turn:
             summary=summary,
             details=details,
             original_text=original_text,
-            categories=self.services.categories,
+            categories=self.deployment.categories,
             raise_for=raise_for,
             now=self.now,
         )
@@ -269,6 +251,6 @@ class Turn:
         if case.resolve_deadline is not None:
             self.say("case.done_by", by=self.by(case.resolve_deadline))
 
-    def task_for(self, handler: Handler, *, said: str = "") -> Task:
+    def task_for(self, handler: RequestHandler, *, said: str = "") -> Task:
         """A new task for ``handler``; ``said`` starts the record of what the person said."""
         return Task(handler=handler.name, said=[said] if said else [])

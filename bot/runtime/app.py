@@ -25,7 +25,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bot.channels import mount_channels
 from bot.channels.base import Conversations
 from bot.channels.twilio.outage import Replayer, replay_token, spool_of
+from bot.conversation.deployment import Deployment
 from bot.runtime import nlu as nlu_routes
+from bot.runtime.configure import load_deployment
 from bot.runtime.flock import try_flock
 from bot.runtime.nlu import ParserLoader
 from bot.runtime.periodic import run_periodic
@@ -54,7 +56,7 @@ def create_app(
         app.state.nlu.start()
         hooks = [hook for channel in channels for hook in channel.on_filed]
         app.state.conversations = Conversations(
-            settings, app.state.engine, app.state.nlu.parser, on_filed=hooks
+            deployment, app.state.engine, app.state.nlu.parser, on_filed=hooks
         )
         for channel in channels:
             for start in channel.on_startup:
@@ -62,7 +64,7 @@ def create_app(
         app.state.outbox_worker = None
         app.state.background = background = BackgroundWork(app, standby_retry_s)
         background.start()
-        replaying = _start_replayer(app, settings)
+        replaying = _start_replayer(app, deployment)
         try:
             yield
         finally:
@@ -77,11 +79,12 @@ def create_app(
 
     app = FastAPI(title="Community Hotline", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
+    app.state.deployment = deployment = load_deployment(settings)
     app.state.spool = spool_of(settings)  # Twilio webhooks kept while the database is down
     app.state.replay_token = replay_token()  # how its routes know the spool's replays
     app.include_router(nlu_routes.router)
-    channels = mount_channels(app, settings)
-    mount_console(app, settings)
+    channels = mount_channels(app, deployment)
+    mount_console(app, deployment)
     app.state.channels = channels
     log.info("channels", **{c.name: ("on" if c.enabled else f"off: {c.why}") for c in channels})
 
@@ -114,17 +117,16 @@ def create_app(
 
 
 def _start_replayer(
-    app: FastAPI, settings: Settings
+    app: FastAPI, deployment: Deployment
 ) -> Callable[[], Coroutine[Any, Any, None]] | None:
     """Every process hands back what its machine's spool kept while the database was down
     (bot/channels/twilio/outage.py); returns what stops it."""
+    settings = deployment.settings
     if not (settings.twilio_enabled and settings.public_url):
         return None
     from bot.channels.twilio.voice.handover import file_outage_call
-    from nlu.rules import RULES_FILE, EmergencyRules
 
-    rules = EmergencyRules.load(settings.config_dir / "nlu" / RULES_FILE)
-    file_call = partial(file_outage_call, app.state.conversations, rules)
+    file_call = partial(file_outage_call, app.state.conversations, deployment.emergency_rules)
     replayer = Replayer(app, app.state.spool, file_call)
     stop = asyncio.Event()
     task = asyncio.create_task(replayer.run(stop), name="spool-replayer")
@@ -205,7 +207,7 @@ class BackgroundWork:
             sweep_idle_conversations(state.conversations.engine, self._sweep_stop)
         )
         self._periodic = asyncio.create_task(
-            run_periodic(state.engine, self._sweep_stop), name="periodic-jobs"
+            run_periodic(state.engine, self._sweep_stop, state.deployment), name="periodic-jobs"
         )
         self.running = True
         log.info("background_work_here", pid=os.getpid(), workers=self.settings.workers)

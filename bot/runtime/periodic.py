@@ -24,8 +24,8 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from config.categories import CategoryConfig, get_categories
-from config.settings import Settings, get_settings
+from bot.conversation.deployment import Deployment
+from config.categories import CategoryConfig
 from storage.db import transaction
 
 log = structlog.get_logger(__name__)
@@ -40,18 +40,17 @@ class PeriodicJob:
     every_s: float
 
 
-def default_jobs(settings: Settings | None = None) -> list[PeriodicJob]:
+def default_jobs(deployment: Deployment) -> list[PeriodicJob]:
     """The jobs of a deployment. Emergencies are looked at often: one unclaimed for two
     minutes must ring again. A case moved up is posted to its new unit's Telegram group (and
     to whoever may take it now) when the deployment has a Telegram bot."""
     from storage import escalation, follow_up_jobs
 
-    settings = settings or get_settings()
     on_moved = None
-    if settings.telegram_enabled:
+    if deployment.settings.telegram_enabled:
         from bot.channels.telegram import new_case_announcer
 
-        on_moved = new_case_announcer(settings, moved=True)
+        on_moved = new_case_announcer(deployment, moved=True)
     return [
         PeriodicJob("follow_ups", follow_up_jobs.run_due, 60.0),
         PeriodicJob("escalation", functools.partial(escalation.run_due, on_moved=on_moved), 15.0),
@@ -67,19 +66,26 @@ def run_job_once(
 
 
 def run_all_once(
-    db: Engine, jobs: list[PeriodicJob] | None = None, now: datetime | None = None
+    db: Engine,
+    deployment: Deployment,
+    jobs: list[PeriodicJob] | None = None,
+    now: datetime | None = None,
 ) -> dict[str, int]:
     """Every job once (for `hotline worker --once` and tests)."""
-    categories = get_categories()
-    return {job.name: run_job_once(db, job, categories, now) for job in jobs or default_jobs()}
+    categories = deployment.categories
+    jobs = jobs if jobs is not None else default_jobs(deployment)
+    return {job.name: run_job_once(db, job, categories, now) for job in jobs}
 
 
 async def run_periodic(
-    db: Engine, stop: asyncio.Event, jobs: list[PeriodicJob] | None = None
+    db: Engine,
+    stop: asyncio.Event,
+    deployment: Deployment,
+    jobs: list[PeriodicJob] | None = None,
 ) -> None:
     """Run each job every ``every_s`` seconds until ``stop`` is set."""
-    jobs = jobs if jobs is not None else default_jobs()
-    categories = get_categories()
+    jobs = jobs if jobs is not None else default_jobs(deployment)
+    categories = deployment.categories
     next_run = dict.fromkeys((job.name for job in jobs), 0.0)
     while not stop.is_set():
         for job in jobs:

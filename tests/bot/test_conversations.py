@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
 from bot.conversation.engine import ConversationEngine
+from bot.runtime.configure import load_deployment
 from config.settings import Settings
 from nlu.embedded import EmbeddedParser
 from storage.db import transaction
@@ -23,5 +24,5 @@ def test_conversation(script: Script, engine: Engine, nlu_parser: EmbeddedParser
     start = datetime.fromisoformat(str(script.spec.get("at", DEFAULT_START)))
     with transaction(engine) as session:
         build_world(session, script.spec, start.date())
-    bot = ConversationEngine.create(settings, engine, nlu_parser)
+    bot = ConversationEngine(engine, nlu_parser, load_deployment(settings))
     ScriptRunner(bot, sessionmaker(engine), script).run()

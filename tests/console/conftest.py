@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from bot.runtime.configure import load_deployment
 from config.settings import Settings
 from console import bind_engine, mount_console
 from storage import actions
@@ -111,7 +112,7 @@ def console_app(engine: Engine, tmp_path: Path) -> FastAPI:
         _env_file=None,
     )
     app = FastAPI()
-    mount_console(app, settings)
+    mount_console(app, load_deployment(settings))
     bind_engine(app, engine)
     return app
 

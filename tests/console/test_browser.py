@@ -23,6 +23,7 @@ from twilio.request_validator import RequestValidator
 
 from bot.channels.twilio import messaging as twilio_messaging
 from bot.runtime.app import create_app
+from bot.runtime.configure import load_deployment
 from bot.runtime.periodic import run_all_once
 from config.settings import Settings
 from storage import follow_ups
@@ -219,7 +220,10 @@ def test_a_closed_complaint_is_reopened_by_the_retirees_follow_up_answer(
         ).one()
         assert round_.status == FollowUpStatus.PENDING  # the console's resolve started it
     asked_at = follow_ups.out_of_quiet_hours(resolved_at + timedelta(hours=3))
-    assert run_all_once(engine, now=asked_at)["follow_ups"] == 1
+    assert (
+        run_all_once(engine, load_deployment(Settings(_env_file=None)), now=asked_at)["follow_ups"]
+        == 1
+    )
     with Session(engine) as session:
         question = session.scalars(
             select(OutboxItem).where(OutboxItem.payload["kind"].as_string() == "follow_up")

@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from bot.runtime.configure import load_deployment
 from config.settings import Settings
 from console import bind_engine, mount_console
 from storage.models import AuditEntry, Case, CaseEvent, CaseStatus, OutboxItem, Unit
@@ -216,7 +217,7 @@ def test_a_case_transferred_to_another_unit_is_posted_to_that_units_telegram_gro
         _env_file=None,
     )
     app = FastAPI()
-    mount_console(app, settings)
+    mount_console(app, load_deployment(settings))
     bind_engine(app, engine)
     number = world.help_a1.number
     with TestClient(app) as client:

@@ -19,7 +19,7 @@ NOW = datetime.fromisoformat("2026-11-24T10:00:00+08:00")
 def turn_for(parser: EmbeddedParser, text: str) -> Any:
     parse = parser.parse(text, reference=NOW)
     heard = Heard(text=parse["text"], entities=parse["entities"])
-    return SimpleNamespace(heard=heard, services=SimpleNamespace(dialogue=get_dialogue()))
+    return SimpleNamespace(heard=heard, deployment=SimpleNamespace(dialogue=get_dialogue()))
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ MINE = ("hospital_transfer", "complaint", "help_request", "bereavement")
 
 def turn_for(text: str) -> Any:
     return SimpleNamespace(
-        heard=Heard(text=text), services=SimpleNamespace(dialogue=get_dialogue())
+        heard=Heard(text=text), deployment=SimpleNamespace(dialogue=get_dialogue())
     )
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from bot.conversation.engine import ConversationEngine
 from bot.conversation.messages import Inbound
 from bot.conversation.turn import Heard
+from bot.runtime.configure import load_deployment
 from config.dialogue import get_dialogue
 from config.settings import Settings
 from handlers.hospital_transfer import HANDLER, NOT_IN_HOSPITAL, place_hospitals
@@ -32,7 +33,7 @@ def heard(parser: EmbeddedParser, text: str, choice: str | None = None) -> Heard
 
 
 def turn_for(h: Heard) -> Any:
-    return SimpleNamespace(heard=h, services=SimpleNamespace(dialogue=get_dialogue()))
+    return SimpleNamespace(heard=h, deployment=SimpleNamespace(dialogue=get_dialogue()))
 
 
 @pytest.mark.parametrize(
@@ -129,7 +130,7 @@ def test_a_day_today_or_tomorrow_raises_the_priority(
     with transaction(engine) as setup:
         tree = make_unit_tree(setup)
         make_retiree(setup, tree.community_a1, phone=PHONE, name="王秀英", age=70, today=NOW.date())
-    bot = ConversationEngine.create(Settings(_env_file=None), engine, nlu_parser)
+    bot = ConversationEngine(engine, nlu_parser, load_deployment(Settings(_env_file=None)))
     for n, text in enumerate((first, "对")):
         bot.handle(
             Inbound(

@@ -13,6 +13,7 @@ from sqlalchemy import Engine, select
 
 from bot.conversation.engine import ConversationEngine, TurnResult
 from bot.conversation.messages import Inbound
+from bot.runtime.configure import load_deployment
 from config.settings import CONFIG_DIR, Settings
 from handlers.policy_question import names_topic
 from nlu.embedded import EmbeddedParser
@@ -56,8 +57,8 @@ class Chat:
         self, engine: Engine, parser: EmbeddedParser, folder: Path, language: str = "zh"
     ) -> None:
         self.engine = engine
-        self.bot = ConversationEngine.create(
-            Settings(config_dir=folder, _env_file=None), engine, parser
+        self.bot = ConversationEngine(
+            engine, parser, load_deployment(Settings(config_dir=folder, _env_file=None))
         )
         with transaction(engine) as session:
             tree = make_unit_tree(session)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.conversation.engine import load_services
+from bot.runtime.configure import load_deployment
 from config.categories import load_categories
 from config.i18n import load_catalogs
 from config.settings import CONFIG_DIR, Settings
@@ -64,4 +64,4 @@ def test_start_up_refuses_a_deployment_that_deleted_a_handler_text(tmp_path: Pat
         path = config / "messages" / lang / "medication_reimbursement.yml"
         path.write_text(path.read_text(encoding="utf-8").replace("  read_back:", "  readback:"))
     with pytest.raises(HandlerError, match=r"medication_reimbursement\.read_back"):
-        load_services(Settings(config_dir=config, _env_file=None))
+        load_deployment(Settings(config_dir=config, _env_file=None))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
@@ -417,11 +418,11 @@ def test_two_workers_at_once_handle_each_case_exactly_once(engine: Engine) -> No
         assert set(session.scalars(select(Case.escalations))) == {1}
 
 
-def test_the_worker_runs_escalation_with_its_other_jobs(engine: Engine) -> None:
+def test_the_worker_runs_escalation_with_its_other_jobs(engine: Engine, deployment: Any) -> None:
     with transaction(engine) as session:
         case_id = file(session, world(session)).id
-    assert "escalation" in [job.name for job in periodic.default_jobs()]
-    result = periodic.run_all_once(engine, now=NOW + timedelta(hours=4, minutes=1))
+    assert "escalation" in [job.name for job in periodic.default_jobs(deployment)]
+    result = periodic.run_all_once(engine, deployment, now=NOW + timedelta(hours=4, minutes=1))
     assert result["escalation"] == 1
     with Session(engine) as session:
         actions_ = session.scalars(select(CaseEvent.action).where(CaseEvent.case_id == case_id))

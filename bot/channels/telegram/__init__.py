@@ -20,10 +20,8 @@ limit, network) goes to the outbox for the worker to retry.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Sequence
 
 from fastapi import FastAPI, HTTPException, Request, Response
-from sqlalchemy.orm import Session
 from telegram import Update
 
 from bot.channels.base import Mounted, OutboxSenders
@@ -35,17 +33,17 @@ from bot.channels.telegram.application import (
     build_application,
 )
 from bot.channels.telegram.common import CHANNEL, FAILED_UPDATES, HOTLINE_KEY, make_hotline
-from config.categories import load_categories
-from config.i18n import load_catalogs
+from bot.channels.telegram.posts import new_case_announcer
+from bot.conversation.deployment import Deployment
 from config.settings import Settings
-from storage.models import Case
 
 
-def mount(app: FastAPI, settings: Settings) -> Mounted:
+def mount(app: FastAPI, deployment: Deployment) -> Mounted:
+    settings = deployment.settings
     if not settings.telegram_enabled:
         return Mounted(CHANNEL, enabled=False, why="no HOTLINE_TELEGRAM_BOT_TOKEN")
     # New cases are posted to volunteers and staff whenever there is a bot (webhook or polling).
-    announce = [new_case_announcer(settings)]
+    announce = [new_case_announcer(deployment)]
     secret = settings.telegram_webhook_secret
     if not secret:
         return Mounted(
@@ -84,9 +82,7 @@ def mount(app: FastAPI, settings: Settings) -> Mounted:
         return Response(status_code=200)
 
     async def startup() -> None:
-        application.bot_data[HOTLINE_KEY] = make_hotline(
-            settings, app.state.engine, app.state.conversations
-        )
+        application.bot_data[HOTLINE_KEY] = make_hotline(app.state.engine, app.state.conversations)
         await bring_up.start()
 
     return Mounted(
@@ -98,30 +94,6 @@ def mount(app: FastAPI, settings: Settings) -> Mounted:
     )
 
 
-def new_case_announcer(
-    settings: Settings, *, moved: bool = False
-) -> Callable[[Session, Sequence[Case]], int]:
-    """The engine's hook: each new case posted (through the outbox) to those who may take it.
-    With ``moved``, the hook of escalation and transfers: each case that came to another
-    unit's queue posted to those who may take it now."""
-    catalogs = load_catalogs(settings.config_dir / "messages")
-    categories = load_categories(settings.config_dir / "categories.yml")
-
-    def announce(session: Session, cases: Sequence[Case]) -> int:
-        from bot.channels.telegram.posts import announce_new_cases  # it imports this module
-
-        return announce_new_cases(
-            session,
-            cases,
-            settings=settings,
-            catalogs=catalogs,
-            categories=categories,
-            moved=moved,
-        )
-
-    return announce
-
-
 def senders(settings: Settings) -> OutboxSenders:
     """The outbox's Telegram messages (replies, posts, their edits) go out with the bot token."""
     from bot.channels.telegram.sender import TelegramSender
@@ -129,3 +101,6 @@ def senders(settings: Settings) -> OutboxSenders:
     if not settings.telegram_enabled:
         return OutboxSenders(off={CHANNEL: "HOTLINE_TELEGRAM_BOT_TOKEN"})
     return OutboxSenders(on={CHANNEL: TelegramSender(settings)})
+
+
+__all__ = ["mount", "new_case_announcer", "senders"]

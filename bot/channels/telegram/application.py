@@ -29,6 +29,8 @@ from bot.channels.telegram.common import (
     language_of,
     make_hotline,
 )
+from bot.channels.telegram.posts import new_case_announcer
+from bot.conversation.deployment import Deployment
 from bot.runtime.nlu import ParserLoader
 from config.settings import Settings
 
@@ -186,16 +188,16 @@ class BotStartup:
             await self.application.shutdown()
 
 
-async def poll(settings: Settings, db: Engine, stop: asyncio.Event) -> None:
+async def poll(deployment: Deployment, db: Engine, stop: asyncio.Event) -> None:
     """Fetch updates by long polling (no public URL needed) with the same handlers, until
     ``stop`` is set. Starting to poll deletes the webhook first (Telegram allows one or the
     other), so do not also run the app's webhook with the same bot."""
+    settings = deployment.settings
     application = build_application(settings, polling=True)
     loader = ParserLoader(settings)
     loader.start()
-    application.bot_data[HOTLINE_KEY] = make_hotline(
-        settings, db, Conversations(settings, db, loader.parser)
-    )
+    talk = Conversations(deployment, db, loader.parser, on_filed=[new_case_announcer(deployment)])
+    application.bot_data[HOTLINE_KEY] = make_hotline(db, talk)
     updater = application.updater
     assert updater is not None
     async with application:  # initialize() ... shutdown()

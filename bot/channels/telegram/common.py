@@ -19,8 +19,8 @@ from telegram.ext import (
 
 from bot.channels.base import Conversations
 from bot.conversation.messages import Choice, Reply, Style, render
-from config.categories import CategoryConfig, load_categories
-from config.i18n import Catalogs, load_catalogs
+from config.categories import CategoryConfig
+from config.i18n import Catalogs
 from config.settings import Settings
 from storage import outbox
 from storage.db import dialect_insert
@@ -58,14 +58,14 @@ class Hotline:
             return staff_by_telegram(session, user_id)
 
 
-def make_hotline(settings: Settings, db: Engine, talk: Conversations) -> Hotline:
-    folder = settings.config_dir
+def make_hotline(db: Engine, talk: Conversations) -> Hotline:
+    deployment = talk.deployment
     return Hotline(
-        settings=settings,
+        settings=deployment.settings,
         db=db,
         talk=talk,
-        catalogs=load_catalogs(folder / "messages"),
-        categories=load_categories(folder / "categories.yml"),
+        catalogs=deployment.catalogs,
+        categories=deployment.categories,
     )
 
 

@@ -11,7 +11,7 @@ Staff-only kinds (volunteer_eligible: false, e.g. complaints, bereavement) never
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.channels.telegram.common import CHANNEL
+from bot.conversation.deployment import Deployment
 from config.categories import CategoryConfig
 from config.i18n import Catalogs
 from config.settings import Settings
@@ -211,3 +212,23 @@ def _claim_by(case: Case, catalogs: Catalogs, lang: str, tz: ZoneInfo) -> list[s
 
 def local_time(moment: datetime, tz: ZoneInfo) -> str:
     return moment.astimezone(tz).strftime("%m-%d %H:%M")
+
+
+def new_case_announcer(
+    deployment: Deployment, *, moved: bool = False
+) -> Callable[[Session, Sequence[Case]], int]:
+    """The engine's hook: each new case posted (through the outbox) to those who may take it.
+    With ``moved``, the hook of escalation and transfers: each case that came to another
+    unit's queue posted to those who may take it now."""
+
+    def announce(session: Session, cases: Sequence[Case]) -> int:
+        return announce_new_cases(
+            session,
+            cases,
+            settings=deployment.settings,
+            catalogs=deployment.catalogs,
+            categories=deployment.categories,
+            moved=moved,
+        )
+
+    return announce

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import create_engine
 
 from bot.channels.base import Conversations
+from bot.runtime.configure import load_deployment
 from config.settings import Settings
 from nlu.parser import NluParser
 
@@ -20,7 +21,8 @@ async def _no_parser() -> NluParser:
 
 def _at_once(threads: int, calls: int) -> tuple[int, set[str]]:
     """How many of ``calls`` blocking calls ran at the same moment, and on which threads."""
-    talk = Conversations(Settings(turn_threads=threads), create_engine("sqlite://"), _no_parser)
+    deployment = load_deployment(Settings(turn_threads=threads, _env_file=None))
+    talk = Conversations(deployment, create_engine("sqlite://"), _no_parser)
     lock = threading.Lock()
     running = 0
     most = 0

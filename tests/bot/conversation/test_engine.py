@@ -18,6 +18,7 @@ from bot.conversation.engine import ConversationEngine, TurnResult
 from bot.conversation.messages import Hint, Inbound
 from bot.conversation.notify import on_duty_staff
 from bot.conversation.state import DialogueState, Task
+from bot.runtime.configure import load_deployment
 from bot.runtime.worker import sweep_idle_conversations
 from config.settings import Settings
 from nlu.embedded import EmbeddedParser
@@ -122,9 +123,9 @@ def test_a_message_redelivered_many_times_at_once_is_answered_once(
 
 def test_the_state_outlives_the_engine(engine: Engine, nlu_parser: EmbeddedParser) -> None:
     (phone,) = people(engine, 1)
-    first = ConversationEngine.create(Settings(_env_file=None), engine, nlu_parser)
+    first = ConversationEngine(engine, nlu_parser, load_deployment(Settings(_env_file=None)))
     first.handle(message(phone, "我想报销药费，门诊的，三百块", 0))
-    restarted = ConversationEngine.create(Settings(_env_file=None), engine, nlu_parser)
+    restarted = ConversationEngine(engine, nlu_parser, load_deployment(Settings(_env_file=None)))
     reply = restarted.handle(message(phone, "上门来取", 1))
     assert "对吗" in reply.replies[-1].text
     assert restarted.handle(message(phone, "对", 2)).cases

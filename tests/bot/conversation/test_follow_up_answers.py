@@ -27,8 +27,10 @@ from bot.channels.twilio import messaging as twilio_messaging
 from bot.channels.twilio.voice.sender import CallSender
 from bot.conversation.follow_up_answers import parse_button
 from bot.runtime.app import create_app
+from bot.runtime.configure import load_deployment
 from bot.runtime.periodic import run_all_once
 from bot.runtime.worker import OutboxWorker
+from config.settings import Settings
 from storage import actions
 from storage.db import transaction
 from storage.models import (
@@ -125,7 +127,8 @@ def resolve_and_ask(
         follow_up_id = follow_up.id
         assert follow_up.status == FollowUpStatus.PENDING  # resolving started the round
     if ask:
-        assert run_all_once(engine, now=ASKED_AT)["follow_ups"] == 1
+        deployment = load_deployment(Settings(_env_file=None))
+        assert run_all_once(engine, deployment, now=ASKED_AT)["follow_ups"] == 1
     with transaction(engine) as session:
         question = session.scalars(
             select(OutboxItem).where(OutboxItem.payload["kind"].as_string() == "follow_up")

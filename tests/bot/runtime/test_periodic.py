@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
@@ -18,7 +19,7 @@ from tests.factories import make_unit_tree
 
 
 def test_jobs_run_on_their_schedule_and_a_failing_one_does_not_stop_the_rest(
-    engine: Engine,
+    engine: Engine, deployment: Any
 ) -> None:
     with transaction(engine) as session:
         make_unit_tree(session)
@@ -39,7 +40,7 @@ def test_jobs_run_on_their_schedule_and_a_failing_one_does_not_stop_the_rest(
 
     async def main() -> None:
         stop = asyncio.Event()
-        task = asyncio.create_task(run_periodic(engine, stop, jobs))
+        task = asyncio.create_task(run_periodic(engine, stop, deployment, jobs))
         await asyncio.sleep(0.5)
         stop.set()
         await asyncio.wait_for(task, timeout=5)
@@ -51,11 +52,11 @@ def test_jobs_run_on_their_schedule_and_a_failing_one_does_not_stop_the_rest(
     assert any(e["event"] == "periodic_job_failed" and e["job"] == "failing" for e in logs)
 
 
-def test_run_all_once_commits_what_a_job_wrote(engine: Engine) -> None:
+def test_run_all_once_commits_what_a_job_wrote(engine: Engine, deployment: Any) -> None:
     def adding(session: Session, now: datetime, categories: CategoryConfig) -> int:
         session.add(Unit(code="X-NEW", level=UnitLevel.CENTER, name_zh="新中心", name_en="New"))
         return 1
 
-    assert run_all_once(engine, [PeriodicJob("adding", adding, 1.0)]) == {"adding": 1}
+    assert run_all_once(engine, deployment, [PeriodicJob("adding", adding, 1.0)]) == {"adding": 1}
     with transaction(engine) as session:
         assert session.scalar(select(Unit.name_zh).where(Unit.code == "X-NEW")) == "新中心"

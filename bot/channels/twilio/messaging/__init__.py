@@ -77,6 +77,7 @@ from bot.channels.twilio.outage import (
     when_down,
 )
 from bot.channels.twilio.signature import verified_form
+from bot.conversation.deployment import Deployment
 from bot.conversation.engine import TurnResult
 from bot.conversation.follow_up_answers import answer_message
 from bot.conversation.messages import Hint, Inbound, Reply, Style, render
@@ -119,7 +120,8 @@ def senders(settings: Settings) -> OutboxSenders:
     return OutboxSenders(on={SMS: sender, WHATSAPP: sender})
 
 
-def mount(app: FastAPI, settings: Settings) -> Mounted:
+def mount(app: FastAPI, deployment: Deployment) -> Mounted:
+    settings = deployment.settings
     why = why_off(settings)
     if why:
         return Mounted(NAME, enabled=False, why=why)
@@ -211,7 +213,7 @@ async def _handle(
         if await talk.run(answer_message, talk.db, answer, key, REPLY_PRIORITY):
             return
     engine = await talk.engine()
-    catalogs = engine.services.catalogs
+    catalogs = engine.deployment.catalogs
     default_language = talk.settings.default_language
 
     if opted_out:

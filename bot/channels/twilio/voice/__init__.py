@@ -60,15 +60,16 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from bot.channels.base import Mounted, OutboxSenders
+    from bot.conversation.deployment import Deployment
     from config.settings import Settings
 
 
-def mount(app: FastAPI, settings: Settings) -> Mounted:
+def mount(app: FastAPI, deployment: Deployment) -> Mounted:
     """Add the line's routes (or say why it is off). The routes are imported here, not at the
     top: the worker imports ``chain`` and needs neither the web routes nor the NLU's lexicon."""
     from bot.channels.twilio.voice.routes import mount as mount_routes
 
-    return mount_routes(app, settings)
+    return mount_routes(app, deployment)
 
 
 def senders(settings: Settings) -> OutboxSenders:

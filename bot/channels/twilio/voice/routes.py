@@ -33,9 +33,8 @@ from bot.channels.twilio.voice.steps import (
     turn_inbound,
 )
 from bot.channels.twilio.voice.twiml import VoiceLine, twiml
-from config.i18n import Catalogs, load_catalogs
-from config.settings import Settings
-from nlu.rules import RULES_FILE, EmergencyRules
+from bot.conversation.deployment import Deployment
+from config.i18n import Catalogs
 from storage.db import transaction
 from storage.models import OutboxItem
 
@@ -48,15 +47,12 @@ Form = Annotated[dict[str, Any], Depends(verified_form)]
 Talk = Annotated[Conversations, Depends(conversations)]
 
 
-def mount(app: FastAPI, settings: Settings) -> Mounted:
+def mount(app: FastAPI, deployment: Deployment) -> Mounted:
+    settings = deployment.settings
     why = why_off(settings)
     if why:
         return Mounted("twilio_voice", enabled=False, why=why)
-    line = VoiceLine(
-        settings,
-        load_catalogs(settings.config_dir / "messages"),
-        EmergencyRules.load(settings.config_dir / "nlu" / RULES_FILE),
-    )
+    line = VoiceLine(settings, deployment.catalogs, deployment.emergency_rules)
     router = APIRouter(prefix=PREFIX, tags=["twilio voice"], route_class=TwilioRoute)
     _conversation_routes(router, line)
     _hand_over_routes(router, line)

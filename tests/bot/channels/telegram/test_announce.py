@@ -10,6 +10,7 @@ from sqlalchemy import Engine, select
 from bot.channels.telegram import new_case_announcer
 from bot.conversation.engine import ConversationEngine
 from bot.conversation.messages import Inbound
+from bot.runtime.configure import load_deployment
 from config.settings import Settings
 from nlu.embedded import EmbeddedParser
 from storage.db import transaction
@@ -29,8 +30,9 @@ def test_a_filed_case_is_posted_to_whoever_may_take_it(
         make_staff(session, Role.VOLUNTEER, [tree.community_b1], telegram_user_id=502)
         make_staff(session, Role.STAFF, [tree.station_a], telegram_user_id=503)
     settings = Settings(telegram_bot_token="123:ABC", _env_file=None)
-    bot = ConversationEngine.create(
-        settings, engine, nlu_parser, on_filed=[new_case_announcer(settings)]
+    deployment = load_deployment(settings)
+    bot = ConversationEngine(
+        engine, nlu_parser, deployment, on_filed=[new_case_announcer(deployment)]
     )
     for n, text in enumerate(["家里灯坏了，能派人来修吗", "明天上午", "对"]):
         bot.handle(Inbound("sms", "+8613800000001", f"m{n}", NOW, text=text))
@@ -49,8 +51,9 @@ def test_no_bot_no_posts(engine: Engine, nlu_parser: EmbeddedParser) -> None:
         make_retiree(session, tree.community_a1, phone="+8613800000001", age=70)
         make_staff(session, Role.VOLUNTEER, [tree.community_a1], telegram_user_id=501)
     settings = Settings(_env_file=None)
-    bot = ConversationEngine.create(
-        settings, engine, nlu_parser, on_filed=[new_case_announcer(settings)]
+    deployment = load_deployment(settings)
+    bot = ConversationEngine(
+        engine, nlu_parser, deployment, on_filed=[new_case_announcer(deployment)]
     )
     for n, text in enumerate(["家里灯坏了，能派人来修吗", "明天上午", "对"]):
         bot.handle(Inbound("sms", "+8613800000001", f"m{n}", NOW, text=text))

@@ -21,6 +21,7 @@ from bot.channels.telegram.posts import post_new_case
 from bot.channels.telegram.sender import TelegramSender
 from bot.conversation.engine import ConversationEngine
 from bot.conversation.messages import Inbound
+from bot.runtime.configure import load_deployment
 from bot.runtime.periodic import default_jobs, run_all_once
 from config.categories import load_categories
 from config.i18n import load_catalogs
@@ -273,8 +274,9 @@ def test_a_filed_help_request_is_posted_to_the_units_group_without_personal_data
     link(engine, "A1", GROUP)
     link(engine, "SA", STATION_GROUP)  # the station's group: not for its communities' cases
     settings = Settings(telegram_bot_token=TOKEN, _env_file=None)
-    bot = ConversationEngine.create(
-        settings, engine, nlu_parser, on_filed=[new_case_announcer(settings)]
+    deployment = load_deployment(settings)
+    bot = ConversationEngine(
+        engine, nlu_parser, deployment, on_filed=[new_case_announcer(deployment)]
     )
     now = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
     for n, text in enumerate(["家里灯坏了，能派人来修吗", "明天上午", "对"]):
@@ -326,7 +328,8 @@ def test_a_case_nobody_claimed_is_posted_to_the_group_of_the_unit_it_moves_up_to
         case = session.scalars(select(Case)).one()
         overdue = case.claim_deadline + timedelta(minutes=1)
     settings = Settings(telegram_bot_token=TOKEN, _env_file=None)
-    handled = run_all_once(engine, default_jobs(settings), now=overdue)
+    deployment = load_deployment(settings)
+    handled = run_all_once(engine, deployment, default_jobs(deployment), now=overdue)
     assert handled["escalation"] == 1
     with transaction(engine) as session:
         case = session.scalars(select(Case)).one()
@@ -342,7 +345,9 @@ def test_a_case_nobody_claimed_is_posted_to_the_group_of_the_unit_it_moves_up_to
     claim = got[STATION_GROUP]["reply_markup"]["inline_keyboard"][0][0]
     assert claim["callback_data"] == f"claim:{number}"
     # Run again: nothing is due, nothing more is posted.
-    assert run_all_once(engine, default_jobs(settings), now=overdue)["escalation"] == 0
+    assert (
+        run_all_once(engine, deployment, default_jobs(deployment), now=overdue)["escalation"] == 0
+    )
     assert send_outbox(fake, engine) == {}
 
 

@@ -29,6 +29,7 @@ from bot.channels.telegram.sender import TelegramSender
 from bot.channels.telegram.staff import keep_posts_up, record_sent
 from bot.conversation.messages import Choice
 from bot.runtime.app import create_app
+from bot.runtime.configure import load_deployment
 from bot.runtime.worker import OutboxWorker
 from config.categories import load_categories
 from config.i18n import load_catalogs
@@ -738,7 +739,7 @@ async def test_polling_answers_with_the_same_handlers(
     fake.webhook = {"url": "https://old.example/telegram/webhook", "secret_token": "x"}
     settings = settings_for(db_url, tmp_path, trained_nlu_dir, fake)
     stop = asyncio.Event()
-    polling = asyncio.create_task(poll(settings, engine, stop))
+    polling = asyncio.create_task(poll(load_deployment(settings), engine, stop))
     try:
         fake.queue_update(fake.text_update(PERSON, "/start"))
         await asyncio.to_thread(fake.wait_for, "sendMessage", 1, 30)

@@ -1,0 +1,145 @@
+"""The slots a handler asks for: what kind of answer each takes and how it is found in what the
+person said (entities from the NLU, a chosen option, their own words)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from bot.conversation.handling import SlotKind
+from bot.conversation.state import UNKNOWN
+from bot.conversation.turn import Turn
+
+
+@dataclass(frozen=True)
+class Option:
+    value: str
+    words: tuple[str, ...] = ()  # words (Chinese and English) that pick this option
+
+
+@dataclass(frozen=True)
+class Slot:
+    name: str
+    kind: SlotKind
+    options: tuple[Option, ...] = ()
+    optional: bool = False  # "不知道" is an answer; the slot stays unknown and staff ask
+    prefill: bool = True  # may be taken from the first sentence
+    # TEXT slots: words that show a clause is about this slot ("住院" for what bills are for);
+    # such a clause in the first sentence or in a correction fills the slot.
+    words: tuple[str, ...] = ()
+
+    def extract(self, turn: Turn, *, answering: bool) -> Any | None:
+        """The slot's value in what was just heard, or None. ``answering``: the person is
+        answering this slot's question, so plain words count too."""
+        heard = turn.heard
+        if answering and self.optional and heard.says_any(turn.deployment.dialogue.dont_know):
+            return UNKNOWN
+        if self.kind == SlotKind.OPTION:
+            return self._option(turn)
+        if self.kind == SlotKind.WHEN:
+            date = heard.entity("date")
+            if date is not None:
+                said = heard.said if answering else _span(heard.text, date)
+                return {"date": date["value"], "said": said}
+            return {"said": heard.said} if answering and heard.said else None
+        if self.kind == SlotKind.AMOUNT:
+            amount = heard.entity("amount")
+            if amount is not None:
+                return amount["value"]
+            if answering and _PLAIN_NUMBER.fullmatch(heard.text.strip()):
+                return _number_value(heard.text.strip())  # "300" keyed in for "how much?"
+            return None
+        if self.kind == SlotKind.HOSPITAL:
+            hospital = heard.entity("hospital")
+            if hospital is not None:
+                return hospital["value"]
+            return heard.said if answering and heard.said else None
+        if self.kind == SlotKind.RELATION:
+            relation = heard.entity("relation")
+            if relation is not None:
+                return relation["value"]
+            if answering and _bare(heard.said) in {
+                w.lower() for w in turn.deployment.dialogue.myself
+            }:
+                return "self"
+            return heard.said if answering and heard.said else None
+        if self.kind == SlotKind.PHONE:
+            phone = heard.entity("phone_number")
+            return phone["value"] if phone is not None else None
+        if answering and heard.said.strip():
+            return heard.said.strip()
+        return self._clause(turn) if self.words else None
+
+    def _clause(self, turn: Turn) -> str | None:
+        """The clause of what was heard that carries one of the slot's words."""
+        text = turn.heard.text
+        for clause in re.split(r"[,，。.;；!！?？]", text):
+            if any(word.lower() in clause.lower() for word in self.words):
+                cleaned = _CORRECTION_START.sub("", clause.strip())
+                return cleaned or None
+        return None
+
+    def _option(self, turn: Turn) -> str | None:
+        heard = turn.heard
+        values = {o.value for o in self.options}
+        if heard.choice in values:
+            return heard.choice
+        lowered = heard.text.lower()
+        best: tuple[int, int, str] | None = None  # earliest, then longest word wins
+        for option in self.options:
+            for word in option.words:
+                at = lowered.find(word.lower())
+                if at >= 0 and (best is None or (at, -len(word)) < best[:2]):
+                    best = (at, -len(word), option.value)
+        return best[2] if best else None
+
+
+# "是门诊的" after "不对，": the leading 是 / 应该是 is not part of the value.
+_CORRECTION_START = re.compile(r"^(?:应该是|而是|是)")
+
+
+_PLAIN_NUMBER = re.compile(r"\d{1,7}(?:\.\d{1,2})?")
+
+
+def _number_value(text: str) -> int | float:
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
+def _bare(text: str) -> str:
+    return text.strip(" 。.!！,，、?？").lower()
+
+
+def _span(text: str, entity: dict[str, Any]) -> str:
+    return str(entity.get("text") or text[entity["start"] : entity["end"]])
+
+
+# The start of a correction ("不对，是……"), taken off what replaces the complaint.
+_CORRECTION_PHRASE = re.compile(
+    r"^(?:(?:不对|不是|错了|说错了|应该是|我是说|我说的是|而是|是|no|wrong|actually|i mean)"
+    r"[\s,，。.:：;；!！]*)+",
+    re.IGNORECASE,
+)
+
+
+def own_words(turn: Turn) -> str:
+    """What the person wrote or was heard to say, as they put it (full-width punctuation and
+    all; the understood text has it made narrow)."""
+    return " ".join(turn.heard.said.split()) or turn.heard.text.strip()
+
+
+@dataclass(frozen=True)
+class OwnWordsSlot(Slot):
+    """A TEXT slot kept exactly as the person put it: the whole answer, and at the read-back a
+    correction that names the complaint ("不对，是物业不修灯") replaces it whole."""
+
+    def extract(self, turn: Turn, *, answering: bool) -> Any | None:
+        heard = turn.heard
+        if answering:
+            return own_words(turn) if heard.text.strip() else None
+        if heard.choice is not None or not heard.says_any(turn.deployment.dialogue.corrections):
+            return None
+        if not heard.says_any(self.words):
+            return None
+        return _CORRECTION_PHRASE.sub("", own_words(turn)).strip() or None
