@@ -30,7 +30,8 @@ trap 'if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev
 trap 'exit 130' INT TERM
 
 mkdir -p "$work/data"
-cp nlu/rasa/config.yml nlu/rasa/domain.yml "$work/"
+cp nlu/rasa/config.yml "$work/"
+"$PYTHON" -m nlu.intents >"$work/domain.yml"  # the intents and entities of the NLU contract
 cp nlu/data/intents/*.yml "$work/data/"
 cp nlu/data/entities.yml "$work/data/entities.yml"
 cp config/nlu/hospitals.yml "$work/data/hospitals.yml"

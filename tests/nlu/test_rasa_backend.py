@@ -13,7 +13,7 @@ import pytest
 import yaml
 from structlog.testing import capture_logs
 
-from nlu.intents import ENTITIES, INTENTS
+from nlu.intents import ENTITIES, INTENTS, rasa_domain
 from nlu.rasa_backend import CircuitBreaker, RasaParser
 from tests.nlu.fake_rasa import FakeRasa, rasa_reply
 
@@ -407,7 +407,7 @@ CONTRACT_ENTITIES = set(ENTITIES)
 
 def test_rasa_project_files_follow_the_contract() -> None:
     """nlu/rasa/ trains on the same intents and entities as the embedded parser."""
-    domain = yaml.safe_load((RASA_DIR / "domain.yml").read_text(encoding="utf-8"))
+    domain = yaml.safe_load(rasa_domain())
     assert set(domain["intents"]) == CONTRACT_INTENTS
     assert len(domain["intents"]) == len(CONTRACT_INTENTS)
     assert set(domain["entities"]) == CONTRACT_ENTITIES

@@ -150,6 +150,7 @@ def test_real_training_data_loads_with_all_intents() -> None:
     assert "hospital" in data.lookups
 
 
-def test_held_out_and_dev_sets_load_with_every_intent() -> None:
+def test_held_out_set_has_every_intent_and_the_dev_set_no_other() -> None:
     assert set(load_training_data(held_out_files()).intents) == INTENTS
-    assert set(load_training_data(dev_files()).intents) == INTENTS
+    # The dev set was used up by error analysis: a kind of request added since needs none.
+    assert set(load_training_data(dev_files()).intents) <= INTENTS
