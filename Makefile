@@ -40,6 +40,7 @@ bench: install
 	$(BIN)/python benchmarks/queue_bench.py
 	$(BIN)/python benchmarks/import_bench.py
 	$(BIN)/python benchmarks/turn_bench.py
+	$(BIN)/python benchmarks/call_path.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -33,9 +33,11 @@ from typing import NamedTuple
 from sqlalchemy import ColumnElement, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
+from config.working_days import WorkingDays
 from storage.audit import record_access
 from storage.deadlines import CalendarNotCovered, add_working_days
 from storage.models import Retiree, RetireeStatus, Staff, Visit
+from storage.site import site_of
 
 FIRST_VISIT_WORKING_DAYS = 5
 LIST_LIMIT = 200
@@ -51,12 +53,14 @@ class Due(NamedTuple):
     estimated: bool  # counted Monday to Friday: the holiday calendar does not cover it yet
 
 
-def first_visit_due(registered_on: date) -> Due:
-    """Registration + 5 working days (an estimate where the holiday calendar ends)."""
+def first_visit_due(registered_on: date, listed: WorkingDays | None = None) -> Due:
+    """Registration + 5 working days (an estimate where the holiday calendar and the days
+    ``listed`` by the deployment end)."""
+    days = FIRST_VISIT_WORKING_DAYS
     try:
-        return Due(add_working_days(registered_on, FIRST_VISIT_WORKING_DAYS), False)
+        return Due(add_working_days(registered_on, days, listed=listed), False)
     except CalendarNotCovered:
-        return Due(add_working_days(registered_on, FIRST_VISIT_WORKING_DAYS, estimate=True), True)
+        return Due(add_working_days(registered_on, days, estimate=True, listed=listed), True)
 
 
 def quarter_start(day: date) -> date:
@@ -73,13 +77,13 @@ def previous_quarter_start(day: date) -> date:
     return quarter_start(quarter_start(day) - timedelta(days=1))
 
 
-def overdue_cutoff(today: date) -> Due:
+def overdue_cutoff(today: date, listed: WorkingDays | None = None) -> Due:
     """The latest registration date whose first visit was due before ``today`` (due dates only
     grow with the registration date); estimated when a due date it looked at was."""
     day = today - timedelta(days=FIRST_VISIT_WORKING_DAYS)
     estimated = False
     while True:
-        due = first_visit_due(day)
+        due = first_visit_due(day, listed)
         estimated = estimated or due.estimated
         if due.day < today:
             return Due(day, estimated)
@@ -96,10 +100,11 @@ class Period:
     previous_start: date
     cutoff: date  # registered on or before: first visit overdue
     cutoff_estimated: bool = False
+    working_days: WorkingDays | None = None  # the deployment's (config/working_days.yml)
 
     @classmethod
-    def on(cls, today: date) -> Period:
-        cutoff = overdue_cutoff(today)
+    def on(cls, today: date, listed: WorkingDays | None = None) -> Period:
+        cutoff = overdue_cutoff(today, listed)
         return cls(
             today=today,
             quarter_start=quarter_start(today),
@@ -107,6 +112,7 @@ class Period:
             previous_start=previous_quarter_start(today),
             cutoff=cutoff.day,
             cutoff_estimated=cutoff.estimated,
+            working_days=listed,
         )
 
 
@@ -274,7 +280,7 @@ def first_visits_due(session: Session, community_id: int, period: Period) -> lis
     )
     rows = []
     for rid, name, status, registered_on in session.execute(query):
-        due = first_visit_due(registered_on)
+        due = first_visit_due(registered_on, period.working_days)
         overdue = due.day < period.today
         rows.append(
             FirstVisitRow(rid, name, status, registered_on, due.day, overdue, due.estimated)
@@ -311,13 +317,13 @@ class VisitStatus:
     last_visit: date | None = None
 
 
-def visit_status(retiree: Retiree, today: date) -> VisitStatus:
+def visit_status(retiree: Retiree, today: date, listed: WorkingDays | None = None) -> VisitStatus:
     """The same rules as the lists, for one retiree whose visits are loaded."""
     last = max((v.visited_on for v in retiree.visits), default=None)
     if retiree.status == RetireeStatus.INACTIVE:
         return VisitStatus(last_visit=last)
     if last is None and retiree.registered_on is not None:
-        due = first_visit_due(retiree.registered_on)
+        due = first_visit_due(retiree.registered_on, listed)
         return VisitStatus(
             first_due=due.day, first_overdue=due.day < today, first_due_estimated=due.estimated
         )
@@ -352,7 +358,7 @@ def load_visits_page(
 ) -> VisitsPage:
     """The counts of every community given; the two lists of ``community_id`` (or of the only
     community, when there is one)."""
-    period = Period.on(today)
+    period = Period.on(today, site_of(session).working_days)
     counts = count_due(session, communities, period)
     if community_id is None and len(counts) == 1:
         community_id = counts[0].community_id

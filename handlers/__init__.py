@@ -11,6 +11,7 @@ from functools import lru_cache
 
 from config.categories import CategoryConfig
 from config.i18n import Catalogs
+from config.words import Words, missing_words
 from handlers.base import Handler, SlotKind
 
 NOT_HANDLERS = {"base"}
@@ -52,11 +53,16 @@ def handlers_by_intent(handlers: dict[str, Handler]) -> dict[str, Handler]:
 
 
 def check_handlers(
-    handlers: dict[str, Handler], catalogs: Catalogs, categories: CategoryConfig
+    handlers: dict[str, Handler],
+    catalogs: Catalogs,
+    categories: CategoryConfig,
+    words: Words | None = None,
 ) -> list[str]:
-    """What a handler needs but the configuration lacks: its category, its texts."""
+    """What a handler needs but the configuration lacks: its category, its texts, its words."""
     problems: list[str] = []
     for handler in handlers.values():
+        if words is not None:
+            problems += missing_words(words, handler.name, handler.word_lists)
         where = f"handlers/{handler.name}.py"
         if handler.category and handler.category not in categories.categories:
             problems.append(f"{where}: category {handler.category!r} is not in categories.yml")

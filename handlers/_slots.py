@@ -26,8 +26,28 @@ class Slot:
     optional: bool = False  # "不知道" is an answer; the slot stays unknown and staff ask
     prefill: bool = True  # may be taken from the first sentence
     # TEXT slots: words that show a clause is about this slot ("住院" for what bills are for);
-    # such a clause in the first sentence or in a correction fills the slot.
+    # such a clause in the first sentence or in a correction fills the slot. ``word_list``
+    # ("<handler>.<list>") takes them from the deployment's config/words/<handler>.yml instead.
     words: tuple[str, ...] = ()
+    word_list: str = ""
+    # OPTION slots: each option's words from the group "<handler>.<group>" of the deployment's
+    # config/words/<handler>.yml (the group's names are the options' values).
+    word_group: str = ""
+
+    def options_in(self, turn: Turn) -> tuple[Option, ...]:
+        """The options with the words that pick each, in this deployment."""
+        if not self.word_group:
+            return self.options
+        handler, _, name = self.word_group.partition(".")
+        group = turn.deployment.words.of(handler).groups[name]
+        return tuple(Option(o.value, group.get(o.value, ())) for o in self.options)
+
+    def words_in(self, turn: Turn) -> tuple[str, ...]:
+        """The words that show a clause is about this slot, in this deployment."""
+        if not self.word_list:
+            return self.words
+        handler, _, name = self.word_list.partition(".")
+        return turn.deployment.words.of(handler).list_of(name)
 
     def extract(self, turn: Turn, *, answering: bool) -> Any | None:
         """The slot's value in what was just heard, or None. ``answering``: the person is
@@ -69,13 +89,13 @@ class Slot:
             return phone["value"] if phone is not None else None
         if answering and heard.said.strip():
             return heard.said.strip()
-        return self._clause(turn) if self.words else None
+        return self._clause(turn) if self.words_in(turn) else None
 
     def _clause(self, turn: Turn) -> str | None:
         """The clause of what was heard that carries one of the slot's words."""
         text = turn.heard.text
         for clause in re.split(r"[,，。.;；!！?？]", text):
-            if any(word.lower() in clause.lower() for word in self.words):
+            if any(word.lower() in clause.lower() for word in self.words_in(turn)):
                 cleaned = _CORRECTION_START.sub("", clause.strip())
                 return cleaned or None
         return None
@@ -87,7 +107,7 @@ class Slot:
             return heard.choice
         lowered = heard.text.lower()
         best: tuple[int, int, str] | None = None  # earliest, then longest word wins
-        for option in self.options:
+        for option in self.options_in(turn):
             for word in option.words:
                 at = lowered.find(word.lower())
                 if at >= 0 and (best is None or (at, -len(word)) < best[:2]):
@@ -140,6 +160,6 @@ class OwnWordsSlot(Slot):
             return own_words(turn) if heard.text.strip() else None
         if heard.choice is not None or not heard.says_any(turn.deployment.dialogue.corrections):
             return None
-        if not heard.says_any(self.words):
+        if not heard.says_any(self.words_in(turn)):
             return None
         return _CORRECTION_PHRASE.sub("", own_words(turn)).strip() or None

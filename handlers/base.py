@@ -23,6 +23,7 @@ from bot.conversation.timefmt import spoken_date, spoken_day
 from bot.conversation.turn import NO, PHONE_CHANNELS, RETIREE, YES, Heard, Turn
 from config.faq import get_faq
 from config.loader import ConfigError
+from config.words import HandlerWords, any_of
 from handlers._cases import own_case, own_cases, said_case_number
 from handlers._slots import Option, OwnWordsSlot, Slot, own_words
 from nlu.text import clean_text, normalize_for_model
@@ -55,6 +56,7 @@ __all__ = [
     "ConfigError",
     "HandOver",
     "Handler",
+    "HandlerWords",
     "Heard",
     "Hint",
     "IllegalTransition",
@@ -74,6 +76,7 @@ __all__ = [
     "UnitLevel",
     "actions",
     "alert_emergency",
+    "any_of",
     "clean_text",
     "get_faq",
     "normalize_for_model",
@@ -100,6 +103,12 @@ class Handler:
     # "再见" half-way asks whether to file what was said; False: just say goodbye (a request
     # that files nothing, like a status inquiry).
     ask_before_leaving: ClassVar[bool] = True
+    # The word lists and groups it listens for, in config/words/<name>.yml (`words_of`).
+    word_lists: ClassVar[tuple[str, ...]] = ()
+
+    def words_of(self, turn: Turn) -> HandlerWords:
+        """This deployment's words for this handler (config/words/<name>.yml)."""
+        return turn.deployment.words.of(self.name)
 
     # -- the flow ----------------------------------------------------------------------------
 
@@ -254,7 +263,7 @@ class Handler:
         """Apply a correction ("不对，是明天") to the one filled slot it can only mean."""
         found: dict[SlotKind, list[tuple[Slot, Any]]] = {}
         for slot in self.slots:
-            if (slot.kind == SlotKind.TEXT and not slot.words) or slot is exclude:
+            if (slot.kind == SlotKind.TEXT and not slot.words_in(turn)) or slot is exclude:
                 continue
             if task.missing(slot.name):
                 continue

@@ -11,31 +11,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from handlers.base import Case, Handler, Heard, Slot, SlotKind, Task, Turn
+from handlers.base import Case, Handler, HandlerWords, Heard, Slot, SlotKind, Task, Turn, any_of
 
-# Family the relation table does not have (a retiree's parents, in-laws, elders): the word as
-# staff write it. "我爸" → 父亲.
-KIN_WORDS: dict[str, str] = {
-    **dict.fromkeys(("老父亲", "父亲", "爸爸", "老爸", "爸", "我爹"), "父亲"),
-    **dict.fromkeys(("老母亲", "母亲", "妈妈", "老妈", "妈", "我娘"), "母亲"),
-    **{w: w for w in ("公公", "婆婆", "岳父", "岳母", "老丈人", "丈母娘", "老太太", "老爷子")},
-    **dict.fromkeys(("father", "dad"), "father"),
-    **dict.fromkeys(("mother", "mum", "mom"), "mother"),
-}
-# Words that say someone died: of several people named, the one nearest before it is meant
-# ("我是他儿子，我爸走了": the father).
-DEATH_WORDS = (
-    *("去世", "过世", "走了", "没了", "离世", "病故", "逝世", "不在了", "咽气", "死了"),
-    *("passed away", "died", "dead", "passed"),
-)
 # An answer's filler around the name: "是我们隔壁的老张" keeps 隔壁的老张.
 _ANSWER_START = re.compile(r"^(?:就是|是)")
-# What is left of an answer without the relation word and these says no more than the relation.
-_FILLER = re.compile(
-    r"我们|我家|我的|我|家里|家|的|是|就是|了|呀|啊|吧|呢|他|她|走|去世|过世|没|"
-    r"\b(?:my|our|the|it|is|was|he|she|passed|away|died)\b|[\s,，。.!！?？]",
-    re.IGNORECASE,
-)
+_PUNCTUATION = re.compile(r"[\s,，。.!！?？]")
 
 
 def _spans(text: str, word: str) -> list[tuple[int, int]]:
@@ -43,18 +23,20 @@ def _spans(text: str, word: str) -> list[tuple[int, int]]:
     return [m.span() for m in re.finditer(pattern, text, re.IGNORECASE)]
 
 
-def who_died(heard: Heard) -> str | None:
-    """The person who died, from a relation or a family word in ``heard``; None if none."""
+def who_died(heard: Heard, words: HandlerWords) -> str | None:
+    """The person who died, from a relation or a family word (``words``' group "kin") in
+    ``heard``; None if none."""
+    kin = words.group_of("kin")
     text = heard.text
     named = [(e["start"], e["end"], str(e["value"])) for e in heard.entities_of("relation")]
-    for word in sorted(KIN_WORDS, key=len, reverse=True):  # "爸爸" before "爸"
+    for word in sorted(kin, key=len, reverse=True):  # "爸爸" before "爸"
         for start, end in _spans(text, word):
             if not any(start < e and s < end for s, e, _ in named):
-                named.append((start, end, KIN_WORDS[word]))
+                named.append((start, end, kin[word]))
     if not named:
         return None
     named.sort()
-    deaths = [span[0] for word in DEATH_WORDS for span in _spans(text, word)]
+    deaths = [span[0] for word in words.list_of("death") for span in _spans(text, word)]
     if deaths:
         before = [value for start, _, value in named if start < min(deaths)]
         if before:
@@ -69,23 +51,25 @@ class DeceasedSlot(Slot):
 
     def extract(self, turn: Turn, *, answering: bool) -> Any | None:
         heard = turn.heard
-        found = who_died(heard)
+        listened = turn.deployment.words.of("bereavement")
+        found = who_died(heard, listened)
         if not answering:
             return found
         words = _ANSWER_START.sub("", heard.text.strip())
-        if found is not None and not _says_more(heard):
+        if found is not None and not _says_more(heard, listened):
             return found
         return words or found
 
 
-def _says_more(heard: Heard) -> bool:
+def _says_more(heard: Heard, words: HandlerWords) -> bool:
     """Whether an answer names the person beyond a relation word ("隔壁的张大爷": 张大爷)."""
     text = heard.text
     for entity in heard.entities_of("relation"):
         text = text.replace(text[entity["start"] : entity["end"]], " ")
-    for word in sorted(KIN_WORDS, key=len, reverse=True):
+    for word in sorted(words.group_of("kin"), key=len, reverse=True):
         text = re.sub(re.escape(word), " ", text, flags=re.IGNORECASE)
-    return len(_FILLER.sub("", text)) >= 2
+    rest = _PUNCTUATION.sub("", any_of(words.list_of("filler")).sub("", text))
+    return len(rest) >= 2
 
 
 class BereavementHandler(Handler):
@@ -93,6 +77,7 @@ class BereavementHandler(Handler):
     intents = ("bereavement",)
     category = "bereavement"
     volunteer_visible = False
+    word_lists = ("death", "filler", "kin")
     slots = (
         DeceasedSlot("who", SlotKind.RELATION),
         Slot("when", SlotKind.WHEN, optional=True),

@@ -20,6 +20,7 @@ from handlers.base import (
     Case,
     CaseStatus,
     Handler,
+    HandlerWords,
     IllegalTransition,
     Slot,
     SlotKind,
@@ -40,36 +41,6 @@ EMERGENCY = "emergency"
 WHICH, SURE, REASON = "which", "sure", "reason"
 MAX_CHOICES = 5  # offered at most (newest first); an older one can still be named by number
 
-# A clause of the first sentence is the reason ("不用了，我儿子已经帮我办好了") when it says no
-# "don't" of its own and has words left once fillers are taken out.
-NOT_A_REASON = (
-    *("不用", "不要", "不需要", "不办", "不弄", "不报", "不订", "不投", "不麻烦", "取消", "撤"),
-    *("算了", "算啦", "别", "甭", "停", "删", "作罢", "关了", "cancel", "don't", "do not"),
-    *("no need", "never mind", "not need", "stop", "withdraw", "drop"),
-)
-FILLERS = (
-    *("那个", "这个", "那件", "就是", "哎呀", "谢谢", "好的", "编号", "案件号", "嗯", "哎", "啊"),
-    *("呀", "吧", "了", "的", "好", "我", "thanks", "thank you", "please", "number", "okay", "ok"),
-    *("well", "um", "so"),
-)
-# Words that give the reason outright.
-BECAUSE = ("因为", "because", "since")
-ORDINALS = {
-    0: ("第一", "头一个", "first"),
-    1: ("第二", "second"),
-    2: ("第三", "third"),
-    3: ("第四", "fourth"),
-    4: ("第五", "fifth"),
-}
-# At "do you want to cancel it?": a plain yes or no, or the words of one.
-KEEP = (
-    *("不取消", "不要取消", "别取消", "不用取消", "先别", "不撤", "别撤", "留着", "还要办"),
-    *("don't cancel", "do not cancel", "keep it"),
-)
-DO_CANCEL = ("取消", "撤", "不要了", "不办了", "cancel")
-# Two characters of a kind's name that say nothing of the kind ("丧事办理": 事办, 办理).
-_VAGUE_PAIRS = {"事办", "办理", "其他", "他事", "事项", "手续", "登记", "核实", "求助"}
-_VAGUE_WORDS = {"with", "request", "other", "retiree", "from"}
 _CLAUSES = re.compile(r"[,，。.;；!！?？、]+")
 _SPACES = re.compile(r"\s+")
 _CASE_NUMBER = re.compile(r"\d{4}\s*[-杠]?\s*\d{6}")
@@ -82,17 +53,21 @@ class CancelHandler(Handler):
     category = ""  # files nothing; the dialogue calls it by its `cancel.kind` text
     confirm = False
     ask_before_leaving = False
+    word_lists = (
+        *("not_a_reason", "fillers", "because", "keep", "do_cancel", "which"),
+        *("vague_pairs", "vague_words", "ordinals"),
+    )
     # Free-text answers: as slots, the dialogue offers to switch to another request only when
     # the answer is long and the NLU very sure ("我儿子已经帮我办好了" sounds like status_inquiry).
     slots = (
-        Slot("which", SlotKind.TEXT, prefill=False, words=("那个", "那件", "第", "编号")),
+        Slot("which", SlotKind.TEXT, prefill=False, word_list="cancel.which"),
         Slot("reason", SlotKind.TEXT, prefill=False),
     )
 
     # -- the flow ----------------------------------------------------------------------------
 
     def start(self, turn: Turn, task: Task) -> None:
-        reason = reason_in(turn.heard.said)
+        reason = reason_in(turn.heard.said, self.words_of(turn))
         if reason:
             task.slots[REASON] = reason
         cases = cancellable(turn)
@@ -123,7 +98,7 @@ class CancelHandler(Handler):
         elif task.asking == SURE:
             self._on_sure(turn, task)
         elif task.asking == REASON:
-            if turn.heard.says_any(KEEP):  # "算了，不取消了": changed their mind
+            if turn.heard.says_any(self.words_of(turn).list_of("keep")):  # "算了，不取消了"
                 turn.say("cancel.kept")
                 self._end(turn, task)
                 return
@@ -182,7 +157,7 @@ class CancelHandler(Handler):
 
     def _on_which(self, turn: Turn, task: Task) -> None:
         heard = turn.heard
-        if heard.says_any(KEEP):
+        if heard.says_any(self.words_of(turn).list_of("keep")):
             turn.say("cancel.kept")
             self._end(turn, task)
             return
@@ -198,7 +173,9 @@ class CancelHandler(Handler):
             picked = case
         else:
             offered = [c for n in task.data.get("offered", []) for c in cases if c.number == n]
-            picked = _ordinal(heard.text, offered) or self._named(turn, offered)
+            picked = _ordinal(heard.text, offered, self.words_of(turn)) or self._named(
+                turn, offered
+            )
         if picked is not None:
             task.retries = 0
             self._confirm(turn, task, picked)
@@ -231,8 +208,10 @@ class CancelHandler(Handler):
 
     def _on_sure(self, turn: Turn, task: Task) -> None:
         heard = turn.heard
-        keep = heard.deny or (heard.choice is None and heard.says_any(KEEP))
-        sure = heard.affirm or (heard.choice is None and not keep and heard.says_any(DO_CANCEL))
+        words = self.words_of(turn)
+        keep = heard.deny or (heard.choice is None and heard.says_any(words.list_of("keep")))
+        said_cancel = heard.says_any(words.list_of("do_cancel"))
+        sure = heard.affirm or (heard.choice is None and not keep and said_cancel)
         if keep:
             turn.say("cancel.kept")
             self._end(turn, task)
@@ -340,29 +319,29 @@ def cancellable(turn: Turn) -> list[Case]:
     return [c for c in own_cases(turn, CANCELLABLE) if c.category != EMERGENCY]
 
 
-def reason_in(said: str) -> str:
+def reason_in(said: str, words: HandlerWords) -> str:
     """The reason the first sentence gives, in the person's words; "" when it only says
     "cancel" ("不用了，我儿子已经帮我办好了" → "我儿子已经帮我办好了")."""
     text = said.strip()
     lowered = text.lower()
-    for word in BECAUSE:
+    for word in words.list_of("because"):
         at = lowered.find(word)
         if at >= 0 and text[at + len(word) :].strip(" ,，。.:："):
             return text[at:].strip()
     clauses = _CLAUSES.split(text)
     if not text.isascii():  # Chinese clauses are often only spaced apart
         clauses = [part for clause in clauses for part in _SPACES.split(clause)]
-    reasons = [clause.strip() for clause in clauses if _is_reason(clause)]
+    reasons = [clause.strip() for clause in clauses if _is_reason(clause, words)]
     return (" " if text.isascii() else "，").join(reasons)
 
 
-def _is_reason(clause: str) -> bool:
+def _is_reason(clause: str, words: HandlerWords) -> bool:
     lowered = _CASE_NUMBER.sub("", clause.lower()).strip()
-    if any(word in lowered for word in NOT_A_REASON):
+    if any(word in lowered for word in words.list_of("not_a_reason")):
         return False
     if lowered.endswith("的"):  # "那个上门打扫的": which request, not why
         return False
-    for word in sorted(FILLERS, key=len, reverse=True):
+    for word in sorted(words.list_of("fillers"), key=len, reverse=True):
         lowered = lowered.replace(word, " ")
     return len(lowered.replace(" ", "")) >= 2
 
@@ -372,17 +351,19 @@ def _names_kind(turn: Turn, text: str, category: str) -> bool:
     say something, or a word of its English name)."""
     names = turn.deployment.categories.get(category).name
     lowered = text.lower()
-    pairs = {names.zh[i : i + 2] for i in range(len(names.zh) - 1)} - _VAGUE_PAIRS
-    if any(pair in lowered for pair in pairs):
+    vague = turn.deployment.words.of("cancel")
+    pairs = {names.zh[i : i + 2] for i in range(len(names.zh) - 1)}
+    if any(pair in lowered for pair in pairs - set(vague.list_of("vague_pairs"))):
         return True
-    words = set(_LATIN_WORD.findall(names.en.lower())) - _VAGUE_WORDS
+    words = set(_LATIN_WORD.findall(names.en.lower())) - set(vague.list_of("vague_words"))
     return any(word in lowered for word in words)
 
 
-def _ordinal(text: str, cases: list[Case]) -> Case | None:
+def _ordinal(text: str, cases: list[Case], words: HandlerWords) -> Case | None:
     lowered = text.lower()
-    for index, words in ORDINALS.items():
-        if index < len(cases) and any(word in lowered for word in words):
+    for word, place in words.group_of("ordinals").items():
+        index = int(place) - 1
+        if index < len(cases) and word.lower() in lowered:
             return cases[index]
     return None
 

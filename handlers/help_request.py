@@ -28,67 +28,9 @@ from handlers.base import (
 
 OTHER = "other"
 
-# Words that pick each kind, Chinese and English. The earliest word in a sentence wins, then the
-# longest ("陪我去医院" is an escort, "陪我聊天" company).
-KINDS = (
-    Option(
-        "repair",
-        (
-            *("修", "坏了", "坏掉", "漏水", "漏风", "渗水", "灯不亮", "不亮", "堵了", "不通"),
-            *("不转", "不制冷", "不出水", "没信号", "跳闸", "换灯泡", "灯泡", "水龙头", "马桶"),
-            *("门锁", "水管", "暖气", "下水道", "电视", "洗衣机", "冰箱", "抽油烟机"),
-            *("repair", "repairs", "fix", "fixed", "fixing", "broken", "leak", "leaks", "leaking"),
-            *("blocked", "not working", "doesn't work", "does not work", "bulb", "light"),
-            *("sink", "tap", "toilet", "heating", "lock"),
-        ),
-    ),
-    Option(
-        "cleaning",
-        (
-            *("打扫", "保洁", "打扫卫生", "搞卫生", "做卫生", "收拾", "擦玻璃", "擦窗", "拆洗"),
-            *("洗被子", "家政", "小时工", "大扫除"),
-            *("clean", "cleaning", "cleaner", "tidy", "housework", "wash the windows"),
-        ),
-    ),
-    Option(
-        "groceries",
-        (
-            *("买菜", "买米", "买面", "买油", "买东西", "买点", "买些", "买", "超市", "代购"),
-            *("shopping", "groceries", "buy", "buying", "get some"),
-        ),
-    ),
-    Option(
-        "meals",
-        (
-            *("做饭", "送饭", "吃饭", "送餐", "助餐", "饭菜", "午饭", "晚饭", "老年食堂", "食堂"),
-            *("meal", "meals", "cook", "cooking", "lunch", "dinner", "food"),
-        ),
-    ),
-    Option(
-        "company",
-        (
-            *("陪我聊天", "聊天", "说说话", "说话", "唠嗑", "唠唠", "解闷", "孤单", "寂寞"),
-            *("闷得慌", "太闷", "陪陪我", "陪我", "谈心", "看看我"),
-            *("company", "chat", "chatting", "talk", "talking", "lonely", "visit me"),
-        ),
-    ),
-    Option(
-        "escort",
-        (
-            *("陪我去", "陪着去", "陪我到", "陪同", "陪诊", "带我去", "领我去", "去医院"),
-            *("复查", "看病", "取钱", "银行"),
-            *("escort", "accompany", "go with me", "take me to", "hospital", "doctor", "bank"),
-        ),
-    ),
-    Option(
-        "bills",
-        (
-            *("交电费", "电费", "水费", "燃气费", "煤气费", "缴费", "交费", "充值", "电卡"),
-            *("话费", "物业费", "暖气费", "取暖费", "有线电视费", "交钱", "充钱", "燃气卡"),
-            *("bill", "bills", "pay", "top up", "electricity bill", "water bill", "gas bill"),
-        ),
-    ),
-    Option(OTHER, ("其他", "其它", "别的", "other", "something else")),
+KINDS = tuple(
+    Option(value)
+    for value in ("repair", "cleaning", "groceries", "meals", "company", "escort", "bills", OTHER)
 )
 
 
@@ -103,7 +45,7 @@ class KindSlot(Slot):
             return heard.choice if heard.choice in {o.value for o in self.options} else None
         text = heard.text.lower()
         best: tuple[int, int, str] | None = None  # earliest, then longest word wins
-        for option in self.options:
+        for option in self.options_in(turn):
             for word in option.words:
                 at = _find(text, word.lower())
                 if at >= 0 and (best is None or (at, -len(word)) < best[:2]):
@@ -118,15 +60,6 @@ def _find(text: str, word: str) -> int:
     return match.start() if match else -1
 
 
-# The part of the day said with a date ("周六上午"): the date alone would lose it.
-PERIODS = {
-    **dict.fromkeys(("上午", "早上", "一早", "morning"), "morning"),
-    **dict.fromkeys(("中午", "noon", "lunchtime"), "noon"),
-    **dict.fromkeys(("下午", "afternoon"), "afternoon"),
-    **dict.fromkeys(("晚上", "傍晚", "evening"), "evening"),
-}
-
-
 @dataclass(frozen=True)
 class WhenSlot(Slot):
     """A day, with the part of the day when one is said ("周六上午": Saturday, 上午)."""
@@ -135,7 +68,8 @@ class WhenSlot(Slot):
         value = super().extract(turn, answering=answering)
         if isinstance(value, dict) and value.get("date"):
             text = turn.heard.text.lower()
-            period = next((p for w, p in PERIODS.items() if _find(text, w) >= 0), None)
+            periods = turn.deployment.words.of("help_request").group_of("periods").items()
+            period = next((p for w, p in periods if _find(text, w) >= 0), None)
             if period:
                 value["period"] = period
         return value
@@ -145,8 +79,9 @@ class HelpRequestHandler(Handler):
     name = "help_request"
     intents = ("help_request",)
     category = "help_request"
+    word_lists = ("kinds", "periods")
     slots = (
-        KindSlot("kind", SlotKind.OPTION, options=KINDS),
+        KindSlot("kind", SlotKind.OPTION, options=KINDS, word_group="help_request.kinds"),
         OwnWordsSlot("what", SlotKind.TEXT, prefill=False),  # only for "other" (see needed)
         WhenSlot("when", SlotKind.WHEN, optional=True),
     )

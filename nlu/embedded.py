@@ -1,5 +1,18 @@
 """The embedded parser (default NLU backend): intent model + emergency safety rules + entity
-extractors, answering in Rasa's /model/parse JSON; the model is trained once and cached."""
+extractors, answering in Rasa's /model/parse JSON; the model is trained once and cached.
+
+`nlu.parser.get_parser(settings)` gives the embedded parser or, with `HOTLINE_NLU_BACKEND=rasa`,
+a Rasa server client whose fallback is the embedded parser. The embedded parser cleans the text
+(control characters, full-width forms, 2,000-character cut), converts traditional characters to
+simplified for its features only, and scores intents with a linear model over character n-grams,
+toneless pinyin n-grams (homophones from speech recognition share features), jieba words and a
+small domain word list (`nlu/concepts.yml`). Below `fallback_threshold` the answer is
+`nlu_fallback`. The emergency rules run after the model and always win, except where an
+exception phrase (negation, a past fall being claimed for) covers the match. The trained model is
+cached in `data/nlu-cache/` under a hash of the data, word list and code; a change rebuilds it.
+Data sets: `nlu/data/intents/` trains; `nlu/data/test/` is the held-out set (never tuned on);
+`nlu/data/dev/` was the first held-out set, used up by error analysis.
+"""
 
 from __future__ import annotations
 

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import structlog
 from sqlalchemy import (
@@ -31,9 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from config.categories import CategoryConfig, get_categories
-from config.i18n import get_catalogs
-from config.settings import get_settings
+from config.categories import CategoryConfig
 from storage import follow_ups, staff_alerts, timeline
 from storage.deadlines import CalendarNotCovered, deadline_after
 from storage.errors import (
@@ -60,6 +57,7 @@ from storage.numbering import next_case_number
 from storage.permissions import Actor, may_see_case, unit_tree
 from storage.priority import case_priority
 from storage.queues import CLAIM_ORDER, ClaimScope, claim_scope, waiting_filter
+from storage.site import Site, site_of
 from storage.types import UTCDateTime, utcnow
 
 log = structlog.get_logger(__name__)
@@ -86,12 +84,8 @@ ALLOWED_FROM: dict[str, tuple[CaseStatus, ...]] = {
 LEVEL_ORDER = {UnitLevel.COMMUNITY: 0, UnitLevel.STATION: 1, UnitLevel.CENTER: 2}
 
 
-def _tz() -> ZoneInfo:
-    return ZoneInfo(get_settings().timezone)
-
-
-def _categories(categories: CategoryConfig | None) -> CategoryConfig:
-    return categories if categories is not None else get_categories()
+def _categories(session: Session, categories: CategoryConfig | None) -> CategoryConfig:
+    return categories if categories is not None else site_of(session).categories
 
 
 def _check_status(case: Case, action: str) -> None:
@@ -180,19 +174,21 @@ def queue_unit_for(session: Session, base: Unit, level: str) -> Unit:
 
 
 def _deadlines(
-    case: Case, categories: CategoryConfig, start: datetime
+    case: Case, categories: CategoryConfig, start: datetime, site: Site
 ) -> tuple[datetime, datetime, list[str]]:
     cat = categories.get(case.category)
     problems: list[str] = []
     deadlines: list[datetime] = []
     for within in (cat.claim_within, cat.resolve_within):
         try:
-            deadlines.append(deadline_after(start, within, _tz()))
+            deadlines.append(deadline_after(start, within, site.tz, listed=site.working_days))
         except CalendarNotCovered as exc:
             # The holidays of that year are not known yet (config/working_days.yml): the case
             # gets a deadline counted Monday to Friday, so it is still escalated when missed,
             # and its timeline says the deadline is an estimate.
-            deadlines.append(deadline_after(start, within, _tz(), estimate=True))
+            deadlines.append(
+                deadline_after(start, within, site.tz, estimate=True, listed=site.working_days)
+            )
             problems.append(f"{exc}; estimated counting Monday to Friday")
     return deadlines[0], deadlines[1], problems
 
@@ -219,7 +215,7 @@ def file_case(
     retiree's age, living alone, self-care and dibao status, and once for each of ``raise_for``
     (reasons in the request itself), never above the configured ceiling.
     """
-    cats = _categories(categories)
+    cats = _categories(session, categories)
     try:
         cat = cats.get(category)
     except KeyError as exc:
@@ -231,7 +227,7 @@ def file_case(
             "a case needs a unit: the retiree has no community and none was given"
         )
     queue = queue_unit_for(session, base, cat.queue_level)
-    local_today = now.astimezone(_tz()).date()
+    local_today = now.astimezone(site_of(session).tz).date()
     priority, raised_by = case_priority(cat, cats.priority, retiree, local_today, raise_for)
     case = Case(
         number=next_case_number(session, local_today.year),
@@ -247,7 +243,9 @@ def file_case(
         created_at=now,
         updated_at=now,
     )
-    case.claim_deadline, case.resolve_deadline, problems = _deadlines(case, cats, now)
+    case.claim_deadline, case.resolve_deadline, problems = _deadlines(
+        case, cats, now, site_of(session)
+    )
     session.add(case)
     session.flush()
     data: dict[str, Any] = {"priority": priority}
@@ -271,7 +269,7 @@ def claim(
     """``actor`` takes ``case`` from its queue. Raises CaseConflict if someone was faster."""
     staff = _require_person(actor, "claim cases")
     _check_status(case, "claim")
-    _require_scope(session, actor, case, "claim", _categories(categories))
+    _require_scope(session, actor, case, "claim", _categories(session, categories))
     return _apply_claim(session, case, actor, staff, now or utcnow())
 
 
@@ -304,7 +302,7 @@ def claim_next(
     and so run one at a time; the version check guards both.
     """
     staff = _require_person(actor, "claim cases")
-    scope = claim_scope(session, staff, _categories(categories), unit_ids=unit_ids)
+    scope = claim_scope(session, staff, _categories(session, categories), unit_ids=unit_ids)
     now = now or utcnow()
     if session.get_bind().dialect.name == "postgresql":
         return _claim_next_in_one_statement(session, actor, staff, scope, now)
@@ -436,7 +434,7 @@ def release(
     now: datetime | None = None,
 ) -> Case:
     """Put a claimed case back in its queue (its assignee, or staff of the unit)."""
-    _authorize_assignee_or_staff(session, case, actor, "release", _categories(categories))
+    _authorize_assignee_or_staff(session, case, actor, "release", _categories(session, categories))
     now = now or utcnow()
     previous = case.assignee_id
     case.status = OPEN
@@ -469,7 +467,7 @@ def transfer(
 ) -> Case:
     """Hand a case to another unit's queue or to a person, with a reason. The first-contact
     owner stays as it was."""
-    cats = _categories(categories)
+    cats = _categories(session, categories)
     _authorize_staff(session, case, actor, "transfer", cats)
     _require_text(reason, "a transfer needs a reason")
     if to_unit is None and to_staff is None:
@@ -524,7 +522,7 @@ def escalate(
 ) -> Case:
     """Move an unclaimed case up one level (community → station → center) and raise its
     priority; it gets a fresh claim deadline there."""
-    cats = _categories(categories)
+    cats = _categories(session, categories)
     _authorize_staff(session, case, actor, "escalate", cats)
     parent_id = unit_tree(session).get(case.unit_id)
     if parent_id is None:
@@ -535,7 +533,7 @@ def escalate(
     ceiling = 1 if case.category == "emergency" else cats.priority.ceiling
     case.priority = max(case.priority - 1, ceiling, 1)
     case.escalations += 1
-    case.claim_deadline, _, _ = _deadlines(case, cats, now)
+    case.claim_deadline, _, _ = _deadlines(case, cats, now, site_of(session))
     case.updated_at = now
     _flush(session, case)
     session.refresh(case, ["unit"])
@@ -569,7 +567,7 @@ def add_note(
     """Add a note to the case's timeline (any status)."""
     _require_text(note, "a note cannot be empty")
     if actor.staff is not None and actor.staff.id != case.assignee_id:
-        _require_scope(session, actor, case, "add a note to", _categories(categories))
+        _require_scope(session, actor, case, "add a note to", _categories(session, categories))
     now = now or utcnow()
     return timeline.record(
         session, case, "note", actor=actor, from_status=case.status, now=now, note=note
@@ -587,7 +585,7 @@ def resolve(
 ) -> Case:
     """The work is done: record the outcome. Its assignee, or staff of the unit. The retiree is
     told, and a follow-up round (回访) starts where storage.follow_ups.wanted says so."""
-    _authorize_assignee_or_staff(session, case, actor, "resolve", _categories(categories))
+    _authorize_assignee_or_staff(session, case, actor, "resolve", _categories(session, categories))
     _require_text(outcome, "resolving a case needs its outcome")
     now = now or utcnow()
     case.status = RESOLVED
@@ -614,7 +612,7 @@ def close(
     now: datetime | None = None,
 ) -> Case:
     """Close a resolved case (staff only)."""
-    _authorize_staff(session, case, actor, "close", _categories(categories))
+    _authorize_staff(session, case, actor, "close", _categories(session, categories))
     now = now or utcnow()
     case.status = CLOSED
     case.closed_at = now
@@ -635,7 +633,7 @@ def reopen(
 ) -> Case:
     """Reopen a resolved or closed case. It goes back to its assignee if they are still
     active, otherwise to its unit's queue. An unanswered follow-up round is moot: cancelled."""
-    _authorize_staff(session, case, actor, "reopen", _categories(categories))
+    _authorize_staff(session, case, actor, "reopen", _categories(session, categories))
     _require_text(reason, "reopening a case needs a reason")
     now = now or utcnow()
     before = case.status
@@ -666,7 +664,7 @@ def cancel(
     now: datetime | None = None,
 ) -> Case:
     """Withdraw a case that is not done yet, with the reason (the retiree's or staff's)."""
-    _authorize_staff(session, case, actor, "cancel", _categories(categories))
+    _authorize_staff(session, case, actor, "cancel", _categories(session, categories))
     _require_text(reason, "cancelling a case needs a reason")
     now = now or utcnow()
     before = case.status
@@ -694,7 +692,8 @@ def _stand_down_alerts(session: Session, case: Case, why: str, who: str, now: da
     withheld = staff_alerts.withhold_messages(session, case.id) if why == "cancel" else []
     if not (called_off or withheld):
         return
-    catalogs, lang = get_catalogs(), get_settings().default_language
+    site = site_of(session)
+    catalogs, lang = site.catalogs, site.language
     notes = []
     if called_off:
         callees = [staff_alerts.callee_of(c) for c in called_off]

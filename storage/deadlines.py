@@ -16,8 +16,7 @@ from zoneinfo import ZoneInfo
 import chinese_calendar
 
 from config.categories import Duration
-from config.settings import get_settings
-from config.working_days import FILE, WorkingDays, load_working_days
+from config.working_days import WorkingDays
 
 
 class CalendarNotCovered(LookupError):
@@ -32,44 +31,51 @@ class CalendarNotCovered(LookupError):
 
 
 def is_working_day(day: date, listed: WorkingDays | None = None) -> bool:
-    """Whether ``day`` is worked: the package's calendar, else ``listed`` (default: the
-    deployment's working_days.yml); raises CalendarNotCovered when neither knows its year."""
+    """Whether ``day`` is worked: the package's calendar, else ``listed`` (the deployment's
+    working_days.yml, storage.site.Site.working_days); raises CalendarNotCovered when neither
+    knows its year."""
     try:
         return bool(chinese_calendar.is_workday(day))
     except NotImplementedError as exc:
-        if listed is None:
-            listed = load_working_days(get_settings().config_dir / FILE)
-        worked = listed.is_working_day(day)
+        worked = listed.is_working_day(day) if listed is not None else None
         if worked is None:
             raise CalendarNotCovered(day) from exc
         return worked
 
 
-def _worked(day: date, estimate: bool) -> bool:
+def _worked(day: date, estimate: bool, listed: WorkingDays | None) -> bool:
     try:
-        return is_working_day(day)
+        return is_working_day(day, listed)
     except CalendarNotCovered:
         if not estimate:
             raise
         return day.weekday() < 5
 
 
-def add_working_days(start: date, days: int, *, estimate: bool = False) -> date:
-    """The date ``days`` working days after ``start`` (``start`` itself does not count).
-    ``estimate``: count Monday to Friday where the calendar does not reach."""
+def add_working_days(
+    start: date, days: int, *, estimate: bool = False, listed: WorkingDays | None = None
+) -> date:
+    """The date ``days`` working days after ``start`` (``start`` itself does not count), on
+    the package's calendar and the days ``listed``. ``estimate``: count Monday to Friday where
+    neither reaches."""
     if days < 0:
         raise ValueError("days must not be negative")
     day = start
     remaining = days
     while remaining:
         day += timedelta(days=1)
-        if _worked(day, estimate):
+        if _worked(day, estimate, listed):
             remaining -= 1
     return day
 
 
 def deadline_after(
-    start: datetime, within: Duration, tz: ZoneInfo, *, estimate: bool = False
+    start: datetime,
+    within: Duration,
+    tz: ZoneInfo,
+    *,
+    estimate: bool = False,
+    listed: WorkingDays | None = None,
 ) -> datetime:
     """When something started at ``start`` (aware) is due.
 
@@ -85,6 +91,6 @@ def deadline_after(
         return start + timedelta(hours=within.hours)
     assert within.working_days is not None
     local = start.astimezone(tz)
-    due_day = add_working_days(local.date(), within.working_days, estimate=estimate)
+    due_day = add_working_days(local.date(), within.working_days, estimate=estimate, listed=listed)
     due = datetime.combine(due_day, local.timetz().replace(tzinfo=None), tzinfo=tz)
     return due.astimezone(start.tzinfo)

@@ -28,7 +28,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import structlog
 from sqlalchemy import Select, exists, literal, select
@@ -36,8 +35,7 @@ from sqlalchemy import case as case_when
 from sqlalchemy.orm import Session
 
 from config.categories import Category, CategoryConfig
-from config.i18n import Catalogs, get_catalogs
-from config.settings import get_settings
+from config.i18n import Catalogs
 from storage import actions, outbox, timeline
 from storage.deadlines import deadline_after
 from storage.models import (
@@ -51,6 +49,7 @@ from storage.models import (
     staff_units,
 )
 from storage.permissions import Actor
+from storage.site import Site, site_of
 from storage.staff_alerts import (
     ALERT_MESSAGE,
     CALL_TIMEOUT,
@@ -91,8 +90,8 @@ def run_due(
     """Ring again for emergencies, then remind or escalate every case that is due; returns how
     many cases were handled. ``on_moved(session, [case])`` is called for each case moved up, in
     this transaction (bot/runtime/periodic.py posts it to the new unit's Telegram group)."""
-    catalogs = get_catalogs()
-    lang = get_settings().default_language
+    site = site_of(session)
+    catalogs, lang = site.catalogs, site.language
     handled = 0
     for case in list(session.scalars(_due_emergencies(session, now, limit))):
         # Looked at again once locked: another worker may have just done it.
@@ -113,20 +112,20 @@ def run_due(
 # -- which cases are due ---------------------------------------------------------------------
 
 
-def claim_window(cat: Category, now: datetime) -> timedelta:
+def claim_window(cat: Category, now: datetime, site: Site) -> timedelta:
     """How long the category gives to claim a case filed ``now``."""
-    tz = ZoneInfo(get_settings().timezone)
-    return deadline_after(now, cat.claim_within, tz, estimate=True) - now
+    due = deadline_after(now, cat.claim_within, site.tz, estimate=True, listed=site.working_days)
+    return due - now
 
 
-def grace(cat: Category, now: datetime) -> timedelta:
+def grace(cat: Category, now: datetime, site: Site) -> timedelta:
     """How long a unit has, once reminded, before its case moves up."""
-    return max(claim_window(cat, now) / 2, MIN_GRACE)
+    return max(claim_window(cat, now, site) / 2, MIN_GRACE)
 
 
-def remind_every(cat: Category, now: datetime) -> timedelta:
+def remind_every(cat: Category, now: datetime, site: Site) -> timedelta:
     """How often the top level is reminded of a case it has not claimed."""
-    return max(claim_window(cat, now), MIN_GRACE)
+    return max(claim_window(cat, now, site), MIN_GRACE)
 
 
 def _stay_start(case: Case) -> datetime:
@@ -188,8 +187,10 @@ def _due_cases(
     whens: list[tuple[Any, Any]] = []
     for name, cat in categories.categories.items():
         top = Unit.parent_id.is_(None)
-        whens.append(((Case.category == name) & top, moment(now - remind_every(cat, now))))
-        whens.append((Case.category == name, moment(now - grace(cat, now))))
+        whens.append(
+            ((Case.category == name) & top, moment(now - remind_every(cat, now, site_of(session))))
+        )
+        whens.append((Case.category == name, moment(now - grace(cat, now, site_of(session)))))
     recent_reminder = exists().where(
         CaseEvent.case_id == Case.id,
         CaseEvent.action.in_(REMINDERS),
@@ -256,11 +257,11 @@ def _remind_or_escalate(
         return True
     last = reminded[-1].at
     if parent is None:
-        if now < last + remind_every(cat, now):
+        if now < last + remind_every(cat, now, site_of(session)):
             return False
         remind_unit(session, case, cat, staff, catalogs, lang, now=now, nth=len(reminded) + 1)
         return True
-    if now < last + grace(cat, now):
+    if now < last + grace(cat, now, site_of(session)):
         return False  # another worker reminded them a moment ago
     _escalate(session, case, parent, categories, catalogs, lang, "reason", now, on_moved)
     return True
@@ -305,7 +306,7 @@ def remind_unit(
     if parent is None:
         text = catalogs.text("escalation.notice_top", lang, **params)
     else:
-        wait = duration(grace(cat, now), catalogs, lang)
+        wait = duration(grace(cat, now, site_of(session)), catalogs, lang)
         text = catalogs.text(
             "escalation.notice", lang, grace=wait, parent=parent.name(lang), **params
         )

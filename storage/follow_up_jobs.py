@@ -11,8 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from config.categories import CategoryConfig
-from config.i18n import Catalogs, get_catalogs
-from config.settings import get_settings
+from config.i18n import Catalogs
 from storage import actions, outbox, timeline
 from storage.follow_ups import (
     ANSWER_WINDOW,
@@ -29,6 +28,7 @@ from storage.follow_ups import (
 )
 from storage.models import Case, FollowUp, FollowUpStatus
 from storage.notices import NotTold, choose_destination, notice_language, read_facts
+from storage.site import site_of
 
 log = structlog.get_logger(__name__)
 
@@ -78,12 +78,13 @@ def ask(
     if isinstance(target, NotTold):
         give_up(session, follow_up, case, categories, now=now, why=target.why)
         return
-    catalogs = get_catalogs()
-    lang = notice_language(facts, case.details or {})
+    site = site_of(session)
+    catalogs = site.catalogs
+    lang = notice_language(facts, case.details or {}, site.language)
     follow_up.attempts += 1
     follow_up.status = FollowUpStatus.ASKED
     follow_up.asked_at = now
-    follow_up.next_attempt_at = out_of_quiet_hours(now + ANSWER_WINDOW)
+    follow_up.next_attempt_at = out_of_quiet_hours(now + ANSWER_WINDOW, site.tz)
     # A phone caller is asked by a call (keypad), everyone else by message on their channel.
     channel = "voice" if case.channel == "phone" and target.channel == "sms" else target.channel
     follow_up.channel, follow_up.address = channel, target.address
@@ -122,9 +123,9 @@ def ask(
         data={"attempt": follow_up.attempts, "channel": channel},
         note=catalogs.text(
             "follow_up.event.asked",
-            get_settings().default_language,
+            site.language,
             attempt=follow_up.attempts,
-            channel=catalogs.text(f"follow_up.by.{channel}", get_settings().default_language),
+            channel=catalogs.text(f"follow_up.by.{channel}", site.language),
         ),
     )
 
@@ -150,8 +151,8 @@ def give_up(
     why: str = "unanswered",
 ) -> Case:
     """Nobody answered (or nobody can be reached): a call-back case so staff ring them."""
-    catalogs = get_catalogs()
-    staff_lang = get_settings().default_language
+    site = site_of(session)
+    catalogs, staff_lang = site.catalogs, site.language
     callback = actions.file_case(
         session,
         category="callback",
@@ -197,8 +198,8 @@ def answer(
     follow_up.status = FollowUpStatus.ANSWERED
     follow_up.answered_at = now
     follow_up.done, follow_up.satisfied = result.done, result.satisfied
-    catalogs = get_catalogs()
-    staff_lang = get_settings().default_language
+    site = site_of(session)
+    catalogs, staff_lang = site.catalogs, site.language
     timeline.record(
         session,
         case,
@@ -227,7 +228,7 @@ def _tell_owner(
         channel, address = "sms", owner.phone
     else:
         return
-    lang = get_settings().default_language
+    lang = site_of(session).language
     text = catalogs.text(f"follow_up.owner.{result.label}", lang, number=case.number)
     outbox.enqueue(
         session,

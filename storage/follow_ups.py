@@ -38,10 +38,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from config.settings import get_settings
 from storage.models import Case, CaseStatus, FollowUp, FollowUpStatus
 from storage.notices import notice_language, read_facts
 from storage.permissions import Actor
+from storage.site import site_of
 
 FOLLOW_UP_DELAY = timedelta(hours=2)
 ANSWER_WINDOW = timedelta(hours=24)
@@ -90,13 +90,8 @@ def wanted(case: Case) -> bool:
     return not (case.category == "callback" and (case.details or {}).get("reason") == "follow_up")
 
 
-def local_zone() -> ZoneInfo:
-    return ZoneInfo(get_settings().timezone)
-
-
-def out_of_quiet_hours(moment: datetime, zone: ZoneInfo | None = None) -> datetime:
-    """``moment``, or the end of the quiet hours it falls in (08:00 local)."""
-    zone = zone or local_zone()
+def out_of_quiet_hours(moment: datetime, zone: ZoneInfo) -> datetime:
+    """``moment``, or the end of the quiet hours it falls in (08:00 local in ``zone``)."""
     local = moment.astimezone(zone)
     if local.time() >= QUIET_FROM:
         local = datetime.combine(local.date() + timedelta(days=1), QUIET_UNTIL, tzinfo=zone)
@@ -114,7 +109,7 @@ def start(session: Session, case: Case, *, now: datetime) -> FollowUp:
         round=(rounds or 0) + 1,
         status=FollowUpStatus.PENDING,
         attempts=0,
-        next_attempt_at=out_of_quiet_hours(now + FOLLOW_UP_DELAY),
+        next_attempt_at=out_of_quiet_hours(now + FOLLOW_UP_DELAY, site_of(session).tz),
         created_at=now,
     )
     session.add(follow_up)
@@ -160,4 +155,6 @@ def recorded_answer(follow_up: FollowUp) -> Answer | None:
 
 def language_of(session: Session, case: Case) -> str:
     """The language the retiree was asked in (and is thanked in)."""
-    return notice_language(read_facts(session, case, "resolve"), case.details or {})
+    return notice_language(
+        read_facts(session, case, "resolve"), case.details or {}, site_of(session).language
+    )

@@ -99,6 +99,48 @@ class Direction(enum.StrEnum):
     OUTBOUND = "outbound"
 
 
+class MessageStatus(enum.StrEnum):
+    """Where a message stands (storage/messages.py writes every one)."""
+
+    # A conversation turn: what the person said, what the bot answered.
+    RECEIVED = "received"
+    REPLIED = "replied"
+    # An inbound message no turn ran for.
+    FOLLOW_UP = "follow_up"  # the answer to a follow-up question (回访)
+    OPTED_OUT = "opted_out"  # an SMS "STOP"
+    UNREADABLE = "unreadable"  # a picture, a voice note, a location with no text
+    EMPTY = "empty"
+    # A case posted to staff, kept up with its case (bot/channels/telegram/staff.py): it has a
+    # Claim button (posted), it says who took the case (taken: it may come back to the queue);
+    # settled once the case is done with.
+    POSTED = "posted"
+    TAKEN = "taken"
+    SETTLED = "settled"
+    # The delivery of a message we sent, moving forward only (messages.DELIVERY_RANK).
+    ACCEPTED = "accepted"  # also: a key pressed at a call screening (a call's record)
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"  # also: a post recorded before posts were kept up (migration 0007)
+    CANCELED = "canceled"
+    FAILED = "failed"
+    UNDELIVERED = "undelivered"
+    PARTIALLY_DELIVERED = "partially_delivered"
+    DELIVERED = "delivered"
+    READ = "read"
+    # A phone call's record: its statuses and those of the numbers it was put through to.
+    INITIATED = "initiated"
+    RINGING = "ringing"
+    IN_PROGRESS = "in-progress"
+    ANSWERED = "answered"
+    COMPLETED = "completed"
+    BUSY = "busy"
+    NO_ANSWER = "no-answer"
+    NOT_ACCEPTED = "not-accepted"  # a number picked up (a voicemail?) and pressed no key
+    # A provider's status word we do not know (kept as it came in the payload's "status").
+    UNKNOWN = "unknown"
+
+
 class OutboxStatus(enum.StrEnum):
     PENDING = "pending"
     SENDING = "sending"
@@ -375,11 +417,8 @@ class CaseEvent(Base):
     actor: Mapped[Staff | None] = relationship()
 
 
-# Message.status of a case's post to staff (bot/channels/telegram/staff.py), while the post is
-# kept up with its case: it has a Claim button (posted), it says who took the case (taken: the
-# case may come back to the queue); "settled" once the case is done with.
-POSTED, TAKEN, SETTLED = "posted", "taken", "settled"
-_WATCHED_POSTS = text(f"status IN ('{POSTED}', '{TAKEN}')")
+# The posts kept up with their cases (MessageStatus).
+_WATCHED_POSTS = text("status IN ('posted', 'taken')")
 
 
 class Message(Base):
@@ -405,7 +444,7 @@ class Message(Base):
     provider_id: Mapped[str | None] = mapped_column(String(100))
     text: Mapped[str] = mapped_column(Text, default="")
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    status: Mapped[str] = mapped_column(String(20), default="")
+    status: Mapped[MessageStatus] = mapped_column(_enum(MessageStatus, "message_status"))
     retiree_id: Mapped[int | None] = mapped_column(ForeignKey("retirees.id"), index=True)
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -48,8 +48,7 @@ from sqlalchemy import Integer, String, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from config.categories import STAFF_ONLY_CATEGORIES
-from config.i18n import LANGUAGES, Catalogs, get_catalogs
-from config.settings import get_settings
+from config.i18n import LANGUAGES, Catalogs
 from storage import timeline
 from storage.db import dialect_insert
 from storage.models import (
@@ -67,6 +66,7 @@ from storage.models import (
     Staff,
 )
 from storage.phones import InvalidPhoneNumber, normalize_phone
+from storage.site import Site, site_of
 from storage.types import UTCDateTime
 
 log = structlog.get_logger(__name__)
@@ -119,6 +119,7 @@ def tell_claimed(
     """After ``staff`` claimed ``case``: who took it and by when. Returns the outbox item's
     idempotency key, None when nobody could be told. ``facts``: read already (by the claim's
     own statement), else read here."""
+    tz = site_of(session).tz
 
     def text(catalogs: Catalogs, lang: str) -> str:
         who = _who(staff, catalogs, lang)
@@ -127,7 +128,7 @@ def tell_claimed(
         deadline = case.resolve_deadline
         if deadline is None or deadline <= now:
             return catalogs.text("notices.claimed_soon", lang, number=case.number, who=who)
-        by = format_deadline(deadline, _zone(), catalogs, lang)
+        by = format_deadline(deadline, tz, catalogs, lang)
         return catalogs.text("notices.claimed", lang, number=case.number, who=who, by=by)
 
     return _tell(session, case, CLAIMED, facts or read_facts(session, case, "claim"), text, now)
@@ -157,11 +158,12 @@ def _tell(
     now: datetime,
 ) -> str | None:
     target = choose_destination(case.channel, case.details or {}, facts)
-    catalogs = get_catalogs()
+    site = site_of(session)
+    catalogs = site.catalogs
     if isinstance(target, NotTold):
-        _record_not_told(session, case, kind, target, catalogs, now)
+        _record_not_told(session, case, kind, target, site, now)
         return None
-    lang = notice_language(facts, case.details or {})
+    lang = notice_language(facts, case.details or {}, site.language)
     key = f"{case.number}:{kind}:{facts.count}"
     _enqueue(
         session,
@@ -226,11 +228,11 @@ def _insert_statement(insert_of: Any) -> Any:
 
 
 def _record_not_told(
-    session: Session, case: Case, kind: str, why: NotTold, catalogs: Catalogs, now: datetime
+    session: Session, case: Case, kind: str, why: NotTold, site: Site, now: datetime
 ) -> None:
     """A line on the case's timeline (in the staff's language): staff then know to call.
     A Core insert: no unit of work to run for it in the claim's hot path."""
-    note = catalogs.text(f"notices.not_told.{why.why}", get_settings().default_language)
+    note = site.catalogs.text(f"notices.not_told.{why.why}", site.language)
     timeline.record_now(
         session, case, SKIPPED, now=now, note=note, data={"kind": kind, "why": why.why}
     )
@@ -389,13 +391,13 @@ def fact_columns(
 # -- how -----------------------------------------------------------------------------------------
 
 
-def notice_language(facts: Facts, details: dict[str, Any]) -> str:
+def notice_language(facts: Facts, details: dict[str, Any], default: str) -> str:
     """The retiree's preferred language; for an unknown caller the conversation's; else the
-    deployment's default."""
+    deployment's (``default``)."""
     for lang in (facts.language, details.get("language")):
         if lang in LANGUAGES:
             return str(lang)
-    return get_settings().default_language
+    return default
 
 
 def _who(staff: Staff, catalogs: Catalogs, lang: str) -> str:
@@ -421,7 +423,3 @@ def format_deadline(moment: datetime, tz: ZoneInfo, catalogs: Catalogs, lang: st
     )
     clock = f"{local.hour}:{local.minute:02d}"
     return catalogs.text("notices.deadline", lang, date=date, clock=clock)
-
-
-def _zone() -> ZoneInfo:
-    return ZoneInfo(get_settings().timezone)

@@ -19,11 +19,12 @@ import structlog
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from config.i18n import DEFAULT_LANGUAGE, Catalogs, get_catalogs
+from config.i18n import DEFAULT_LANGUAGE, Catalogs
 from storage import timeline
 from storage.db import insert_statement
 from storage.models import Case, OutboxItem, OutboxStatus
 from storage.permissions import Actor
+from storage.site import site_of
 from storage.types import utcnow
 
 log = structlog.get_logger(__name__)
@@ -206,7 +207,7 @@ def release_stuck(
     ).all()
     for item in stuck:
         if item.attempts > len(RETRY_DELAYS):
-            cats = catalogs or get_catalogs()
+            cats = catalogs or site_of(session).catalogs
             error = cats.text("worker.worker_stopped", language)
             item.last_error = error
             _die(item, error, now=now, catalogs=cats, language=language)
@@ -232,7 +233,7 @@ def flag_unsendable(
     sender runs; one still waiting ``give_up_after`` after it was queued dies, so that staff see
     it. Returns how many items were flagged or given up."""
     now = now or utcnow()
-    cats = catalogs or get_catalogs()
+    cats = catalogs or site_of(session).catalogs
     query = select(OutboxItem).where(
         OutboxItem.status == OutboxStatus.PENDING, OutboxItem.next_attempt_at <= now
     )
@@ -297,7 +298,7 @@ def _die(
     case = session.get(Case, item.case_id)
     if case is None:
         return
-    note = _death_note(item, error, catalogs or get_catalogs(), language)
+    note = _death_note(item, error, catalogs or site_of(session).catalogs, language)
     timeline.record(session, case, "note", actor=Actor.system(WORKER_LABEL), note=note, now=now)
 
 

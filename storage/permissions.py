@@ -1,7 +1,14 @@
 """Who may see and work on which cases: by role, by the units a person serves, by category.
 
 admin: the whole center. staff: their units and every unit below them (a station's staff
-serve its communities). volunteer: their communities, volunteer-eligible categories only.
+serve its communities). volunteer: their communities, volunteer-eligible categories only
+(``volunteer_eligible`` in config/categories.yml: never complaints or bereavement).
+
+- claim: a person in scope. release, resolve, note: the assignee, or staff in scope.
+  transfer, escalate, close, reopen, cancel: staff in scope (or the system, e.g. the worker).
+- The first staff member who takes a case becomes its first-contact owner (首问负责) and stays so
+  through transfers.
+- Every view of a retiree's profile and every change is written to ``audit_log``.
 """
 
 from __future__ import annotations

@@ -14,13 +14,12 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from config.categories import CategoryConfig
-from config.i18n import get_catalogs
-from config.settings import get_settings
 from storage import outbox, timeline
 from storage.errors import IllegalTransition, InvalidCaseInput, NotPermitted
 from storage.models import Case, CaseStatus, OutboxItem, Role
 from storage.notices import NotTold, choose_destination, notice_language, read_facts
 from storage.permissions import Actor, may_see_case
+from storage.site import site_of
 from storage.types import utcnow
 
 KIND = "staff_reply"
@@ -59,11 +58,9 @@ def reply(
     session.flush()
     facts = read_facts(session, case, "reply")
     target = choose_destination(case.channel, case.details or {}, facts)
+    site = site_of(session)
     if isinstance(target, NotTold):
-        reason = get_catalogs().text(
-            f"notices.not_told.{target.why}", get_settings().default_language
-        )
-        raise InvalidCaseInput(reason)
+        raise InvalidCaseInput(site.catalogs.text(f"notices.not_told.{target.why}", site.language))
     item_id = outbox.enqueue(
         session,
         channel=target.channel,
@@ -72,7 +69,7 @@ def reply(
             "kind": KIND,
             "case": case.number,
             "text": body,
-            "language": notice_language(facts, case.details or {}),
+            "language": notice_language(facts, case.details or {}, site.language),
         },
         idempotency_key=f"{case.number}:{KIND}:{facts.count}",
         priority=2,

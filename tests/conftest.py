@@ -124,10 +124,9 @@ def nlu_parser(trained_nlu_dir: Path) -> Any:
 @pytest.fixture(scope="session")
 def deployment() -> Any:
     """The shipped configuration and handlers (bot/runtime/configure.py)."""
-    from bot.runtime.configure import load_deployment
-    from config.settings import Settings
+    from tests.factories import shipped_deployment
 
-    return load_deployment(Settings(_env_file=None))
+    return shipped_deployment()
 
 
 @pytest.fixture

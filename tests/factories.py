@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from datetime import date
+from functools import cache
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -96,3 +97,12 @@ def make_staff(
     session.add(staff)
     session.flush()
     return staff
+
+
+@cache
+def shipped_deployment() -> Any:
+    """The shipped configuration and handlers, loaded once (bot/runtime/configure.py)."""
+    from bot.runtime.configure import load_deployment
+    from config.settings import Settings
+
+    return load_deployment(Settings(_env_file=None))

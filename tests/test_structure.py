@@ -5,9 +5,12 @@ under ``if TYPE_CHECKING:`` does not."""
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from functools import cache
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("bot", "config", "console", "handlers", "nlu", "storage")
@@ -117,28 +120,47 @@ def test_a_circle_is_found_also_through_a_late_import() -> None:
     assert circles(graph) == [["storage.a", "storage.b", "storage.c"]]
 
 
-def case_event_writes(source: str) -> list[str]:
-    """The calls in ``source`` that write case events: ``CaseEvent(...)`` or an insert of it."""
+def table_writes(source: str, model: str) -> list[str]:
+    """The calls in ``source`` that write ``model``'s table: ``Model(...)``, or an insert or
+    update of it (``insert(Model.__table__)``, ``update(Model)``, ``Model.__table__.update()``)."""
     found = []
+    mentions = re.compile(rf"\b{model}\b")
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Call):
             called = ast.unparse(node.func)
             args = " ".join(ast.unparse(a) for a in node.args)
-            if called == "CaseEvent" or (called.endswith("insert") and "CaseEvent" in args):
+            writes = called.rsplit(".", 1)[-1] in ("insert", "update")
+            if (
+                called == model
+                or (writes and mentions.search(args))
+                or (writes and mentions.search(called))
+            ):
                 found.append(ast.unparse(node)[:60])
     return found
 
 
-def test_only_the_timeline_writes_case_events() -> None:
+@pytest.mark.parametrize(
+    ("model", "writer"), [("CaseEvent", "storage.timeline"), ("Message", "storage.messages")]
+)
+def test_one_module_writes_each_of_these_tables(model: str, writer: str) -> None:
     writers = {
         module: calls
         for module, path in modules().items()
-        if module not in ("storage.timeline", "storage.models")
-        and (calls := case_event_writes(path.read_text(encoding="utf-8")))
+        if module not in (writer, "storage.models")
+        and (calls := table_writes(path.read_text(encoding="utf-8"), model))
     }
     assert writers == {}
-    assert case_event_writes("session.add(CaseEvent(case_id=1))") == ["CaseEvent(case_id=1)"]
-    assert case_event_writes("s.execute(insert(CaseEvent.__table__), {})") != []
+
+
+def test_table_writes_are_recognised() -> None:
+    assert table_writes("session.add(CaseEvent(case_id=1))", "CaseEvent") == [
+        "CaseEvent(case_id=1)"
+    ]
+    assert table_writes("s.execute(insert(CaseEvent.__table__), {})", "CaseEvent") != []
+    assert table_writes("s.execute(update(Message).where(x))", "Message") != []
+    assert table_writes("s.execute(Message.__table__.update())", "Message") != []
+    assert table_writes("s.execute(update(MessagingIdentity))", "Message") == []
+    assert table_writes("select(Message.status)", "Message") == []
 
 
 def test_handlers_import_only_handlers_base() -> None:
@@ -168,3 +190,29 @@ def test_the_conversation_does_not_import_the_handlers() -> None:
     }
     assert {m: found for m, found in reaching.items() if found} == {}
     assert any(n.startswith("bot.conversation") for n in graph["handlers.base"])
+
+
+GLOBAL_CONFIGURATION = ("get_settings", "get_categories", "get_catalogs", "get_dialogue", "get_faq")
+
+
+def configuration_reads(source: str) -> list[str]:
+    """Calls in ``source`` that read the configuration from the environment afresh."""
+    return [
+        ast.unparse(node)
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Call) and ast.unparse(node.func) in GLOBAL_CONFIGURATION
+    ]
+
+
+def test_storage_reads_the_configuration_only_through_its_site() -> None:
+    """Deep in storage/ the configuration is the deployment's the database engine serves
+    (storage/site.py), never the environment read again (storage.db's default URL aside)."""
+    readers = {
+        module: calls
+        for module, path in modules().items()
+        if module.startswith("storage.")
+        and module not in ("storage.site", "storage.db")
+        and (calls := configuration_reads(path.read_text(encoding="utf-8")))
+    }
+    assert readers == {}
+    assert configuration_reads("tz = ZoneInfo(get_settings().timezone)") == ["get_settings()"]

@@ -34,6 +34,7 @@ from storage.directory import find_retiree_by_phone
 from storage.migrate import alembic_config, current_revision
 from storage.models import Case
 from storage.phones import InvalidPhoneNumber, normalize_phone
+from storage.site import bind
 from storage.types import utcnow
 
 # Nobody in the demo data has this number: without --phone the bot meets a stranger and
@@ -69,6 +70,7 @@ def chat_command(
         _check_database(db)
         try:
             deployment = load_deployment(settings)
+            bind(db, deployment)
             engine = ConversationEngine(db, get_parser(settings), deployment)
         except (ConfigError, HandlerError) as exc:
             fail(f"configuration: {exc}")

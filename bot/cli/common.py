@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from config.settings import Settings
 from storage.db import make_engine, transaction
+from storage.site import Site, bind
 
 
 def current_settings() -> Settings:
@@ -20,7 +21,11 @@ def current_settings() -> Settings:
 
 
 def open_engine() -> Engine:
-    return make_engine(current_settings().effective_database_url)
+    """The configured database, serving the configured deployment (storage.site)."""
+    settings = current_settings()
+    engine = make_engine(settings.effective_database_url)
+    bind(engine, Site.load(settings))
+    return engine
 
 
 @contextmanager

@@ -16,6 +16,7 @@ from config.logging import configure_logging
 from handlers import HandlerError
 from storage.db import make_engine
 from storage.migrate import upgrade
+from storage.site import bind
 
 app = typer.Typer(help="Telegram: run the bot by long polling.", no_args_is_help=True)
 
@@ -41,6 +42,7 @@ def poll_command(
     except (ConfigError, HandlerError) as exc:
         fail(f"configuration: {exc}")
     engine = make_engine(settings.effective_database_url, pool_timeout=5)
+    bind(engine, deployment)
     if migrate:
         upgrade(engine)
 

@@ -22,6 +22,7 @@ from config.logging import configure_logging
 from handlers import HandlerError
 from nlu.parser import get_parser
 from storage.db import make_engine
+from storage.site import bind
 
 
 def worker_command(
@@ -48,6 +49,7 @@ def worker_command(
     if not senders:
         fail("no channel can send: configure Twilio or Telegram first")
     engine = make_engine(settings.effective_database_url)
+    bind(engine, deployment)
     worker = OutboxWorker(engine, senders, language=settings.default_language)
     conversations = _lazy_conversations(deployment, engine)
     try:

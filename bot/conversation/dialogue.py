@@ -152,7 +152,8 @@ def _offers_switch(turn: Turn, task: Task, handler: RequestHandler) -> bool:
     if asking is not None and asking.kind in FREE_WORDS:
         # Free words answer this question ("住院的" for what the bills are for), so only a very
         # sure request that says more than a short answer and none of the slot's words counts.
-        if asking.words and heard.says_any(asking.words):
+        words = asking.words_in(turn)
+        if words and heard.says_any(words):
             return False
         if len(heard.text.strip()) < MIN_SWITCH_CHARS:
             return False

@@ -17,7 +17,7 @@ from typing import Any, cast
 
 import structlog
 from sqlalchemy import Engine as DbEngine
-from sqlalchemy import and_, bindparam, insert, select, update
+from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
@@ -30,6 +30,7 @@ from bot.conversation.turn import NO, PHONE_CHANNELS, YES, Heard, Turn, written_
 from config.dialogue import DialogueConfig
 from nlu.intents import FALLBACK
 from nlu.parser import NluParser
+from storage import messages
 from storage.db import dialect_insert
 from storage.errors import CaseConflict
 from storage.models import (
@@ -37,6 +38,7 @@ from storage.models import (
     ConversationState,
     Direction,
     Message,
+    MessageStatus,
     MessagingIdentity,
     Retiree,
     RetireePhone,
@@ -220,7 +222,7 @@ class ConversationEngine:
                 "provider_id": inbound.provider_id,
                 "text": inbound.text,
                 "payload": payload,
-                "status": "received",
+                "status": MessageStatus.RECEIVED,
             }
         ]
         rows += [
@@ -229,12 +231,12 @@ class ConversationEngine:
                 "direction": Direction.OUTBOUND.value,
                 "text": reply.text,
                 "payload": _reply_to_json(reply),
-                "status": "replied",
+                "status": MessageStatus.REPLIED,
             }
             for reply in replies
         ]
         # One statement for all of them (Core, no RETURNING): a turn is a few round trips.
-        session.execute(_ADD_MESSAGES, rows)
+        messages.add(session, rows)
         log.info(
             "turn",
             channel=inbound.channel,
@@ -375,8 +377,8 @@ class ConversationEngine:
             {"row_id": row.id, "state": turn.state.dump(), "retiree_id": retiree_id, "now": now},
         )
         record = {"event": event, "filed": filed}
-        session.execute(
-            _ADD_MESSAGES,
+        messages.add(
+            session,
             [
                 {
                     "channel": channel,
@@ -385,7 +387,7 @@ class ConversationEngine:
                     "provider_id": provider_id,
                     "text": said,
                     "payload": record,
-                    "status": "received",
+                    "status": MessageStatus.RECEIVED,
                     "retiree_id": retiree_id,
                     "case_id": case.id,
                     "created_at": now,
@@ -490,7 +492,6 @@ _SAVE_STATE = (
         state=bindparam("state"), retiree_id=bindparam("retiree_id"), updated_at=bindparam("now")
     )
 )
-_ADD_MESSAGES = insert(Message.__table__)
 
 
 @dataclass(frozen=True)

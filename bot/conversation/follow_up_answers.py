@@ -27,17 +27,16 @@ from sqlalchemy.orm import Session
 
 from bot.conversation.messages import Inbound
 from bot.conversation.state import DialogueState
-from config.categories import get_categories
 from config.dialogue import get_dialogue
-from config.i18n import get_catalogs
-from storage import follow_up_jobs, follow_ups
-from storage.db import dialect_insert, transaction
-from storage.models import Case, ConversationState, Direction, FollowUp, Message
+from storage import follow_up_jobs, follow_ups, messages
+from storage.db import transaction
+from storage.models import Case, ConversationState, Direction, FollowUp, Message, MessageStatus
 from storage.outbox import enqueue
+from storage.site import site_of
 
 log = structlog.get_logger(__name__)
 
-MESSAGE_STATUS = "follow_up"  # an inbound message that answered a follow-up question
+MESSAGE_STATUS = MessageStatus.FOLLOW_UP  # an inbound message that answered a follow-up question
 _BUTTON = re.compile(r"^fu:(?P<id>\d{1,12}):(?P<choice>[123])$")
 
 
@@ -59,7 +58,8 @@ def answer_round(session: Session, follow_up: FollowUp, choice: str, *, now: dat
     case = session.get(Case, follow_up.case_id)
     assert case is not None
     was_open = follow_up.status in follow_ups.OPEN_ROUND
-    follow_up_jobs.answer(session, follow_up, choice, get_categories(), now=now)
+    site = site_of(session)
+    follow_up_jobs.answer(session, follow_up, choice, site.categories, now=now)
     given = follow_ups.recorded_answer(follow_up)
     label = given.label if given is not None else "not_open"
     language = follow_ups.language_of(session, case)
@@ -68,7 +68,7 @@ def answer_round(session: Session, follow_up: FollowUp, choice: str, *, now: dat
         case=case.number,
         label=label,
         reopened=was_open and given is not None and given.reopens,
-        text=get_catalogs().text(key, language),
+        text=site.catalogs.text(key, language),
         language=language,
         retiree_id=case.retiree_id,
     )
@@ -116,41 +116,32 @@ def answer_message(db: Engine, inbound: Inbound, reply_key: str, priority: int) 
         follow_up = waiting_round(session, inbound.channel, inbound.address, inbound.received_at)
         if follow_up is None:
             return False
-        table = Message.__table__
-        added = session.execute(
-            dialect_insert(session)(table)
-            .values(
-                channel=inbound.channel,
-                direction=Direction.INBOUND.value,
-                address=inbound.address,
-                provider_id=inbound.provider_id,
-                text=inbound.text,
-                payload={"intent": None, "follow_up": follow_up.id, "replies": []},
-                status=MESSAGE_STATUS,
-                case_id=follow_up.case_id,
-                retiree_id=select(Case.retiree_id)
-                .where(Case.id == follow_up.case_id)
-                .scalar_subquery(),
-                created_at=inbound.received_at,
-            )
-            .on_conflict_do_nothing(index_elements=["channel", "provider_id"])
-            .returning(table.c.id)  # not rowcount: psycopg says -1 here
-        ).first()
+        added = messages.record_once(
+            session,
+            channel=inbound.channel,
+            direction=Direction.INBOUND,
+            address=inbound.address,
+            provider_id=inbound.provider_id,
+            text=inbound.text,
+            payload={"intent": None, "follow_up": follow_up.id, "replies": []},
+            status=MESSAGE_STATUS,
+            case_id=follow_up.case_id,
+            retiree_id=session.scalar(select(Case.retiree_id).where(Case.id == follow_up.case_id)),
+            now=inbound.received_at,
+        )
         if added is None:  # the same message delivered twice at once: the other one answers it
             return True
         answered = answer_round(session, follow_up, inbound.text, now=inbound.received_at)
         reply = {"text": answered.text, "language": answered.language}
-        session.execute(
-            table.update()
-            .where(table.c.id == added.id)
-            .values(
-                payload={
-                    "intent": None,
-                    "follow_up": follow_up.id,
-                    "answer": answered.label,
-                    "replies": [reply],
-                }
-            )
+        messages.set_payload(
+            session,
+            added,
+            {
+                "intent": None,
+                "follow_up": follow_up.id,
+                "answer": answered.label,
+                "replies": [reply],
+            },
         )
         enqueue(
             session,

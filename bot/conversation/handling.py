@@ -38,6 +38,8 @@ class Question(Protocol):
 
     def extract(self, turn: Turn, *, answering: bool) -> Any | None: ...
 
+    def words_in(self, turn: Turn) -> tuple[str, ...]: ...
+
 
 class RequestHandler(Protocol):
     """One kind of request, as the dialogue drives it."""

@@ -35,6 +35,7 @@ from bot.runtime.worker import start_outbox_worker, sweep_idle_conversations
 from config.settings import Settings
 from console import bind_engine, mount_console
 from storage.db import make_engine, ping
+from storage.site import bind
 from storage.spool import Spool
 
 log = structlog.get_logger(__name__)
@@ -51,6 +52,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = engine is None
         app.state.engine = engine or make_engine(settings.effective_database_url, pool_timeout=5)
+        bind(app.state.engine, deployment)  # the case actions work with this deployment too
         bind_engine(app, app.state.engine)
         app.state.nlu = ParserLoader(settings)
         app.state.nlu.start()

@@ -9,6 +9,7 @@ from config.categories import CategoryConfig, load_categories
 from config.dialogue import DialogueConfig, load_dialogue
 from config.i18n import load_catalogs
 from config.settings import Settings
+from config.words import load_words
 from handlers import HandlerError, check_handlers, handlers_by_intent, load_handlers
 from nlu.rules import RULES_FILE, EmergencyRules
 
@@ -25,7 +26,8 @@ def load_deployment(
     handlers = load_handlers()
     catalogs = load_catalogs(folder / "messages")
     categories = categories or load_categories(folder / "categories.yml")
-    problems = check_handlers(handlers, catalogs, categories)
+    words = load_words(folder / "words")
+    problems = check_handlers(handlers, catalogs, categories, words)
     if problems:
         raise HandlerError("; ".join(problems))
     return Deployment(
@@ -36,4 +38,5 @@ def load_deployment(
         emergency_rules=EmergencyRules.load(folder / "nlu" / RULES_FILE),
         handlers=dict(handlers),
         by_intent=handlers_by_intent(handlers),
+        words=words,
     )

@@ -30,7 +30,7 @@ after the round) and, in its upkeep, when a placed call had no status within ``c
 All of it is in the database, so any worker, or one restarted, carries on.
 
 Delivery is at least once, with at most one duplicate for a crash between sending and
-recording; see bot/channels/senders.py for what each provider offers.
+recording; see bot/channels/base.py for what each provider offers.
 """
 
 from __future__ import annotations
@@ -52,11 +52,12 @@ from bot.channels import senders_for
 from bot.channels.base import Sender, SendOutcome
 from bot.channels.twilio.voice import chain
 from bot.conversation.engine import ConversationEngine
-from config.i18n import Catalogs, get_catalogs
+from config.i18n import Catalogs
 from config.settings import Settings
 from storage import outbox
 from storage.db import transaction
 from storage.models import OutboxItem
+from storage.site import site_of
 from storage.types import utcnow
 
 log = structlog.get_logger(__name__)
@@ -275,7 +276,7 @@ class OutboxWorker:
     def _pass_on_dead_calls(self, keys: list[str]) -> None:
         """Alert calls that just died (an invalid number, the last attempt): the next person is
         called now, not at the next upkeep. Each in its own short transaction."""
-        catalogs = self.catalogs or get_catalogs()
+        catalogs = self.catalogs or site_of(self.db).catalogs
         for key in keys:
             with transaction(self.db) as session:
                 if chain.give_up_if_dead(session, key, now=self.clock(), catalogs=catalogs):
@@ -284,7 +285,7 @@ class OutboxWorker:
     def _time_out_calls(self, now: datetime) -> int:
         """Alert calls placed ``call_timeout`` ago with no status since (a lost callback, no
         public URL) and dead ones nobody passed on: the emergency goes to the next person."""
-        catalogs = self.catalogs or get_catalogs()
+        catalogs = self.catalogs or site_of(self.db).catalogs
         with transaction(self.db) as session:
             keys = chain.overdue(session, now=now, timeout=self.call_timeout)
         passed = 0
@@ -345,7 +346,9 @@ class OutboxWorker:
             try:
                 with transaction(self.db) as session:
                     done += hook(
-                        session, catalogs=self.catalogs or get_catalogs(), language=self.language
+                        session,
+                        catalogs=self.catalogs or site_of(self.db).catalogs,
+                        language=self.language,
                     )
             except Exception:  # a sender's bug must not stop the maintenance
                 log.exception("outbox_sender_upkeep_failed", sender=type(sender).__name__)

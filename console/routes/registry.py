@@ -36,6 +36,7 @@ from console.registry_visits import VisitForm, load_visits_page, record_visit, v
 from console.web import DB, Texts, console, language, render
 from storage.models import Retiree, RetireeStatus, Staff
 from storage.registry_format import COLUMNS, REQUIRED
+from storage.site import site_of
 from storage.types import utcnow
 
 
@@ -184,7 +185,7 @@ def _profile_response(
     context = {
         "profile": profile,
         "r": retiree,
-        "visit_status": visit_status(retiree, today),
+        "visit_status": visit_status(retiree, today, site_of(session).working_days),
         "visit_form": visit_form or VisitForm(visited_on=today.isoformat()),
         "today": today,
     }

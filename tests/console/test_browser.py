@@ -28,6 +28,7 @@ from bot.runtime.periodic import run_all_once
 from config.settings import Settings
 from storage import follow_ups
 from storage.models import Case, CaseStatus, FollowUp, FollowUpStatus, OutboxItem
+from storage.site import environment_site
 from tests.console.conftest import PASSWORD, World
 from tests.fakes.caller import serve
 
@@ -219,7 +220,9 @@ def test_a_closed_complaint_is_reopened_by_the_retirees_follow_up_answer(
             select(FollowUp).join(Case, Case.id == FollowUp.case_id).where(Case.number == number)
         ).one()
         assert round_.status == FollowUpStatus.PENDING  # the console's resolve started it
-    asked_at = follow_ups.out_of_quiet_hours(resolved_at + timedelta(hours=3))
+    asked_at = follow_ups.out_of_quiet_hours(
+        resolved_at + timedelta(hours=3), environment_site().tz
+    )
     assert (
         run_all_once(engine, load_deployment(Settings(_env_file=None)), now=asked_at)["follow_ups"]
         == 1

@@ -9,17 +9,17 @@ from typing import Any
 import pytest
 
 from bot.conversation.turn import Heard
-from config.dialogue import get_dialogue
 from handlers.bereavement import HANDLER
 from nlu.embedded import EmbeddedParser
 
 NOW = datetime.fromisoformat("2026-11-24T10:00:00+08:00")
 
 
-def turn_for(parser: EmbeddedParser, text: str) -> Any:
+def turn_for(parser: EmbeddedParser, text: str, deployment: Any) -> Any:
+    """What the slot reads of a turn: what was heard, and the shipped configuration."""
     parse = parser.parse(text, reference=NOW)
     heard = Heard(text=parse["text"], entities=parse["entities"])
-    return SimpleNamespace(heard=heard, deployment=SimpleNamespace(dialogue=get_dialogue()))
+    return SimpleNamespace(heard=heard, deployment=deployment)
 
 
 @pytest.mark.parametrize(
@@ -41,6 +41,8 @@ def turn_for(parser: EmbeddedParser, text: str) -> Any:
         ("我妈妈", True, "母亲"),
     ],
 )
-def test_who_passed_away(nlu_parser: EmbeddedParser, text: str, answering: bool, who: str) -> None:
+def test_who_passed_away(
+    nlu_parser: EmbeddedParser, deployment: Any, text: str, answering: bool, who: str
+) -> None:
     slot = HANDLER.slot("who")
-    assert slot.extract(turn_for(nlu_parser, text), answering=answering) == who
+    assert slot.extract(turn_for(nlu_parser, text, deployment), answering=answering) == who

@@ -3,7 +3,11 @@ and whoever claims it first stays responsible for it (首问负责). On SQLite a
 
 from __future__ import annotations
 
+import re
+import shutil
 from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select
@@ -11,6 +15,10 @@ from sqlalchemy.orm import Session
 
 from bot.conversation.engine import ConversationEngine, TurnResult
 from bot.conversation.messages import Inbound
+from bot.runtime.configure import load_deployment
+from config.loader import ConfigError
+from config.settings import CONFIG_DIR, Settings
+from handlers import HandlerError
 from handlers.complaint import is_bare
 from storage import actions
 from storage.db import transaction
@@ -35,10 +43,48 @@ COMPLAINT = "你们社区那个工作人员态度太差了，上周三我去办�
         ("我要投诉物业", False),
         ("楼道的灯坏了一个月物业都不修", False),
         ("The volunteer is rude", False),
+        ("I'd like to lodge a complaint please", True),
     ],
 )
-def test_a_bare_request_to_complain_is_not_the_complaint(text: str, bare: bool) -> None:
-    assert is_bare(text) is bare
+def test_a_bare_request_to_complain_is_not_the_complaint(
+    text: str, bare: bool, deployment: Any
+) -> None:
+    """With the shipped words (config/words/complaint.yml)."""
+    assert is_bare(text, deployment.words.of("complaint").list_of("bare")) is bare
+
+
+def test_a_deployment_adds_its_own_words(tmp_path: Path) -> None:
+    """A word a deployment adds to config/words/complaint.yml makes a request bare."""
+    shutil.copytree(CONFIG_DIR, tmp_path / "config")
+    words = tmp_path / "config" / "words" / "complaint.yml"
+    words.write_text(
+        words.read_text(encoding="utf-8").replace("  bare: [", "  bare: [\n    咱们,"),
+        encoding="utf-8",
+    )
+    local = load_deployment(Settings(config_dir=tmp_path / "config", _env_file=None))
+    assert is_bare("咱们要投诉", local.words.of("complaint").list_of("bare"))
+    shipped = load_deployment(Settings(_env_file=None))
+    assert not is_bare("咱们要投诉", shipped.words.of("complaint").list_of("bare"))
+
+
+def test_a_handler_without_its_words_stops_the_start(tmp_path: Path) -> None:
+    shutil.copytree(CONFIG_DIR, tmp_path / "config")
+    (tmp_path / "config" / "words" / "complaint.yml").write_text(
+        "version: 1\nlists:\n  about: [投诉]\n", encoding="utf-8"
+    )
+    with pytest.raises(
+        HandlerError, match=re.escape("words/complaint.yml: no list or group 'bare'")
+    ):
+        load_deployment(Settings(config_dir=tmp_path / "config", _env_file=None))
+
+
+def test_an_empty_word_list_is_refused_with_its_file_and_key(tmp_path: Path) -> None:
+    shutil.copytree(CONFIG_DIR, tmp_path / "config")
+    (tmp_path / "config" / "words" / "complaint.yml").write_text(
+        "version: 1\nlists:\n  about: [投诉]\n  bare: []\n", encoding="utf-8"
+    )
+    with pytest.raises(ConfigError, match=r"complaint.yml: lists.bare: .*at least 1"):
+        load_deployment(Settings(config_dir=tmp_path / "config", _env_file=None))
 
 
 def _say(bot: ConversationEngine, text: str, n: int) -> TurnResult:

@@ -9,18 +9,16 @@ import pytest
 
 from bot.conversation.turn import Heard
 from config.categories import get_categories
-from config.dialogue import get_dialogue
 from config.i18n import get_catalogs
 from handlers import check_handlers, load_handlers
 from handlers.help_request import HANDLER
+from tests.factories import shipped_deployment
 
 MINE = ("hospital_transfer", "complaint", "help_request", "bereavement")
 
 
 def turn_for(text: str) -> Any:
-    return SimpleNamespace(
-        heard=Heard(text=text), deployment=SimpleNamespace(dialogue=get_dialogue())
-    )
+    return SimpleNamespace(heard=Heard(text=text), deployment=shipped_deployment())
 
 
 @pytest.mark.parametrize(

@@ -15,13 +15,12 @@ from bot.conversation.engine import ConversationEngine
 from bot.conversation.messages import Inbound
 from bot.conversation.turn import Heard
 from bot.runtime.configure import load_deployment
-from config.dialogue import get_dialogue
 from config.settings import Settings
 from handlers.hospital_transfer import HANDLER, NOT_IN_HOSPITAL, place_hospitals
 from nlu.embedded import EmbeddedParser
 from storage.db import transaction
 from storage.models import Case, CaseEvent
-from tests.factories import make_retiree, make_unit_tree
+from tests.factories import make_retiree, make_unit_tree, shipped_deployment
 
 NOW = datetime.fromisoformat("2026-11-24T10:00:00+08:00")
 PHONE = "+8613800000001"
@@ -33,7 +32,7 @@ def heard(parser: EmbeddedParser, text: str, choice: str | None = None) -> Heard
 
 
 def turn_for(h: Heard) -> Any:
-    return SimpleNamespace(heard=h, deployment=SimpleNamespace(dialogue=get_dialogue()))
+    return SimpleNamespace(heard=h, deployment=shipped_deployment())
 
 
 @pytest.mark.parametrize(

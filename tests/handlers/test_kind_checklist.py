@@ -1,6 +1,7 @@
 """The checklist of a kind of request: adding one is its handler module (handlers/<kind>.py), its
-data (training and held-out examples in nlu/data/, its texts in config/messages/zh and en, its
-conversation scripts in tests/bot/conversations/) and its entry in config/categories.yml. This
+data (training and held-out examples in nlu/data/, its texts in config/messages/zh and en, the
+words it listens for in config/words/ if any, its conversation scripts in
+tests/bot/conversations/) and its entry in config/categories.yml. This
 test names whatever part a kind lacks; nothing else is edited (the intent lists and Rasa's
 domain follow the training data)."""
 
@@ -33,6 +34,9 @@ def missing_parts(handler: Any, root: Path = ROOT) -> list[str]:
     for lang in ("zh", "en"):
         if not (root / "config" / "messages" / lang / f"{handler.name}.yml").is_file():
             missing.append(f"config/messages/{lang}/{handler.name}.yml (its texts)")
+    words_file = root / "config" / "words" / f"{handler.name}.yml"
+    if getattr(handler, "word_lists", ()) and not words_file.is_file():
+        missing.append(f"config/words/{handler.name}.yml (the words it listens for)")
     categories = load_categories(root / "config" / "categories.yml").categories
     if handler.category and handler.category not in categories:
         missing.append(f"config/categories.yml: categories.{handler.category}")
@@ -57,12 +61,15 @@ def test_a_kind_of_request_has_every_part(handler: Any) -> None:
 
 
 def test_the_checklist_names_each_part_a_new_kind_lacks() -> None:
-    pension = SimpleNamespace(name="pension", intents=("pension",), category="pension")
+    pension = SimpleNamespace(
+        name="pension", intents=("pension",), category="pension", word_lists=("kinds",)
+    )
     assert missing_parts(pension) == [
         "nlu/data/intents/pension.yml (training examples)",
         "held-out examples of 'pension' in nlu/data/test/",
         "config/messages/zh/pension.yml (its texts)",
         "config/messages/en/pension.yml (its texts)",
+        "config/words/pension.yml (the words it listens for)",
         "config/categories.yml: categories.pension",
         "tests/bot/conversations/pension.yml (its conversations)",
     ]

@@ -18,6 +18,7 @@ from storage.models import (
     Direction,
     FollowUpStatus,
     Hardship,
+    MessageStatus,
     OutboxStatus,
     RetireeStatus,
     Role,
@@ -35,6 +36,7 @@ ENUM_COLUMNS: list[tuple[str, str, type[enum.Enum]]] = [
     ("staff", "role", Role),
     ("cases", "status", CaseStatus),
     ("messages", "direction", Direction),
+    ("messages", "status", MessageStatus),
     ("outbox", "status", OutboxStatus),
     ("follow_ups", "status", FollowUpStatus),
 ]

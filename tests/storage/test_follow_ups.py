@@ -20,6 +20,7 @@ from storage.models import (
     FollowUp,
     FollowUpStatus,
     Message,
+    MessageStatus,
     OutboxItem,
     Role,
 )
@@ -48,6 +49,7 @@ def resolved_case(session: Session, channel: str = "sms", *, at: datetime = MORN
         Message(
             channel=channel,
             direction=Direction.INBOUND,
+            status=MessageStatus.RECEIVED,
             address="+8613911112222",
             text="帮我买菜",
             retiree_id=retiree.id,

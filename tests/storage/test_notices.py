@@ -16,6 +16,7 @@ from storage.models import (
     CaseEvent,
     Direction,
     Message,
+    MessageStatus,
     MessagingIdentity,
     OutboxItem,
     Retiree,
@@ -97,6 +98,7 @@ def said(
         Message(
             channel=channel,
             direction=Direction.INBOUND,
+            status=MessageStatus.RECEIVED,
             address=address,
             text="…",
             retiree_id=person.id if person is not None else None,

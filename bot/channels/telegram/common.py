@@ -22,9 +22,8 @@ from bot.conversation.messages import Choice, Reply, Style, render
 from config.categories import CategoryConfig
 from config.i18n import Catalogs
 from config.settings import Settings
-from storage import outbox
-from storage.db import dialect_insert
-from storage.models import Direction, Message, Retiree, Staff
+from storage import messages, outbox
+from storage.models import Direction, MessageStatus, Retiree, Staff
 
 log = structlog.get_logger(__name__)
 
@@ -200,24 +199,19 @@ def first_delivery(
     it was recorded before (Telegram delivered it again). The engine records its turns under the
     same ids, and one update is either a turn or not, so the two never meet."""
     user = update.effective_user
-    result = session.execute(
-        dialect_insert(session)(Message.__table__)
-        .values(
-            channel=CHANNEL,
-            direction=Direction.INBOUND.value,
-            address=str(user.id) if user is not None else "",
-            provider_id=provider_id(update),
-            text=text,
-            payload={"kind": kind},
-            status="received",
-            retiree_id=retiree_id,
-            created_at=datetime.now(UTC),
-        )
-        .on_conflict_do_nothing(index_elements=["channel", "provider_id"])
-        # RETURNING, not rowcount: psycopg reports -1 for an INSERT ... ON CONFLICT.
-        .returning(Message.__table__.c.id)
+    added = messages.record_once(
+        session,
+        channel=CHANNEL,
+        direction=Direction.INBOUND,
+        address=str(user.id) if user is not None else "",
+        provider_id=provider_id(update),
+        text=text,
+        payload={"kind": kind},
+        status=MessageStatus.RECEIVED,
+        retiree_id=retiree_id,
+        now=datetime.now(UTC),
     )
-    return result.first() is not None
+    return added is not None
 
 
 def provider_id(update: Update) -> str:

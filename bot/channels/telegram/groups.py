@@ -1,7 +1,7 @@
 """A unit's Telegram group chat: a staff member or admin serving the unit adds the bot to the
 group and sends `/linkunit CODE` there (`/unlinkunit` undoes it; in a private chat
 `/unlinkunit CODE`, for a group that is gone). From then on the unit's new cases are posted
-to the group too (telegram_posts.py), and so are the cases moved to the unit (escalated from
+to the group too (posts.py), and so are the cases moved to the unit (escalated from
 a unit below, transferred from the console). A group that Telegram turns into a supergroup (a new
 chat id) keeps its unit. The checks and the audit entry are storage.unit_chats'."""
 

@@ -1,7 +1,7 @@
 """Cases posted to volunteers and staff on Telegram (Staff.telegram_user_id), with a Claim
-button (telegram_staff.py takes the tap), through the outbox so that the posts are retried: a
+button (staff.py takes the tap), through the outbox so that the posts are retried: a
 new case to everyone whose role and units allow it, and to the group chat of its queue unit
-(telegram_groups.py links it); a case moved to another unit's queue (escalated, transferred)
+(groups.py links it); a case moved to another unit's queue (escalated, transferred)
 to those who could not see it before, its new unit's group among them.
 
 A group has mixed members (and anyone can be added to it), so its post never carries personal

@@ -29,10 +29,10 @@ from telegram.request import HTTPXRequest
 from bot.channels.base import SendOutcome
 from bot.channels.telegram.common import CALLBACK_DATA_MAX, inline_keyboard
 from bot.channels.telegram.staff import EDIT_POST, keep_posts_up, record_sent
-from config.categories import get_categories
 from config.i18n import Catalogs
 from config.settings import Settings
 from storage.models import OutboxItem
+from storage.site import site_of
 
 log = structlog.get_logger(__name__)
 
@@ -115,7 +115,7 @@ class TelegramSender:
         markup = keyboard_of(payload.get("choices"))
         edit = payload.get("kind") == EDIT_POST
         try:
-            if edit:  # a post's new text, without its buttons (telegram_staff.keep_posts_up)
+            if edit:  # a post's new text, without its buttons (staff.keep_posts_up)
                 message = await self.bot.edit_message_text(
                     text=text, chat_id=chat_id, message_id=int(payload["message_id"])
                 )
@@ -156,7 +156,7 @@ class TelegramSender:
         return keep_posts_up(
             session,
             catalogs=catalogs,
-            categories=get_categories(),
+            categories=site_of(session).categories,
             language=self.settings.default_language,
             timezone=self.settings.timezone,
         )

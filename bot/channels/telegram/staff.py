@@ -1,5 +1,5 @@
 """Volunteers and staff on Telegram (Staff.telegram_user_id): a case posted to them with a Claim
-button (telegram_posts.py) is claimed by the first tap anywhere, every copy then says who took
+button (posts.py) is claimed by the first tap anywhere, every copy then says who took
 it, and the claimer gets the person's contact details in a private chat; `/mine` lists their
 cases and staff `/close NUMBER`. A case taken elsewhere, withdrawn or put back in the queue is
 caught up with by the outbox worker's upkeep, every few seconds (keep_posts_up). Every change
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 from telegram import Bot, Update
 from telegram.error import BadRequest, Forbidden, TelegramError
@@ -35,18 +35,15 @@ from bot.channels.telegram.common import (
 from bot.channels.telegram.posts import CLAIM, NEW_CASE, local_time, post_new_case
 from config.categories import CategoryConfig
 from config.i18n import Catalogs
-from storage import actions, outbox
+from storage import actions, messages, outbox
 from storage.audit import record_access
-from storage.db import dialect_insert
 from storage.errors import CaseConflict, IllegalTransition, NotFound, NotPermitted
 from storage.models import (
-    POSTED,
-    SETTLED,
-    TAKEN,
     Case,
     CaseStatus,
     Direction,
     Message,
+    MessageStatus,
     OutboxItem,
     Role,
     Staff,
@@ -55,6 +52,8 @@ from storage.permissions import Actor
 from storage.types import utcnow
 
 log = structlog.get_logger(__name__)
+
+POSTED, TAKEN, SETTLED = MessageStatus.POSTED, MessageStatus.TAKEN, MessageStatus.SETTLED
 
 # /start payload of the link that opens a private chat with the bot to get a claimed case's
 # contact details: "case_2026-000123" (Telegram allows A-Z, a-z, 0-9, _ and -).
@@ -132,20 +131,17 @@ def record_sent(session: Session, item: OutboxItem, sent_as: str) -> None:
     chat, _, message = sent_as.partition(":")
     if not (chat.lstrip("-").isdigit() and message.isdigit()):
         return
-    session.execute(
-        dialect_insert(session)(Message.__table__)
-        .values(
-            channel=CHANNEL,
-            direction=Direction.OUTBOUND.value,
-            address=item.address,
-            provider_id=f"{POST_PREFIX}{chat}:{message}",
-            text=str(item.payload.get("text", "")),
-            payload=_post_payload(item.payload.get("case")),
-            status=POSTED,  # kept up with its case (keep_posts_up)
-            case_id=item.case_id,
-            created_at=utcnow(),
-        )
-        .on_conflict_do_nothing(index_elements=["channel", "provider_id"])
+    messages.record_once(
+        session,
+        channel=CHANNEL,
+        direction=Direction.OUTBOUND,
+        address=item.address,
+        provider_id=f"{POST_PREFIX}{chat}:{message}",
+        text=str(item.payload.get("text", "")),
+        payload=_post_payload(item.payload.get("case")),
+        status=POSTED,  # kept up with its case (keep_posts_up)
+        case_id=item.case_id,
+        now=utcnow(),
     )
 
 
@@ -160,15 +156,7 @@ def _post_payload(number: object, owner: int | None = None) -> dict[str, object]
 def _take_posts(session: Session, case: Case) -> list[Post]:
     """Every post of ``case``, for the caller to update (the Telegram claim does at once):
     keep_posts_up does not edit them again."""
-    session.execute(
-        update(Message)
-        .where(Message.case_id == case.id, Message.status.in_([POSTED, TAKEN]))
-        .values(
-            status=TAKEN,
-            payload=_post_payload(case.number, case.assignee_id),
-        )
-        .execution_options(synchronize_session=False)
-    )
+    messages.mark_posts(session, case.id, TAKEN, _post_payload(case.number, case.assignee_id))
     rows = session.execute(
         select(Message.provider_id, Message.text).where(
             Message.channel == CHANNEL,
@@ -204,7 +192,7 @@ def keep_posts_up(
         select(Message, Case, Staff.name, Staff.telegram_user_id)
         .join(Case, Case.id == Message.case_id)
         .outerjoin(Staff, Staff.id == Case.assignee_id)
-        .where(Message.channel == CHANNEL, Message.status.in_([POSTED, TAKEN]))
+        .where(Message.channel == CHANNEL, Message.status.in_(messages.WATCHED_POSTS))
         .where(
             or_(
                 and_(Message.status == POSTED, Case.status != CaseStatus.OPEN),
@@ -223,14 +211,14 @@ def keep_posts_up(
     back: dict[int, Case] = {}
     edits = 0
     for post, case, owner, owner_chat in rows:
-        was, post.status = post.status, _post_status(case.status)
+        was, now_at = post.status, _post_status(case.status)
+        taken = _post_payload(case.number, case.assignee_id) if now_at == TAKEN else None
+        messages.mark_post(post, now_at, taken)
         if case.status == CaseStatus.OPEN:
             back[case.id] = case  # the old copy keeps saying who had it
-        elif was == POSTED or post.status == TAKEN:
+        elif was == POSTED or now_at == TAKEN:
             # Taken or done since it was posted, or taken and handed to someone else; a taken
             # post of a case now done keeps the line it has.
-            if post.status == TAKEN:
-                post.payload = _post_payload(case.number, case.assignee_id)
             chat, _, message = (post.provider_id or "").removeprefix(POST_PREFIX).partition(":")
             own = str(owner_chat) == chat
             line = _taken_line(catalogs, language, case.number, case.status, owner, own)
@@ -255,7 +243,7 @@ def keep_posts_up(
     return edits + reposts
 
 
-def _post_status(status: CaseStatus) -> str:
+def _post_status(status: CaseStatus) -> MessageStatus:
     if status == CaseStatus.OPEN:
         return POSTED
     return TAKEN if status == CaseStatus.CLAIMED else SETTLED

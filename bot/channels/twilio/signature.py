@@ -30,5 +30,5 @@ async def verified_form(request: Request) -> dict[str, Any]:
     signature = request.headers.get("X-Twilio-Signature", "")
     if not signature or not validator.validate(signed_url(settings, request), form, signature):
         raise HTTPException(403, detail="X-Twilio-Signature does not match this request")
-    setattr(request.state, FORM_STATE, form)  # for twilio_outage: what may be kept
+    setattr(request.state, FORM_STATE, form)  # for outage.py: what may be kept
     return form

@@ -42,6 +42,7 @@ from storage.models import (
     FollowUp,
     FollowUpStatus,
     Message,
+    MessageStatus,
     MessagingIdentity,
     OutboxItem,
     Role,
@@ -112,6 +113,7 @@ def resolve_and_ask(
                 Message(
                     channel=channel,
                     direction=Direction.INBOUND,
+                    status=MessageStatus.RECEIVED,
                     address=address,
                     provider_id="filing-1",
                     text="帮我买菜",

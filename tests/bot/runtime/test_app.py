@@ -15,6 +15,7 @@ from structlog.testing import capture_logs
 from bot.runtime.app import create_app
 from config.settings import Settings
 from storage.db import make_engine
+from storage.site import site_of
 from tests.pg_server import PostgresServer
 
 
@@ -148,3 +149,15 @@ def test_a_database_that_is_down_gets_a_503_that_says_so(
         assert client.post("/api/v1/messages", json=message, headers=bearer).status_code == 200
         again = client.post("/login", data=login, headers={"Accept": "text/html"})
         assert again.status_code == 401 and "数据库" not in again.text  # a wrong password
+
+
+def test_the_app_binds_its_database_to_its_deployment(db_url: str, tmp_path: Path) -> None:
+    """The case actions of every request work with the app's own deployment (its time zone,
+    texts and categories), whatever the environment says (storage/site.py)."""
+    settings = Settings(
+        database_url=db_url, data_dir=tmp_path, timezone="Asia/Urumqi", _env_file=None
+    )
+    app = create_app(settings)
+    with TestClient(app):
+        assert site_of(app.state.engine) is app.state.deployment
+        assert site_of(app.state.engine).tz.key == "Asia/Urumqi"

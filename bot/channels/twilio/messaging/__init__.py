@@ -84,9 +84,10 @@ from bot.conversation.messages import Hint, Inbound, Reply, Style, render
 from bot.conversation.state import DialogueState
 from config.i18n import Catalogs
 from config.settings import Settings
-from storage.db import dialect_insert, transaction
+from storage import messages
+from storage.db import transaction
 from storage.follow_ups import CHOICES
-from storage.models import ConversationState, Direction, Message
+from storage.models import ConversationState, Direction, MessageStatus
 from storage.outbox import enqueue
 from storage.types import utcnow
 
@@ -222,7 +223,7 @@ async def _handle(
             _record_without_turn,
             talk.db,
             Inbound(channel, sender, sid, received, text=body, metadata=metadata),
-            status="opted_out",
+            status=MessageStatus.OPTED_OUT,
             text_key=None,
             catalogs=catalogs,
             default_language=default_language,
@@ -234,7 +235,7 @@ async def _handle(
             _record_without_turn,
             talk.db,
             Inbound(channel, sender, sid, received, metadata=metadata),
-            status="unreadable" if metadata else "empty",
+            status=MessageStatus.UNREADABLE if metadata else MessageStatus.EMPTY,
             text_key="twilio_messaging.unreadable" if metadata else None,
             catalogs=catalogs,
             default_language=default_language,
@@ -343,7 +344,7 @@ def _record_without_turn(
     db: Engine,
     inbound: Inbound,
     *,
-    status: str,
+    status: MessageStatus,
     text_key: str | None,
     catalogs: Catalogs,
     default_language: str,
@@ -370,23 +371,19 @@ def _record_without_turn(
         }
         if inbound.metadata:
             payload["metadata"] = inbound.metadata
-        added = session.execute(
-            dialect_insert(session)(Message.__table__)
-            .values(
-                channel=inbound.channel,
-                direction=Direction.INBOUND.value,
-                address=inbound.address,
-                provider_id=inbound.provider_id,
-                text=inbound.text,
-                payload=payload,
-                status=status,
-                retiree_id=row.retiree_id if row is not None else None,
-                created_at=inbound.received_at,
-            )
-            .on_conflict_do_nothing(index_elements=["channel", "provider_id"])
-            .returning(Message.__table__.c.id)  # not rowcount: psycopg says -1 here
+        added = messages.record_once(
+            session,
+            channel=inbound.channel,
+            direction=Direction.INBOUND,
+            address=inbound.address,
+            provider_id=inbound.provider_id,
+            text=inbound.text,
+            payload=payload,
+            status=status,
+            retiree_id=row.retiree_id if row is not None else None,
+            now=inbound.received_at,
         )
-        if added.first() is None:  # a redelivery: its reply (if any) was queued the first time
+        if added is None:  # a redelivery: its reply (if any) was queued the first time
             return
         for n, reply in enumerate(replies):
             enqueue(

@@ -43,7 +43,7 @@ next step, and a webhook Twilio repeats gets the same answer: a turn's provider 
 ``{CallSid}:{n}``, and the engine answers a repeated id with the same replies, doing nothing twice.
 Everything the caller hears comes from the engine's replies or the message catalogs.
 
-While the database cannot be reached, every route is still answered (``twilio_outage.py``): the
+While the database cannot be reached, every route is still answered (``twilio/outage.py``): the
 caller is put through to the community's own phones and called back once it is back.
 
 Modules: ``steps`` (the call's place, inbound messages), ``twiml`` (voices, Gather, Dial),

@@ -2,7 +2,7 @@
 request was done and whether they are satisfied, and answers on the keypad.
 
 The worker places the call (an outbox item of channel "voice", kind "follow_up") with TwiML
-(bot/channels/senders.py, ``follow_up_twiml``) that says the question twice in a one-key
+(``sender.py``, ``follow_up_twiml``) that says the question twice in a one-key
 ``<Gather>`` whose action is ``/twilio/voice/follow-up?fu=<follow-up id>``, signed by Twilio like
 every webhook. The route (bot/channels/twilio/voice/routes.py) hears the key: 1, 2 or 3 answers
 (bot/conversation/follow_up_answers.py) and the person is thanked (or told the case is open again);
@@ -23,10 +23,10 @@ from sqlalchemy import Engine
 
 from bot.channels.twilio.voice.steps import PREFIX
 from bot.conversation.follow_up_answers import Answered, answer_round
-from config.i18n import get_catalogs
 from storage import follow_up_jobs, follow_ups
 from storage.db import transaction
 from storage.models import Case, FollowUp
+from storage.site import site_of
 
 FOLLOW_UP_PATH = f"{PREFIX}/follow-up"
 CHANNEL = "voice"  # the outbox channel of the calls the worker places
@@ -72,7 +72,8 @@ def hear(db: Engine, follow_up_id: int, callee: str, digits: str, *, now: dateti
         case = session.get(Case, follow_up.case_id)
         assert case is not None
         language = follow_ups.language_of(session, case)
-        question = follow_up_jobs.question(get_catalogs(), language, case.number, by_voice=True)
+        catalogs = site_of(session).catalogs
+        question = follow_up_jobs.question(catalogs, language, case.number, by_voice=True)
         answered = None
         if digits in follow_ups.CHOICES:
             answered = answer_round(session, follow_up, digits, now=now)

@@ -14,9 +14,10 @@ from bot.channels.twilio.voice.steps import ANSWERED, CHANNEL, EMERGENCY, Caller
 from bot.conversation.messages import Hint
 from bot.conversation.notify import on_duty_staff
 from bot.conversation.state import DialogueState
-from storage.db import insert_statement
+from storage import messages
 from storage.directory import find_retiree_by_phone
-from storage.models import ConversationState, Direction, Message, Retiree, Unit
+from storage.messages import status_of
+from storage.models import ConversationState, Direction, Message, MessageStatus, Retiree, Unit
 from storage.phones import InvalidPhoneNumber
 
 ARRIVAL = "call"  # a call's arrival row: provider id "{CallSid}:call"
@@ -167,32 +168,19 @@ def _record(
     payload: dict[str, Any],
     retiree: Retiree | None,
 ) -> bool:
-    row = {
-        "channel": CHANNEL,
-        "direction": Direction.INBOUND.value,
-        "address": address,
-        "provider_id": provider_id,
-        "text": "",
-        "payload": payload,
-        "status": status[:20],
-        "retiree_id": retiree.id if retiree is not None else None,
-        "created_at": datetime.now(UTC),
-    }
-    done = session.execute(_insert_once(session), row)
-    return done.first() is not None
-
-
-def _insert_once(session: Session) -> Any:
-    return insert_statement(
+    known = status_of(status)
+    added = messages.record_once(
         session,
-        "call_record",
-        # RETURNING, not rowcount, tells a new row: psycopg says -1 here.
-        lambda insert: (
-            insert(Message.__table__)
-            .on_conflict_do_nothing(index_elements=["channel", "provider_id"])
-            .returning(Message.__table__.c.id)
-        ),
+        channel=CHANNEL,
+        direction=Direction.INBOUND,
+        address=address,
+        provider_id=provider_id,
+        payload={**payload, "status": status} if known == MessageStatus.UNKNOWN else payload,
+        status=known,
+        retiree_id=retiree.id if retiree is not None else None,
+        now=datetime.now(UTC),
     )
+    return added is not None
 
 
 @dataclass(frozen=True)
