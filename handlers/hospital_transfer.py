@@ -15,56 +15,26 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from handlers.base import CONFIRM, UNKNOWN, Handler, Heard, Option, Slot, SlotKind, Task, Turn
+from handlers.base import (
+    CONFIRM,
+    UNKNOWN,
+    Handler,
+    HandlerWords,
+    Heard,
+    Option,
+    Slot,
+    SlotKind,
+    Task,
+    Turn,
+)
 
 # The value of `current` when the patient is not in any hospital yet (an admission). Stored as
 # is in the case's slots, so staff tools can tell it from a hospital's name.
 NOT_IN_HOSPITAL = "not_in_hospital"
 CURRENT, DESTINATION = "current", "destination"
 
-# Words that say the patient is not in hospital yet (an answer, or part of the first sentence).
-NOT_IN_HOSPITAL_WORDS = (
-    *("还没住院", "没住院", "没有住院", "还没住上", "还没住进", "没住进", "还没进医院", "在家"),
-    *("not in hospital", "not in the hospital", "not in a hospital", "not admitted", "at home"),
-)
-# Short answers to "which hospital is the patient in now" that mean none (only as an answer).
-NONE_YET_WORDS = ("还没", "没有", "没呢", "不在医院", "not yet", "none", "no")
-# Words of a first sentence asking for an admission (no hospital stay yet): 办住院, 想住院.
-ADMISSION_WORDS = (
-    *("办住院", "要住院", "想住院", "去住院", "住院手续", "住院证", "住进", "入院", "办个住院"),
-    *("be admitted", "get admitted", "admission"),
-)
-# Words of a transfer or discharge: the patient is in a hospital already.
-IN_HOSPITAL_WORDS = ("转", "出院", "住着", "transfer", "move", "discharge")
-
-# The words right in front of a hospital's name that say which one it is (the last one wins).
-_CUES: dict[str, str] = {
-    **dict.fromkeys(("在", "从", "由", "住在", "现在在"), CURRENT),
-    **dict.fromkeys(
-        ("转到", "转去", "转往", "转入", "转至", "转", "去", "到", "住进", "进", "送到", "送去"),
-        DESTINATION,
-    ),
-    **dict.fromkeys(("from", "at", "in"), CURRENT),
-    **dict.fromkeys(("to", "into"), DESTINATION),
-}
 _CLAUSE_END = re.compile(r"[,，。.;；!！?？]")
 
-# Who the patient is: "我自己" in a first sentence; short forms the relation table lacks.
-SELF_WORDS = ("我自己", "本人", "myself")
-KIN_SHORT = {"我哥": "sibling", "我姐": "sibling", "我弟": "sibling", "我妹": "sibling"}
-
-# The transport and escort answer ("要车也要人陪", "不用车，要人陪").
-CAR_WORDS = ("车", "接送", "car", "ambulance", "drive", "lift", "ride")
-ESCORT_WORDS = ("陪", "跟着", "照应", "escort", "accompany", "go with", "come with", "someone")
-NEGATIONS = (
-    *("不用", "不要", "不需要", "用不着", "没必要", "不是"),
-    *("no", "not", "don't", "do not", "without", "nobody", "no one"),
-)
-BOTH_WORDS = ("都要", "都需要", "两个都", "车和人", "both")
-NONE_WORDS = (
-    *("都不用", "都不要", "不用", "不要", "不需要", "用不着", "自己去", "家里人送", "孩子送"),
-    *("neither", "none", "no need", "don't need", "do not need", "nothing"),
-)
 # Family who drive or go along themselves ("儿子开车送"): no car, no escort from us.
 _FAMILY_DOES = re.compile(
     r"(?:家里人|孩子|儿子|女儿|闺女|儿媳|女婿|孙子|老伴|自己|我们)(?:会|能|可以|来)?(?:开车|送|陪|带|接)"
@@ -73,10 +43,6 @@ _FAMILY_DOES = re.compile(
     re.IGNORECASE,
 )
 _PARTS = re.compile(r"[,，。.;；!！?？]|也|但|可是|\bbut\b|\band\b", re.IGNORECASE)
-
-# The first sentence or the date said means it must be done within a day.
-SOON_WORDS = ("马上", "立刻", "现在就", "今天", "今晚", "明天", "越快越好")
-_SOON_EN = re.compile(r"\b(today|tonight|tomorrow|right away|right now|asap)\b", re.IGNORECASE)
 
 
 def _has(text: str, word: str) -> bool:
@@ -90,11 +56,11 @@ def _has_any(text: str, words: tuple[str, ...]) -> bool:
     return any(_has(text, word) for word in words)
 
 
-def _cue(before: str) -> str | None:
+def _cue(before: str, words: HandlerWords) -> str | None:
     """The role the last cue word in ``before`` (the words in front of a hospital) gives."""
     best: tuple[int, int, str] | None = None
     lowered = before.lower()
-    for word, role in _CUES.items():
+    for word, role in words.group_of("cues").items():
         pattern = rf"\b{re.escape(word)}\b" if word.isascii() else re.escape(word)
         for match in re.finditer(pattern, lowered):
             key = (match.end(), len(word), role)
@@ -103,7 +69,7 @@ def _cue(before: str) -> str | None:
     return best[2] if best else None
 
 
-def place_hospitals(heard: Heard) -> tuple[dict[str, str], list[str]]:
+def place_hospitals(heard: Heard, words: HandlerWords) -> tuple[dict[str, str], list[str]]:
     """The hospitals named in ``heard`` by role ({current, destination}), and those whose role
     the words do not tell (one hospital named without 在/转到 in front of it)."""
     found = sorted(heard.entities_of("hospital"), key=lambda e: e["start"])[:2]
@@ -112,7 +78,7 @@ def place_hospitals(heard: Heard) -> tuple[dict[str, str], list[str]]:
     for entity in found:
         before = heard.text[previous_end : entity["start"]]
         before = _CLAUSE_END.split(before)[-1]
-        roles.append(_cue(before))
+        roles.append(_cue(before, words))
         previous_end = entity["end"]
     values = [str(e["value"]) for e in found]
     if len(found) == 2:
@@ -139,11 +105,12 @@ class HospitalSlot(Slot):
             return None
         if answering and self.optional and heard.says_any(turn.deployment.dialogue.dont_know):
             return UNKNOWN
-        placed, loose = place_hospitals(heard)
+        words = turn.deployment.words.of("hospital_transfer")
+        placed, loose = place_hospitals(heard, words)
         if self.role == CURRENT and CURRENT not in placed:
-            if _has_any(heard.text, NOT_IN_HOSPITAL_WORDS):
+            if _has_any(heard.text, words.list_of("not_in_hospital")):
                 return NOT_IN_HOSPITAL
-            if answering and not loose and _has_any(heard.text, NONE_YET_WORDS):
+            if answering and not loose and _has_any(heard.text, words.list_of("none_yet")):
                 return NOT_IN_HOSPITAL
         if self.role in placed:
             return placed[self.role]
@@ -167,10 +134,11 @@ class PatientSlot(Slot):
         relation = heard.entity("relation")
         if relation is not None:
             return relation["value"]
-        for word, value in KIN_SHORT.items():
+        words = turn.deployment.words.of("hospital_transfer")
+        for word, value in words.group_of("kin_short").items():
             if word in heard.text:
                 return value
-        if _has_any(heard.text, SELF_WORDS):
+        if _has_any(heard.text, words.list_of("self")):
             return "self"
         if not answering:
             return None
@@ -189,15 +157,18 @@ class TransportSlot(Slot):
         if heard.choice is not None:  # a button or key: one of ours, or a label of something else
             return heard.choice if heard.choice in {o.value for o in self.options} else None
         text = heard.text.replace("不对", "").lower()
+        words = turn.deployment.words.of("hospital_transfer")
+        negations = words.list_of("negations")
         car = escort = None
         for part in _PARTS.split(text):
-            negated = _has_any(part, NEGATIONS) or _FAMILY_DOES.search(part) is not None
-            if _has_any(part, CAR_WORDS):
+            negated = _has_any(part, negations) or _FAMILY_DOES.search(part) is not None
+            if _has_any(part, words.list_of("car")):
                 car = not negated
-            if _has_any(part, ESCORT_WORDS):
+            if _has_any(part, words.list_of("escort")):
                 escort = not negated
         named = car is not None or escort is not None
-        if (answering or named) and _has_any(text, BOTH_WORDS) and not _has_any(text, NEGATIONS):
+        both = _has_any(text, words.list_of("both"))
+        if (answering or named) and both and not _has_any(text, negations):
             return "both"  # "车和人都要"
         if named:
             if car and escort:
@@ -207,7 +178,7 @@ class TransportSlot(Slot):
         # (in a first sentence "要不要" is not an answer).
         if answering and _FAMILY_DOES.search(text):
             return "none"
-        if answering and _has_any(text, NONE_WORDS):
+        if answering and _has_any(text, words.list_of("none")):
             return "none"
         return None
 
@@ -216,6 +187,10 @@ class HospitalTransferHandler(Handler):
     name = "hospital_transfer"
     intents = ("hospital_transfer",)
     category = "hospital_transfer"
+    word_lists = (
+        *("not_in_hospital", "none_yet", "admission", "in_hospital", "self", "car", "escort"),
+        *("negations", "both", "none", "soon", "cues", "kin_short"),
+    )
     slots = (
         PatientSlot("patient", SlotKind.RELATION),
         HospitalSlot("current", SlotKind.HOSPITAL, optional=True, role=CURRENT),
@@ -231,19 +206,20 @@ class HospitalTransferHandler(Handler):
     def prefill(self, turn: Turn, task: Task) -> None:
         super().prefill(turn, task)
         heard = turn.heard
+        words = self.words_of(turn)
         # One hospital and no words in front of it: in a transfer it is the one the patient
         # is in ("市一院让转院"); otherwise the one to go into ("市一院住院手续咋办").
-        _, loose = place_hospitals(heard)
+        _, loose = place_hospitals(heard, words)
         if loose:
-            transfer = _has_any(heard.text, IN_HOSPITAL_WORDS)
+            transfer = _has_any(heard.text, words.list_of("in_hospital"))
             role = CURRENT if transfer and task.missing(CURRENT) else DESTINATION
             if task.missing(role):
                 task.slots[role] = loose[0]
         # An admission: nobody is in hospital yet, so "which hospital now" is not asked.
         if (
             task.missing(CURRENT)
-            and _has_any(heard.text, ADMISSION_WORDS)
-            and not _has_any(heard.text, IN_HOSPITAL_WORDS)
+            and _has_any(heard.text, words.list_of("admission"))
+            and not _has_any(heard.text, words.list_of("in_hospital"))
         ):
             task.slots[CURRENT] = NOT_IN_HOSPITAL
 
@@ -290,7 +266,7 @@ class HospitalTransferHandler(Handler):
             day = date.fromisoformat(when["date"])
             return ["needed_within_a_day"] if today <= day <= today + timedelta(days=1) else []
         said = str(when.get("said", ""))
-        if _has_any(said, SOON_WORDS) or _SOON_EN.search(said):
+        if _has_any(said, self.words_of(turn).list_of("soon")):
             return ["needed_within_a_day"]
         return []
 

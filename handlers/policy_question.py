@@ -19,6 +19,7 @@ from handlers.base import (
     Case,
     ConfigError,
     Handler,
+    HandlerWords,
     Slot,
     SlotKind,
     Task,
@@ -33,38 +34,6 @@ log = structlog.get_logger(__name__)
 QUESTION, CALL_BACK = "question", "call_back"
 FAQ_FILE = "faq.yml"
 
-# Words that ask about "policy" in general; a sentence of only these names no topic.
-GENERIC = (
-    *("咨询", "政策", "问问", "问一下", "请问", "了解", "打听", "想知道", "问题", "事情", "情况"),
-    *(
-        "方面",
-        "关于",
-        "有关",
-        "相关",
-        "一下",
-        "有个",
-        "有一个",
-        "有些",
-        "你好",
-        "您好",
-        "那个",
-        "这个",
-        "就是",
-    ),
-    *("我们", "你们", "我", "想", "要", "问", "事", "的", "个", "些", "下", "有", "点", "嗯"),
-    *("啊", "吧", "呢", "呀", "了", "一", "能", "吗", "么"),
-)
-GENERIC_EN = {
-    *("i", "i'd", "i'm", "want", "would", "like", "to", "ask", "about", "a", "an", "the"),
-    *("question", "questions", "policy", "policies", "have", "has", "some", "hello", "hi"),
-    *("please", "know", "something", "need", "information", "info", "on", "can", "you"),
-    *("tell", "me", "my", "there", "is", "got", "query", "enquiry", "inquiry", "few"),
-}
-# At "do you still want a call back?": the words of a yes or a no (a no is looked for first).
-NO_WORDS = ("不用", "不要", "不需要", "没有", "没事", "知道了", "明白了", "清楚了")
-NO_WORDS_EN = {"no", "not", "don't", "nope", "fine", "understood"}
-YES_WORDS = ("要", "需要", "回电话", "打电话", "打过来")
-YES_WORDS_EN = {"yes", "yeah", "please", "ok", "okay", "call"}
 _WORD = re.compile(r"[a-z']+")
 _HAN = re.compile(r"[\u3400-\u9fff]")
 
@@ -74,11 +43,15 @@ class PolicyQuestionHandler(Handler):
     intents = ("policy_question",)
     category = "policy_question"
     confirm = False
+    word_lists = ("generic", "generic_en", "no", "no_en", "yes", "yes_en")
     slots = (Slot(QUESTION, SlotKind.TEXT, prefill=False),)
 
     def start(self, turn: Turn, task: Task) -> None:
         heard = turn.heard
-        if not names_topic(heard.text) and self._topic(turn, heard.text) is None:
+        if (
+            not names_topic(heard.text, self.words_of(turn))
+            and self._topic(turn, heard.text) is None
+        ):
             self.ask_slot(turn, task, self.slot(QUESTION))
             return
         self._question(turn, task)
@@ -91,13 +64,18 @@ class PolicyQuestionHandler(Handler):
         """The answer to "do you still want staff to call you back?"."""
         heard, config = turn.heard, turn.deployment.dialogue
         another = heard.intent == self.intents[0] and heard.confidence >= config.switch_confidence
-        if heard.choice is None and another and names_topic(heard.text):
+        words_of = self.words_of(turn)
+        if heard.choice is None and another and names_topic(heard.text, words_of):
             task.data.pop("topic", None)  # a new question: the last one was answered
             self._question(turn, task)
             return
         words = set(_WORD.findall(heard.text.lower()))
-        says_no = heard.says_any(NO_WORDS) or bool(words & NO_WORDS_EN)
-        says_yes = heard.says_any(YES_WORDS) or bool(words & YES_WORDS_EN)
+        says_no = heard.says_any(words_of.list_of("no")) or bool(
+            words & set(words_of.list_of("no_en"))
+        )
+        says_yes = heard.says_any(words_of.list_of("yes")) or bool(
+            words & set(words_of.list_of("yes_en"))
+        )
         if heard.deny or (heard.choice is None and not heard.affirm and says_no):
             task.done = True
             task.asking = None
@@ -184,15 +162,16 @@ class PolicyQuestionHandler(Handler):
         turn.acknowledge(case)
 
 
-def names_topic(text: str) -> bool:
+def names_topic(text: str, words: HandlerWords) -> bool:
     """Whether ``text`` says what the question is about, beyond "a question about policy"."""
     lowered = text.lower()
     rest = lowered
-    for word in sorted(GENERIC, key=len, reverse=True):
+    for word in sorted(words.list_of("generic"), key=len, reverse=True):
         rest = rest.replace(word, "")
     if len(_HAN.findall(rest)) >= 2:
         return True
-    return any(len(w) >= 3 and w not in GENERIC_EN for w in _WORD.findall(lowered))
+    generic_en = set(words.list_of("generic_en"))
+    return any(len(w) >= 3 and w not in generic_en for w in _WORD.findall(lowered))
 
 
 HANDLER = PolicyQuestionHandler()

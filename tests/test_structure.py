@@ -216,3 +216,34 @@ def test_storage_reads_the_configuration_only_through_its_site() -> None:
     }
     assert readers == {}
     assert configuration_reads("tz = ZoneInfo(get_settings().timezone)") == ["get_settings()"]
+
+
+def word_lists_in(source: str) -> list[str]:
+    """Module-level names in ``source`` bound to five or more string constants, one of them
+    Chinese: a keyword list that belongs in config/words/."""
+    found = []
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign | ast.AnnAssign):
+            strings = [
+                n.value
+                for n in ast.walk(node)
+                if isinstance(n, ast.Constant) and isinstance(n.value, str)
+            ]
+            if len(strings) >= 5 and any(not s.isascii() for s in strings):
+                target = node.targets[0] if isinstance(node, ast.Assign) else node.target
+                found.append(ast.unparse(target))
+    return found
+
+
+def test_the_words_handlers_listen_for_are_in_config_words() -> None:
+    """A deployment adds local ways of saying things in config/words/<handler>.yml; no handler
+    keeps a keyword list of its own."""
+    lists = {
+        module: names
+        for module, path in modules().items()
+        if module.startswith("handlers")
+        and (names := word_lists_in(path.read_text(encoding="utf-8")))
+    }
+    assert lists == {}
+    assert word_lists_in('WORDS = ("修", "坏了", "漏水", "fix", "broken")') == ["WORDS"]
+    assert word_lists_in('KINDS = ("repair", "cleaning", "meals", "bills", "other")') == []

@@ -50,7 +50,8 @@ def turn_for(h: Heard) -> Any:
 def test_the_words_around_a_hospital_tell_which_one_it_is(
     nlu_parser: EmbeddedParser, text: str, current: str | None, destination: str | None
 ) -> None:
-    placed, _ = place_hospitals(heard(nlu_parser, text))
+    words = shipped_deployment().words.of("hospital_transfer")
+    placed, _ = place_hospitals(heard(nlu_parser, text), words)
     assert placed.get("current") == current
     assert placed.get("destination") == destination
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select
@@ -204,5 +205,5 @@ def test_a_broken_faq_file_means_staff_answer(
         ("When is the pension paid?", True),
     ],
 )
-def test_whether_the_first_sentence_names_a_topic(said: str, topic: bool) -> None:
-    assert names_topic(said) is topic
+def test_whether_the_first_sentence_names_a_topic(said: str, topic: bool, deployment: Any) -> None:
+    assert names_topic(said, deployment.words.of("policy_question")) is topic
