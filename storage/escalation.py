@@ -184,13 +184,12 @@ def _due_cases(
     def moment(value: datetime) -> Any:
         return literal(value.astimezone(UTC), UTCDateTime())
 
+    site = site_of(session)
     whens: list[tuple[Any, Any]] = []
     for name, cat in categories.categories.items():
         top = Unit.parent_id.is_(None)
-        whens.append(
-            ((Case.category == name) & top, moment(now - remind_every(cat, now, site_of(session))))
-        )
-        whens.append((Case.category == name, moment(now - grace(cat, now, site_of(session)))))
+        whens.append(((Case.category == name) & top, moment(now - remind_every(cat, now, site))))
+        whens.append((Case.category == name, moment(now - grace(cat, now, site))))
     recent_reminder = exists().where(
         CaseEvent.case_id == Case.id,
         CaseEvent.action.in_(REMINDERS),

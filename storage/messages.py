@@ -71,7 +71,7 @@ def record_once(
     direction: Direction,
     address: str,
     provider_id: str,
-    status: MessageStatus,
+    status: str,
     now: datetime,
     text: str = "",
     payload: Mapping[str, Any] | None = None,
@@ -79,15 +79,20 @@ def record_once(
     case_id: int | None = None,
 ) -> int | None:
     """Record a message unless (channel, provider_id) was recorded before; its id, or None when
-    it was (a redelivery)."""
+    it was (a redelivery). ``status`` is ours or a provider's word (`status_of`); a word we do
+    not know is stored as UNKNOWN and kept as it came in the payload's "status"."""
+    known = status_of(status)
+    payload = dict(payload or {})
+    if known == MessageStatus.UNKNOWN and status != MessageStatus.UNKNOWN:
+        payload["status"] = status
     row = {
         "channel": channel,
         "direction": direction,
         "address": address[:100],
         "provider_id": provider_id,
         "text": text,
-        "payload": dict(payload or {}),
-        "status": status,
+        "payload": payload,
+        "status": known,
         "retiree_id": retiree_id,
         "case_id": case_id,
         "created_at": now,
@@ -120,7 +125,7 @@ def record_sent(
     provider_id: str,
     *,
     channels: Iterable[str],
-    status: MessageStatus = MessageStatus.QUEUED,
+    status: str = MessageStatus.QUEUED,
     now: datetime | None = None,
 ) -> Message:
     """The record of an outbox item the provider accepted as message ``provider_id`` (the
@@ -141,7 +146,7 @@ def record_sent(
             row.payload = {**payload, **(row.payload or {})}
             row.case_id = row.case_id or item.case_id
             row.address = item.address
-            _advance(row, status, "")
+            _advance(row, status_of(status), "")
             return row
         retiree_id = session.scalar(
             select(ConversationState.retiree_id).where(
@@ -196,18 +201,13 @@ def record_status(
             direction=Direction.OUTBOUND,
             address=to,
             provider_id=provider_id,
-            status=new,
+            status=status,
             now=now or utcnow(),
-            payload=_with_status({"error_code": error_code} if error_code else {}, status, new),
+            payload={"error_code": error_code} if error_code else {},
         )
         if added is not None:
             return True
     return _advance(_required(session, channels, provider_id), new, error_code)
-
-
-def _with_status(payload: dict[str, Any], word: str, status: MessageStatus) -> dict[str, Any]:
-    """An unknown status word is kept as it came."""
-    return {**payload, "status": word} if status == MessageStatus.UNKNOWN else payload
 
 
 def _advance(row: Message, status: MessageStatus, error_code: str) -> bool:

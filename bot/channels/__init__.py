@@ -37,22 +37,24 @@ def mount_channels(app: FastAPI, deployment: Deployment) -> list[Mounted]:
     return mounted
 
 
-def _outbox_senders(settings: Settings) -> list[OutboxSenders]:
-    found = []
+def outbox_senders(settings: Settings) -> OutboxSenders:
+    """Every channel's offer together: the senders of the configured channels by outbox channel
+    (``on``), and the outbox channels without one with the settings that would give it (``off``)."""
+    every = OutboxSenders()
     for package in CHANNELS.values():
         offer = getattr(importlib.import_module(package), "senders", None)
         if offer is not None:
-            found.append(offer(settings))
-    return found
+            found = offer(settings)
+            every.on.update(found.on)
+            every.off.update(found.off)
+    return every
 
 
 def senders_for(settings: Settings) -> dict[str, Sender]:
     """The senders of the configured channels, by outbox channel (none for one that is off)."""
-    return {channel: s for offer in _outbox_senders(settings) for channel, s in offer.on.items()}
+    return outbox_senders(settings).on
 
 
 def missing_senders(settings: Settings) -> dict[str, str]:
     """The outbox channels without a sender and the settings that would give them one."""
-    return {
-        channel: why for offer in _outbox_senders(settings) for channel, why in offer.off.items()
-    }
+    return outbox_senders(settings).off

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 import typer
 from sqlalchemy import Engine
 
-from bot.channels import missing_senders, senders_for
+from bot.channels import outbox_senders
 from bot.cli.common import current_settings, fail
 from bot.conversation.deployment import Deployment
 from bot.conversation.engine import ConversationEngine
@@ -41,10 +41,11 @@ def worker_command(
         deployment = load_deployment(settings)
     except (ConfigError, HandlerError) as exc:
         fail(f"configuration: {exc}")
-    senders = senders_for(settings)
+    offer = outbox_senders(settings)
+    senders = offer.on
     for channel in sorted(senders):
         typer.echo(f"{channel}: on")
-    for channel, why in sorted(missing_senders(settings).items()):
+    for channel, why in sorted(offer.off.items()):
         typer.echo(f"{channel}: off (needs {why}); its notifications wait in the outbox")
     if not senders:
         fail("no channel can send: configure Twilio or Telegram first")

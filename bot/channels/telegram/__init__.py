@@ -32,7 +32,7 @@ from bot.channels.telegram.application import (
     BotStartup,
     build_application,
 )
-from bot.channels.telegram.common import CHANNEL, FAILED_UPDATES, HOTLINE_KEY, make_hotline
+from bot.channels.telegram.common import CHANNEL, FAILED_UPDATES, HOTLINE_KEY, Hotline
 from bot.channels.telegram.posts import new_case_announcer
 from bot.conversation.deployment import Deployment
 from config.settings import Settings
@@ -82,7 +82,7 @@ def mount(app: FastAPI, deployment: Deployment) -> Mounted:
         return Response(status_code=200)
 
     async def startup() -> None:
-        application.bot_data[HOTLINE_KEY] = make_hotline(app.state.engine, app.state.conversations)
+        application.bot_data[HOTLINE_KEY] = Hotline(app.state.engine, app.state.conversations)
         await bring_up.start()
 
     return Mounted(

@@ -25,9 +25,9 @@ from bot.channels.base import Conversations
 from bot.channels.telegram.common import (
     FAILED_UPDATES,
     HOTLINE_KEY,
+    Hotline,
     is_private,
     language_of,
-    make_hotline,
 )
 from bot.channels.telegram.posts import new_case_announcer
 from bot.conversation.deployment import Deployment
@@ -197,7 +197,7 @@ async def poll(deployment: Deployment, db: Engine, stop: asyncio.Event) -> None:
     loader = ParserLoader(settings)
     loader.start()
     talk = Conversations(deployment, db, loader.parser, on_filed=[new_case_announcer(deployment)])
-    application.bot_data[HOTLINE_KEY] = make_hotline(db, talk)
+    application.bot_data[HOTLINE_KEY] = Hotline(db, talk)
     updater = application.updater
     assert updater is not None
     async with application:  # initialize() ... shutdown()

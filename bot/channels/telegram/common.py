@@ -35,16 +35,26 @@ FAILED_UPDATES = "failed_updates"  # update_id -> the error, for the webhook rou
 
 @dataclass
 class Hotline:
-    """What the handlers need: the settings, the database, the conversation engine, the texts."""
+    """What the handlers need: the database and the conversation engine, whose deployment has
+    the settings, the texts and the categories."""
 
-    settings: Settings
     db: Engine
     talk: Conversations
-    catalogs: Catalogs
-    categories: CategoryConfig
 
     def __post_init__(self) -> None:
         self.sessions = sessionmaker(self.db, expire_on_commit=False)
+
+    @property
+    def settings(self) -> Settings:
+        return self.talk.deployment.settings
+
+    @property
+    def catalogs(self) -> Catalogs:
+        return self.talk.deployment.catalogs
+
+    @property
+    def categories(self) -> CategoryConfig:
+        return self.talk.deployment.categories
 
     def text(self, key: str, lang: str, **params: Any) -> str:
         return self.catalogs.text(f"telegram.{key}", lang, **params)
@@ -55,17 +65,6 @@ class Hotline:
     def _staff_for(self, user_id: int) -> Staff | None:
         with self.sessions.begin() as session:
             return staff_by_telegram(session, user_id)
-
-
-def make_hotline(db: Engine, talk: Conversations) -> Hotline:
-    deployment = talk.deployment
-    return Hotline(
-        settings=deployment.settings,
-        db=db,
-        talk=talk,
-        catalogs=deployment.catalogs,
-        categories=deployment.categories,
-    )
 
 
 def staff_by_telegram(session: Session, user_id: int) -> Staff | None:

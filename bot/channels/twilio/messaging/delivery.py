@@ -10,7 +10,6 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from storage import messages
-from storage.messages import status_of
 from storage.models import Message, MessageStatus, OutboxItem
 
 SMS = "sms"
@@ -39,7 +38,7 @@ def record_sent(
     """The record of an outbox item Twilio accepted as message ``provider_id`` (the sender's
     ``after_sent``); a status callback that came first made the row, which is filled in."""
     return messages.record_sent(
-        session, item, provider_id, channels=CHANNELS, status=status_of(status), now=now
+        session, item, provider_id, channels=CHANNELS, status=status, now=now
     )
 
 

@@ -16,8 +16,7 @@ from bot.conversation.notify import on_duty_staff
 from bot.conversation.state import DialogueState
 from storage import messages
 from storage.directory import find_retiree_by_phone
-from storage.messages import status_of
-from storage.models import ConversationState, Direction, Message, MessageStatus, Retiree, Unit
+from storage.models import ConversationState, Direction, Message, Retiree, Unit
 from storage.phones import InvalidPhoneNumber
 
 ARRIVAL = "call"  # a call's arrival row: provider id "{CallSid}:call"
@@ -168,15 +167,14 @@ def _record(
     payload: dict[str, Any],
     retiree: Retiree | None,
 ) -> bool:
-    known = status_of(status)
     added = messages.record_once(
         session,
         channel=CHANNEL,
         direction=Direction.INBOUND,
         address=address,
         provider_id=provider_id,
-        payload={**payload, "status": status} if known == MessageStatus.UNKNOWN else payload,
-        status=known,
+        payload=payload,
+        status=status,
         retiree_id=retiree.id if retiree is not None else None,
         now=datetime.now(UTC),
     )
