@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 # What a handler may use: handler modules import only this module (tests/test_structure.py).
 from bot.conversation.handling import CallbackFiler, HandOver, SlotKind
 from bot.conversation.messages import Hint, Reply
-from bot.conversation.notify import alert_emergency, tell_assignee
+from bot.conversation.notify import tell_assignee
 from bot.conversation.state import CONFIRM, UNKNOWN, WHICH, Task
 from bot.conversation.timefmt import spoken_date, spoken_day
 from bot.conversation.turn import NO, PHONE_CHANNELS, RETIREE, YES, Heard, Turn
@@ -28,6 +28,7 @@ from handlers._cases import own_case, own_cases, said_case_number
 from handlers._slots import Option, OwnWordsSlot, Slot, own_words
 from nlu.text import clean_text, normalize_for_model
 from storage import actions
+from storage.alert_chain import alert_emergency
 from storage.audit import record_access
 from storage.errors import IllegalTransition
 from storage.models import (

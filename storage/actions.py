@@ -31,10 +31,12 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from config.categories import CategoryConfig
-from storage import follow_ups, staff_alerts, timeline
+from config.i18n import Catalogs
+from storage import alert_chain, follow_ups, timeline
 from storage.deadlines import CalendarNotCovered, deadline_after
 from storage.errors import (
     CaseConflict,
+    CaseError,
     IllegalTransition,
     InvalidCaseInput,
     NotFound,
@@ -681,31 +683,28 @@ def cancel(
 
 
 def _stand_down_alerts(session: Session, case: Case, why: str, who: str, now: datetime) -> None:
-    """An emergency taken by somebody (``why`` "claim": in the console, on Telegram, on the
-    phone) or withdrawn ("cancel") needs no more alert calls: those not placed yet are called
-    off, and the timeline says whose. A call ringing now ends as it ends; the chain does not go
-    on after it (bot/channels/twilio/voice/chain.py). A withdrawn one's alert messages not
-    sent yet are withheld too."""
-    if case.category != staff_alerts.EMERGENCY:
-        return
-    called_off = staff_alerts.stand_down(session, case.id)
-    withheld = staff_alerts.withhold_messages(session, case.id) if why == "cancel" else []
-    if not (called_off or withheld):
-        return
-    site = site_of(session)
-    catalogs, lang = site.catalogs, site.language
-    notes = []
-    if called_off:
-        callees = [staff_alerts.callee_of(c) for c in called_off]
-        names = staff_alerts.joined(callees, catalogs, lang)
-        notes.append(catalogs.text(f"staff_alerts.stood_down_{why}", lang, who=who, names=names))
-    if withheld:
-        notes.append(catalogs.text("staff_alerts.messages_withheld", lang, count=len(withheld)))
-    actor = Actor.system(staff_alerts.CHAIN_LABEL)
-    for note in notes:
-        timeline.record(
-            session, case, "note", actor=actor, from_status=case.status, now=now, note=note
-        )
+    """An emergency taken (``why`` "claim") or withdrawn ("cancel"): its alert calls not placed
+    yet are called off (storage/alert_chain.py)."""
+    alert_chain.stand_down_for(session, case, why, who, now)
+
+
+def take_alert(
+    session: Session, key: str, call_sid: str, *, now: datetime, catalogs: Catalogs
+) -> alert_chain.Pressed:
+    """Somebody pressed 1 on the alert call ``key`` (storage.alert_chain.acknowledge). A staff
+    member who did owns the case from now on, as if they had claimed it in the console (the
+    case leaves the queue, the retiree is told); family who press 1 do not: the case stays in
+    the staff's queue. Nothing is claimed when the case is not open any more."""
+    pressed = alert_chain.acknowledge(session, key, call_sid, now=now, catalogs=catalogs)
+    case = session.get(Case, pressed.case_id) if pressed.case_id is not None else None
+    if pressed.staff is None or case is None or case.status != OPEN:
+        return pressed
+    try:
+        with session.begin_nested():
+            claim(session, case, Actor.person(pressed.staff), now=now)
+    except CaseError as exc:  # out of their units, or claimed this instant
+        log.warning("emergency_call_claim_failed", case=case.number, error=str(exc)[:200])
+    return pressed
 
 
 def get_case(session: Session, number: str) -> Case:

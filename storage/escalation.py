@@ -10,7 +10,7 @@
   once per claim window (at least MIN_GRACE apart).
 - An emergency unclaimed EMERGENCY_AFTER after it was filed, whose alert calls nobody took:
   the on-duty staff are rung again (a second wave of the chained alert calls,
-  bot/channels/twilio/voice/chain.py) and the staff of the unit above get an urgent message,
+  storage/alert_chain.py) and the staff of the unit above get an urgent message,
   once per emergency (``emergency_reescalated``); that counts as the unit's reminder, so the
   emergency moves up after its grace period like any case. The second wave takes over from
   the first: its calls not placed yet are called off, and one still ringing is waited for.
@@ -37,12 +37,19 @@ from sqlalchemy.orm import Session
 from config.categories import Category, CategoryConfig
 from config.i18n import Catalogs
 from storage import actions, outbox, timeline
+from storage.alert_chain import (
+    ALERT_MESSAGE,
+    EMERGENCY,
+    URGENT,
+    message_channel,
+    ring_again,
+    taken_clause,
+)
 from storage.deadlines import deadline_after
 from storage.models import (
     Case,
     CaseEvent,
     CaseStatus,
-    OutboxItem,
     Role,
     Staff,
     Unit,
@@ -50,18 +57,6 @@ from storage.models import (
 )
 from storage.permissions import Actor
 from storage.site import Site, site_of
-from storage.staff_alerts import (
-    ALERT_MESSAGE,
-    CALL_TIMEOUT,
-    EMERGENCY,
-    EMERGENCY_CALL,
-    URGENT,
-    Callee,
-    enqueue_call,
-    message_channel,
-    on_duty_staff,
-    supersede_waves,
-)
 from storage.types import UTCDateTime
 
 log = structlog.get_logger(__name__)
@@ -73,7 +68,6 @@ NOTIFIED, REESCALATED = "escalation_notified", "emergency_reescalated"
 REMINDERS = (NOTIFIED, REESCALATED)
 NOTICE_KIND = "escalation_notice"  # the outbox payload kind of a reminder
 STATION_ALERT_KIND = ALERT_MESSAGE  # as the emergency's first alerts (worker.kind.*)
-RERING_WAVE = 2
 SYSTEM = Actor.system()
 # Told of a case moved to another unit's queue, in the transaction that moved it.
 MovedHook = Callable[[Session, Sequence[Case]], object]
@@ -95,7 +89,7 @@ def run_due(
     handled = 0
     for case in list(session.scalars(_due_emergencies(session, now, limit))):
         # Looked at again once locked: another worker may have just done it.
-        if session.scalar(select(_rung_again(case.id) | _taken(case.id))):
+        if session.scalar(select(_rung_again(case.id) | taken_clause(case.id))):
             continue
         reescalate_emergency(session, case, catalogs, lang, now=now)
         handled += 1
@@ -146,16 +140,6 @@ def _rung_again(case_id: Any) -> Any:
     return exists().where(CaseEvent.case_id == case_id, CaseEvent.action == REESCALATED)
 
 
-def _taken(case_id: Any) -> Any:
-    """Somebody pressed 1 on one of the case's alert calls (that does not claim the case, but
-    somebody has the emergency)."""
-    return exists().where(
-        OutboxItem.case_id == case_id,
-        OutboxItem.channel == "voice",
-        OutboxItem.payload["taken"].as_boolean().is_(True),
-    )
-
-
 def _due_emergencies(session: Session, now: datetime, limit: int) -> Select[tuple[Case]]:
     """Open emergencies filed EMERGENCY_AFTER ago, not rung again yet, whose alert calls
     nobody took."""
@@ -166,7 +150,7 @@ def _due_emergencies(session: Session, now: datetime, limit: int) -> Select[tupl
             Case.category == EMERGENCY,
             Case.created_at <= now - EMERGENCY_AFTER,
             ~_rung_again(Case.id),
-            ~_taken(Case.id),
+            ~taken_clause(Case.id),
         )
         .order_by(Case.created_at, Case.id)
         .limit(limit)
@@ -368,28 +352,7 @@ def reescalate_emergency(
     minutes = int((now - case.created_at).total_seconds() // 60)
     params = {"number": case.number, "unit": unit.name(lang), "minutes": minutes}
     text = catalogs.text("escalation.emergency.rering", lang, **params)
-    callees: list[Callee] = []
-    for person in on_duty_staff(session, unit):
-        if person.phone and person.phone not in {c.address for c in callees}:
-            callees.append(Callee(person.phone, text, person.name))
-    if callees:
-        order = _last_call_order(session, case) + 1
-        # This wave takes over: the first wave's calls not placed yet are called off, and one
-        # still ringing is waited for, so nobody's phone rings twice at once.
-        ringing = supersede_waves(session, case.id)
-        enqueue_call(
-            session,
-            case_id=case.id,
-            case_number=case.number,
-            callees=callees,
-            order=order,
-            language=lang,
-            prompt=catalogs.text("twilio_voice.alert.press_one", lang),
-            now=now,
-            wave=RERING_WAVE,
-            held_until=now + CALL_TIMEOUT if ringing else None,
-            held_for="ringing",
-        )
+    callees = ring_again(session, case, text, catalogs, lang, now=now)
     alerted: list[Staff] = []
     if station is not None:
         alert = catalogs.text("escalation.emergency.station_alert", lang, **params)
@@ -433,17 +396,6 @@ def reescalate_emergency(
     }
     timeline.record(session, case, REESCALATED, now=now, note=note, data=data)
     log.warning("emergency_reescalated", case=case.number, calls=len(callees), alerted=len(alerted))
-
-
-def _last_call_order(session: Session, case: Case) -> int:
-    """The place of the case's last alert call so far, so the next wave goes on from there."""
-    payloads = session.scalars(
-        select(OutboxItem.payload).where(
-            OutboxItem.case_id == case.id, OutboxItem.channel == "voice"
-        )
-    )
-    orders = [int(p.get("order") or 0) for p in payloads if (p or {}).get("kind") == EMERGENCY_CALL]
-    return max(orders, default=0)
 
 
 def duration(length: timedelta, catalogs: Catalogs, lang: str) -> str:

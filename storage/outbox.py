@@ -50,7 +50,7 @@ def enqueue(
     not_before: datetime | None = None,
 ) -> int:
     """Add a notification unless one with the same key exists; return the stored one's id.
-    It is due at once, or at ``not_before`` (a call held back; see bot/conversation/notify.py).
+    It is due at once, or at ``not_before`` (a call held back; see storage/alert_chain.py).
 
     One statement when the key is new (a turn's reply is on every webhook's path; the caller
     that wants the row loads it with ``session.get``)."""

@@ -247,3 +247,49 @@ def test_the_words_handlers_listen_for_are_in_config_words() -> None:
     assert lists == {}
     assert word_lists_in('WORDS = ("修", "坏了", "漏水", "fix", "broken")') == ["WORDS"]
     assert word_lists_in('KINDS = ("repair", "cleaning", "meals", "bills", "other")') == []
+
+
+# The keys of an alert call's payload that hold the emergency chain's state.
+ALERT_STATE = frozenset({"chain", "held", "taken", "outcome", "passed_because", "wave"})
+
+
+def alert_state_uses(source: str) -> list[str]:
+    """Where ``source`` reads or writes the chain's state in a payload: ``payload["taken"]``,
+    ``payload.get("held")``, or ``{**payload, "outcome": ...}``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        keys: list[ast.expr | None] = []
+        if isinstance(node, ast.Subscript) and "payload" in ast.unparse(node.value):
+            keys = [node.slice]
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "get"
+            and "payload" in ast.unparse(node.func.value)
+        ):
+            keys = node.args[:1]
+        elif isinstance(node, ast.Dict) and any(
+            k is None and "payload" in ast.unparse(v)
+            for k, v in zip(node.keys, node.values, strict=True)
+        ):
+            keys = list(node.keys)
+        if any(isinstance(k, ast.Constant) and k.value in ALERT_STATE for k in keys):
+            found.append(ast.unparse(node)[:60])
+    return found
+
+
+def test_the_emergency_chain_state_is_one_modules() -> None:
+    """storage/alert_chain.py owns the states of an emergency's alert calls (its docstring has
+    the diagram): no other module reads or writes them in the outbox payloads; a voice channel
+    places the calls and speaks, and asks that module what to do."""
+    users = {
+        module: found
+        for module, path in modules().items()
+        if module != "storage.alert_chain"
+        and (found := alert_state_uses(path.read_text(encoding="utf-8")))
+    }
+    assert users == {}
+    assert alert_state_uses('item.payload = {**item.payload, "outcome": "taken"}') != []
+    assert alert_state_uses('if item.payload.get("held") == "caller": pass') != []
+    assert alert_state_uses('x = payload["chain"]') != []
+    assert alert_state_uses('x = payload.get("text")') == []

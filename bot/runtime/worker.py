@@ -23,7 +23,7 @@ every ``upkeep_every_s`` (people are waiting on these), it passes on an emergenc
 call had no status in time, and each sender's ``upkeep`` hook runs, if it has one (Telegram:
 the posts of cases taken elsewhere lose their Claim button within seconds).
 
-An emergency's alert calls go one after another (bot/channels/twilio/voice/chain.py): the worker
+An emergency's alert calls go one after another (storage/alert_chain.py): the worker
 places the call that is due; the status callback, or pressing 1, decides what comes next. The
 worker itself passes the emergency on when a call could not be placed (its item died: right
 after the round) and, in its upkeep, when a placed call had no status within ``call_timeout``.
@@ -50,11 +50,10 @@ from sqlalchemy.orm import Session
 
 from bot.channels import senders_for
 from bot.channels.base import Sender, SendOutcome
-from bot.channels.twilio.voice import chain
 from bot.conversation.engine import ConversationEngine
 from config.i18n import Catalogs
 from config.settings import Settings
-from storage import outbox
+from storage import alert_chain, outbox
 from storage.db import transaction
 from storage.models import OutboxItem
 from storage.site import site_of
@@ -112,7 +111,7 @@ class OutboxWorker:
         catalogs: Catalogs | None = None,
         language: str | None = None,
         clock: Callable[[], datetime] = utcnow,
-        call_timeout: timedelta = chain.CALL_TIMEOUT,
+        call_timeout: timedelta = alert_chain.CALL_TIMEOUT,
     ) -> None:
         if send_timeout_s >= stuck_after.total_seconds():
             raise ValueError("send_timeout_s must be shorter than stuck_after")
@@ -151,7 +150,7 @@ class OutboxWorker:
         failed_calls = [
             a.item.idempotency_key
             for a in attempts
-            if not a.outcome.sent and chain.is_chain_call(a.item.channel, a.item.payload)
+            if not a.outcome.sent and alert_chain.is_alert_call(a.item.channel, a.item.payload)
         ]
         if failed_calls:
             await asyncio.to_thread(self._pass_on_dead_calls, failed_calls)
@@ -195,7 +194,9 @@ class OutboxWorker:
     async def _send(self, item: Claimed) -> Attempt:
         started = time.perf_counter()
         sender = self.senders.get(item.channel)
-        if chain.is_chain_call(item.channel, item.payload) and chain.settled(item.payload):
+        if alert_chain.is_alert_call(item.channel, item.payload) and alert_chain.settled(
+            item.payload
+        ):
             # An alert call whose part was decided while it waited for a retry (Twilio placed
             # it after all and said how it ended): not placed again.
             outcome = SendOutcome.ok(item.payload.get("call_sid"))
@@ -279,7 +280,7 @@ class OutboxWorker:
         catalogs = self.catalogs or site_of(self.db).catalogs
         for key in keys:
             with transaction(self.db) as session:
-                if chain.give_up_if_dead(session, key, now=self.clock(), catalogs=catalogs):
+                if alert_chain.give_up_if_dead(session, key, now=self.clock(), catalogs=catalogs):
                     log.info("emergency_call_undeliverable", key=mask(key))
 
     def _time_out_calls(self, now: datetime) -> int:
@@ -287,11 +288,11 @@ class OutboxWorker:
         public URL) and dead ones nobody passed on: the emergency goes to the next person."""
         catalogs = self.catalogs or site_of(self.db).catalogs
         with transaction(self.db) as session:
-            keys = chain.overdue(session, now=now, timeout=self.call_timeout)
+            keys = alert_chain.overdue(session, now=now, timeout=self.call_timeout)
         passed = 0
         for key in keys:
             with transaction(self.db) as session:
-                passed += chain.time_out(
+                passed += alert_chain.time_out(
                     session, key, now=now, catalogs=catalogs, timeout=self.call_timeout
                 )
         return passed

@@ -13,12 +13,11 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from bot.channels.twilio.voice import chain
-from bot.conversation.notify import alert_emergency
 from bot.runtime import periodic
 from config.categories import get_categories
 from config.i18n import get_catalogs
-from storage import actions, escalation
+from storage import actions, alert_chain, escalation
+from storage.alert_chain import alert_emergency
 from storage.db import transaction
 from storage.models import Case, CaseEvent, CaseStatus, OutboxItem, Retiree, Role, Staff
 from storage.permissions import Actor
@@ -266,11 +265,12 @@ def test_an_emergency_unclaimed_for_two_minutes_rings_again_and_alerts_the_stati
     [first] = calls(session, case)
     assert run(session, NOW + timedelta(minutes=2) - timedelta(seconds=1)) == 0
     # The first call went unanswered: the chain rang the second staff member.
-    chain.call_ended(
+    alert_chain.call_ended(
         session,
         first.idempotency_key,
         "CA1",
         "no-answer",
+        final=True,
         now=NOW + timedelta(seconds=70),
         catalogs=CATALOGS,
     )
@@ -305,11 +305,12 @@ def test_an_emergency_unclaimed_for_two_minutes_rings_again_and_alerts_the_stati
     )
 
     # The second wave goes on along its own chain.
-    chain.call_ended(
+    alert_chain.call_ended(
         session,
         rering.idempotency_key,
         "CA3",
         "busy",
+        final=True,
         now=NOW + timedelta(minutes=3),
         catalogs=CATALOGS,
     )
@@ -333,7 +334,7 @@ def test_an_emergency_somebody_took_by_phone_is_not_rung_again(session: Session)
     w = world(session)
     case = emergency(session, w)
     [first] = calls(session, case)
-    chain.acknowledge(session, first.idempotency_key, "CA1", now=NOW, catalogs=CATALOGS)
+    alert_chain.acknowledge(session, first.idempotency_key, "CA1", now=NOW, catalogs=CATALOGS)
     session.flush()
     run(session, NOW + timedelta(minutes=5))
     assert len(calls(session, case)) == 1

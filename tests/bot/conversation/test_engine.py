@@ -16,12 +16,12 @@ from sqlalchemy.orm import Session
 
 from bot.conversation.engine import ConversationEngine, TurnResult
 from bot.conversation.messages import Hint, Inbound
-from bot.conversation.notify import on_duty_staff
 from bot.conversation.state import DialogueState, Task
 from bot.runtime.configure import load_deployment
 from bot.runtime.worker import sweep_idle_conversations
 from config.settings import Settings
 from nlu.embedded import EmbeddedParser
+from storage.alert_chain import on_duty_staff
 from storage.db import transaction
 from storage.models import Case, ConversationState, Direction, Message, Role
 from tests.factories import make_retiree, make_staff, make_unit_tree

@@ -27,12 +27,11 @@ from typer.testing import CliRunner
 from bot.channels import senders_for
 from bot.channels.base import SendOutcome
 from bot.channels.twilio.rest import IDEMPOTENCY_HEADER
-from bot.channels.twilio.voice import chain
-from bot.conversation.notify import alert_emergency
 from bot.runtime.worker import OutboxWorker, mask, start_outbox_worker
 from config.i18n import get_catalogs
 from config.settings import Settings
-from storage import actions, outbox
+from storage import actions, alert_chain, outbox
+from storage.alert_chain import alert_emergency
 from storage.db import make_engine
 from storage.models import (
     CaseEvent,
@@ -166,7 +165,7 @@ def chain_notes(engine: Engine, number: str) -> list[str]:
         return list(
             s.scalars(
                 select(CaseEvent.note).where(
-                    CaseEvent.case_id == case.id, CaseEvent.actor_label == chain.LABEL
+                    CaseEvent.case_id == case.id, CaseEvent.actor_label == alert_chain.LABEL
                 )
             )
         )
@@ -199,13 +198,13 @@ async def test_an_emergency_is_sent_once_each(
         assert await worker.run_once() == 0
         # The calls go one after another: the contact's only once the staff member's call had
         # its time (no public URL here, so no status callback says how it went).
-        clock.advance(chain.CALL_TIMEOUT.total_seconds() - 1)
+        clock.advance(alert_chain.CALL_TIMEOUT.total_seconds() - 1)
         await worker.maintain()
         assert await worker.run_once() == 0
         clock.advance(2)
         await worker.maintain()
         assert await worker.run_once() == 1
-        clock.advance(chain.CALL_TIMEOUT.total_seconds() + 1)
+        clock.advance(alert_chain.CALL_TIMEOUT.total_seconds() + 1)
         await worker.maintain()
         assert await worker.run_once() == 0
     finally:

@@ -16,7 +16,7 @@ number's "A call comes in" webhook and ``/status`` as its "Call status changes" 
                                voicemail (hand-over) or the emergency's question. In an emergency,
                                once the caller's call is through with the numbers (answered, none
                                left, or she hung up), the alert calls held back while she was put
-                               through go (``chain.py``, bot/conversation/notify.py).
+                               through go (storage/alert_chain.py).
 - ``/twilio/voice/screen``     call screening (the ``<Number>``'s url): whoever picks up hears who is
                                calling and why, and must press a key to be connected (a phone's
                                voicemail presses none: it hangs up, and ``/dial`` goes on to the
@@ -31,7 +31,7 @@ number's "A call comes in" webhook and ``/status`` as its "Call status changes" 
                                the conversation is closed (a half-told request is filed), and a call
                                in which nothing was said files a call-back case, so none is dropped.
                                For an emergency alert call we placed (``?k=``), its outcome moves
-                               the chain of alert calls on (``chain.py``).
+                               the chain of alert calls on (storage/alert_chain.py).
 - ``/twilio/voice/alert``      the key pressed on an emergency alert call we placed: 1 takes the
                                emergency, and the calls still to come are called off.
 - ``/twilio/voice/follow-up``  the key pressed on a follow-up call we placed (回访): 1, 2 or 3

@@ -13,7 +13,7 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from bot.channels.base import Conversations
 from bot.channels.twilio.outage import OUTAGE
-from bot.channels.twilio.voice import chain, records
+from bot.channels.twilio.voice import records
 from bot.channels.twilio.voice.steps import (
     CHANNEL,
     EMERGENCY,
@@ -28,6 +28,7 @@ from bot.channels.twilio.voice.twiml import VOICEMAIL_MAX_S, VOICEMAIL_SILENCE_S
 from bot.conversation.engine import TurnResult
 from bot.conversation.messages import Hint, Reply
 from nlu.rules import EmergencyRules
+from storage import alert_chain
 
 EMERGENCY_CATEGORY = "emergency"  # the category of the case an emergency turn files
 
@@ -55,7 +56,9 @@ async def answer(
         chained = after.but(emergency_called=True)
         case = next((c.number for c in result.cases if c.category == EMERGENCY_CATEGORY), None)
         if case is not None and not found:
-            await talk.run(chain.release_now, talk.db, case)  # nobody to put the call through to
+            await talk.run(
+                alert_chain.release_now, talk.db, case
+            )  # nobody to put the call through to
         put_through(line, response, chained, EMERGENCY, found, 0, ask=held, case=case)
         return response
     if Hint.HAND_OVER in hints:
@@ -184,7 +187,7 @@ async def file_outage_call(
         result = await talk.turn(turn_inbound(form, step, text=said))
         emergency = [c.number for c in result.cases if c.category == EMERGENCY_CATEGORY]
         for case in emergency:
-            await talk.run(chain.release_now, talk.db, case)
+            await talk.run(alert_chain.release_now, talk.db, case)
         if emergency:
             log.info("outage_call_emergency_filed", call_sid=call_sid, filed=emergency)
             return

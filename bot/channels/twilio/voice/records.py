@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session
 
 from bot.channels.twilio.voice.steps import ANSWERED, CHANNEL, EMERGENCY, Caller, Target
 from bot.conversation.messages import Hint
-from bot.conversation.notify import on_duty_staff
 from bot.conversation.state import DialogueState
 from storage import messages
+from storage.alert_chain import on_duty_staff
 from storage.directory import find_retiree_by_phone
 from storage.models import ConversationState, Direction, Message, Retiree, Unit
 from storage.phones import InvalidPhoneNumber

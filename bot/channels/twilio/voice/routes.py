@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 from twilio.twiml.voice_response import VoiceResponse
 
@@ -16,10 +16,11 @@ from bot.channels.base import Conversations, Mounted, conversations
 from bot.channels.twilio import why_off
 from bot.channels.twilio.outage import CALL, WEBHOOK, TwilioRoute, WhenDown, when_down
 from bot.channels.twilio.signature import FORM_STATE, verified_form
-from bot.channels.twilio.voice import chain, records
 from bot.channels.twilio.voice import follow_up as follow_up_call
+from bot.channels.twilio.voice import records
 from bot.channels.twilio.voice.handover import answer, call_over, put_through
 from bot.channels.twilio.voice.steps import (
+    ALERT_PATH,
     ANSWERED,
     CHANNEL,
     EMERGENCY,
@@ -35,8 +36,8 @@ from bot.channels.twilio.voice.steps import (
 from bot.channels.twilio.voice.twiml import VoiceLine, twiml
 from bot.conversation.deployment import Deployment
 from config.i18n import Catalogs
+from storage import actions, alert_chain
 from storage.db import transaction
-from storage.models import OutboxItem
 
 ALERT_ASKS = 2  # an alert call asks for 1 this many times before it hangs up
 SCREEN_ASKS = 2  # whoever picks up a put-through call is asked for a key this many times
@@ -213,7 +214,7 @@ def _hand_over_routes(router: APIRouter, line: VoiceLine) -> None:
         if kind == EMERGENCY and case and over:
             # The caller's own call is through with the numbers (they talked, or nobody
             # answered): the alert calls held for it go now, and whoever presses 1 takes it.
-            await talk.run(chain.release_now, talk.db, case)
+            await talk.run(alert_chain.release_now, talk.db, case)
         if hung_up:
             return twiml(response)  # the caller hung up: the status callback takes it from here
         if reached:
@@ -257,13 +258,13 @@ def _hand_over_routes(router: APIRouter, line: VoiceLine) -> None:
     async def number_answered(request: Request, form: Form, talk: Talk) -> Response:
         """In an emergency, a number the caller was put through to answered (its status
         callback, event "answered"): noted on the case; a family member's answer releases the
-        alert calls to staff at once (see chain.answered_on_the_line)."""
+        alert calls to staff at once (see storage.alert_chain.answered_on_the_line)."""
         step = Step.read(request)
         case, phone = step.extra.get("case", ""), step.extra.get("to", "")
         status = str(form.get("CallStatus", ""))
         if case and phone and status in ("in-progress", "answered"):
             family = step.extra.get("family") == "1"
-            await talk.run(chain.answered_now, talk.db, line.catalogs, case, phone, family)
+            await talk.run(alert_chain.answered_now, talk.db, line.catalogs, case, phone, family)
         log.info("call_answered", case=case or None, status=status)
         return Response(status_code=204)
 
@@ -327,24 +328,24 @@ def _alert_route(router: APIRouter, line: VoiceLine) -> None:
         asked = Step.read(request).number("r", 1)
         digits = str(form.get("Digits", "")).strip()
         call_sid = str(form.get("CallSid", ""))
-        found = await talk.run(_alert_call, talk.db, key)
+        said = await talk.run(_said_on, talk.db, key)
         response = VoiceResponse()
-        if found is None:
+        if said is None:
             log.warning("alert_call_unknown", call_sid=call_sid)
             response.hangup()
             return twiml(response)
-        text, prompt, lang = found
+        lang = said.language
         if digits == "1":
             pressed = await talk.run(_alert_taken, talk.db, line.catalogs, key, call_sid)
-            line.say(response, _pressed_text(line, pressed, lang), lang)
+            line.say(response, alert_chain.heard_after_pressing(line.catalogs, pressed, lang), lang)
             response.hangup()
         elif asked < ALERT_ASKS:
-            action = f"{chain.ALERT_PATH}?{urlencode({'k': key, 'r': asked + 1})}"
+            action = f"{ALERT_PATH}?{urlencode({'k': key, 'r': asked + 1})}"
             gather = line.gather(response, action, lang, one_key=True, keys_only=True)
-            line.say(gather, text, lang)
-            line.say(gather, prompt, lang)
+            line.say(gather, said.text, lang)
+            line.say(gather, said.prompt, lang)
         else:
-            line.say(response, line.text("twilio_voice.alert.not_taken", lang), lang)
+            line.say(response, alert_chain.heard_without_key(line.catalogs, lang), lang)
             response.hangup()
         log.info("alert_call_key", call_sid=call_sid, pressed=digits or None, asked=asked)
         return twiml(response)
@@ -385,32 +386,24 @@ def _follow_up_route(router: APIRouter, line: VoiceLine) -> None:
         return twiml(response)
 
 
-def _alert_call(db: Engine, key: str) -> tuple[str, str, str] | None:
-    """The alert call ``key``: what it says, its question, its language."""
+def _said_on(db: Engine, key: str) -> alert_chain.Said | None:
     with Session(db) as session:
-        item = session.scalars(
-            select(OutboxItem).where(OutboxItem.idempotency_key == key)
-        ).one_or_none()
-        if item is None or not chain.is_chain_call(item.channel, item.payload):
-            return None
-        payload = item.payload
-        lang = str(payload.get("language") or "zh")
-        return str(payload.get("text") or ""), str(payload.get("prompt") or ""), lang
+        return alert_chain.said_on(session, key)
 
 
-def _alert_taken(db: Engine, catalogs: Catalogs, key: str, call_sid: str) -> chain.Pressed:
+def _alert_taken(db: Engine, catalogs: Catalogs, key: str, call_sid: str) -> alert_chain.Pressed:
     with transaction(db) as session:
-        return chain.acknowledge(session, key, call_sid, now=datetime.now(UTC), catalogs=catalogs)
-
-
-def _pressed_text(line: VoiceLine, pressed: chain.Pressed, lang: str) -> str:
-    if pressed.withdrawn:
-        return line.text("twilio_voice.alert.withdrawn", lang)
-    if pressed.taken_by:
-        return line.text("twilio_voice.alert.taken_by", lang, who=pressed.taken_by)
-    return line.text("twilio_voice.alert.taken", lang)
+        return actions.take_alert(session, key, call_sid, now=datetime.now(UTC), catalogs=catalogs)
 
 
 def _alert_call_ended(db: Engine, catalogs: Catalogs, key: str, call_sid: str, status: str) -> None:
     with transaction(db) as session:
-        chain.call_ended(session, key, call_sid, status, now=datetime.now(UTC), catalogs=catalogs)
+        alert_chain.call_ended(
+            session,
+            key,
+            call_sid,
+            status,
+            final=status in FINAL_STATUSES,
+            now=datetime.now(UTC),
+            catalogs=catalogs,
+        )

@@ -1,6 +1,6 @@
 """Places the outbox's calls through Twilio's Calls API: a notice said twice; an emergency's
-alert call, which says it and asks for 1 to take it, with a status callback (``chain.py``); a
-follow-up call, which asks its question twice and hears 1, 2 or 3 (``follow_up.py``)."""
+alert call, which says it and asks for 1 to take it, with a status callback
+(storage/alert_chain.py); a follow-up call, which asks its question twice and hears 1, 2 or 3 (``follow_up.py``)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from bot.channels.base import SendOutcome
 from bot.channels.twilio.rest import TwilioRestSender
-from bot.channels.twilio.voice import chain
 from bot.channels.twilio.voice import follow_up as follow_up_call
+from bot.channels.twilio.voice.steps import alert_url, status_url
 from config.settings import Settings
+from storage import alert_chain
 from storage.models import OutboxItem
 
 ALERT_GATHER_TIMEOUT_S = 8  # seconds to press 1 after an alert call's question
@@ -111,13 +112,13 @@ class CallSender(TwilioRestSender):
         if base and follow_up_call.is_follow_up_call("voice", payload):
             action = follow_up_call.follow_up_url(base, int(payload["follow_up"]))
             return {"twiml": follow_up_twiml(text, action, self.settings, language)}
-        if not (base and chain.is_chain_call("voice", payload)):
+        if not (base and alert_chain.is_alert_call("voice", payload)):
             return {"twiml": speech_twiml(text, self.settings, language)}
         prompt = str(payload.get("prompt") or "")
-        action = chain.alert_url(base, key)
+        action = alert_url(base, key)
         return {
             "twiml": alert_twiml(text, prompt, action, self.settings, language),
-            "status_callback": chain.status_url(base, key),
+            "status_callback": status_url(base, key),
             "status_callback_method": "POST",
         }
 
@@ -125,4 +126,4 @@ class CallSender(TwilioRestSender):
         """In the transaction that marks ``item`` sent: the CallSid of an emergency's alert call,
         on its outbox item."""
         if outcome.provider_id:
-            chain.record_placed(item, outcome.provider_id)
+            alert_chain.record_placed(item, outcome.provider_id)

@@ -23,6 +23,18 @@ FINAL_STATUSES = frozenset({"completed", "busy", "no-answer", "failed", "cancele
 # A <Dial> that reached somebody (DialCallStatus).
 ANSWERED = frozenset({"completed", "answered"})
 EMERGENCY, HAND_OVER = "emergency", "handover"
+# An emergency's alert call (storage/alert_chain.py): its Gather's action and status callback,
+# each with the outbox item's idempotency key (``k``).
+ALERT_PATH = f"{PREFIX}/alert"
+STATUS_PATH = f"{PREFIX}/status"
+
+
+def alert_url(public_url: str, key: str) -> str:
+    return f"{public_url.rstrip('/')}{ALERT_PATH}?{urlencode({'k': key})}"
+
+
+def status_url(public_url: str, key: str) -> str:
+    return f"{public_url.rstrip('/')}{STATUS_PATH}?{urlencode({'k': key})}"
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ from bot.channels.twilio import messaging as twilio_messaging
 from bot.channels.twilio.messaging import INBOUND_PATH, STATUS_PATH
 from bot.channels.twilio.outage import RECEIVED_HEADER, REPLAY_HEADER, SPOOL_FOLDER
 from bot.channels.twilio.voice import records
-from bot.channels.twilio.voice.chain import HELD
 from bot.runtime.app import create_app
+from storage.alert_chain import HELD
 from storage.db import make_engine, transaction
 from storage.models import Case, Direction, Message, OutboxItem, OutboxStatus
 from storage.spool import FAILED_BECAUSE, Spool

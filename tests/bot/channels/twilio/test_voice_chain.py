@@ -22,16 +22,15 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from bot.channels import senders_for
-from bot.channels.twilio.voice import chain
 from bot.runtime.app import create_app
 from bot.runtime.worker import OutboxWorker
 from config.categories import get_categories
 from config.settings import Settings
-from storage import actions, escalation
+from storage import actions, alert_chain, escalation
+from storage.alert_chain import ALERT_MESSAGE
 from storage.db import make_engine, transaction
 from storage.models import Case, CaseEvent, CaseStatus, OutboxItem, OutboxStatus, Staff
 from storage.permissions import Actor
-from storage.staff_alerts import ALERT_MESSAGE
 from storage.types import utcnow
 from tests.bot.channels.twilio.test_voice import (
     PUBLIC_URL,
@@ -102,7 +101,7 @@ def chain_notes(engine: Engine, case: Case) -> list[str]:
         return list(
             session.scalars(
                 select(CaseEvent.note)
-                .where(CaseEvent.case_id == case.id, CaseEvent.actor_label == chain.LABEL)
+                .where(CaseEvent.case_id == case.id, CaseEvent.actor_label == alert_chain.LABEL)
                 .order_by(CaseEvent.id)
             )
         )
@@ -163,7 +162,7 @@ async def test_the_calls_ring_in_turn_and_whoever_presses_1_takes_the_emergency(
         assert told["to"] == WANG and "紧急求助" in told["body"] and "赵站长" in told["body"]
         # Nobody else is called: not now, not after the calls' time-out.
         assert await worker.run_once() == 0
-        line.clock.advance(chain.CALL_TIMEOUT.total_seconds() + 60)
+        line.clock.advance(alert_chain.CALL_TIMEOUT.total_seconds() + 60)
         await worker.maintain()
         assert await worker.run_once() == 0
     finally:
@@ -234,7 +233,7 @@ async def test_a_call_with_no_status_in_time_is_passed_on(line: Line) -> None:
     try:
         await worker.run_once()
         [first] = line.calls()
-        line.clock.advance(chain.CALL_TIMEOUT.total_seconds() - 10)
+        line.clock.advance(alert_chain.CALL_TIMEOUT.total_seconds() - 10)
         await worker.maintain()
         assert await worker.run_once() == 0  # still ringing, perhaps
         line.clock.advance(20)
@@ -261,7 +260,7 @@ async def test_a_call_with_no_status_in_time_is_passed_on(line: Line) -> None:
     assert chain_notes(line.engine, case) == [
         f"钱社工（{STAFF_A1}）接听了紧急电话，按1接手了这个紧急情况。不再呼叫：李强（儿子）。"
     ]
-    assert alert_calls(line.engine)[0].payload["passed_because"] == chain.TIMED_OUT
+    assert alert_calls(line.engine)[0].payload["passed_because"] == alert_chain.TIMED_OUT
 
 
 @pytest.mark.asyncio
@@ -271,12 +270,12 @@ async def test_a_call_still_ringing_when_somebody_takes_it_calls_nobody_after(li
     try:
         await worker.run_once()
         first = line.calls()[0]
-        line.clock.advance(chain.CALL_TIMEOUT.total_seconds() + 1)
+        line.clock.advance(alert_chain.CALL_TIMEOUT.total_seconds() + 1)
         await worker.maintain()
         await worker.run_once()
         line.caller.pick_up(first, [Press("1")])  # late, while the second phone rings
         line.caller.placed_status(line.calls()[1], "no-answer")
-        line.clock.advance(chain.CALL_TIMEOUT.total_seconds() + 1)
+        line.clock.advance(alert_chain.CALL_TIMEOUT.total_seconds() + 1)
         await worker.maintain()
         assert await worker.run_once() == 1  # only 王秀英 is told who has her case
         assert line.twilio.messages[-1]["to"] == WANG
@@ -319,7 +318,7 @@ async def test_an_emergency_taken_in_the_console_calls_nobody_more(line: Line, a
     worker = line.worker()
     try:
         await worker.run_once()
-        line.clock.advance(chain.CALL_TIMEOUT.total_seconds() * 3)
+        line.clock.advance(alert_chain.CALL_TIMEOUT.total_seconds() * 3)
         await worker.maintain()
         await worker.run_once()
     finally:
@@ -364,7 +363,7 @@ async def test_an_emergency_claimed_while_an_alert_call_rings_goes_no_further(li
         [first] = line.calls()
         act_in_the_console(line.engine, case, "claim")
         assert line.caller.placed_status(first, "no-answer").status_code == 200
-        line.clock.advance(chain.CALL_TIMEOUT.total_seconds() * 3)
+        line.clock.advance(alert_chain.CALL_TIMEOUT.total_seconds() * 3)
         await worker.maintain()
         await worker.run_once()
     finally:
@@ -394,7 +393,7 @@ async def test_one_pressed_after_the_emergency_was_taken_says_so(line: Line, act
         [first] = line.calls()
         act_in_the_console(line.engine, case, action)
         heard = line.caller.pick_up(first, [Press("1")])
-        line.clock.advance(chain.CALL_TIMEOUT.total_seconds() * 3)
+        line.clock.advance(alert_chain.CALL_TIMEOUT.total_seconds() * 3)
         await worker.maintain()
         await worker.run_once()
     finally:
@@ -469,7 +468,7 @@ async def test_repeated_callbacks_and_two_workers_ring_the_next_once(
         placed = await asyncio.gather(*(w.run_once() for w in workers))
         assert sorted(placed) == [0, 1]
         # Its status never comes: both workers' upkeep at once passes it on once.
-        line.clock.advance(chain.CALL_TIMEOUT.total_seconds() + 1)
+        line.clock.advance(alert_chain.CALL_TIMEOUT.total_seconds() + 1)
         await asyncio.gather(*(w.maintain() for w in workers))
         placed = await asyncio.gather(*(w.run_once() for w in workers))
         assert sorted(placed) == [0, 1]
