@@ -28,6 +28,8 @@ class DialogueConfig(BaseModel):
     dont_know: tuple[str, ...] = Field(min_length=1)
     myself: tuple[str, ...] = Field(min_length=1)
     corrections: tuple[str, ...] = Field(min_length=1)
+    correction_openers: tuple[str, ...] = Field(min_length=1)
+    value_openers: tuple[str, ...] = Field(min_length=1)
     nothing_more: tuple[str, ...] = Field(min_length=1)
     thanks: tuple[str, ...] = Field(min_length=1)
     abandon_words: tuple[str, ...] = Field(min_length=1)

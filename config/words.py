@@ -77,3 +77,20 @@ def any_of(words: tuple[str, ...]) -> re.Pattern[str]:
         for w in sorted(words, key=len, reverse=True)
     ]
     return re.compile("|".join(parts), re.IGNORECASE)
+
+
+_AFTER_OPENER = r"[\s,，。.:：;；!！]*"
+
+
+@lru_cache(maxsize=64)
+def opening(words: tuple[str, ...], *, repeated: bool = False) -> re.Pattern[str]:
+    """A pattern for one of ``words`` at the start of a text, with the spaces and punctuation
+    after it ("我叫 王秀英" → "王秀英"); ``repeated``: any number of them in a row ("不对，我是说……")."""
+    one = rf"(?:{any_of(words).pattern}){_AFTER_OPENER}"
+    return re.compile(rf"^(?:{one})+" if repeated else rf"^{one}", re.IGNORECASE)
+
+
+@lru_cache(maxsize=64)
+def ending(words: tuple[str, ...]) -> re.Pattern[str]:
+    """A pattern for one of ``words`` at the end of a text ("和平社区退管站" → "和平社区")."""
+    return re.compile(rf"(?:{any_of(words).pattern})$", re.IGNORECASE)

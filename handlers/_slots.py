@@ -10,6 +10,7 @@ from typing import Any
 from bot.conversation.handling import SlotKind
 from bot.conversation.state import UNKNOWN
 from bot.conversation.turn import Turn
+from config.words import opening
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,9 @@ class Slot:
         text = turn.heard.text
         for clause in re.split(r"[,，。.;；!！?？]", text):
             if any(word.lower() in clause.lower() for word in self.words_in(turn)):
-                cleaned = _CORRECTION_START.sub("", clause.strip())
+                # "是门诊的" after "不对，": the leading 是 / 应该是 is not part of the value.
+                openers = opening(turn.deployment.dialogue.value_openers)
+                cleaned = openers.sub("", clause.strip())
                 return cleaned or None
         return None
 
@@ -115,10 +118,6 @@ class Slot:
         return best[2] if best else None
 
 
-# "是门诊的" after "不对，": the leading 是 / 应该是 is not part of the value.
-_CORRECTION_START = re.compile(r"^(?:应该是|而是|是)")
-
-
 _PLAIN_NUMBER = re.compile(r"\d{1,7}(?:\.\d{1,2})?")
 
 
@@ -133,14 +132,6 @@ def _bare(text: str) -> str:
 
 def _span(text: str, entity: dict[str, Any]) -> str:
     return str(entity.get("text") or text[entity["start"] : entity["end"]])
-
-
-# The start of a correction ("不对，是……"), taken off what replaces the complaint.
-_CORRECTION_PHRASE = re.compile(
-    r"^(?:(?:不对|不是|错了|说错了|应该是|我是说|我说的是|而是|是|no|wrong|actually|i mean)"
-    r"[\s,，。.:：;；!！]*)+",
-    re.IGNORECASE,
-)
 
 
 def own_words(turn: Turn) -> str:
@@ -162,4 +153,6 @@ class OwnWordsSlot(Slot):
             return None
         if not heard.says_any(self.words_in(turn)):
             return None
-        return _CORRECTION_PHRASE.sub("", own_words(turn)).strip() or None
+        # The start of a correction ("不对，是……") is taken off what replaces the complaint.
+        openers = opening(turn.deployment.dialogue.correction_openers, repeated=True)
+        return openers.sub("", own_words(turn)).strip() or None

@@ -23,7 +23,7 @@ from bot.conversation.timefmt import spoken_date, spoken_day
 from bot.conversation.turn import NO, PHONE_CHANNELS, RETIREE, YES, Heard, Turn
 from config.faq import get_faq
 from config.loader import ConfigError
-from config.words import HandlerWords, any_of
+from config.words import HandlerWords, any_of, ending, opening
 from handlers._cases import own_case, own_cases, said_case_number
 from handlers._slots import Option, OwnWordsSlot, Slot, own_words
 from nlu.text import clean_text, normalize_for_model
@@ -79,9 +79,11 @@ __all__ = [
     "alert_emergency",
     "any_of",
     "clean_text",
+    "ending",
     "get_faq",
     "normalize_for_model",
     "normalize_phone",
+    "opening",
     "own_case",
     "own_cases",
     "own_words",

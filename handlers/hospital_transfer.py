@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import lru_cache
 from typing import Any
 
 from handlers.base import (
@@ -26,6 +27,7 @@ from handlers.base import (
     SlotKind,
     Task,
     Turn,
+    any_of,
 )
 
 # The value of `current` when the patient is not in any hospital yet (an admission). Stored as
@@ -35,14 +37,23 @@ CURRENT, DESTINATION = "current", "destination"
 
 _CLAUSE_END = re.compile(r"[,，。.;；!！?？]")
 
-# Family who drive or go along themselves ("儿子开车送"): no car, no escort from us.
-_FAMILY_DOES = re.compile(
-    r"(?:家里人|孩子|儿子|女儿|闺女|儿媳|女婿|孙子|老伴|自己|我们)(?:会|能|可以|来)?(?:开车|送|陪|带|接)"
-    r"|\b(?:family|my son|my daughter|my wife|my husband|we)\b(?:\s+(?:will|can))?\s+"
-    r"(?:drive|take|go|bring)",
-    re.IGNORECASE,
-)
-_PARTS = re.compile(r"[,，。.;；!！?？]|也|但|可是|\bbut\b|\band\b", re.IGNORECASE)
+
+@lru_cache(maxsize=8)
+def _family_does(
+    who: tuple[str, ...], will: tuple[str, ...], does: tuple[str, ...]
+) -> re.Pattern[str]:
+    """Family who drive or go along themselves ("儿子开车送", "my son will drive"): who, then
+    perhaps a "will", then what they do. No car, no escort from us."""
+
+    def alternatives(words: tuple[str, ...], ascii_only: bool) -> str:
+        chosen = sorted((w for w in words if w.isascii() == ascii_only), key=len, reverse=True)
+        return "|".join(re.escape(w) for w in chosen) or "(?!)"
+
+    chinese = rf"(?:{alternatives(who, False)})(?:{alternatives(will, False)})?"
+    chinese += rf"(?:{alternatives(does, False)})"
+    english = rf"\b(?:{alternatives(who, True)})\b(?:\s+(?:{alternatives(will, True)}))?\s+"
+    english += rf"(?:{alternatives(does, True)})"
+    return re.compile(f"{chinese}|{english}", re.IGNORECASE)
 
 
 def _has(text: str, word: str) -> bool:
@@ -159,9 +170,15 @@ class TransportSlot(Slot):
         text = heard.text.replace("不对", "").lower()
         words = turn.deployment.words.of("hospital_transfer")
         negations = words.list_of("negations")
+        family_does = _family_does(
+            words.list_of("family"), words.list_of("family_will"), words.list_of("family_does")
+        )
         car = escort = None
-        for part in _PARTS.split(text):
-            negated = _has_any(part, negations) or _FAMILY_DOES.search(part) is not None
+        parts = re.compile(
+            f"{_CLAUSE_END.pattern}|{any_of(words.list_of('parts')).pattern}", re.IGNORECASE
+        )
+        for part in parts.split(text):
+            negated = _has_any(part, negations) or family_does.search(part) is not None
             if _has_any(part, words.list_of("car")):
                 car = not negated
             if _has_any(part, words.list_of("escort")):
@@ -176,7 +193,7 @@ class TransportSlot(Slot):
             return "car" if car else "escort" if escort else "none"
         # Without a car or an escort named, "都要" / "不用" only answer the question itself
         # (in a first sentence "要不要" is not an answer).
-        if answering and _FAMILY_DOES.search(text):
+        if answering and family_does.search(text):
             return "none"
         if answering and _has_any(text, words.list_of("none")):
             return "none"
@@ -190,6 +207,7 @@ class HospitalTransferHandler(Handler):
     word_lists = (
         *("not_in_hospital", "none_yet", "admission", "in_hospital", "self", "car", "escort"),
         *("negations", "both", "none", "soon", "cues", "kin_short"),
+        *("family", "family_will", "family_does", "parts"),
     )
     slots = (
         PatientSlot("patient", SlotKind.RELATION),

@@ -4,7 +4,6 @@ them within five working days. A request made before registering is taken afterw
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from sqlalchemy import select
@@ -25,18 +24,10 @@ from handlers.base import (
     Turn,
     Unit,
     UnitLevel,
+    ending,
     normalize_phone,
+    opening,
     record_access,
-)
-
-# "我叫王秀英" → 王秀英
-_NAME_INTRO = re.compile(
-    r"^(?:我的名字叫|我的名字是|我叫|我是|我姓|叫|my name is|i am|i'm|this is)\s*", re.IGNORECASE
-)
-
-# "我住在光明社区" → 光明社区
-_PLACE_INTRO = re.compile(
-    r"^(?:我家住在|我住在|我家在|住在|在|i live in|i live at|in|at)\s*", re.IGNORECASE
 )
 
 
@@ -44,6 +35,7 @@ class RegistrationHandler(Handler):
     name = "registration"
     intents = ()
     category = "registration"
+    word_lists = ("name_intro", "place_intro", "unit_suffix")
     slots = (
         Slot("name", SlotKind.TEXT, prefill=False),
         Slot("place", SlotKind.TEXT, prefill=False, optional=True),
@@ -58,9 +50,10 @@ class RegistrationHandler(Handler):
         self.proceed(turn, task)
 
     def on_slot_answer(self, turn: Turn, task: Task, slot: Slot) -> None:
-        intro = {"name": _NAME_INTRO, "place": _PLACE_INTRO}.get(slot.name)
+        intro = {"name": "name_intro", "place": "place_intro"}.get(slot.name)
         if intro is not None and turn.heard.said:
-            turn.heard.said = intro.sub("", turn.heard.said) or turn.heard.said
+            words = opening(self.words_of(turn).list_of(intro))
+            turn.heard.said = words.sub("", turn.heard.said) or turn.heard.said
         super().on_slot_answer(turn, task, slot)
 
     def finish(self, turn: Turn, task: Task) -> None:
@@ -91,7 +84,8 @@ class RegistrationHandler(Handler):
         name = task.slots.get("name", UNKNOWN)
         place = task.slots.get("place", UNKNOWN)
         problems: list[str] = []
-        community = _find_community(session, place) if place != UNKNOWN else None
+        suffixes = self.words_of(turn).list_of("unit_suffix")
+        community = _find_community(session, place, suffixes) if place != UNKNOWN else None
         retiree = Retiree(
             name=name if name != UNKNOWN else turn.text("registration.unnamed", turn.staff_lang),
             community=community,
@@ -139,25 +133,22 @@ class RegistrationHandler(Handler):
         return retiree, problems
 
 
-def _find_community(session: Any, place: str) -> Unit | None:
-    """The community the person named ("和平社区5号楼" → 和平社区退管站), if exactly one matches."""
+def _find_community(session: Any, place: str, suffixes: tuple[str, ...]) -> Unit | None:
+    """The community the person named ("和平社区5号楼" → 和平社区退管站), if exactly one matches
+    (``suffixes``: what may follow a community's own name in a unit's name)."""
     communities = session.scalars(select(Unit).where(Unit.level == UnitLevel.COMMUNITY)).all()
     lowered = place.lower()
-    matches = [u for u in communities if any(key in lowered for key in _name_keys(u))]
+    matches = [u for u in communities if any(key in lowered for key in _name_keys(u, suffixes))]
     return matches[0] if len(matches) == 1 else None
 
 
-def _name_keys(unit: Unit) -> set[str]:
+def _name_keys(unit: Unit, suffixes: tuple[str, ...]) -> set[str]:
     keys = {unit.name_zh, unit.name_en.lower(), unit.code.lower()}
-    core = _UNIT_SUFFIX.sub("", unit.name_zh)
+    core = ending(suffixes).sub("", unit.name_zh)
     keys.add(core)
     if core.endswith("社区") and len(core) > 3:
         keys.add(core.removesuffix("社区"))
     return {k for k in keys if len(k) >= 2}
-
-
-# What follows a community's own name in a unit's name: 和平社区退管站 → 和平社区.
-_UNIT_SUFFIX = re.compile(r"(?:退管站|退休职工服务站|服务站|工作站|居委会|站)$")
 
 
 HANDLER = RegistrationHandler()

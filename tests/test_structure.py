@@ -192,7 +192,7 @@ def test_the_conversation_does_not_import_the_handlers() -> None:
     assert any(n.startswith("bot.conversation") for n in graph["handlers.base"])
 
 
-GLOBAL_CONFIGURATION = ("get_settings", "get_categories", "get_catalogs", "get_dialogue", "get_faq")
+GLOBAL_CONFIGURATION = ("get_settings", "get_categories", "get_catalogs", "get_dialogue")
 
 
 def configuration_reads(source: str) -> list[str]:
@@ -204,13 +204,16 @@ def configuration_reads(source: str) -> list[str]:
     ]
 
 
-def test_storage_reads_the_configuration_only_through_its_site() -> None:
-    """Deep in storage/ the configuration is the deployment's the database engine serves
-    (storage/site.py), never the environment read again (storage.db's default URL aside)."""
+def test_the_configuration_is_read_once_and_passed_down() -> None:
+    """The app and the CLI load the deployment once (bot/runtime, bot/cli) and pass it down:
+    the conversation, the channels, the handlers and the console never read the environment
+    again, and deep in storage/ the configuration is the deployment's the database engine
+    serves (storage/site.py; storage.db's default URL aside)."""
+    below = ("storage.", "bot.conversation.", "bot.channels", "handlers.", "console")
     readers = {
         module: calls
         for module, path in modules().items()
-        if module.startswith("storage.")
+        if module.startswith(below)
         and module not in ("storage.site", "storage.db")
         and (calls := configuration_reads(path.read_text(encoding="utf-8")))
     }
@@ -220,7 +223,8 @@ def test_storage_reads_the_configuration_only_through_its_site() -> None:
 
 def word_lists_in(source: str) -> list[str]:
     """Module-level names in ``source`` bound to five or more string constants, one of them
-    Chinese: a keyword list that belongs in config/words/."""
+    Chinese, or to a pattern alternating four or more words with Chinese among them: a keyword
+    list that belongs in config/words/."""
     found = []
     for node in ast.parse(source).body:
         if isinstance(node, ast.Assign | ast.AnnAssign):
@@ -229,7 +233,10 @@ def word_lists_in(source: str) -> list[str]:
                 for n in ast.walk(node)
                 if isinstance(n, ast.Constant) and isinstance(n.value, str)
             ]
-            if len(strings) >= 5 and any(not s.isascii() for s in strings):
+            chinese = [s for s in strings if not s.isascii()]
+            # A regex alternating four or more words, one of them Chinese ("我叫|我是|叫|...").
+            alternated = any(len(re.split(r"(?<!\\)\|", s)) >= 4 for s in chinese)
+            if (len(strings) >= 5 and chinese) or alternated:
                 target = node.targets[0] if isinstance(node, ast.Assign) else node.target
                 found.append(ast.unparse(target))
     return found
@@ -247,6 +254,8 @@ def test_the_words_handlers_listen_for_are_in_config_words() -> None:
     assert lists == {}
     assert word_lists_in('WORDS = ("修", "坏了", "漏水", "fix", "broken")') == ["WORDS"]
     assert word_lists_in('KINDS = ("repair", "cleaning", "meals", "bills", "other")') == []
+    assert word_lists_in('INTRO = re.compile(r"^(?:我叫|我是|叫|my name is)")') == ["INTRO"]
+    assert word_lists_in('CASE = re.compile(r"\\d{4}\\s*[-杠]?\\s*\\d{6}")') == []
 
 
 # The keys of an alert call's payload that hold the emergency chain's state.

@@ -27,7 +27,6 @@ from sqlalchemy.orm import Session
 
 from bot.conversation.messages import Inbound
 from bot.conversation.state import DialogueState
-from config.dialogue import get_dialogue
 from storage import follow_up_jobs, follow_ups, messages
 from storage.db import transaction
 from storage.models import Case, ConversationState, Direction, FollowUp, Message, MessageStatus
@@ -74,10 +73,12 @@ def answer_round(session: Session, follow_up: FollowUp, choice: str, *, now: dat
     )
 
 
-def waiting_round(session: Session, channel: str, address: str, now: datetime) -> FollowUp | None:
+def waiting_round(
+    session: Session, channel: str, address: str, now: datetime, *, idle: timedelta
+) -> FollowUp | None:
     """The question a bare 1, 2 or 3 from ``address`` answers; None when there is none, or when
     the person has talked with the bot since it was asked and that conversation (not idle, not
-    ended) waits on a numbered choice of its own."""
+    ended; ``idle``: the dialogue rules' idle time) waits on a numbered choice of its own."""
     follow_up = follow_ups.open_round_for(session, channel, address)
     if follow_up is None:
         return None
@@ -88,14 +89,16 @@ def waiting_round(session: Session, channel: str, address: str, now: datetime) -
     ).first()
     if row is None or not row.state or follow_up.asked_at is None:
         return follow_up
-    idle = now - row.updated_at > timedelta(minutes=get_dialogue().idle_minutes)
+    idled = now - row.updated_at > idle
     state = DialogueState.load(row.state)
-    if row.updated_at > follow_up.asked_at and state.choices and not state.ended and not idle:
+    if row.updated_at > follow_up.asked_at and state.choices and not state.ended and not idled:
         return None
     return follow_up
 
 
-def answer_message(db: Engine, inbound: Inbound, reply_key: str, priority: int) -> bool:
+def answer_message(
+    db: Engine, inbound: Inbound, reply_key: str, priority: int, *, idle: timedelta
+) -> bool:
     """A message of a bare 1, 2 or 3 (SMS, WhatsApp) from someone a follow-up question waits on:
     the answer, recorded as their message once per provider id (the message status
     MESSAGE_STATUS), its reply queued under ``reply_key`` in the same transaction. False when it
@@ -113,7 +116,9 @@ def answer_message(db: Engine, inbound: Inbound, reply_key: str, priority: int) 
             # A redelivery: an answer was answered the first time; a turn's message is the
             # engine's, which answers a redelivered one from what it saved.
             return bool(earlier.status == MESSAGE_STATUS)
-        follow_up = waiting_round(session, inbound.channel, inbound.address, inbound.received_at)
+        follow_up = waiting_round(
+            session, inbound.channel, inbound.address, inbound.received_at, idle=idle
+        )
         if follow_up is None:
             return False
         added = messages.record_once(

@@ -52,7 +52,7 @@ the row, which `record_sent` then fills in.
 from __future__ import annotations
 
 import unicodedata
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import structlog
@@ -211,7 +211,8 @@ async def _handle(
     if typed in CHOICES and not metadata and not opted_out:
         answer = Inbound(channel, sender, sid, received, text=typed)
         key = reply_key(channel, sid, 0)
-        if await talk.run(answer_message, talk.db, answer, key, REPLY_PRIORITY):
+        idle = timedelta(minutes=talk.deployment.dialogue.idle_minutes)
+        if await talk.run(answer_message, talk.db, answer, key, REPLY_PRIORITY, idle=idle):
             return
     engine = await talk.engine()
     catalogs = engine.deployment.catalogs
