@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from config.categories import CategoryConfig
-from storage.audit import record_access
+from storage.audit import viewed_retiree
 from storage.errors import NotFound, NotPermitted
 from storage.models import Case, CaseEvent, CaseStatus, Message, Retiree, Role, Staff
 from storage.permissions import may_see_case
@@ -156,14 +156,8 @@ def _card(session: Session, staff: Staff, case: Case, today: date) -> RetireeCar
     )
     if staff.role == Role.VOLUNTEER:
         recent = []  # other requests may be complaints or health matters
-    record_access(
-        session,
-        actor=staff,
-        actor_label=staff.role.value,
-        action="view_retiree",
-        subject_type="retiree",
-        subject_id=retiree.id,
-        detail={"case": case.number, "contact": show_contact, "notes": is_staff},
+    viewed_retiree(
+        session, staff, retiree.id, case=case.number, contact=show_contact, notes=is_staff
     )
     return RetireeCard(
         retiree=retiree,

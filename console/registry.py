@@ -27,7 +27,7 @@ from sqlalchemy import ColumnElement, and_, case, exists, false, func, or_, sele
 from sqlalchemy.orm import Session, joinedload, load_only, selectinload
 
 from console.case_view import age_band
-from storage.audit import record_access
+from storage.audit import viewed_retiree
 from storage.models import (
     Case,
     Hardship,
@@ -318,15 +318,7 @@ def open_retiree(session: Session, staff: Staff, retiree_id: int) -> Retiree:
 
 def audit_view(session: Session, staff: Staff, retiree: Retiree, page: str) -> None:
     """Every showing of a profile (or of its edit form) goes to the audit log."""
-    record_access(
-        session,
-        actor=staff,
-        actor_label=staff.role.value,
-        action="view_retiree",
-        subject_type="retiree",
-        subject_id=retiree.id,
-        detail={"page": page},
-    )
+    viewed_retiree(session, staff, retiree.id, page=page)
 
 
 def load_profile(session: Session, staff: Staff, retiree: Retiree, today: date) -> Profile:

@@ -30,3 +30,20 @@ def record_access(
     )
     session.add(entry)
     return entry
+
+
+def viewed_retiree(
+    session: Session, viewer: Staff | str, retiree_id: int, **detail: Any
+) -> AuditEntry:
+    """A retiree's personal data was shown to ``viewer``: a staff member or volunteer, or a
+    label ("cli"). ``detail`` says where (no personal data)."""
+    staff = viewer if isinstance(viewer, Staff) else None
+    return record_access(
+        session,
+        actor=staff,
+        actor_label=staff.role.value if staff is not None else str(viewer),
+        action="view_retiree",
+        subject_type="retiree",
+        subject_id=retiree_id,
+        detail=detail,
+    )

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, selectinload
 from bot.cli.common import cli_transaction, current_settings, fail
 from config.categories import get_categories
 from storage import actions
-from storage.audit import record_access
+from storage.audit import record_access, viewed_retiree
 from storage.directory import find_retiree_by_phone, find_staff, find_unit
 from storage.errors import CaseError
 from storage.models import Case, CaseStatus, Retiree
@@ -192,15 +192,7 @@ def show_command(
             case = actions.get_case(session, number)
             detail = case_detail(case, _local_zone())
             if case.retiree_id is not None:
-                record_access(
-                    session,
-                    actor=None,
-                    actor_label="cli",
-                    action="view_retiree",
-                    subject_type="retiree",
-                    subject_id=case.retiree_id,
-                    detail={"case": case.number},
-                )
+                viewed_retiree(session, "cli", case.retiree_id, case=case.number)
     except CaseError as exc:
         fail(str(exc))
     if as_json:

@@ -269,20 +269,32 @@ class ConversationEngine:
                 log.info("idle_conversation_spoke_again", channel=channel)
                 return []
             inbound = Inbound(channel=channel, address=address, provider_id=None, received_at=now)
-            turn = Turn(
-                session=session,
-                deployment=self.deployment,
-                inbound=inbound,
-                heard=Heard(),
-                state=DialogueState.load(row.state),
-                retiree=retiree or _identify(session, inbound),
-                now=now,
-            )
-            _start_afresh(turn)
+            turn = self._closing_turn(session, inbound, row, retiree)
             self._announce(session, turn.filed)
             row.state = turn.state.dump()
             row.updated_at = now
             return [c.number for c in turn.filed]
+
+    def _closing_turn(
+        self,
+        session: Session,
+        inbound: Inbound,
+        row: ConversationState,
+        retiree: Retiree | None,
+    ) -> Turn:
+        """A turn with nothing heard that ends the conversation of ``row``: its request left
+        half-way is filed with what is known (`_start_afresh`), and the next starts afresh."""
+        turn = Turn(
+            session=session,
+            deployment=self.deployment,
+            inbound=inbound,
+            heard=Heard(),
+            state=DialogueState.load(row.state),
+            retiree=retiree or _identify(session, inbound),
+            now=inbound.received_at,
+        )
+        _start_afresh(turn)
+        return turn
 
     def close_idle(self, *, now: datetime | None = None) -> list[str]:
         """Close every conversation left half-way and idle for idle_minutes, filing what each
@@ -355,16 +367,7 @@ class ConversationEngine:
             text=said,
             metadata={"event": event},
         )
-        turn = Turn(
-            session=session,
-            deployment=self.deployment,
-            inbound=inbound,
-            heard=Heard(),
-            state=DialogueState.load(row.state),
-            retiree=retiree or _identify(session, inbound),
-            now=now,
-        )
-        _start_afresh(turn)
+        turn = self._closing_turn(session, inbound, row, retiree)
         if turn.retiree is not None and not turn.state.lang_chosen:
             turn.state.lang = turn.retiree.preferred_language
         callback = cast(CallbackFiler, turn.handler(dialogue.CALLBACK))

@@ -56,6 +56,21 @@ def contact_keyboard(hotline: Hotline, lang: str) -> ReplyKeyboardMarkup:
     )
 
 
+async def _from_a_retiree(
+    hotline: Hotline, context: ContextTypes.DEFAULT_TYPE, update: Update
+) -> bool:
+    """Whether ``update`` is a retiree's, in a private chat, for the conversation: staff
+    (anywhere) get their help instead, and the other members of a group are not answered."""
+    user = update.effective_user
+    if user is None:
+        return False
+    staff = await hotline.staff_for(user.id)
+    if staff is not None:
+        await send_staff_help(hotline, context.bot, update, staff)
+        return False
+    return is_private(update)
+
+
 async def on_start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/start: staff get their help (or a claimed case's details: on_staff_start); a person
     already linked is greeted by name; anyone else is asked to share their phone contact (a
@@ -122,11 +137,7 @@ async def on_contact(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     hotline, user, message = hotline_of(context), update.effective_user, update.effective_message
     if user is None or message is None or message.contact is None:
         return
-    staff = await hotline.staff_for(user.id)
-    if staff is not None:
-        await send_staff_help(hotline, context.bot, update, staff)
-        return
-    if not is_private(update):
+    if not await _from_a_retiree(hotline, context, update):
         return
     key = f"{provider_id(update)}:contact"
     contact = message.contact
@@ -260,11 +271,7 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     hotline, user, message = hotline_of(context), update.effective_user, update.effective_message
     if user is None or message is None:
         return
-    staff = await hotline.staff_for(user.id)
-    if staff is not None:
-        await send_staff_help(hotline, context.bot, update, staff)
-        return
-    if not is_private(update):
+    if not await _from_a_retiree(hotline, context, update):
         return
     await run_turn(hotline, context.bot, update, text=message.text or "")
 
@@ -396,11 +403,7 @@ async def on_other(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     hotline, user = hotline_of(context), update.effective_user
     if user is None or update.effective_message is None:
         return
-    staff = await hotline.staff_for(user.id)
-    if staff is not None:
-        await send_staff_help(hotline, context.bot, update, staff)
-        return
-    if not is_private(update):
+    if not await _from_a_retiree(hotline, context, update):
         return
     lang = language_of(hotline, update)
     message = update.effective_message

@@ -36,7 +36,7 @@ from bot.channels.telegram.posts import CLAIM, NEW_CASE, local_time, post_new_ca
 from config.categories import CategoryConfig
 from config.i18n import Catalogs
 from storage import actions, messages, outbox
-from storage.audit import record_access
+from storage.audit import viewed_retiree
 from storage.errors import CaseConflict, IllegalTransition, NotFound, NotPermitted
 from storage.models import (
     Case,
@@ -435,15 +435,7 @@ def case_details(hotline: Hotline, session: Session, case: Case, staff: Staff) -
         phones = ", ".join(p.number for p in retiree.phones) or "-"
         lines.append(t("details_person", name=retiree.name, phones=phones))
         lines.append(t("details_address", address=retiree.address or "-"))
-        record_access(
-            session,
-            actor=staff,
-            actor_label=staff.role.value,
-            action="view_retiree",
-            subject_type="retiree",
-            subject_id=retiree.id,
-            detail={"case": case.number, "via": "telegram"},
-        )
+        viewed_retiree(session, staff, retiree.id, case=case.number, via="telegram")
     else:
         caller = str(case.details.get("caller") or "-")
         lines.append(t("details_unregistered", channel=case.channel, caller=caller))
