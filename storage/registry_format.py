@@ -17,6 +17,7 @@ import phonenumbers
 from openpyxl import load_workbook
 from openpyxl.utils.exceptions import InvalidFileException
 
+from storage.cells import from_text
 from storage.models import Hardship, SelfCare
 from storage.phones import InvalidPhoneNumber, normalize_phone
 
@@ -170,7 +171,8 @@ def _read_csv(path: Path) -> Iterator[Sequence[Any]]:
     else:
         raise RegistryFileError(path, "the text is neither UTF-8 nor GB18030")
     try:
-        yield from csv.reader(io.StringIO(text, newline=""))
+        for row in csv.reader(io.StringIO(text, newline="")):
+            yield [from_text(cell) for cell in row]
     except csv.Error as exc:
         raise RegistryFileError(path, f"not a readable .csv file ({exc})") from exc
 

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from storage.audit import record_access
 from storage.bulk import allocate_ids, execute_many, insert_many
+from storage.cells import as_text
 from storage.models import (
     EmergencyContact,
     Hardship,
@@ -438,4 +439,4 @@ def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
     with path.open("w", encoding="utf-8-sig", newline="") as out:
         writer = csv.writer(out)
         writer.writerow(header)
-        writer.writerows(rows)
+        writer.writerows([as_text(cell) for cell in row] for row in rows)

@@ -32,6 +32,7 @@ from console.reports import (
     units,
 )
 from console.web import DB, Texts, console, duration, language, local_time, render
+from storage.cells import as_text
 from storage.models import Role, Staff, UnitLevel
 from storage.permissions import units_in_scope
 from storage.types import utcnow
@@ -353,13 +354,6 @@ def _round(value: float | None) -> float | str:
     return "" if value is None else round(value, 1)
 
 
-def _safe(value: Any) -> Any:
-    """Text that a spreadsheet would run as a formula (=, +, -, @) is written as text."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
-
-
 def _headers(labels: Labels) -> list[str]:
     return [
         labels.t(f"console.reports.export.{c}")
@@ -382,7 +376,7 @@ def csv_bytes(rows: list[Row], headers: list[str]) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(headers)
-    writer.writerows([[_safe(v) for v in row] for row in rows])
+    writer.writerows([[as_text(v) for v in row] for row in rows])
     return ("\ufeff" + out.getvalue()).encode("utf-8")
 
 
@@ -392,7 +386,7 @@ def xlsx_bytes(rows: list[Row], headers: list[str], title: str) -> bytes:
     sheet.title = title[:31]
     sheet.append(headers)
     for row in rows:
-        sheet.append([_safe(v) for v in row])
+        sheet.append([as_text(v) for v in row])
     for column, width in enumerate((28, 16, 36, 24, 10), start=1):
         sheet.column_dimensions[get_column_letter(column)].width = width
     sheet.freeze_panes = "A2"

@@ -822,6 +822,24 @@ def test_exported_csv(session: Session, units: UnitTree, tmp_path: Path) -> None
     ]  # fmt: skip
 
 
+def test_exported_csv_cells_cannot_run_as_formulas(
+    session: Session, units: UnitTree, tmp_path: Path
+) -> None:
+    """A spreadsheet opening the CSV would run "=...", "+...", "-..." and "@..." as formulas: each
+    such cell gets an apostrophe in front (as the report exports do), which our import takes off
+    again (test_export_then_import_changes_nothing)."""
+    _varied_registry(session, units)
+    make_retiree(session, units.community_a1, phone="+8613800000009", name="@SUM(A1)")
+    session.commit()
+    path = tmp_path / "export.csv"
+    export_retirees(session, path)
+    with path.open(encoding="utf-8-sig", newline="") as raw:
+        cells = [cell for row in csv.reader(raw) for cell in row]
+    assert "'=王建国" in cells and "'@SUM(A1)" in cells and "'+8613800000003" in cells
+    assert not [c for c in cells if c.startswith(("=", "+", "-", "@", "\t", "\r"))]
+    assert [row[0] for row in read_table(path)][-2:] == ["=王建国", "@SUM(A1)"]
+
+
 def test_exported_xlsx_keeps_text_that_looks_like_a_formula(
     session: Session, units: UnitTree, tmp_path: Path
 ) -> None:
