@@ -566,9 +566,13 @@ def add_note(
     categories: CategoryConfig | None = None,
     now: datetime | None = None,
 ) -> CaseEvent:
-    """Add a note to the case's timeline (any status)."""
+    """Add a note to the case's timeline (any status): its assignee, staff serving its unit, or
+    a volunteer of its unit while nobody else has it (a volunteer's note on a case someone else
+    claimed is refused: it is theirs to write)."""
     _require_text(note, "a note cannot be empty")
     if actor.staff is not None and actor.staff.id != case.assignee_id:
+        if case.assignee_id is not None:
+            _require_staff_role(actor, case, "add a note to someone else's")
         _require_scope(session, actor, case, "add a note to", _categories(session, categories))
     now = now or utcnow()
     return timeline.record(

@@ -446,6 +446,19 @@ def test_escalate_moves_up_and_raises_priority(session: Session, units: UnitTree
         actions.escalate(session, case, worker, reason="again")
 
 
+def test_a_volunteer_may_not_note_a_case_someone_else_has(
+    session: Session, units: UnitTree, claimed
+) -> None:
+    """Scope is not enough: the case is claimed by another volunteer of the same unit."""
+    case, volunteer, staff = claimed
+    other = Actor.person(make_staff(session, Role.VOLUNTEER, [case.unit]))
+    with pytest.raises(NotPermitted, match="only staff"):
+        actions.add_note(session, case, other, "I was there too")
+    actions.add_note(session, case, staff, "staff of the unit may")  # as may the assignee
+    actions.release(session, case, volunteer)
+    actions.add_note(session, case, other, "open again: a volunteer of the unit may")
+
+
 def test_notes_from_outside_the_unit_are_refused(
     session: Session, units: UnitTree, claimed
 ) -> None:
