@@ -2,8 +2,11 @@
 repeated failures.
 
 - The session is a signed cookie (Starlette's SessionMiddleware, itsdangerous): it holds the
-  person's id, a fingerprint of their password hash (a password reset signs out every old
-  session), the CSRF token and the page language. Nothing personal.
+  token of a row in ``console_sessions`` (storage/tokens.py), a fingerprint of the person's
+  password hash, the CSRF token and the page language. Nothing personal. Signing out, a
+  password reset (`hotline users reset-password`, or the hash changed any other way) and
+  switching the account off (`hotline users disable`) end the session on every server: each
+  request reads the row, so a saved copy of the cookie is refused.
 - Every form and every htmx request carries the CSRF token (a hidden field or the X-CSRF-Token
   header); a POST without the session's token is refused with 403.
 - ``max_failed_logins`` wrong passwords in a row lock the account for ``lock_minutes``; a correct
@@ -26,13 +29,14 @@ from pathlib import Path
 
 from fastapi import Request
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from config.settings import Settings
 from console.web import DB, console
 from storage.audit import record_access
 from storage.models import Role, Staff
 from storage.passwords import hash_password, verify_password
+from storage.tokens import SIGNED_OUT, end_session, live_session, open_session
 from storage.types import utcnow
 
 SESSION_COOKIE = "hotline_session"
@@ -151,16 +155,27 @@ def _audit(session: Session, staff: Staff, action: str, detail: dict[str, object
     )
 
 
-def start_session(request: Request, staff: Staff) -> None:
+def start_session(request: Request, db: Session, staff: Staff) -> None:
     """A fresh session for ``staff`` (a new CSRF token too: nothing carries over from before)."""
     lang = request.session.get("lang")
     request.session.clear()
     request.session.update(
-        staff_id=staff.id,
+        sid=open_session(db, staff, now=utcnow()),
         fp=fingerprint(staff),
         csrf=secrets.token_urlsafe(32),
-        at=int(utcnow().timestamp()),
     )
+    if lang:
+        request.session["lang"] = lang
+
+
+def end_session_of(request: Request, db: Session) -> None:
+    """Sign-out: the session ends on every server, and the cookie is emptied (but its
+    language)."""
+    token = request.session.get("sid")
+    if isinstance(token, str):
+        end_session(db, token, SIGNED_OUT, now=utcnow())
+    lang = request.session.get("lang")
+    request.session.clear()
     if lang:
         request.session["lang"] = lang
 
@@ -197,22 +212,16 @@ async def check_csrf(request: Request) -> None:
 
 def signed_in(request: Request, session: DB) -> Staff:
     """The person signed in to this session, with their units; raises SignInRequired."""
-    staff_id = request.session.get("staff_id")
-    if not isinstance(staff_id, int):
+    token = request.session.get("sid")
+    if not isinstance(token, str):
         raise SignInRequired()
-    staff = session.scalars(
-        select(Staff).where(Staff.id == staff_id).options(selectinload(Staff.units))
-    ).one_or_none()
-    if (
-        staff is None
-        or not staff.active
-        or not hmac.compare_digest(str(request.session.get("fp", "")), fingerprint(staff))
+    max_age = timedelta(hours=console(request).settings.session_hours)
+    row = live_session(session, token, now=utcnow(), max_age=max_age)
+    if row is None or not hmac.compare_digest(
+        str(request.session.get("fp", "")), fingerprint(row.staff)
     ):
         request.session.clear()
         raise SignInRequired()
-    age_s = utcnow().timestamp() - float(request.session.get("at", 0))
-    if age_s > console(request).settings.session_hours * 3600:
-        request.session.clear()
-        raise SignInRequired()
+    staff = row.staff
     request.state.me = Me(id=staff.id, name=staff.name, role=staff.role)
     return staff

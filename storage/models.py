@@ -543,6 +543,24 @@ class ApiToken(Base):
     staff: Mapped[Staff] = relationship()
 
 
+class ConsoleSession(Base):
+    """A console sign-in: the session cookie carries its token, only a hash is stored. It ends
+    (``ended_at``, ``ended_why``) at sign-out, at a password reset, when the account is switched
+    off or when an admin ends it: every server reads this table, so a saved cookie stops
+    working everywhere at once."""
+
+    __tablename__ = "console_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None]
+    ended_why: Mapped[str] = mapped_column(String(20), default="")
+
+    staff: Mapped[Staff] = relationship()
+
+
 class AuditEntry(Base):
     """Who looked at or changed a retiree's personal data, and when."""
 

@@ -6,6 +6,7 @@ import sys
 
 import typer
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from bot.cli.common import cli_transaction, fail
 from storage.audit import record_access
@@ -13,10 +14,32 @@ from storage.directory import find_staff, find_unit
 from storage.errors import NotFound
 from storage.models import ApiToken, Role, Staff
 from storage.passwords import WeakPassword, hash_password
-from storage.tokens import hash_token, new_token
+from storage.tokens import (
+    PASSWORD_RESET,
+    SWITCHED_OFF,
+    end_sessions_of,
+    hash_token,
+    new_token,
+    revoke_tokens_of,
+)
 from storage.types import utcnow
 
 app = typer.Typer(help="Staff and volunteer accounts.", no_args_is_help=True)
+
+
+def _audit(
+    session: Session, action: str, staff_id: int, detail: dict[str, object] | None = None
+) -> None:
+    """What this command did to the account ``staff_id``, in the audit log."""
+    record_access(
+        session,
+        actor=None,
+        actor_label="cli",
+        action=action,
+        subject_type="staff",
+        subject_id=staff_id,
+        detail=detail,
+    )
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -56,15 +79,7 @@ def add(
             )
             session.add(staff)
             session.flush()
-            record_access(
-                session,
-                actor=None,
-                actor_label="cli",
-                action="add_user",
-                subject_type="staff",
-                subject_id=staff.id,
-                detail={"role": role.value},
-            )
+            _audit(session, "add_user", staff.id, {"role": role.value})
     except (NotFound, WeakPassword) as exc:
         fail(str(exc))
     except IntegrityError:
@@ -83,17 +98,34 @@ def reset_password(
         with cli_transaction() as session:
             staff = find_staff(session, username)
             staff.password_hash = hash_password(password)
-            record_access(
-                session,
-                actor=None,
-                actor_label="cli",
-                action="reset_password",
-                subject_type="staff",
-                subject_id=staff.id,
-            )
+            ended = end_sessions_of(session, staff.id, PASSWORD_RESET, now=utcnow())
+            _audit(session, "reset_password", staff.id, {"sessions_ended": ended})
     except (NotFound, WeakPassword) as exc:
         fail(str(exc))
-    typer.echo(f"password of {username} changed")
+    typer.echo(f"password of {username} changed; {ended} console session(s) signed out")
+
+
+@app.command("disable")
+def disable(username: str = typer.Option(..., "--username")) -> None:
+    """Switch an account off: no sign-in, its console sessions end on every server and its
+    API tokens stop working. Its cases and history stay."""
+    try:
+        with cli_transaction() as session:
+            staff = find_staff(session, username)
+            staff.active = False
+            staff.on_duty = False
+            now = utcnow()
+            ended = end_sessions_of(session, staff.id, SWITCHED_OFF, now=now)
+            revoked = revoke_tokens_of(session, staff.id, now=now)
+            _audit(
+                session,
+                "disable_user",
+                staff.id,
+                {"sessions_ended": ended, "tokens_revoked": revoked},
+            )
+    except NotFound as exc:
+        fail(str(exc))
+    typer.echo(f"{username} switched off; {ended} session(s) ended, {revoked} token(s) revoked")
 
 
 @app.command("token")
@@ -109,15 +141,7 @@ def add_token(
             row = ApiToken(staff_id=staff.id, name=name, token_hash=hash_token(token))
             session.add(row)
             session.flush()
-            record_access(
-                session,
-                actor=None,
-                actor_label="cli",
-                action="add_api_token",
-                subject_type="staff",
-                subject_id=staff.id,
-                detail={"token_id": row.id, "name": name},
-            )
+            _audit(session, "add_api_token", staff.id, {"token_id": row.id, "name": name})
     except NotFound as exc:
         fail(str(exc))
     typer.echo(f"token #{row.id} for {username} ({name}); keep it secret, it is not shown again:")
@@ -132,13 +156,5 @@ def revoke_token(token_id: int = typer.Option(..., "--id", help="The token's num
         if row is None:
             fail(f"no token #{token_id}")
         row.revoked_at = utcnow()
-        record_access(
-            session,
-            actor=None,
-            actor_label="cli",
-            action="revoke_api_token",
-            subject_type="staff",
-            subject_id=row.staff_id,
-            detail={"token_id": token_id},
-        )
+        _audit(session, "revoke_api_token", row.staff_id, {"token_id": token_id})
     typer.echo(f"token #{token_id} revoked")

@@ -13,11 +13,12 @@ from console.auth import (
     SignInResult,
     check_csrf,
     csrf_token,
+    end_session_of,
     sign_in,
     signed_in,
     start_session,
 )
-from console.web import DB, console, language, local_time, render
+from console.web import DB, console, language, render
 from storage.audit import record_access
 from storage.models import Staff
 
@@ -36,7 +37,7 @@ def safe_next(target: str | None, default: str = "/queue") -> str:
 
 @router.get("/")
 def home(request: Request) -> Response:
-    if isinstance(request.session.get("staff_id"), int):
+    if isinstance(request.session.get("sid"), str):
         return RedirectResponse("/queue", status_code=303)
     return RedirectResponse("/login", status_code=303)
 
@@ -58,22 +59,27 @@ def login(
     config = console(request)
     attempt = sign_in(session, config.settings, username, password)
     if attempt.result is SignInResult.OK and attempt.staff is not None:
-        start_session(request, attempt.staff)
+        start_session(request, session, attempt.staff)
         return RedirectResponse(safe_next(next), status_code=303)
     lang = language(request)
-    if attempt.result is SignInResult.LOCKED:
-        until = local_time(attempt.locked_until, config.zone)
-        error = config.catalogs.text("console.signin.locked", lang, until=until)
-    elif attempt.result is SignInResult.INACTIVE:
+    if attempt.result is SignInResult.INACTIVE:  # said only to whoever knows the password
         error = config.catalogs.text("console.signin.inactive", lang)
     else:
-        error = config.catalogs.text("console.signin.wrong", lang)
+        # A locked account gets the answer an unknown name or a wrong password gets, so the
+        # answer does not tell which names exist; it says that accounts lock.
+        limits = config.settings
+        error = config.catalogs.text(
+            "console.signin.wrong",
+            lang,
+            tries=str(limits.max_failed_logins),
+            minutes=str(limits.lock_minutes),
+        )
     # The failure counts are committed with the answer (the request's transaction).
     return render(
         request,
         "login.html",
         {"next": safe_next(next), "error": error, "username": username},
-        status_code=401 if attempt.result is SignInResult.WRONG else 403,
+        status_code=403 if attempt.result is SignInResult.INACTIVE else 401,
     )
 
 
@@ -91,10 +97,7 @@ def logout(
         subject_type="staff",
         subject_id=staff.id,
     )
-    lang = request.session.get("lang")
-    request.session.clear()
-    if lang:
-        request.session["lang"] = lang
+    end_session_of(request, session)
     return RedirectResponse("/login", status_code=303)
 
 

@@ -105,6 +105,12 @@ def _file(session: Session, category: str, retiree: Retiree, summary: str) -> Ca
 @pytest.fixture
 def console_app(engine: Engine, tmp_path: Path) -> FastAPI:
     """The console alone, on the test database (the full app mounts the same function)."""
+    return make_console_app(engine, tmp_path)
+
+
+def make_console_app(engine: Engine, tmp_path: Path) -> FastAPI:
+    """A console server on ``engine``; two made on one database are two servers of one
+    deployment (the same secret key)."""
     settings = Settings(
         database_url=engine.url.render_as_string(hide_password=False),
         data_dir=tmp_path,

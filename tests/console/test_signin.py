@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
+from typer.testing import CliRunner
 
+from bot.cli import app as cli_app
 from bot.runtime.app import create_app
 from config.settings import Settings
-from storage.models import AuditEntry, Staff
+from console.auth import SESSION_COOKIE
+from storage.models import AuditEntry, ConsoleSession, Staff
 from storage.passwords import hash_password
 from storage.types import utcnow
-from tests.console.conftest import PASSWORD, World
+from tests.console.conftest import PASSWORD, World, make_console_app
 
 
 def _staff(engine: Engine, username: str) -> Staff:
@@ -84,8 +89,8 @@ def test_repeated_failures_lock_the_account_even_against_the_right_password(
     for _ in range(4):
         assert b.sign_in("vol_a1", "guess").status_code == 401
     locked = b.sign_in("vol_a1", "guess")
-    assert locked.status_code == 403 and "锁定" in locked.text
-    assert b.sign_in("vol_a1", PASSWORD).status_code == 403  # the right one, but locked
+    assert locked.status_code == 401 and "用户名或密码不对" in locked.text
+    assert b.sign_in("vol_a1", PASSWORD).status_code == 401  # the right one, but locked
     staff = _staff(engine, "vol_a1")
     assert staff.locked_until is not None and staff.locked_until > utcnow()
     assert "account_locked" in _audit_actions(engine, staff.id)
@@ -94,6 +99,27 @@ def test_repeated_failures_lock_the_account_even_against_the_right_password(
         session.get(Staff, staff.id).locked_until = utcnow() - timedelta(seconds=1)
     assert b.sign_in("vol_a1", PASSWORD).status_code == 303
     assert _staff(engine, "vol_a1").failed_logins == 0
+
+
+def test_a_locked_account_answers_as_an_unknown_name_does(
+    world: World, browser, engine: Engine
+) -> None:
+    """No account enumeration: whether the name exists and is locked, or does not exist, the
+    status and the page are the same (the page says accounts lock after repeated failures)."""
+    b = browser(None)
+    for _ in range(5):
+        b.sign_in("vol_a1", "guess")
+    assert _staff(engine, "vol_a1").locked_until is not None
+    locked = b.sign_in("vol_a1", "guess")
+    unknown = b.sign_in("nobody_here", "guess")
+    assert locked.status_code == unknown.status_code == 401
+    assert "账号会锁定" in locked.text
+
+    def error_of(page: str) -> str:
+        start = page.index("用户名或密码不对")
+        return page[start : page.index("<", start)]
+
+    assert error_of(locked.text) == error_of(unknown.text)
 
 
 def test_an_inactive_account_cannot_sign_in(world: World, browser, engine: Engine) -> None:
@@ -121,6 +147,59 @@ def test_sign_out_ends_the_session(world: World, browser, engine: Engine) -> Non
     assert b.post("/logout").headers["location"] == "/login"
     assert b.client.get("/queue", follow_redirects=False).status_code == 303
     assert "sign_out" in _audit_actions(engine, world.staff_a.id)
+
+
+def test_a_saved_cookie_stops_working_after_sign_out_on_every_server(
+    world: World, browser, engine: Engine, tmp_path: Path
+) -> None:
+    b = browser("staff_a")
+    saved = b.client.cookies.get(SESSION_COOKIE)
+    assert saved
+    with TestClient(make_console_app(engine, tmp_path / "second")) as other:
+        other.cookies.set(SESSION_COOKIE, saved)
+        assert other.get("/queue", follow_redirects=False).status_code == 200
+        b.post("/logout")
+        other.cookies.set(SESSION_COOKIE, saved)  # the copy someone kept
+        assert other.get("/queue", follow_redirects=False).status_code == 303
+    replay = browser(None)
+    replay.client.cookies.set(SESSION_COOKIE, saved)
+    assert replay.client.get("/queue", follow_redirects=False).status_code == 303
+    with Session(engine) as session:
+        ended = session.scalars(
+            select(ConsoleSession).where(ConsoleSession.staff_id == world.staff_a.id)
+        ).all()
+        assert [(s.ended_why, s.ended_at is not None) for s in ended] == [("signed_out", True)]
+
+
+@pytest.mark.parametrize(
+    ("command", "why"),
+    [
+        (
+            ["users", "reset-password", "--username", "staff_a", "--password-stdin"],
+            "password_reset",
+        ),
+        (["users", "disable", "--username", "staff_a"], "off"),
+    ],
+)
+def test_a_password_reset_or_switching_the_account_off_ends_its_sessions(
+    world: World, browser, engine: Engine, db_url: str, command: list[str], why: str
+) -> None:
+    first, second = browser("staff_a"), browser("staff_a")  # two browsers, say
+    other = browser("staff_b")
+    result = CliRunner().invoke(
+        cli_app, command, env={"HOTLINE_DATABASE_URL": db_url}, input="a-new-long-secret\n"
+    )
+    assert result.exit_code == 0, result.output
+    assert re.search(r"\b2 (console )?session\(s\)", result.output), result.output
+    for b in (first, second):
+        assert b.client.get("/queue", follow_redirects=False).status_code == 303
+    assert other.client.get("/queue", follow_redirects=False).status_code == 200
+    with Session(engine) as session:
+        whys = session.scalars(
+            select(ConsoleSession.ended_why).where(ConsoleSession.staff_id == world.staff_a.id)
+        ).all()
+        assert sorted(whys) == [why, why]
+        assert session.get(Staff, world.staff_a.id).active is (why != "off")
 
 
 def test_a_password_reset_signs_out_old_sessions(world: World, browser, engine: Engine) -> None:
