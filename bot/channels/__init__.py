@@ -21,6 +21,9 @@ CHANNELS = {
     "telegram": "bot.channels.telegram",
     "web_api": "bot.channels.web_api",
 }
+# Where the providers post their webhooks: a bad text in them is cleaned by the channel, not
+# refused (bot/runtime/edge.py), or the provider would deliver it again.
+WEBHOOK_PREFIXES = ("/twilio/", "/telegram/")
 
 
 def mount_channels(app: FastAPI, deployment: Deployment) -> list[Mounted]:

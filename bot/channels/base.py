@@ -57,6 +57,7 @@ from config.settings import Settings
 from nlu.parser import NluParser
 
 T = TypeVar("T")
+NUL = "\x00"  # PostgreSQL cannot store it in a text
 
 
 @dataclass(frozen=True)
@@ -166,3 +167,14 @@ class Conversations:
 def conversations(request: Request) -> Conversations:
     """FastAPI dependency: the app's conversations."""
     return request.app.state.conversations
+
+
+def without_nul(value: Any) -> Any:
+    """``value`` (a text, or lists and dicts of them, as JSON gives) with every NUL taken out."""
+    if isinstance(value, str):
+        return value.replace(NUL, "")
+    if isinstance(value, list):
+        return [without_nul(v) for v in value]
+    if isinstance(value, dict):
+        return {without_nul(k): without_nul(v) for k, v in value.items()}
+    return value

@@ -22,12 +22,13 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bot.channels import mount_channels
+from bot.channels import WEBHOOK_PREFIXES, mount_channels
 from bot.channels.base import Conversations
 from bot.channels.twilio.outage import Replayer, replay_token, spool_of
 from bot.conversation.deployment import Deployment
 from bot.runtime import nlu as nlu_routes
 from bot.runtime.configure import load_deployment
+from bot.runtime.edge import RejectNul
 from bot.runtime.flock import try_flock
 from bot.runtime.nlu import ParserLoader
 from bot.runtime.periodic import run_periodic
@@ -90,6 +91,7 @@ def create_app(
     app.state.channels = channels
     log.info("channels", **{c.name: ("on" if c.enabled else f"off: {c.why}") for c in channels})
 
+    app.add_middleware(RejectNul, passing=WEBHOOK_PREFIXES)  # the webhooks clean instead
     app.add_middleware(RequestLog)  # added last: the outermost, so it times everything
 
     @app.get("/healthz", tags=["health"])

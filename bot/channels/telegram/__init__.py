@@ -24,7 +24,7 @@ import hmac
 from fastapi import FastAPI, HTTPException, Request, Response
 from telegram import Update
 
-from bot.channels.base import Mounted, OutboxSenders
+from bot.channels.base import Mounted, OutboxSenders, without_nul
 from bot.channels.telegram.application import (
     SECRET_HEADER,
     SECRET_PATTERN,
@@ -70,9 +70,11 @@ def mount(app: FastAPI, deployment: Deployment) -> Mounted:
         if not hmac.compare_digest(given, expected):
             raise HTTPException(403, detail="wrong or missing secret token")
         try:
-            data = await request.json()
+            # A NUL cannot be stored (PostgreSQL): taken out of every text, as a refused update
+            # would only be delivered again. JSON nested too deep to parse is no update either.
+            data = without_nul(await request.json())
             update = Update.de_json(data, application.bot)
-        except (ValueError, TypeError, KeyError, AttributeError):
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
             raise HTTPException(400, detail="not a Telegram update") from None
         if not await bring_up.ready():
             raise HTTPException(503, detail="the Telegram bot is not ready; deliver again")

@@ -9,7 +9,6 @@ import re
 
 import structlog
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError
 from telegram import Update
 from telegram.error import TelegramError
 from telegram.ext import (
@@ -33,6 +32,7 @@ from bot.channels.telegram.posts import new_case_announcer
 from bot.conversation.deployment import Deployment
 from bot.runtime.nlu import ParserLoader
 from config.settings import Settings
+from storage.db import is_database_down
 
 log = structlog.get_logger(__name__)
 
@@ -95,9 +95,10 @@ def add_handlers(application: Application) -> None:
 
 
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """A handler failed. When the database was the cause, the webhook answers 503 so Telegram
-    delivers the update again; any other error would only fail again, so the person is told
-    something went wrong (in a private chat) and the update is not retried."""
+    """A handler failed. When the database could not be reached, the webhook answers 503 so
+    Telegram delivers the update again; any other error (a refused row too) would only fail
+    again, so the person is told something went wrong (in a private chat) and the update is not
+    retried."""
     error = context.error
     update_id = update.update_id if isinstance(update, Update) else None
     log.error(
@@ -108,7 +109,7 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     )
     if not isinstance(update, Update):
         return
-    if isinstance(error, DBAPIError):
+    if error is not None and is_database_down(error):
         context.application.bot_data.setdefault(FAILED_UPDATES, {})[update.update_id] = error
         return
     hotline = context.application.bot_data.get(HOTLINE_KEY)

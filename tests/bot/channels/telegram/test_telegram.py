@@ -231,6 +231,31 @@ def test_a_wrong_or_missing_secret_is_refused_and_nothing_is_stored(
         assert session.scalars(select(Case)).all() == []
 
 
+def test_a_nul_in_a_text_is_taken_out_and_a_bottomless_update_refused(
+    db_url: str, engine: Engine, trained_nlu_dir: Path, tmp_path: Path, fake: FakeTelegramApi
+) -> None:
+    """PostgreSQL cannot store a NUL: the text is handled without it (answered once, not
+    asked for again with 503 for ever). JSON nested too deep to parse is no update: 400."""
+    with transaction(engine) as session:
+        make_unit_tree(session)
+    with running_app(db_url, engine, trained_nlu_dir, tmp_path, fake):
+        ok(fake.push(fake.text_update(PERSON, "/st\x00art")))
+        assert len(texts_to(fake, PERSON)) == 1
+        deep = '{"update_id": 5, "message": ' + "[" * 100_000 + "]" * 100_000 + "}"
+        refused = httpx.post(
+            fake.webhook["url"],  # type: ignore[index]
+            content=deep,
+            headers={
+                "X-Telegram-Bot-Api-Secret-Token": SECRET,
+                "Content-Type": "application/json",
+            },
+        )
+        assert refused.status_code == 400 and "not a Telegram update" in refused.text
+    with transaction(engine) as session:
+        [text] = session.scalars(select(Message.text).where(Message.direction == "inbound"))
+        assert text == "/start"
+
+
 def test_a_reply_telegram_does_not_take_waits_in_the_outbox(
     db_url: str, engine: Engine, trained_nlu_dir: Path, tmp_path: Path, fake: FakeTelegramApi
 ) -> None:

@@ -467,6 +467,40 @@ def test_a_bad_or_missing_signature_is_refused_and_nothing_stored(
     assert count(engine, Case) == 0
 
 
+def test_a_body_twilio_never_sends_is_refused_before_anything_is_read(
+    app_of: Any, engine: Engine
+) -> None:
+    """A multipart form with a file part (or JSON) on any Twilio route: 415, not a 500 from
+    reading a file as a field; nothing stored."""
+    registered_person(engine)
+    params = {"MessageSid": "SM0450", "From": PERSON, "To": OUR_NUMBER, "Body": "你好"}
+    with app_of() as twilio:
+        for path in (INBOUND_PATH, STATUS_PATH, "/twilio/voice", "/twilio/voice/turn"):
+            upload = twilio.http.post(
+                twilio.url + path,
+                data=params,
+                files={"MediaUrl0": ("x.bin", b"\x00\x01", "application/octet-stream")},
+                headers={"X-Twilio-Signature": twilio.signature(path, params)},
+            )
+            assert upload.status_code == 415, (path, upload.text)
+            as_json = twilio.http.post(twilio.url + path, json=params)
+            assert as_json.status_code == 415
+    assert count(engine, Message) == 0
+
+
+def test_a_nul_in_a_signed_message_is_taken_out_and_the_message_answered(
+    app_of: Any, engine: Engine
+) -> None:
+    """PostgreSQL cannot store a NUL: the signature is checked on the form as Twilio sent it,
+    then the text goes on without the NUL (a 500 would only be retried)."""
+    registered_person(engine)
+    with app_of() as twilio:
+        assert is_empty_twiml(twilio.message("你\x00好", "SM0460"))
+    [inbound] = [m for m in messages(engine) if m.direction == "inbound"]
+    assert inbound.text == "你好"
+    assert [i.payload["kind"] for i in outbox(engine)] == ["reply"]
+
+
 def test_behind_a_proxy_the_public_url_is_what_is_signed(app_of: Any, engine: Engine) -> None:
     registered_person(engine)
     with app_of(public_url="https://hotline.example.org") as twilio:
