@@ -6,17 +6,22 @@ A sender never raises for what Twilio says: it returns a ``SendOutcome`` — sen
 (timeouts, connection errors, 5xx, 429 with Twilio's Retry-After) or failed for good (an invalid
 or unsubscribed number).
 
-Idempotency: every create carries the outbox item's key in the ``I-Twilio-Idempotency-Token``
-header. Twilio documents that header only on the webhooks it sends *to us*; its REST reference
+Idempotency: every create carries a token made from the outbox item's key (a hash: the key
+names the recipient's number) in the ``I-Twilio-Idempotency-Token`` header. Twilio documents that header only on the webhooks it sends *to us*; its REST reference
 for Messages and Calls documents no idempotency parameter, so a crash between Twilio's answer and
 our commit gives at most one duplicate (bot/channels/base.py says why no provider gives exactly
 once). A gateway in ``twilio_api_url`` that honours the header gives exactly once.
+
+Logs: the twilio library logs every request's URL, query and headers and every response's
+headers at INFO; our client logs only the method, the path (no query) and the status, at DEBUG.
+No phone number or idempotency key reaches a log.
 """
 
 from __future__ import annotations
 
 import base64
 import contextvars
+import hashlib
 from collections.abc import Awaitable, Callable
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -50,6 +55,12 @@ TWILIO_PERMANENT_CODES = {
 # Statuses that are worth another attempt: the request may succeed later.
 _RETRY_STATUSES = {401, 403, 408, 409, 425, 429}  # 401/403: credentials, fixed by an operator
 TWILIO_TIMEOUT_S = 15.0
+
+
+def idempotency_token(key: str) -> str:
+    """What an outbox item's ``key`` is sent to Twilio as: stable, unique, and without the
+    phone number the key holds."""
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 class _TwilioCall:
@@ -106,7 +117,7 @@ class HotlineTwilioHttpClient(AsyncTwilioHttpClient):
             headers["Authorization"] = "Basic " + base64.b64encode(raw).decode("ascii")
         call = _CURRENT_CALL.get()
         if call is not None and method.upper() == "POST":
-            headers[IDEMPOTENCY_HEADER] = call.idempotency_key
+            headers[IDEMPOTENCY_HEADER] = idempotency_token(call.idempotency_key)
         response = await super().request(
             method,
             rewrite_twilio_url(url, self.api_url),
@@ -120,6 +131,13 @@ class HotlineTwilioHttpClient(AsyncTwilioHttpClient):
         if call is not None:
             call.last_response = response
         return response
+
+    def log_request(self, kwargs: dict[str, Any]) -> None:
+        """Instead of the library's INFO lines with the query and the headers: no personal data."""
+        self.logger.debug("twilio_request %s %s", kwargs["method"], urlsplit(kwargs["url"]).path)
+
+    def log_response(self, status_code: int, response: Any) -> None:
+        self.logger.debug("twilio_response %s", status_code)
 
 
 def _retry_after_s(response: TwilioResponse | None) -> float | None:

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import Engine, select
 
 from bot.channels import senders_for
-from bot.channels.twilio.rest import IDEMPOTENCY_HEADER
+from bot.channels.twilio.rest import IDEMPOTENCY_HEADER, idempotency_token
 from bot.conversation.engine import ConversationEngine
 from bot.conversation.messages import Inbound
 from bot.runtime.worker import OutboxWorker
@@ -162,7 +162,7 @@ async def test_an_sms_request_is_told_by_sms_when_claimed_and_when_resolved(
         f"【社区一键通】您的求助（编号{number}）已由志愿者王芳接手，"
         "争取在12月14日星期一 10:00前为您办好。"
     )
-    assert claimed.header(IDEMPOTENCY_HEADER) == f"{number}:case_claimed:1"
+    assert claimed.header(IDEMPOTENCY_HEADER) == idempotency_token(f"{number}:case_claimed:1")
 
     resolve(engine, number, volunteer, "报销款320元已转到您的银行卡", FILED + timedelta(days=2))
     assert await worker_once(engine, config, FILED + timedelta(days=2, minutes=1)) == 1

@@ -4,6 +4,7 @@ retry / permanent failure."""
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -12,7 +13,7 @@ from xml.etree import ElementTree
 import pytest
 
 from bot.channels.twilio.messaging.sender import MessagingSender
-from bot.channels.twilio.rest import IDEMPOTENCY_HEADER, rewrite_twilio_url
+from bot.channels.twilio.rest import IDEMPOTENCY_HEADER, idempotency_token, rewrite_twilio_url
 from bot.channels.twilio.voice.sender import CallSender
 from config.settings import Settings
 from tests.bot.channels.sending import TO, send
@@ -63,8 +64,28 @@ async def test_sms_goes_through_the_messages_api(twilio: FakeTwilio) -> None:
     (request,) = twilio.creates("Messages")
     assert request.path == f"/2010-04-01/Accounts/{SID}/Messages.json"
     assert request.form == {"To": TO, "From": FROM, "Body": "您好，测试"}
-    assert request.header(IDEMPOTENCY_HEADER) == "K-1:sms"
+    assert request.header(IDEMPOTENCY_HEADER) == idempotency_token("K-1:sms")
     assert (request.header("Authorization") or "").startswith("Basic ")
+
+
+@pytest.mark.asyncio
+async def test_no_phone_number_reaches_a_log_or_the_idempotency_header(
+    twilio: FakeTwilio, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The twilio library logs each request's headers at INFO; the idempotency key names the
+    recipient ("…:sms:+8613…"). Neither the logs (at any level) nor the header carry the number."""
+    caplog.set_level(logging.DEBUG)
+    key = f"2026-000001:reply:sms:{TO}"
+    sender = MessagingSender(twilio_settings(twilio.url))
+    try:
+        assert (await sender.send("sms", TO, {"text": "您好"}, key)).sent
+    finally:
+        await sender.aclose()
+    (request,) = twilio.creates("Messages")
+    assert request.header(IDEMPOTENCY_HEADER) == idempotency_token(key)
+    assert TO[-8:] not in (request.header(IDEMPOTENCY_HEADER) or "")
+    assert caplog.records  # the client does log (its method and path)
+    assert not [r.getMessage() for r in caplog.records if TO[-8:] in r.getMessage()]
 
 
 @pytest.mark.asyncio
@@ -101,7 +122,7 @@ async def test_a_call_says_the_text_twice(twilio: FakeTwilio) -> None:
     (request,) = twilio.creates("Calls")
     assert request.form["To"] == TO and request.form["From"] == FROM
     assert request.form["Timeout"] == str(settings.twilio_ring_timeout_s)
-    assert request.header(IDEMPOTENCY_HEADER) == "K-1:voice"
+    assert request.header(IDEMPOTENCY_HEADER) == idempotency_token("K-1:voice")
     says = ElementTree.fromstring(request.form["Twiml"]).findall("Say")
     assert [s.text for s in says] == ["紧急：王大爷需要帮助"] * 2
     assert {(s.get("voice"), s.get("language")) for s in says} == {("Polly.Zhiyu", "cmn-CN")}
@@ -224,4 +245,4 @@ async def test_concurrent_sends_keep_their_own_tokens(twilio: FakeTwilio) -> Non
         await sender.aclose()
     assert all(o.sent for o in outcomes)
     pairs = {(r.form["To"][-2:], r.header(IDEMPOTENCY_HEADER)) for r in twilio.creates()}
-    assert pairs == {(f"{n:02d}", f"key-{n}") for n in range(12)}
+    assert pairs == {(f"{n:02d}", idempotency_token(f"key-{n}")) for n in range(12)}
