@@ -124,7 +124,6 @@ class Servers:
             "HOTLINE_TWILIO_ACCOUNT_SID": ACCOUNT_SID,
             "HOTLINE_TWILIO_AUTH_TOKEN": TOKEN,
             "HOTLINE_TWILIO_FROM_NUMBER": OUR_NUMBER,
-            "HOTLINE_API_TOKENS": "webhook-bench-api-token",
             "HOTLINE_RUN_WORKER": "false",
             "HOTLINE_LOG_LEVEL": "WARNING",
         }

@@ -100,7 +100,9 @@ class Settings(BaseSettings):
         default="https://api.telegram.org", description="Bot API base (tests use a fake)."
     )
     api_tokens: str = Field(
-        default="", description="Bearer tokens for POST /api/v1/messages, comma-separated."
+        default="",
+        description="No longer read (a warning at start-up says so): every JSON route takes "
+        "personal tokens, made with `hotline users token`.",
     )
     # -- the staff console -------------------------------------------------------------------
     secret_key: str = Field(
@@ -142,11 +144,6 @@ class Settings(BaseSettings):
     def telegram_enabled(self) -> bool:
         return bool(self.telegram_bot_token)
 
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def web_api_enabled(self) -> bool:
-        return bool(self.api_token_list)
-
     @field_validator("twilio_outage_numbers")
     @classmethod
     def _e164_list(cls, value: str) -> str:
@@ -158,10 +155,6 @@ class Settings(BaseSettings):
     @property
     def outage_number_list(self) -> list[str]:
         return _comma_list(self.twilio_outage_numbers)
-
-    @property
-    def api_token_list(self) -> list[str]:
-        return _comma_list(self.api_tokens)
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -17,6 +17,7 @@ from console.flash import flash, go
 from console.web import STATIC, ConsoleConfig, is_htmx, render
 from storage.db import DATABASE_DOWN
 from storage.errors import CaseError, InvalidCaseInput, NotFound, NotPermitted
+from storage.escalation import MovedHook
 
 DATABASE_DOWN_DETAIL = "the database cannot be reached; nothing was done; try again shortly"
 RETRY_AFTER_S = 5
@@ -33,13 +34,17 @@ ERROR_KEYS = {
 }
 
 
-def mount_console(app: FastAPI, deployment: Deployment) -> None:
-    """Add the console's pages, static files, session cookie and error pages to ``app``."""
+def mount_console(
+    app: FastAPI, deployment: Deployment, *, on_moved: MovedHook | None = None
+) -> None:
+    """Add the console's pages, static files, session cookie and error pages to ``app``.
+    ``on_moved``: told of a case a transfer moved to another unit's queue (the app gives the
+    channels' announcer, bot.channels.moved_announcer)."""
     from console import api
     from console.routes import cases, queue, registry, reports, signin
 
     settings = deployment.settings
-    app.state.console = ConsoleConfig.load(deployment)
+    app.state.console = ConsoleConfig.load(deployment, on_moved)
     app.add_middleware(
         SessionMiddleware,
         secret_key=secret_key(settings),

@@ -1,7 +1,7 @@
 """The console's actions as a JSON API under /api/v1, for integrations (documented at /docs).
 
 A request carries a personal token (``Authorization: Bearer <token>``, made with
-`hotline users token add`) and acts as the person who owns it: the same scope and the same case
+`hotline users token`) and acts as the person who owns it: the same scope and the same case
 rules as their console pages, and the same audit log. Only a SHA-256 hash of a token is stored.
 """
 
@@ -10,49 +10,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
+from console.auth import token_holder
 from console.case_actions import TEXT_ACTIONS, transfer_case
 from console.case_view import find_case, load_case_view
 from console.queue import Filters, View, load_queue, queue_row
 from console.web import DB, console
 from storage import actions
 from storage.errors import InvalidCaseInput
-from storage.models import ApiToken, Case, Staff, Unit
+from storage.models import Case, Staff, Unit
 from storage.permissions import Actor
-from storage.tokens import TOKEN_PREFIX, hash_token
 from storage.types import utcnow
-
-_BEARER = HTTPBearer(auto_error=False)
-
-
-def token_holder(
-    session: DB,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
-) -> Staff:
-    """The active person whose unrevoked token this is; 401 otherwise."""
-    refused = HTTPException(
-        status.HTTP_401_UNAUTHORIZED,
-        detail="a valid personal token is required (Authorization: Bearer <token>)",
-        headers={"WWW-Authenticate": "Bearer"},
-    )
-    if credentials is None or not credentials.credentials.startswith(TOKEN_PREFIX):
-        raise refused
-    # Looked up by its hash: equal hashes mean equal tokens, and the lookup reveals nothing.
-    row = session.scalars(
-        select(ApiToken)
-        .where(ApiToken.token_hash == hash_token(credentials.credentials))
-        .options(selectinload(ApiToken.staff).selectinload(Staff.units))
-    ).one_or_none()
-    if row is None or row.revoked_at is not None or not row.staff.active:
-        raise refused
-    row.last_used_at = utcnow()
-    return row.staff
-
 
 Holder = Annotated[Staff, Depends(token_holder)]
 router = APIRouter(prefix="/api/v1", tags=["cases"])

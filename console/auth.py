@@ -13,6 +13,9 @@ repeated failures.
   password during the lock is refused too. Unknown names get the same answer as wrong passwords,
   after the same work (a hash is checked either way).
 - Every sign-in, failure, lock and sign-out is in the audit log.
+- Programs use a personal token instead (``Authorization: Bearer hlt_...``, made with `hotline
+  users token`): one kind of token for every JSON route (/api/v1/cases, /api/v1/messages,
+  /nlu/parse), acting as the person who made it (`token_holder`).
 """
 
 from __future__ import annotations
@@ -26,17 +29,19 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import Settings
 from console.web import DB, console
 from storage.audit import record_access
 from storage.models import Role, Staff
 from storage.passwords import hash_password, verify_password
-from storage.tokens import SIGNED_OUT, end_session, live_session, open_session
+from storage.tokens import SIGNED_OUT, end_session, holder_of, live_session, open_session
 from storage.types import utcnow
 
 SESSION_COOKIE = "hotline_session"
@@ -225,3 +230,60 @@ def signed_in(request: Request, session: DB) -> Staff:
     staff = row.staff
     request.state.me = Me(id=staff.id, name=staff.name, role=staff.role)
     return staff
+
+
+_BEARER = HTTPBearer(auto_error=False)
+
+
+def token_holder(
+    session: DB,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
+) -> Staff:
+    """FastAPI dependency: the active person whose unrevoked personal token the request
+    carries; 401 otherwise."""
+    given = credentials.credentials if credentials is not None else ""
+    staff = holder_of(session, given, now=utcnow())
+    if staff is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail="a valid personal token is required (Authorization: Bearer <token>)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return staff
+
+
+def staff_token(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
+) -> None:
+    """FastAPI dependency for a route that does its own database work (a conversation turn):
+    the request carries the personal token of an active staff member or admin (401, or 403 for
+    a volunteer's), checked in a short transaction of its own so that it holds nothing while
+    the route runs (SQLite has one writer at a time)."""
+    _check_token(request, credentials, staff_only=True)
+
+
+def any_token(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
+) -> None:
+    """As `staff_token`, for any active person's token (a volunteer's too)."""
+    _check_token(request, credentials, staff_only=False)
+
+
+def _check_token(
+    request: Request, credentials: HTTPAuthorizationCredentials | None, *, staff_only: bool
+) -> None:
+    given = credentials.credentials if credentials is not None else ""
+    factory: sessionmaker[Session] = request.app.state.console_sessions
+    with factory.begin() as session:
+        holder = holder_of(session, given, now=utcnow())
+        role = holder.role if holder is not None else None
+    if role is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail="a valid personal token is required (Authorization: Bearer <token>)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if staff_only and role == Role.VOLUNTEER:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="a staff member's token is required")

@@ -7,7 +7,7 @@ actions) without a front-end build step. Every text comes from config/messages/<
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +23,7 @@ from bot.conversation.deployment import Deployment
 from config.categories import CategoryConfig
 from config.i18n import LANGUAGES, Catalogs
 from config.settings import Settings
+from storage.escalation import MovedHook
 from storage.models import Case
 
 HERE = Path(__file__).parent
@@ -41,18 +42,13 @@ class ConsoleConfig:
     zone: ZoneInfo
     # Told of a case a transfer moved to another unit's queue, in the transfer's transaction
     # (the Telegram bot posts it to the unit's group); None without a bot.
-    on_moved: Callable[[Session, Sequence[Case]], object] | None = None
+    on_moved: MovedHook | None = None
 
     @classmethod
-    def load(cls, deployment: Deployment) -> ConsoleConfig:
+    def load(cls, deployment: Deployment, on_moved: MovedHook | None = None) -> ConsoleConfig:
         settings = deployment.settings
         templates = Jinja2Templates(directory=str(TEMPLATES))
         templates.env.globals["languages"] = LANGUAGES
-        on_moved = None
-        if settings.telegram_enabled:
-            from bot.channels.telegram import new_case_announcer
-
-            on_moved = new_case_announcer(deployment, moved=True)
         return cls(
             settings=settings,
             catalogs=deployment.catalogs,

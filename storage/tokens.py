@@ -24,6 +24,23 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def holder_of(session: Session, token: str, *, now: datetime) -> Staff | None:
+    """The active person whose unrevoked personal token ``token`` is, with their units; None
+    otherwise. Looked up by its hash: equal hashes mean equal tokens, and the lookup reveals
+    nothing. The token's last use is noted."""
+    if not token.startswith(TOKEN_PREFIX):
+        return None
+    row = session.scalars(
+        select(ApiToken)
+        .where(ApiToken.token_hash == hash_token(token))
+        .options(selectinload(ApiToken.staff).selectinload(Staff.units))
+    ).one_or_none()
+    if row is None or row.revoked_at is not None or not row.staff.active:
+        return None
+    row.last_used_at = now
+    return row.staff
+
+
 # -- console sessions --------------------------------------------------------------------------
 
 SIGNED_OUT, PASSWORD_RESET, SWITCHED_OFF, EXPIRED = "signed_out", "password_reset", "off", "expired"

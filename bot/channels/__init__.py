@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from bot.channels.base import Mounted, OutboxSenders, Sender
 from bot.conversation.deployment import Deployment
 from config.settings import Settings
+from storage.escalation import MovedHook
 
 # The channels by name, in the order they are listed at start-up, and their packages.
 CHANNELS = {
@@ -61,3 +62,13 @@ def senders_for(settings: Settings) -> dict[str, Sender]:
 def missing_senders(settings: Settings) -> dict[str, str]:
     """The outbox channels without a sender and the settings that would give them one."""
     return outbox_senders(settings).off
+
+
+def moved_announcer(deployment: Deployment) -> MovedHook | None:
+    """Who is told of a case moved to another unit's queue (a transfer in the console, an
+    escalation): the Telegram bot posts it to its new unit, when the deployment has one."""
+    if not deployment.settings.telegram_enabled:
+        return None
+    from bot.channels.telegram import new_case_announcer
+
+    return new_case_announcer(deployment, moved=True)

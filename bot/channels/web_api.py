@@ -1,26 +1,29 @@
 """A web API for other apps: `POST /api/v1/messages` runs one turn (channel "web") and returns the
-replies, so a web chat or a bridge to another messenger can use the bot. Bearer token auth.
+replies, so a web chat or a bridge to another messenger can use the bot. It takes the same
+personal tokens as the rest of the JSON API (``Authorization: Bearer hlt_...``, made with
+`hotline users token` for a staff member or admin; console/auth.py).
 A message sent again with the same ``message_id`` (a retry after a lost answer) gets the first
 answer again, its replies and the cases it filed, with ``redelivered: true``; nothing is done
 twice."""
 
 from __future__ import annotations
 
-import hmac
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+import structlog
+from fastapi import APIRouter, Depends, FastAPI, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.channels.base import Conversations, Mounted, conversations
 from bot.conversation.deployment import Deployment
 from bot.conversation.engine import TurnResult
 from bot.conversation.messages import Inbound
+from console.auth import staff_token
+
+log = structlog.get_logger(__name__)
 
 CHANNEL = "web"
-_BEARER = HTTPBearer(auto_error=False)
 
 
 class MessageIn(BaseModel):
@@ -66,24 +69,13 @@ class MessageOut(BaseModel):
 
 
 def mount(app: FastAPI, deployment: Deployment) -> Mounted:
-    settings = deployment.settings
-    if not settings.web_api_enabled:
-        return Mounted("web_api", enabled=False, why="no HOTLINE_API_TOKENS")
-    tokens = [t.encode() for t in settings.api_token_list]
-
-    def authorised(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
-    ) -> None:
-        given = credentials.credentials.encode() if credentials is not None else b""
-        # compare_digest against every token: the time taken does not tell which one is close
-        if not any([hmac.compare_digest(given, token) for token in tokens]):
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                detail="a valid bearer token is required (Authorization: Bearer <token>)",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-
-    router = APIRouter(prefix="/api/v1", tags=["messages"], dependencies=[Depends(authorised)])
+    if deployment.settings.api_tokens:
+        log.warning(
+            "api_tokens_ignored",
+            why="HOTLINE_API_TOKENS is no longer read: make a personal token with "
+            "`hotline users token --username <staff> --name <app>` and remove it",
+        )
+    router = APIRouter(prefix="/api/v1", tags=["messages"], dependencies=[Depends(staff_token)])
 
     @router.post("/messages", response_model=MessageOut)
     async def post_message(

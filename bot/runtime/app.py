@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bot.channels import WEBHOOK_PREFIXES, mount_channels
+from bot.channels import WEBHOOK_PREFIXES, mount_channels, moved_announcer
 from bot.channels.base import Conversations
 from bot.channels.twilio.outage import Replayer, replay_token, spool_of
 from bot.conversation.deployment import Deployment
@@ -87,7 +87,7 @@ def create_app(
     app.state.replay_token = replay_token()  # how its routes know the spool's replays
     app.include_router(nlu_routes.router)
     channels = mount_channels(app, deployment)
-    mount_console(app, deployment)
+    mount_console(app, deployment, on_moved=moved_announcer(deployment))
     app.state.channels = channels
     log.info("channels", **{c.name: ("on" if c.enabled else f"off: {c.why}") for c in channels})
 

@@ -8,12 +8,13 @@ from concurrent.futures import Future
 from typing import Any
 
 import structlog
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from bot.conversation.engine import freeze_startup_objects
 from config.settings import Settings
+from console.auth import any_token
 from nlu.parser import NluParser, get_parser
 
 log = structlog.get_logger(__name__)
@@ -51,8 +52,10 @@ class ParserLoader:
         return await asyncio.wrap_future(self._future)
 
 
-@router.post("/nlu/parse")
+@router.post("/nlu/parse", dependencies=[Depends(any_token)])
 async def parse(body: ParseRequest, request: Request) -> dict[str, Any]:
-    """Intent, ranking, entities and tokens of ``text`` (Rasa's /model/parse format)."""
+    """Intent, ranking, entities and tokens of ``text`` (Rasa's /model/parse format), for a
+    holder of a personal token (``Authorization: Bearer hlt_...``): what retirees say is not
+    for anyone to probe."""
     parser = await request.app.state.nlu.parser()
     return await run_in_threadpool(parser.parse, body.text)

@@ -24,6 +24,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from bot.channels import moved_announcer
 from bot.conversation.deployment import Deployment
 from config.categories import CategoryConfig
 from storage.db import transaction
@@ -46,11 +47,7 @@ def default_jobs(deployment: Deployment) -> list[PeriodicJob]:
     to whoever may take it now) when the deployment has a Telegram bot."""
     from storage import escalation, follow_up_jobs
 
-    on_moved = None
-    if deployment.settings.telegram_enabled:
-        from bot.channels.telegram import new_case_announcer
-
-        on_moved = new_case_announcer(deployment, moved=True)
+    on_moved = moved_announcer(deployment)
     return [
         PeriodicJob("follow_ups", follow_up_jobs.run_due, 60.0),
         PeriodicJob("escalation", functools.partial(escalation.run_due, on_moved=on_moved), 15.0),

@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from bot.channels import moved_announcer
 from bot.runtime.configure import load_deployment
 from config.settings import Settings
 from console import bind_engine, mount_console
@@ -217,7 +218,8 @@ def test_a_case_transferred_to_another_unit_is_posted_to_that_units_telegram_gro
         _env_file=None,
     )
     app = FastAPI()
-    mount_console(app, load_deployment(settings))
+    deployment = load_deployment(settings)
+    mount_console(app, deployment, on_moved=moved_announcer(deployment))
     bind_engine(app, engine)
     number = world.help_a1.number
     with TestClient(app) as client:

@@ -1,4 +1,5 @@
-"""POST /api/v1/messages: one turn per call for other apps, behind a bearer token."""
+"""POST /api/v1/messages: one turn per call for other apps, behind a staff member's personal
+token (the same kind as /api/v1/cases and /nlu/parse)."""
 
 from __future__ import annotations
 
@@ -11,17 +12,23 @@ from sqlalchemy import Engine, select
 from bot.runtime.app import create_app
 from config.settings import Settings
 from storage.db import transaction
-from storage.models import Case, MessagingIdentity, Retiree
-from tests.factories import make_retiree, make_unit_tree
+from storage.models import ApiToken, Case, MessagingIdentity, Retiree, Role
+from storage.tokens import hash_token
+from tests.factories import make_retiree, make_staff, make_unit_tree
 
-TOKEN = "s3cret-token"
+TOKEN = "hlt_an-integration-s-token"  # made for a staff member by `hotline users token`
+
+
+def personal_token(engine: Engine, token: str, role: Role = Role.STAFF) -> None:
+    with transaction(engine) as session:
+        holder = make_staff(session, role, username=f"app-{role.value}")
+        session.add(ApiToken(staff_id=holder.id, name="bridge", token_hash=hash_token(token)))
 
 
 def app_client(db_url: str, engine: Engine, trained_nlu_dir: Path, tmp_path: Path) -> TestClient:
     shutil.copytree(trained_nlu_dir / "nlu-cache", tmp_path / "nlu-cache")
-    settings = Settings(
-        database_url=db_url, data_dir=tmp_path, api_tokens=f"other,{TOKEN}", _env_file=None
-    )
+    personal_token(engine, TOKEN)
+    settings = Settings(database_url=db_url, data_dir=tmp_path, _env_file=None)
     return TestClient(create_app(settings, engine))
 
 
@@ -108,11 +115,25 @@ def test_an_unknown_sender_is_registered_on_the_web_channel(
         assert [(i.channel, i.address) for i in person.identities] == [("web", "web-42")]
 
 
-def test_the_api_is_off_without_tokens(db_url: str, tmp_path: Path) -> None:
-    app = create_app(Settings(database_url=db_url, data_dir=tmp_path, _env_file=None))
-    status = {c.name: c for c in app.state.channels}
-    assert not status["web_api"].enabled and "HOTLINE_API_TOKENS" in status["web_api"].why
-    with TestClient(app) as client:
-        assert (
-            client.post("/api/v1/messages", json={"sender": "a", "text": "hi"}).status_code == 404
-        )
+def test_one_kind_of_token_for_every_json_route(
+    db_url: str, engine: Engine, trained_nlu_dir: Path, tmp_path: Path
+) -> None:
+    """The personal token that works on /api/v1/cases works here and on /nlu/parse; a
+    volunteer's token may not speak for retirees (403); the old HOTLINE_API_TOKENS are no
+    longer read."""
+    shutil.copytree(trained_nlu_dir / "nlu-cache", tmp_path / "nlu-cache")
+    personal_token(engine, TOKEN)
+    personal_token(engine, "hlt_a-volunteer-s", Role.VOLUNTEER)
+    settings = Settings(database_url=db_url, data_dir=tmp_path, api_tokens="old", _env_file=None)
+    with TestClient(create_app(settings, engine)) as client:
+        assert client.get("/api/v1/cases", headers=bearer(TOKEN)).status_code == 200
+        assert post(client, sender="a", text="你好").status_code == 200
+        parsed = client.post("/nlu/parse", json={"text": "你好"}, headers=bearer(TOKEN))
+        assert parsed.status_code == 200
+        assert client.post("/nlu/parse", json={"text": "你好"}).status_code == 401
+        assert post(client, token="hlt_a-volunteer-s", sender="a", text="你好").status_code == 403
+        assert post(client, token="old", sender="a", text="你好").status_code == 401
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

@@ -14,8 +14,11 @@ from structlog.testing import capture_logs
 
 from bot.runtime.app import create_app
 from config.settings import Settings
-from storage.db import make_engine
+from storage.db import make_engine, transaction
+from storage.models import ApiToken, Role
 from storage.site import site_of
+from storage.tokens import hash_token
+from tests.factories import make_staff
 from tests.pg_server import PostgresServer
 
 
@@ -125,12 +128,15 @@ def test_a_database_that_is_down_gets_a_503_that_says_so(
     """Not a bare 500: a program is told in JSON (with Retry-After), a person at the console
     gets a page in their language; both work again once the database is back."""
     shutil.copytree(trained_nlu_dir / "nlu-cache", tmp_path / "nlu-cache")
-    settings = Settings(
-        database_url=postgres_url, data_dir=tmp_path, api_tokens="t0ken", _env_file=None
-    )
+    settings = Settings(database_url=postgres_url, data_dir=tmp_path, _env_file=None)
+    engine = make_engine(postgres_url)
+    with transaction(engine) as session:
+        holder = make_staff(session, Role.STAFF, username="bridge")
+        session.add(ApiToken(staff_id=holder.id, name="bridge", token_hash=hash_token("hlt_t0")))
+    engine.dispose()
     database = str(make_url(postgres_url).database)
     message = {"sender": "bridge-1", "text": "你好", "message_id": "m1"}
-    bearer = {"Authorization": "Bearer t0ken"}
+    bearer = {"Authorization": "Bearer hlt_t0"}
     with TestClient(create_app(settings)) as client:
         page = client.get("/login")
         csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
