@@ -54,14 +54,14 @@ class CancelHandler(Handler):
     confirm = False
     ask_before_leaving = False
     word_lists = (
-        *("not_a_reason", "fillers", "because", "keep", "do_cancel", "which"),
+        *("not_a_reason", "fillers", "because", "keep", "do_cancel", "which", "no_reason"),
         *("vague_pairs", "vague_words", "ordinals"),
     )
     # Free-text answers: as slots, the dialogue offers to switch to another request only when
     # the answer is long and the NLU very sure ("我儿子已经帮我办好了" sounds like status_inquiry).
     slots = (
         Slot("which", SlotKind.TEXT, prefill=False, word_list="cancel.which"),
-        Slot("reason", SlotKind.TEXT, prefill=False),
+        Slot("reason", SlotKind.REMARK, prefill=False),
     )
 
     # -- the flow ----------------------------------------------------------------------------
@@ -102,8 +102,13 @@ class CancelHandler(Handler):
                 turn.say("cancel.kept")
                 self._end(turn, task)
                 return
-            task.slots[REASON] = turn.heard.said.strip()
+            leaving = turn.heard.intent == "goodbye"
+            if not (leaving or self._no_reason(turn)):
+                task.slots[REASON] = turn.heard.said.strip()
             self._cancel(turn, task)
+            if leaving:  # "没有了，再见": cancelled, and nothing more to ask
+                turn.say("goodbye")
+                turn.end()
         else:
             self._end(turn, task)
 
@@ -234,6 +239,20 @@ class CancelHandler(Handler):
                 self._end(turn, task)
                 return
             self._confirm(turn, task, case)
+
+    def _no_reason(self, turn: Turn) -> bool:
+        """The answer to "why?" gives none: "没有了", "谢谢", "不知道", "没什么原因"."""
+        config = turn.deployment.dialogue
+        said = turn.heard.said.lower()
+        for word in sorted(config.thanks, key=len, reverse=True):
+            said = said.replace(word.lower(), "")
+        said = said.strip(" 。.!！,，、?？")
+        return (
+            not said
+            or said in config.nothing_more
+            or turn.heard.says_any(config.dont_know)
+            or turn.heard.says_any(self.words_of(turn).list_of("no_reason"))
+        )
 
     def _ask_reason(self, turn: Turn, task: Task) -> None:
         task.asking = REASON

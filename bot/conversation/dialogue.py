@@ -28,7 +28,7 @@ OFFER_PERSON = "_offer_person"
 # What an unknown sender may do without registering first.
 WITHOUT_REGISTRATION = {EMERGENCY, TALK_TO_HUMAN, "goodbye"}
 # Slots that free words answer (so almost anything said can be the answer).
-FREE_WORDS = {SlotKind.TEXT, SlotKind.WHEN, SlotKind.HOSPITAL, SlotKind.RELATION}
+FREE_WORDS = {SlotKind.TEXT, SlotKind.WHEN, SlotKind.HOSPITAL, SlotKind.RELATION, SlotKind.REMARK}
 # A shorter answer to an open question is taken as the answer, whatever it sounds like.
 MIN_SWITCH_CHARS = 6
 # Inbound metadata "event" a channel sends when a hand-over found nobody (phone: no answer).
@@ -82,6 +82,14 @@ def _continue_task(turn: Turn, task: Task) -> None:
         _file_unfinished(turn, task)
         _start(turn, turn.handler(TALK_TO_HUMAN), heard)
         return
+    open_slot = _open_slot(task, handler)
+    remark = open_slot is not None and open_slot.kind == SlotKind.REMARK
+    if remark and not _offers_switch(turn, task, handler):
+        # Any answer is one: "没有了，谢谢" to "why?" is no reason, not a goodbye that drops
+        # what the person already agreed to. (Another request said whole is still offered.)
+        handler.answer(turn, task)
+        _after_task(turn)
+        return
     if heard.choice is None and len(heard.said) < MIN_SWITCH_CHARS:
         # "你好" or "谢谢" while a question is open: answer politely and ask again.
         if heard.intent == "greet" and heard.confidence >= config.switch_confidence:
@@ -99,7 +107,9 @@ def _continue_task(turn: Turn, task: Task) -> None:
         return
     if sure and heard.intent == "goodbye" and task.case is None:
         if not handler.ask_before_leaving:
-            task.done = True
+            # Nothing to file, but what the person already agreed to stands (a cancel said
+            # yes to is done): the handler decides (file_incomplete).
+            _file_unfinished(turn, task)
             _goodbye(turn)
             return
         turn.state.switch = Switch(intent=LEAVING, text=heard.text)

@@ -25,6 +25,9 @@ class SlotKind(enum.StrEnum):
     RELATION = "relation"  # who: a relation entity, or "self"
     OPTION = "option"  # one of a closed set, by keyword, button or key
     PHONE = "phone"  # a phone number entity
+    # Anything more the person wants to say, which may be nothing: every answer counts, and
+    # "没有了", "谢谢" or "再见" say there is none (the dialogue does not take them for leaving).
+    REMARK = "remark"
 
 
 class Question(Protocol):
