@@ -486,6 +486,9 @@ class OutboxItem(Base):
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
+    # An attempt whose outcome nobody learnt (its worker died, or the database went away while
+    # it was recorded) began then: the provider may have it already (storage/outbox.py).
+    unsure_since: Mapped[datetime | None]
 
 
 class FollowUpStatus(enum.StrEnum):

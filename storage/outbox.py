@@ -4,9 +4,11 @@ idempotency key.
 
 Life of an item: ``pending`` → (claim_due) ``sending`` → ``sent``, or back to ``pending`` for a
 later attempt (mark_failed), or ``dead`` (a permanent refusal, or the last attempt failed). A
-worker that dies while sending leaves its items ``sending``; release_stuck puts them back. An item
-that dies with a case adds a note to the case's timeline, so staff see it; failed_deliveries
-lists the dead ones for the console.
+worker that dies while sending, or that cannot record an outcome (the database went away), leaves
+its items ``sending``; release_stuck puts them back once STUCK_AFTER has passed, marked
+``unsure_since`` (the provider may have them already: the worker asks it first where the
+provider can say, bot/runtime/worker.py). An item that dies with a case adds a note to the
+case's timeline, so staff see it; failed_deliveries lists the dead ones for the console.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ RETRY_DELAYS = (10, 30, 120, 600, 1800, 3600)
 NO_SENDER_GIVE_UP_AFTER = timedelta(seconds=sum(RETRY_DELAYS))
 # The actor label of the notes the worker adds to cases.
 WORKER_LABEL = "worker"
+# An item 'sending' this long was left by a worker that died (a live worker records each
+# outcome within its send timeout, bot/runtime/worker.py, well under this).
+STUCK_AFTER = timedelta(seconds=60)
 
 
 def enqueue(
@@ -151,6 +156,7 @@ def mark_sent(item: OutboxItem, *, now: datetime | None = None) -> None:
     item.status = OutboxStatus.SENT
     item.sent_at = now or utcnow()
     item.last_error = ""
+    item.unsure_since = None
 
 
 def mark_failed(
@@ -186,15 +192,17 @@ def mark_failed(
 def release_stuck(
     session: Session,
     *,
-    older_than: timedelta = timedelta(minutes=5),
+    older_than: timedelta = STUCK_AFTER,
     now: datetime | None = None,
     catalogs: Catalogs | None = None,
     language: str | None = None,
 ) -> int:
     """Put back items left 'sending' by a sender that died mid-way; returns how many.
 
-    The provider may or may not have taken such an item: sending it again can duplicate it once
-    (see bot/runtime/worker.py). An item whose last attempt it was dies instead (with its case note).
+    The provider may or may not have taken such an item: it is marked ``unsure_since`` (when
+    that attempt began), and the next attempt asks the provider first where it can; elsewhere
+    sending it again can duplicate it once (see bot/runtime/worker.py). An item whose last
+    attempt it was dies instead (with its case note).
     """
     now = now or utcnow()
     stuck = session.scalars(
@@ -212,6 +220,7 @@ def release_stuck(
             item.last_error = error
             _die(item, error, now=now, catalogs=cats, language=language)
             continue
+        item.unsure_since = item.unsure_since or item.next_attempt_at  # "sending since"
         item.status = OutboxStatus.PENDING
         item.next_attempt_at = now
     if stuck:

@@ -21,20 +21,32 @@ Idempotency, honestly
 ---------------------
 Every outbox item has an idempotency key, unique in the outbox (``{case}:{kind}:{channel}:
 {address}`` for the engine's notifications, ``reply:{channel}:{MessageSid}:{part}`` for replies),
-so nothing is queued twice. Delivery to the provider is
-*at least once*: the worker marks an item sent only after the provider accepted it, in a second
-short transaction. If the worker dies between the provider's answer and that commit, or a
-request times out after the provider took it, the item is sent again: **at most one duplicate per
-such crash or timeout**, never a lost notification. No provider we use gives exactly once:
+so nothing is queued twice. Delivery to the provider is *at least once*: the worker records each
+item's outcome right after the provider answered it, in a short transaction of its own (retried
+through a short database outage). What can still happen:
 
-- Twilio (SMS, WhatsApp, calls): we send the key in the ``I-Twilio-Idempotency-Token`` header of
-  every create, which Twilio documents only for the webhooks it sends us
-  (bot/channels/twilio/rest.py). A duplicate emergency *call* is the costliest case: the
-  person's phone rings twice.
-- Telegram Bot API: ``sendMessage`` has no idempotency key at all: at most one duplicate.
+- the worker dies (kill -9, a lost machine) while a request is out, or the database stays away
+  longer than the retries: the item stays ``sending`` until storage.outbox.STUCK_AFTER (60 s)
+  has passed, then it is put back marked ``unsure_since``;
+- a request times out after the provider took it.
 
-Exactly once would need the provider to deduplicate by our key; the fake Twilio API in the tests
-can act so (``honour_idempotency``) to show that the key reaches the provider unchanged.
+Before sending an unsure item again, the worker asks the sender whether the provider has it
+already (``find_sent(channel, address, payload, since)``, where a sender can answer):
+
+- Twilio SMS and WhatsApp: yes. The messages sent to that number from ours since the unsure
+  attempt began are listed, and one with the same text counts as this item's
+  (bot/channels/twilio/messaging/sender.py). Twilio has no idempotency key for creates: the key
+  goes in the ``I-Twilio-Idempotency-Token`` header, hashed (bot/channels/twilio/rest.py), which
+  only a gateway in ``twilio_api_url`` honours.
+- Twilio calls: no. A call resource does not say what it said, so a call placed to the same
+  number in the meantime (another alert, a follow-up) cannot be told apart; an emergency call
+  rung twice is better than one not rung. At most one duplicate per crash.
+- Telegram Bot API: no (``sendMessage`` has no key and nothing lists what a bot sent): at most
+  one duplicate per crash.
+
+benchmarks/outbox_crash.py counts lost and duplicated replies under kill -9 and a database
+restart. Exactly once would need the provider to deduplicate by our key; the fake Twilio API in
+the tests can act so (``honour_idempotency``).
 """
 
 from __future__ import annotations
@@ -86,7 +98,11 @@ class SendOutcome:
 
 class Sender(Protocol):
     """Sends outbox items of some channels ("sms", "whatsapp", "voice", "telegram"). Must not
-    block the event loop; must not raise for a provider's refusal (return an outcome)."""
+    block the event loop; must not raise for a provider's refusal (return an outcome).
+
+    May also have ``find_sent(channel, address, payload, since) -> SendOutcome | None``: the
+    provider's record of this item if it took it since ``since`` (an attempt whose outcome was
+    lost), None when it has none or cannot tell (see "Idempotency, honestly" above)."""
 
     async def send(
         self, channel: str, address: str, payload: dict[str, Any], idempotency_key: str

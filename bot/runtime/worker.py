@@ -5,23 +5,26 @@ One round (``run_once``):
 1. claim due items in a short transaction (``storage.outbox.claim_due``: status ``sending``,
    one more attempt; SKIP LOCKED on PostgreSQL, so several workers never take the same item);
 2. send each through the sender of its channel, several at once (bounded), with no database
-   transaction open;
-3. record each outcome in another short transaction: sent; or pending again after the back-off
-   or the provider's Retry-After; or dead at once for a permanent refusal (a note on the case's
+   transaction open; an item an earlier attempt may have delivered (``unsure_since``: its
+   worker died) is first looked for at the provider, where the sender can (``find_sent``);
+3. record each outcome as soon as it is known, in a short transaction of its own (retried
+   through a short database outage): sent; or pending again after the back-off or the
+   provider's Retry-After; or dead at once for a permanent refusal (a note on the case's
    timeline shows it to staff). An outcome is recorded only while the item is still held by
    this claim (``storage.outbox.held``), so a worker that was too slow never overwrites the
-   outcome of the worker that took the item over.
+   outcome of the worker that took the item over. A round sends nothing after its time is up
+   (``stuck_after`` less a margin): a live worker never holds an item as long as a dead one.
 
 The database work is synchronous and runs on a thread (``asyncio.to_thread``): the event loop
 (shared with the web app under ``hotline serve``) is never blocked.
 
-``run`` repeats rounds until asked to stop and, every ``maintenance_every_s``, puts back items a
-dead worker left ``sending`` (``release_stuck``) and flags due items of channels that have no
-sender here: they stay pending, with a last_error naming the missing setting, and go as soon as
-a worker with that sender runs (they are not claimed, so no attempt is used up). More often,
-every ``upkeep_every_s`` (people are waiting on these), it passes on an emergency whose placed
-call had no status in time, and each sender's ``upkeep`` hook runs, if it has one (Telegram:
-the posts of cases taken elsewhere lose their Claim button within seconds).
+``run`` repeats rounds until asked to stop and, every ``maintenance_every_s``, flags due items
+of channels that have no sender here: they stay pending, with a last_error naming the missing
+setting, and go as soon as a worker with that sender runs (they are not claimed, so no attempt
+is used up). More often, every ``upkeep_every_s`` (people are waiting on these), it puts back
+items a dead worker left ``sending`` for ``stuck_after`` (``release_stuck``), passes on an
+emergency whose placed call had no status in time, and runs each sender's ``upkeep`` hook, if it
+has one (Telegram: the posts of cases taken elsewhere lose their Claim button within seconds).
 
 An emergency's alert calls go one after another (storage/alert_chain.py): the worker
 places the call that is due; the status callback, or pressing 1, decides what comes next. The
@@ -29,8 +32,9 @@ worker itself passes the emergency on when a call could not be placed (its item 
 after the round) and, in its upkeep, when a placed call had no status within ``call_timeout``.
 All of it is in the database, so any worker, or one restarted, carries on.
 
-Delivery is at least once, with at most one duplicate for a crash between sending and
-recording; see bot/channels/base.py for what each provider offers.
+Delivery is at least once: a crash between sending and recording sends the item again about a
+minute later, unless the provider can tell it has it (Twilio messages); see bot/channels/base.py
+for what each provider offers and benchmarks/outbox_crash.py for the figures.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from sqlalchemy import Engine
@@ -61,8 +65,11 @@ from storage.types import utcnow
 
 log = structlog.get_logger(__name__)
 
-# Pauses between tries to record a round's outcomes while the database is unreachable.
+# Pauses between tries to record an outcome while the database is unreachable.
 RECORD_RETRY_PAUSES_S = (0.5, 1.0, 2.0)
+# A round stops sending this long before its items could be taken for a dead worker's: time to
+# record the last outcomes (with the pauses above).
+ROUND_MARGIN_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,7 @@ class Claimed:
     attempt: int
     priority: int
     case_id: int | None
+    unsure_since: datetime | None = None  # an earlier attempt's outcome was lost
 
 
 @dataclass(frozen=True)
@@ -104,8 +112,8 @@ class OutboxWorker:
         *,
         batch_size: int = 20,
         concurrency: int = 8,
-        send_timeout_s: float = 60.0,
-        stuck_after: timedelta = timedelta(minutes=5),
+        send_timeout_s: float = 20.0,
+        stuck_after: timedelta = outbox.STUCK_AFTER,
         maintenance_every_s: float = 60.0,
         upkeep_every_s: float = 5.0,
         catalogs: Catalogs | None = None,
@@ -113,8 +121,10 @@ class OutboxWorker:
         clock: Callable[[], datetime] = utcnow,
         call_timeout: timedelta = alert_chain.CALL_TIMEOUT,
     ) -> None:
-        if send_timeout_s >= stuck_after.total_seconds():
-            raise ValueError("send_timeout_s must be shorter than stuck_after")
+        if send_timeout_s + ROUND_MARGIN_S >= stuck_after.total_seconds():
+            raise ValueError(
+                f"send_timeout_s must be {ROUND_MARGIN_S:g} s shorter than stuck_after"
+            )
         self.db = db_engine
         self.senders = dict(senders)
         self.batch_size = batch_size
@@ -138,15 +148,20 @@ class OutboxWorker:
         if not claimed:
             return 0
         gate = asyncio.Semaphore(self.concurrency)
+        # Claimed items count as 'sending since now': past this, nothing more is sent.
+        deadline = time.monotonic() + self.stuck_after.total_seconds() - ROUND_MARGIN_S
 
         async def bounded(item: Claimed) -> Attempt:
             async with gate:
-                return await self._send(item)
+                attempt = await self._send(item, deadline)
+            # Recorded at once: an outcome known but not recorded would be sent again if this
+            # worker died now.
+            await self._record_with_retries([attempt])
+            return attempt
 
         # Most urgent first (an emergency's calls in their order); the gate bounds how many at once.
         ordered = sorted(claimed, key=lambda c: (c.priority, _order(c.payload), c.id))
         attempts = await asyncio.gather(*(bounded(item) for item in ordered))
-        await self._record_with_retries(list(attempts))
         failed_calls = [
             a.item.idempotency_key
             for a in attempts
@@ -158,8 +173,8 @@ class OutboxWorker:
 
     async def _record_with_retries(self, attempts: list[Attempt]) -> None:
         """Record the outcomes, trying again through a short database outage: items whose
-        outcome is never recorded stay 'sending' and are sent again once released (a
-        duplicate each), so it is worth a few seconds."""
+        outcome is never recorded stay 'sending' and are released as unsure (looked for at the
+        provider, or sent again), so it is worth a few seconds."""
         for pause in (*RECORD_RETRY_PAUSES_S, None):
             try:
                 await asyncio.to_thread(self._record, attempts)
@@ -187,13 +202,15 @@ class OutboxWorker:
                     attempt=i.attempts,
                     priority=i.priority,
                     case_id=i.case_id,
+                    unsure_since=i.unsure_since,
                 )
                 for i in items
             ]
 
-    async def _send(self, item: Claimed) -> Attempt:
+    async def _send(self, item: Claimed, deadline: float) -> Attempt:
         started = time.perf_counter()
         sender = self.senders.get(item.channel)
+        left = min(self.send_timeout_s, deadline - time.monotonic())
         if alert_chain.is_alert_call(item.channel, item.payload) and alert_chain.settled(
             item.payload
         ):
@@ -202,14 +219,13 @@ class OutboxWorker:
             outcome = SendOutcome.ok(item.payload.get("call_sid"))
         elif sender is None:  # cannot happen (we claim only our channels); never drop the item
             outcome = SendOutcome.retry(f"no sender for channel {item.channel!r}")
+        elif left <= 0:  # the round took too long (a provider hanging): not sent, tried again
+            outcome = SendOutcome.retry("the round's time ran out before it was sent")
         else:
             try:
-                outcome = await asyncio.wait_for(
-                    sender.send(item.channel, item.address, item.payload, item.idempotency_key),
-                    timeout=self.send_timeout_s,
-                )
+                outcome = await asyncio.wait_for(self._deliver(sender, item), timeout=left)
             except TimeoutError:
-                outcome = SendOutcome.retry(f"no outcome within {self.send_timeout_s:g} s")
+                outcome = SendOutcome.retry(f"no outcome within {left:.3g} s")
             except Exception as exc:  # a sender's bug must not lose the item or stop the round
                 log.exception("outbox_sender_error", id=item.id, channel=item.channel)
                 outcome = SendOutcome.retry(f"sender error: {type(exc).__name__}: {exc}")
@@ -229,6 +245,17 @@ class OutboxWorker:
             ms=ms,
         )
         return Attempt(item, outcome, ms)
+
+    async def _deliver(self, sender: Sender, item: Claimed) -> SendOutcome:
+        """Send ``item``, unless an earlier attempt whose outcome was lost delivered it and the
+        provider says so (the sender's ``find_sent``, where it has one)."""
+        find_sent = getattr(sender, "find_sent", None)
+        if item.unsure_since is not None and find_sent is not None:
+            found = await find_sent(item.channel, item.address, item.payload, item.unsure_since)
+            if found is not None:
+                log.info("outbox_found_sent", id=item.id, provider_id=found.provider_id)
+                return cast(SendOutcome, found)
+        return await sender.send(item.channel, item.address, item.payload, item.idempotency_key)
 
     def _record(self, attempts: list[Attempt]) -> None:
         now = self.clock()
@@ -300,21 +327,15 @@ class OutboxWorker:
     # -- upkeep -------------------------------------------------------------------------------
 
     async def maintain(self) -> None:
-        """Put back items a dead worker left sending; flag items no sender here can send; and
-        the upkeep (`keep_up`)."""
+        """Flag items no sender here can send; and the upkeep (`keep_up`)."""
         await asyncio.to_thread(self._maintain)
 
     async def keep_up(self) -> None:
-        """Pass on emergencies whose placed call had no status in time; the senders' upkeep."""
+        """Put back items a dead worker left sending; pass on emergencies whose placed call had
+        no status in time; the senders' upkeep."""
         await asyncio.to_thread(self._keep_up)
 
     def _keep_up(self) -> None:
-        passed_on = self._time_out_calls(self.clock())
-        kept_up = self._senders_upkeep()
-        if passed_on or kept_up:
-            log.info("outbox_upkeep", calls_passed_on=passed_on, senders_upkeep=kept_up)
-
-    def _maintain(self) -> None:
         now = self.clock()
         with transaction(self.db) as session:
             released = outbox.release_stuck(
@@ -324,6 +345,19 @@ class OutboxWorker:
                 catalogs=self.catalogs,
                 language=self.language,
             )
+        passed_on = self._time_out_calls(now)
+        kept_up = self._senders_upkeep()
+        if released or passed_on or kept_up:
+            log.info(
+                "outbox_upkeep",
+                released=released,
+                calls_passed_on=passed_on,
+                senders_upkeep=kept_up,
+            )
+
+    def _maintain(self) -> None:
+        now = self.clock()
+        with transaction(self.db) as session:
             flagged = outbox.flag_unsendable(
                 session,
                 channels_with_sender=self.senders.keys(),
@@ -331,8 +365,8 @@ class OutboxWorker:
                 catalogs=self.catalogs,
                 language=self.language,
             )
-        if released or flagged:
-            log.info("outbox_maintenance", released=released, flagged_without_sender=flagged)
+        if flagged:
+            log.info("outbox_maintenance", flagged_without_sender=flagged)
         self._keep_up()
 
     def _senders_upkeep(self) -> int:

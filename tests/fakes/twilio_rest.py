@@ -20,6 +20,8 @@ What it answers:
                                 keeps the ``twiml`` and ``status_callback`` it was given, so that
                                 ``tests.fakes.caller.FakeCaller.pick_up`` can answer the call)
 - ``GET  .../Messages/{sid}.json`` and ``.../Calls/{sid}.json`` → the created resource, or 404
+- ``GET  .../Messages.json?To=&From=&PageSize=`` → the created messages to and from those
+                                numbers, newest first, one page (what ``messages.list`` reads)
 - anything else               → 404 with Twilio's error body (code 20404)
 
 Scripting: ``script(*replies, resource=None)`` queues replies that the next matching requests get
@@ -247,16 +249,21 @@ class FakeTwilio:
     def _answer(self, request: RecordedRequest) -> tuple[int, dict[str, Any], dict[str, str]]:
         if self.delay_s:
             self._stopping.wait(self.delay_s)
+        listing = _CREATE.match(request.path) if request.method == "GET" else None
+        if listing is not None and listing["resource"] != "Messages":
+            listing = None
         create = _CREATE.match(request.path) if request.method == "POST" else None
         fetch = _FETCH.match(request.path) if request.method == "GET" else None
-        if create is None and fetch is None:
+        if create is None and fetch is None and listing is None:
             return 404, _not_found(request.path), {}
-        resource = (create or fetch)["resource"]  # type: ignore[index]
+        resource = (create or fetch or listing)["resource"]  # type: ignore[index]
         reply = self._next_reply(resource)
         if reply is not None and reply.delay_s:
             self._stopping.wait(reply.delay_s)
         if reply is not None and not reply.creates:
             return reply.status, reply.body or {}, reply.headers
+        if listing is not None:
+            return 200, self._list(request), {}
         if fetch is not None:
             with self._lock:
                 pool = self.messages if resource == "Messages" else self.calls
@@ -273,6 +280,28 @@ class FakeTwilio:
                 self._by_token[token] = created
         extra = reply.headers if reply is not None else {}
         return (reply.status if reply is not None else 201), created, extra
+
+    def _list(self, request: RecordedRequest) -> dict[str, Any]:
+        """One page of the messages created, newest first, filtered by To and From."""
+        wanted = {key: values[-1] for key, values in request.query.items()}
+        size = int(wanted.get("PageSize") or 50)
+        with self._lock:
+            found = [
+                m
+                for m in reversed(self.messages)
+                if wanted.get("To") in (None, m["to"]) and wanted.get("From") in (None, m["from"])
+            ][:size]
+        return {
+            "messages": found,
+            "page": 0,
+            "page_size": size,
+            "start": 0,
+            "end": max(0, len(found) - 1),
+            "uri": request.path,
+            "first_page_uri": request.path,
+            "next_page_uri": None,
+            "previous_page_uri": None,
+        }
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         fake = self

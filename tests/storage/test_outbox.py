@@ -86,9 +86,13 @@ def test_mark_sent(session: Session) -> None:
 def test_release_stuck_puts_back_items_of_a_dead_sender(session: Session) -> None:
     put(session, "k")
     (item,) = outbox.claim_due(session, now=NOW)
-    assert outbox.release_stuck(session, now=NOW + timedelta(minutes=1)) == 0
-    assert outbox.release_stuck(session, now=NOW + timedelta(minutes=6)) == 1
+    assert outbox.release_stuck(session, now=NOW + timedelta(seconds=59)) == 0
+    assert outbox.release_stuck(session, now=NOW + timedelta(seconds=61)) == 1
     assert item.status == OutboxStatus.PENDING
+    assert item.unsure_since == NOW  # when the lost attempt began: the provider may have it
+    (again,) = outbox.claim_due(session, now=NOW + timedelta(seconds=62))
+    outbox.mark_sent(again, now=NOW + timedelta(seconds=63))
+    assert again.unsure_since is None
 
 
 @pytest.mark.parametrize("db_url", ["postgres"], indirect=True)

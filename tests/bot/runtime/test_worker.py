@@ -32,10 +32,11 @@ from config.i18n import get_catalogs
 from config.settings import Settings
 from storage import actions, alert_chain, outbox
 from storage.alert_chain import alert_emergency
-from storage.db import make_engine
+from storage.db import make_engine, transaction
 from storage.models import (
     CaseEvent,
     EmergencyContact,
+    Message,
     OutboxItem,
     OutboxStatus,
     UnitLevel,
@@ -503,11 +504,14 @@ def test_two_workers_send_each_item_exactly_once(
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("honoured", [False, True], ids=["twilio", "provider-dedupes"])
-async def test_a_crash_before_marking_sends_at_most_one_duplicate(
-    engine: Engine, twilio: FakeTwilio, honoured: bool
+@pytest.mark.parametrize("twilio_answers", [True, False], ids=["found-at-twilio", "twilio-down"])
+async def test_a_crash_before_recording_is_looked_for_at_twilio_a_minute_later(
+    engine: Engine, twilio: FakeTwilio, twilio_answers: bool
 ) -> None:
-    twilio.honour_idempotency = honoured
+    """The worker dies after Twilio took the message, before recording it: the item stays
+    'sending' for a minute (storage.outbox.STUCK_AFTER), then goes back marked unsure. The next
+    attempt finds the message among those Twilio has and sends nothing; only when Twilio
+    cannot be asked is it sent again (one duplicate, never a lost reply)."""
     clock = Clock()
     put(engine, "k1", now=clock.now)
     senders = senders_for(make_settings(twilio, None))
@@ -525,23 +529,30 @@ async def test_a_crash_before_marking_sends_at_most_one_duplicate(
     survivor = OutboxWorker(engine, senders, clock=clock)
     try:
         assert await survivor.run_once() == 0  # someone is (was) sending it
-        clock.advance(4 * 60)
-        await survivor.maintain()
+        clock.advance(59)
+        await survivor.keep_up()
         assert await survivor.run_once() == 0  # not yet given up on
-        clock.advance(61)
-        await survivor.maintain()  # release_stuck
+        clock.advance(2)
+        await survivor.keep_up()  # release_stuck, every few seconds
+        assert item(engine, "k1").unsure_since is not None
+        if not twilio_answers:
+            twilio.script(TwilioReply.server_error(), resource="Messages")  # the lookup fails
         assert await survivor.run_once() == 1
         clock.advance(3600)
-        await survivor.maintain()
+        await survivor.keep_up()
         assert await survivor.run_once() == 0
     finally:
         await survivor.aclose()
-    assert item(engine, "k1").status == OutboxStatus.SENT
-    creates = twilio.creates()
-    assert [r.header(IDEMPOTENCY_HEADER) for r in creates] == [
-        idempotency_token("k1")
-    ] * 2  # one duplicate at most
-    assert len(twilio.messages) == (1 if honoured else 2)
+    done = item(engine, "k1")
+    assert done.status == OutboxStatus.SENT and done.unsure_since is None
+    assert len(twilio.creates()) == (1 if twilio_answers else 2)
+    assert len(twilio.messages) == (1 if twilio_answers else 2)
+    if twilio_answers:
+        with transaction(engine) as session:  # the record the status callbacks will update
+            sid = session.scalars(
+                select(Message.provider_id).where(Message.direction == "outbound")
+            ).one()
+        assert sid == twilio.messages[0]["sid"]
 
 
 @pytest.mark.asyncio
@@ -582,10 +593,11 @@ async def test_a_late_outcome_does_not_overwrite_the_new_claim(
     clock.advance(6 * 60)
     other = OutboxWorker(engine, senders, clock=clock)
     await other.maintain()
-    twilio.script(TwilioReply.invalid_to())
+    # The released item is unsure: Twilio is asked first (nothing there), then it refuses it.
+    twilio.script(TwilioReply.created(), TwilioReply.invalid_to(), resource="Messages")
     assert await other.run_once() == 1
     assert item(engine, "k1").status == OutboxStatus.DEAD
-    attempt = await slow._send(claimed[0])
+    attempt = await slow._send(claimed[0], time.monotonic() + 60)
     assert attempt.outcome.sent
     await asyncio.to_thread(slow._record, [attempt])
     assert item(engine, "k1").status == OutboxStatus.DEAD  # unchanged

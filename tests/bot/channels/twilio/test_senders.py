@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 from xml.etree import ElementTree
 
@@ -16,6 +17,7 @@ from bot.channels.twilio.messaging.sender import MessagingSender
 from bot.channels.twilio.rest import IDEMPOTENCY_HEADER, idempotency_token, rewrite_twilio_url
 from bot.channels.twilio.voice.sender import CallSender
 from config.settings import Settings
+from storage.types import utcnow
 from tests.bot.channels.sending import TO, send
 from tests.fakes.twilio_rest import FakeTwilio, TwilioReply
 
@@ -86,6 +88,34 @@ async def test_no_phone_number_reaches_a_log_or_the_idempotency_header(
     assert TO[-8:] not in (request.header(IDEMPOTENCY_HEADER) or "")
     assert caplog.records  # the client does log (its method and path)
     assert not [r.getMessage() for r in caplog.records if TO[-8:] in r.getMessage()]
+
+
+@pytest.mark.asyncio
+async def test_a_lost_attempt_is_found_among_the_messages_twilio_has(twilio: FakeTwilio) -> None:
+    """find_sent: a message from our number to the address, with the item's text, created since
+    the lost attempt began. Another text, another number, or an older one is not it."""
+    sender = MessagingSender(twilio_settings(twilio.url))
+    try:
+        since = utcnow()
+        assert (await sender.send("sms", TO, {"text": "您的药费报销已经办好了"}, "K-9")).sent
+        assert (await sender.send("sms", TO, {"text": "别的消息"}, "K-10")).sent
+        found = await sender.find_sent("sms", TO, {"text": "您的药费报销已经办好了"}, since)
+        assert found is not None and found.sent
+        assert found.provider_id == twilio.messages[0]["sid"]
+        other_text = await sender.find_sent("sms", TO, {"text": "还没发过"}, since)
+        other_number = await sender.find_sent(
+            "sms", "+8613800000099", {"text": "您的药费报销已经办好了"}, since
+        )
+        later = await sender.find_sent(
+            "sms", TO, {"text": "您的药费报销已经办好了"}, since + timedelta(minutes=5)
+        )
+        assert other_text is None and other_number is None and later is None
+        listing = next(r for r in twilio.requests if r.method == "GET")
+        assert listing.query["To"] == [TO] and listing.query["From"] == [FROM]
+        twilio.script(TwilioReply.server_error(), resource="Messages")
+        assert await sender.find_sent("sms", TO, {"text": "您的药费报销已经办好了"}, since) is None
+    finally:
+        await sender.aclose()
 
 
 @pytest.mark.asyncio
