@@ -33,6 +33,7 @@ class DialogueConfig(BaseModel):
     nothing_more: tuple[str, ...] = Field(min_length=1)
     thanks: tuple[str, ...] = Field(min_length=1)
     abandon_words: tuple[str, ...] = Field(min_length=1)
+    fillers: tuple[str, ...] = Field(min_length=1)
 
 
 def load_dialogue(path: Path) -> DialogueConfig:

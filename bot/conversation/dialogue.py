@@ -48,7 +48,13 @@ def respond(turn: Turn) -> None:
         return
     state.silences = 0
     if state.emergency_check is not None:
-        _on_emergency_check(turn)
+        _on_emergency_check(turn)  # anything but a clear no, a filler too, is an emergency
+        return
+    if heard.filler and (state.switch is not None or (state.task and not state.task.done)):
+        # Nothing said yet: no intent, no answer; the open question (a switch's too) stands.
+        # With none open, a filler is not understood (_route), as any other mumble.
+        turn.say("filler")
+        turn.repeat(state.last_ask, remember=False)
         return
     if heard.intent == EMERGENCY and _emergency_counts(turn):
         config = turn.deployment.dialogue

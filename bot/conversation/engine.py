@@ -10,6 +10,7 @@ it survives restarts and any server can take the next turn.
 from __future__ import annotations
 
 import gc
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -578,15 +579,34 @@ def _understand(
     if parse is None:
         return Heard(text=said, said=said)
     intent = parse["intent"]
+    name = intent["name"] or FALLBACK
+    if name not in ("affirm", "deny") and only_fillers(said, config.fillers):
+        # "那个", "啊啊 嗯 那个": the model's guess at nothing (it was "cancel") is no intent.
+        return Heard(text=parse["text"], said=said, filler=True)
     return Heard(
         text=parse["text"],
         said=said,
-        intent=intent["name"] or FALLBACK,
+        intent=name,
         confidence=float(intent.get("confidence") or 0.0),
         entities=list(parse.get("entities", [])),
-        ruled=intent["name"] == dialogue.EMERGENCY
-        and float(intent.get("confidence") or 0) >= 0.999,
+        ruled=name == dialogue.EMERGENCY and float(intent.get("confidence") or 0) >= 0.999,
     )
+
+
+_SEPARATORS = re.compile(r"[\s,，。.!！?？、~～…]+")
+
+
+def only_fillers(said: str, fillers: tuple[str, ...]) -> bool:
+    """Whether ``said`` is nothing but ``fillers`` (and punctuation): "啊啊 嗯 那个"."""
+    rest = _SEPARATORS.sub(" ", said.lower())
+    if not rest.strip():
+        return False
+    for word in sorted(fillers, key=len, reverse=True):
+        if word.isascii():
+            rest = re.sub(rf"\b{re.escape(word.lower())}\b", " ", rest)
+        else:
+            rest = rest.replace(word, " ")
+    return not rest.strip()
 
 
 def _retryable(exc: Exception) -> bool:

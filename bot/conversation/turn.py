@@ -45,6 +45,7 @@ class Heard:
     entities: list[dict[str, Any]] = field(default_factory=list)
     choice: str | None = None  # the value of the choice picked by button, key or number
     ruled: bool = False  # an emergency safety rule matched (never a guess)
+    filler: bool = False  # only sounds that carry nothing ("那个", "啊 嗯"): nothing was said yet
 
     @property
     def empty(self) -> bool:
@@ -149,12 +150,12 @@ class Turn:
         if remember and self.state.task is not None:
             self.state.task.data["last_ask"] = asked
 
-    def repeat(self, asked: dict[str, Any] | None) -> bool:
+    def repeat(self, asked: dict[str, Any] | None, *, remember: bool = True) -> bool:
         """Ask a stored question again; False when there is none."""
         if not asked:
             return False
         choices = [Choice(v, label) for v, label in asked["choices"]]
-        self.ask_text(asked["text"], choices, key=asked.get("key", ""))
+        self.ask_text(asked["text"], choices, key=asked.get("key", ""), remember=remember)
         return True
 
     def last_asked(self, key: str) -> bool:

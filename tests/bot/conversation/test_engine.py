@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from bot.conversation.engine import ConversationEngine, TurnResult
+from bot.conversation.engine import ConversationEngine, TurnResult, only_fillers
 from bot.conversation.messages import Hint, Inbound
 from bot.conversation.state import DialogueState, Task
 from bot.runtime.configure import load_deployment
@@ -266,3 +266,11 @@ async def test_the_sweeper_closes_idle_conversations_until_stopped(
 def test_nothing_to_close(state: DialogueState | dict | None, nothing: bool) -> None:
     data = state.dump() if isinstance(state, DialogueState) else state
     assert DialogueState.nothing_to_close(data) is nothing
+
+
+def test_only_fillers() -> None:
+    fillers = load_deployment(Settings(_env_file=None)).dialogue.fillers
+    for noise in ("那个", "啊啊 嗯 那个", "呃，那个，就是……", "um, uh", "嗯嗯"):
+        assert only_fillers(noise, fillers), noise
+    for said in ("那个人来了", "就是药费", "well I fell", "", "  "):
+        assert not only_fillers(said, fillers), said
