@@ -11,6 +11,7 @@ from bot.conversation.handling import SlotKind
 from bot.conversation.state import UNKNOWN
 from bot.conversation.turn import Turn
 from config.words import opening
+from nlu.entities.amounts import bare_amount
 
 
 @dataclass(frozen=True)
@@ -68,9 +69,16 @@ class Slot:
             amount = heard.entity("amount")
             if amount is not None:
                 return amount["value"]
-            if answering and _PLAIN_NUMBER.fullmatch(heard.text.strip()):
-                return _number_value(heard.text.strip())  # "300" keyed in for "how much?"
-            return None
+            # "300" keyed in, or "三百五" / "一千二百五" / "大概一千二吧" said, for "how much?",
+            # or after a correction's opening words ("不对，是三百五").
+            said = heard.text
+            if not answering:
+                rules = turn.deployment.dialogue
+                if not heard.says_any(rules.corrections):
+                    return None
+                said = opening(rules.correction_openers, repeated=True).sub("", said)
+            bare = bare_amount(said)
+            return bare[0] if bare is not None else None
         if self.kind == SlotKind.HOSPITAL:
             hospital = heard.entity("hospital")
             if hospital is not None:
@@ -116,14 +124,6 @@ class Slot:
                 if at >= 0 and (best is None or (at, -len(word)) < best[:2]):
                     best = (at, -len(word), option.value)
         return best[2] if best else None
-
-
-_PLAIN_NUMBER = re.compile(r"\d{1,7}(?:\.\d{1,2})?")
-
-
-def _number_value(text: str) -> int | float:
-    value = float(text)
-    return int(value) if value.is_integer() else value
 
 
 def _bare(text: str) -> str:

@@ -50,9 +50,11 @@ _MONEY_NOUN = (
     "|(?:药|藥)?(?:钱|錢)|款|账单|賬單)"
 )
 _WITH_MONEY_NOUN_AFTER = re.compile(_NUMBER + _APPROX + rf"(?=\s*的?\s*{_MONEY_NOUN})")
+# Words that hedge an amount ("大概一千二", "差不多三百五").
+_HEDGE = r"(?:大概|大约|大約|差不多|估计|估計|可能|约|約|好像|左右)"
 _WITH_MONEY_WORD_BEFORE = re.compile(
     r"(?:[费費钱錢]|金额|金額|花了|花费|花費|一共|总共|總共|总计|總計|合计|合計|报销了|報銷了|报销|報銷)"
-    r"\s*(?:是|有|要|共|了|为|為)?\s*" + _NUMBER + _APPROX + _NOT_A_SUM
+    rf"[\s，,]*{_HEDGE}?\s*(?:是|有|要|共|了|为|為)?\s*" + _NUMBER + _APPROX + _NOT_A_SUM
 )
 _TEN_THOUSANDS = re.compile(_NUMBER + _APPROX + _NOT_A_SUM)
 
@@ -202,3 +204,28 @@ def _group(match: re.Match[str], name: str) -> str | None:
 def _number_end(match: re.Match[str]) -> int:
     """Where the number (with 多/来 when there) ends."""
     return max(match.end("num"), match.end("approx"))
+
+
+# What may stand around a bare number given as the answer to "how much?": "大概一千二吧".
+_AROUND_A_BARE_AMOUNT = re.compile(
+    rf"^[\s，,。.]*(?:{_HEDGE}|是|就是|有|要)*[\s，,]*(?P<rest>.*?)"
+    r"[\s，,。.!！]*(?:左右|的样子|的樣子|吧|呢|啊|嘛)*[\s，,。.!！]*$"
+)
+_BARE_NUMBER = re.compile(rf"^{_NUMBER}{_APPROX}$")
+
+
+def bare_amount(text: str) -> tuple[int | float, bool] | None:
+    """The amount in an answer to "how much?" that names no unit: "三百五" (350), "一千二百五"
+    (1250), "一千二" (1200), "大概两千三吧" (2300, approximate), "300". None when the answer is
+    not one number (a unit or money word is the extractor's; see `AmountExtractor`)."""
+    around = _AROUND_A_BARE_AMOUNT.match(text.strip())
+    if around is None:
+        return None
+    number = _BARE_NUMBER.match(around.group("rest"))
+    if number is None:
+        return None
+    parsed = _number_value(number)
+    if parsed is None or parsed[0] <= 0:
+        return None
+    hedged = around.group("rest") != text.strip()
+    return _plain(parsed[0]), parsed[1] or hedged or bool(number.group("approx"))

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from nlu.entities import DEFAULT_RELATIONS, EntityTables, extract_entities, load_hospital_table
+from nlu.entities.amounts import bare_amount
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 # A Wednesday, mid-morning in Shanghai.
@@ -69,6 +70,8 @@ AMOUNTS = [
     ("两千八的住院费", 2800, "两千八", False),
     ("一千二的药钱", 1200, "一千二", False),
     ("药费三百五", 350, "三百五", False),
+    ("我要报销药费，一千二百五", 1250, "一千二百五", False),
+    ("药费大概一千二", 1200, "一千二", False),
     ("花了七十五", 75, "七十五", False),
     ("住院花了一万二", 12000, "一万二", False),
     ("报了1.5万", 15000, "1.5万", False),
@@ -133,6 +136,29 @@ def test_amounts(
 )
 def test_no_amount(tables: EntityTables, text: str) -> None:
     assert [e for e in extract(text, tables) if e["entity"] == "amount"] == []
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("三百五", (350, False)),
+        ("一千二百五", (1250, False)),
+        ("一千二", (1200, False)),
+        ("两千三", (2300, False)),
+        ("一百零五", (105, False)),
+        ("大概两千三吧", (2300, True)),
+        ("五百多", (500, True)),
+        ("300", (300, False)),
+        ("1,500", (1500, False)),
+        ("三天", None),
+        ("我三百五", None),
+        ("明天", None),
+    ],
+)
+def test_a_bare_amount_answers_how_much(answer: str, expected: tuple[int, bool] | None) -> None:
+    """Said for "how much?", a number is money without a unit: colloquial shortened numerals
+    (三百五 is 350, 一千二百五 is 1250) too."""
+    assert bare_amount(answer) == expected
 
 
 # (text, value, grain, the words of the span); the reference day is Wednesday 2026-06-03.
