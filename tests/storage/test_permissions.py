@@ -49,9 +49,9 @@ ALLOWED = {
     "release": {"assignee", "staff_same_community", "staff_same_station", "admin"},
     "transfer": {"staff_same_community", "staff_same_station", "admin"},
     "resolve": {"assignee", "staff_same_community", "staff_same_station", "admin"},
+    # A volunteer of the unit may note an open case, not one someone else has claimed.
     "note": {
         "assignee",
-        "volunteer_same_community",
         "staff_same_community",
         "staff_same_station",
         "admin",
