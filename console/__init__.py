@@ -103,7 +103,9 @@ async def _case_error(request: Request, exc: Exception) -> Response:
         return JSONResponse({"error": exc.code, "detail": str(exc)}, status_code=status)
     if request.method == "GET":
         status = 404 if isinstance(exc, NotFound) else 403
-        return render(request, "error.html", {"key": key, "detail": str(exc)}, status_code=status)
+        # The page says it in the person's language; the developer's words go to the log.
+        log.info("console_refused", path=request.url.path, code=exc.code, detail=str(exc)[:300])
+        return render(request, "error.html", {"key": key}, status_code=status)
     # A refused form: back to the page it came from, saying why.
     flash(request, "error", key, detail=str(exc))
     back = request.url.path.rsplit("/", 1)[0]

@@ -86,9 +86,13 @@ def units_in_scope(session: Session, staff: Staff) -> set[int]:
 def may_see_case(
     session: Session, staff: Staff, case: Case, categories: CategoryConfig
 ) -> str | None:
-    """None when ``staff`` may see ``case``; otherwise the reason why not."""
+    """None when ``staff`` may see ``case``; otherwise the reason why not. The staff member
+    who took it first stays accountable for it (首问负责) wherever it went since (a transfer, an
+    escalation): they may open it and follow it up."""
     if not staff.active:
         return "the account is not active"
+    if case.first_contact_owner_id is not None and case.first_contact_owner_id == staff.id:
+        return None
     if case.unit_id not in units_in_scope(session, staff):
         return "the case belongs to a unit they do not serve"
     if staff.role == Role.VOLUNTEER and not categories.get(case.category).volunteer_eligible:

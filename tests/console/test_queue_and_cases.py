@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -199,9 +201,17 @@ def test_transfer_to_another_unit_keeps_the_first_contact_owner(
     case = _case(engine, number)
     assert case.unit_id == world.units.station_b.id and case.status == CaseStatus.OPEN
     assert case.first_contact_owner_id == world.staff_a.id
-    # Now it is station B's: staff A no longer see it, staff B do.
-    assert b.get(f"/cases/{number}").status_code == 403
+    # Now it is station B's, and staff B see it; staff A took it first and stay accountable
+    # for it (首问负责): she still opens it and follows it up with notes.
     assert browser("staff_b").get(f"/cases/{number}").status_code == 200
+    assert b.get(f"/cases/{number}").status_code == 200
+    noted = b.post(f"/cases/{number}/note", {"text": "已电话告知老人转到西街道"})
+    assert noted.status_code == 303 and noted.headers["location"] == f"/cases/{number}"
+    assert "已电话告知老人转到西街道" in b.get(f"/cases/{number}").text
+    # Anyone else outside station B is still refused, in their own language.
+    refused = browser("vol_a1").get(f"/cases/{number}")
+    assert refused.status_code == 403 and "您没有权限" in refused.text
+    assert not re.search(r"[A-Za-z]{4,} (case|unit|volunteer)", refused.text.split("<main")[-1])
 
 
 def test_a_case_transferred_to_another_unit_is_posted_to_that_units_telegram_group(
