@@ -34,6 +34,7 @@ from sqlalchemy import ColumnElement, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from config.working_days import WorkingDays
+from console.web import parse_day
 from storage.audit import record_access
 from storage.deadlines import CalendarNotCovered, add_working_days
 from storage.models import Retiree, RetireeStatus, Staff, Visit
@@ -128,7 +129,7 @@ class VisitForm:
     def check(self, today: date) -> date | None:
         """The visit's date, or None with the problems in ``errors``."""
         try:
-            day = date.fromisoformat(self.visited_on)
+            day = parse_day(self.visited_on)
         except ValueError:
             self.errors["visited_on"] = "console.registry.errors.bad_visit_date"
             day = None

@@ -7,9 +7,10 @@ actions) without a front-end build step. Every text comes from config/messages/<
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -157,3 +158,16 @@ def duration(t: Texts, minutes: int) -> str:
 
 def is_htmx(request: Request) -> bool:
     return request.headers.get("hx-request") == "true"
+
+
+_YEAR_FIRST = re.compile(r"^\s*(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?\s*$")
+
+
+def parse_day(text: str) -> date:
+    """A day as people type it here, year first: 2026-12-01, 2026/12/1, 2026.12.1,
+    2026年12月1日. The console's date fields are text fields showing 2026-12-01 (a date input
+    follows the browser's locale: an English one shows 12/01/2026). ValueError otherwise."""
+    found = _YEAR_FIRST.match(text)
+    if found is None:
+        raise ValueError(f"not a year-first date: {text!r}")
+    return date(int(found.group(1)), int(found.group(2)), int(found.group(3)))

@@ -20,6 +20,16 @@ from storage.permissions import Actor
 
 SYSTEM = Actor.system()
 
+# Every kind of event a timeline has; the console names each in both languages
+# (config/messages/*/console.yml, console.events.*; a test holds them together).
+ACTIONS = frozenset(
+    {
+        *("file", "claim", "release", "transfer", "escalate", "resolve", "close", "reopen"),
+        *("cancel", "note", "reply", "escalation_notified", "emergency_reescalated"),
+        *("follow_up_asked", "follow_up_answered", "follow_up_unanswered", "notice_skipped"),
+    }
+)
+
 
 class _Unchanged:
     """`record`'s default ``from_status``: a line that leaves the case as it is."""
@@ -93,6 +103,8 @@ def _values(
     note: str,
     data: dict[str, Any] | None,
 ) -> dict[str, Any]:
+    if action not in ACTIONS:
+        raise ValueError(f"{action!r} is no timeline event (storage.timeline.ACTIONS)")
     return {
         "case_id": case.id,
         "at": now,

@@ -31,7 +31,7 @@ from console.reports import (
     quarter_period,
     units,
 )
-from console.web import DB, Texts, console, duration, language, local_time, render
+from console.web import DB, Texts, console, duration, language, local_time, parse_day, render
 from storage.cells import as_text
 from storage.models import Role, Staff, UnitLevel
 from storage.permissions import units_in_scope
@@ -128,8 +128,9 @@ def _unit(session: DB, me: Staff, raw: str) -> UnitInfo:
 
 
 def _day(raw: str, field: str) -> date:
+    """A day as people write it here, year first (console.web.parse_day)."""
     try:
-        day = date.fromisoformat(raw.strip())
+        day = parse_day(raw)
     except ValueError:
         raise Refused(400, "console.reports.errors.bad_date", field=field, value=raw) from None
     if not YEARS[0] <= day.year <= YEARS[1]:

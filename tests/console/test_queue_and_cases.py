@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -15,7 +14,7 @@ from bot.channels import moved_announcer
 from bot.runtime.configure import load_deployment
 from config.settings import Settings
 from console import bind_engine, mount_console
-from storage.models import AuditEntry, Case, CaseEvent, CaseStatus, OutboxItem, Unit
+from storage.models import AuditEntry, Case, CaseEvent, CaseStatus, OutboxItem, Role, Unit
 from tests.console.conftest import Browser, World
 
 
@@ -327,3 +326,41 @@ def test_a_reply_nobody_can_receive_is_refused_with_the_reason(
     b.post(f"/cases/{world.help_b1.number}/reply", {"text": "您好"})
     assert _replies(engine, world.help_b1) == []
     assert "网页接口" in b.get(f"/cases/{world.help_b1.number}").text
+
+
+def _labels_in_source() -> set[str]:
+    """The actor labels our code writes on timelines: Actor.system("x") and actor_label="x"."""
+    root = Path(__file__).resolve().parents[2]
+    found: set[str] = set()
+    for package in ("bot", "console", "handlers", "storage"):
+        for path in (root / package).rglob("*.py"):
+            text = path.read_text(encoding="utf-8")
+            found |= set(re.findall(r'Actor\.system\("([a-z_]+)"\)', text))
+            found |= set(re.findall(r'actor_label="([a-z_]+)"', text))
+    return found
+
+
+def test_the_timeline_never_shows_a_raw_key() -> None:
+    """Every kind of timeline event, and everyone who writes on a timeline (people's roles,
+    the system's parts, the channels a message came by), has a name in both languages."""
+    from bot.channels.telegram.groups import VIA as TELEGRAM
+    from bot.channels.twilio.voice.follow_up import CHANNEL as VOICE
+    from bot.channels.twilio.voice.steps import CHANNEL as PHONE
+    from bot.channels.web_api import CHANNEL as WEB
+    from bot.cli.units import VIA as CLI
+    from config.i18n import LANGUAGES
+    from storage.alert_chain import LABEL as CHAIN
+    from storage.outbox import WORKER_LABEL
+    from storage.timeline import ACTIONS
+
+    catalogs = load_deployment(Settings(_env_file=None)).catalogs
+    who = {r.value for r in Role} | {"system", "sms", "whatsapp", TELEGRAM, CLI, CHAIN}
+    who |= {WORKER_LABEL, PHONE, VOICE, WEB} | _labels_in_source()
+    assert len(who) > 12 and len(ACTIONS) > 12
+    missing = [
+        f"{lang}: {key}"
+        for lang in LANGUAGES
+        for key in [f"console.events.{a}" for a in ACTIONS] + [f"console.roles.{w}" for w in who]
+        if key not in catalogs.texts.get(lang, {})
+    ]
+    assert missing == []

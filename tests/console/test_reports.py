@@ -306,6 +306,7 @@ def test_signed_out_goes_to_sign_in(world: World, browser) -> None:
     [
         ("from=2026-13-01", 400, "参数 from 应为日期"),
         ("to=yesterday", 400, "参数 to 应为日期"),
+        ("from=06/01/2026", 400, "参数 from 应为日期"),  # never the American month first
         ("from=2026-06-30&to=2026-04-01", 400, "早于开始日期"),
         ("from=1900-01-01", 400, "年份应在 2000 到 2100 之间"),
         ("unit=east", 400, "单位应为编号"),
@@ -318,6 +319,16 @@ def test_bad_input_says_what_is_wrong(
     response = browser("staff_a").get(f"/reports?{query}")
     assert response.status_code == status
     assert says in response.text
+
+
+def test_dates_are_year_first_whatever_the_browser(world: World, browser) -> None:
+    """The period is typed and shown year first (a date input follows the browser's locale:
+    an English browser showed 06/30/2026); 2026/4/1 and 2026年6月30日 are understood."""
+    b = browser("staff_a")
+    page = b.get("/reports?from=2026/4/1&to=2026年6月30日").text
+    assert 'type="date"' not in page
+    assert 'name="from" value="2026-04-01"' in page and 'name="to" value="2026-06-30"' in page
+    assert "年-月-日" in page
 
 
 def test_bad_quarter_says_what_is_wrong(world: World, browser) -> None:
