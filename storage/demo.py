@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -24,6 +24,7 @@ from storage.models import (
     Staff,
     Unit,
     UnitLevel,
+    Visit,
 )
 from storage.passwords import hash_password
 from storage.permissions import Actor
@@ -101,17 +102,21 @@ def _staff(session: Session, units: dict[str, Unit]) -> int:
     return added
 
 
+# The demo retirees' one-key phones: +8613800000001 to +8613800000030 (`hotline chat --phone`).
+DEMO_PHONES = tuple(f"+86138{n:08d}" for n in range(1, 31))
+
+
 def _retirees(session: Session, units: dict[str, Unit], today: date) -> list[Retiree]:
     rng = random.Random(2026)  # the same people every time
     communities = [units[c] for c in ("C-HP", "C-XF", "C-GM", "C-CY")]
     known = set(session.scalars(select(RetireePhone.number)))
     created = []
-    for n in range(30):
-        phone = f"+86138{n:08d}"
+    for n, phone in enumerate(DEMO_PHONES):
         age = rng.choice([66, 72, 78, 81, 85, 88, 91, 94])
         name = rng.choice(SURNAMES) + rng.choice(GIVEN)
         if phone in known:
             continue
+        registered, visits = _visit_history(n, rng, today)
         retiree = Retiree(
             name=name,
             birth_date=date(today.year - age, rng.randint(1, 12), rng.randint(1, 28)),
@@ -125,20 +130,48 @@ def _retirees(session: Session, units: dict[str, Unit], today: date) -> list[Ret
             health_class=rng.choice(["健康", "基本健康", "慢性病"]),
             party_member=rng.random() < 0.4,
             preferred_language="en" if n == 7 else "zh",
-            registered_on=date(2020 + n % 5, 3, 1),
+            registered_on=registered,
             phones=[RetireePhone(number=phone, label="一键通")],
             emergency_contacts=[
                 EmergencyContact(
                     name=rng.choice(SURNAMES) + rng.choice(GIVEN),
                     relation=rng.choice(RELATIONS),
-                    phone=f"+86137{n:08d}",
+                    phone=f"+86137{n + 1:08d}",
                 )
             ],
         )
+        retiree.visits.extend(visits)
         session.add(retiree)
         created.append(retiree)
     session.flush()
     return created
+
+
+def _visit_history(n: int, rng: random.Random, today: date) -> tuple[date, list[Visit]]:
+    """When retiree ``n`` registered and when staff visited, as a community keeps it: most were
+    visited this quarter, some last quarter (a quarterly visit is due), one registered two days
+    ago (a first visit due soon) and one ten days ago whom nobody visited yet (overdue)."""
+    quarter = date(today.year, 3 * ((today.month - 1) // 3) + 1, 1)
+    registered = today - timedelta(days=365 * (1 + n % 4) + rng.randint(0, 200))
+    kind = n % 10
+    if kind == 8:
+        return today - timedelta(days=2), []
+    if kind == 9:
+        return today - timedelta(days=10), []
+    last = (
+        quarter - timedelta(days=rng.randint(10, 80))  # last quarter: due again
+        if kind in (3, 6)
+        else max(quarter, today - timedelta(days=rng.randint(0, 60)))  # this quarter
+    )
+    earlier = last - timedelta(days=rng.randint(80, 100))
+    notes = rng.choice(VISIT_NOTES)
+    return registered, [
+        Visit(visited_on=earlier, notes=notes),
+        Visit(visited_on=last, notes=rng.choice(VISIT_NOTES)),
+    ]
+
+
+VISIT_NOTES = ["身体不错，精神好", "血压偏高，提醒按时吃药", "家里暖气不热，已报物业", "子女常来看望"]
 
 
 DEMO_CASES = [

@@ -29,7 +29,7 @@ from config.loader import ConfigError
 from handlers import HandlerError
 from nlu.parser import get_parser
 from storage.db import make_engine
-from storage.demo import database_is_empty
+from storage.demo import DEMO_PHONES, database_is_empty
 from storage.directory import find_retiree_by_phone
 from storage.migrate import alembic_config, current_revision
 from storage.models import Case
@@ -52,7 +52,7 @@ def chat_command(
     phone: str = typer.Option(
         UNKNOWN_CALLER,
         "--phone",
-        help="Who is writing: a retiree's phone (demo: +8613800000001 … +8613800000030). "
+        help=f"Who is writing: a retiree's phone (demo: {DEMO_PHONES[0]} … {DEMO_PHONES[-1]}). "
         "The default is a number nobody has, so the bot registers an unknown caller.",
     ),
     channel: ChatChannel = typer.Option(

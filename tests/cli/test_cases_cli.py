@@ -110,7 +110,7 @@ def test_file_list_show_claim_resolve_close(hotline, engine: Engine, demo) -> No
         "cases",
         "file",
         "--phone",
-        "138 0000 0000",
+        "138 0000 0001",
         "--category",
         "help_request",
         "--text",
@@ -136,7 +136,7 @@ def test_file_list_show_claim_resolve_close(hotline, engine: Engine, demo) -> No
     shown = json.loads(hotline("cases", "show", number, "--json").output)
     assert shown["status"] == "closed" and shown["outcome"] == "换好了"
     assert [e["action"] for e in shown["events"]] == ["file", "claim", "resolve", "close"]
-    assert shown["retiree"]["phones"] == ["+8613800000000"]
+    assert shown["retiree"]["phones"] == ["+8613800000001"]
     with Session(engine) as s:
         viewed = s.scalars(select(AuditEntry).where(AuditEntry.action == "view_retiree")).all()
         assert [v.detail["case"] for v in viewed] == [number]
@@ -178,7 +178,7 @@ def test_cases_refusals_are_clear(hotline, demo) -> None:
     )
     assert "'12' is not a valid phone number" in r.stderr
     r = hotline(
-        "cases", "file", "--phone", "13800000000", "--category", "karaoke", "--text", "x", code=1
+        "cases", "file", "--phone", "13800000001", "--category", "karaoke", "--text", "x", code=1
     )
     assert "unknown category 'karaoke'" in r.stderr
     r = hotline("cases", "show", "2026-999999", code=1)

@@ -19,7 +19,7 @@ from storage.db import make_engine
 from storage.models import Case, Direction, Message, Retiree, RetireePhone, RetireeStatus
 
 HOTLINE = Path(sys.executable).with_name("hotline")
-KNOWN = "+8613800000001"  # a demo retiree of 幸福社区 (C-XF)
+KNOWN = "+8613800000002"  # a demo retiree of 幸福社区 (C-XF)
 STRANGER = "+8613912345670"  # nobody in the demo data
 CASE_LINE = re.compile(
     r"\[case (?P<number>\d{4}-\d{6}) (?P<how>filed|filed at hang-up): (?P<category>\w+), "
@@ -115,7 +115,7 @@ def test_a_known_retiree_files_a_reimbursement(chat, db: Session) -> None:
             "这一行在再见之后，不再读",
         ],
         "--phone",
-        "138 0000 0001",
+        "138 0000 0002",
     )
     assert "> " not in out  # no prompt when the input is piped
     assert "票据是请工作人员上门来取" in out
@@ -197,3 +197,12 @@ def test_refuses_a_database_that_is_not_migrated(tmp_path: Path, trained_nlu_dir
 
 def test_refuses_a_bad_phone_number(chat) -> None:
     assert "12345" in chat(["你好"], "--phone", "12345", code=1)
+
+
+def test_the_demo_phones_the_help_names_are_the_demo_retirees(data_dir: Path, db: Session) -> None:
+    """`hotline chat --help` names the first and the last demo phone: both are retirees'."""
+    shown = run_hotline(environment(data_dir), "chat", "--help")
+    named = re.findall(r"\+861380000\d{4}", " ".join(shown.split()))
+    assert len(named) == 2
+    for phone in named:
+        assert db.scalar(select(RetireePhone.retiree_id).where(RetireePhone.number == phone))
