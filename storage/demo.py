@@ -171,7 +171,12 @@ def _visit_history(n: int, rng: random.Random, today: date) -> tuple[date, list[
     ]
 
 
-VISIT_NOTES = ["身体不错，精神好", "血压偏高，提醒按时吃药", "家里暖气不热，已报物业", "子女常来看望"]
+VISIT_NOTES = [
+    "身体不错，精神好",
+    "血压偏高，提醒按时吃药",
+    "家里暖气不热，已报物业",
+    "子女常来看望",
+]
 
 
 DEMO_CASES = [
