@@ -2,7 +2,7 @@
 
 Staff visit the family to offer condolences (慰问) and help with what follows (funeral grant,
 survivor's benefits, stopping the pension): the case carries `condolence_visit: true` and its
-summary says so. The acknowledgement starts with a condolence.
+summary says so. The person hears a condolence first, before any question or read-back.
 """
 
 from __future__ import annotations
@@ -83,13 +83,17 @@ class BereavementHandler(Handler):
         Slot("when", SlotKind.WHEN, optional=True),
     )
 
+    def start(self, turn: Turn, task: Task) -> None:
+        """A condolence before anything is asked or read back."""
+        turn.say(f"{self.name}.condolence")
+        super().start(turn, task)
+
     def details(self, turn: Turn, task: Task) -> dict[str, Any]:
         details = super().details(turn, task)
         details["condolence_visit"] = True
         return details
 
     def acknowledge(self, turn: Turn, task: Task, case: Case) -> None:
-        turn.say(f"{self.name}.condolence")
         turn.acknowledge(case)
         turn.say(f"{self.name}.visit")
 
