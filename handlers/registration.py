@@ -74,15 +74,62 @@ class RegistrationHandler(Handler):
         return details
 
     def acknowledge(self, turn: Turn, task: Task, case: Case) -> None:
+        if task.data.get("linked"):
+            turn.say("registration.linked", name=case.retiree.name if case.retiree else "")
+            return
         if case.resolve_deadline is not None:
             turn.say("registration.done", number=case.number, by=turn.by(case.resolve_deadline))
         else:
             turn.say("registration.done_soon", number=case.number)
 
+    def _known_by_name_and_phone(self, turn: Turn, task: Task) -> Retiree | None:
+        """The registered retiree whose phone was given, when the name given is theirs too: a
+        messaging account of someone already registered is linked to them (as staff would
+        on the phone), not made into a second profile; staff confirm it with a call (the
+        registration case says so). A typed number alone never links: someone else's name
+        with it makes a new profile, the number left for staff to check."""
+        name, phone = task.slots.get("name", UNKNOWN), task.slots.get("phone", UNKNOWN)
+        if turn.inbound.channel in PHONE_CHANNELS or UNKNOWN in (name, phone):
+            return None
+        try:
+            number = normalize_phone(str(phone))
+        except InvalidPhoneNumber:
+            return None
+        session = turn.session
+        owners = session.scalars(
+            select(Retiree).join(RetireePhone).where(RetireePhone.number == number)
+        ).all()
+        found = next((r for r in owners if _same_name(r.name, str(name))), None)
+        if found is None:
+            return None
+        found.identities.append(
+            MessagingIdentity(
+                channel=turn.inbound.channel, address=turn.inbound.address, linked_at=turn.now
+            )
+        )
+        task.data["linked"] = True
+        session.flush()
+        record_access(
+            session,
+            actor=None,
+            actor_label="retiree",
+            action="link_identity",
+            subject_type="retiree",
+            subject_id=found.id,
+            detail={"channel": turn.inbound.channel, "by": "name and phone"},
+        )
+        return found
+
     def _create_profile(self, turn: Turn, task: Task) -> tuple[Retiree, list[str]]:
         session = turn.session
         name = task.slots.get("name", UNKNOWN)
         place = task.slots.get("place", UNKNOWN)
+        known = self._known_by_name_and_phone(turn, task)
+        if known is not None:
+            return known, [
+                f"linked to the registered profile #{known.id} by name and phone "
+                f"({turn.inbound.channel}): confirm with a call to that phone"
+            ]
         problems: list[str] = []
         suffixes = self.words_of(turn).list_of("unit_suffix")
         community = _find_community(session, place, suffixes) if place != UNKNOWN else None
@@ -131,6 +178,10 @@ class RegistrationHandler(Handler):
             detail={"channel": turn.inbound.channel},
         )
         return retiree, problems
+
+
+def _same_name(a: str, b: str) -> bool:
+    return "".join(a.split()).casefold() == "".join(b.split()).casefold()
 
 
 def _find_community(session: Any, place: str, suffixes: tuple[str, ...]) -> Unit | None:

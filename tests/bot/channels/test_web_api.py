@@ -115,6 +115,34 @@ def test_an_unknown_sender_is_registered_on_the_web_channel(
         assert [(i.channel, i.address) for i in person.identities] == [("web", "web-42")]
 
 
+def test_a_registered_person_writing_from_the_web_is_linked_not_registered_twice(
+    db_url: str, engine: Engine, trained_nlu_dir: Path, tmp_path: Path
+) -> None:
+    """Her name and her registered phone: the web account is linked to her profile (staff
+    confirm it by a call, the registration case says so), no second profile. Someone else's
+    name with that phone is a new person (a spouse sharing a phone): the number is left for
+    staff to check, never linked."""
+    with transaction(engine) as session:
+        tree = make_unit_tree(session)
+        make_retiree(session, tree.community_b1, name="李桂兰", phone="+8613912345678")
+    with app_client(db_url, engine, trained_nlu_dir, tmp_path) as client:
+        for text in ("你好", "李桂兰", "住在光明社区", "13912345678"):
+            post(client, sender="web-7", text=text)
+        linked = post(client, sender="web-7", text="对").json()
+        assert "李桂兰您好，找到您的登记了" in linked["replies"][0]["text"]
+        for text in ("你好", "张建国", "住在光明社区", "13912345678", "对"):
+            post(client, sender="web-8", text=text)
+    with transaction(engine) as session:
+        people = {r.name: r for r in session.scalars(select(Retiree))}
+        assert sorted(people) == ["张建国", "李桂兰"]
+        her = people["李桂兰"]
+        assert [(i.channel, i.address) for i in her.identities] == [("web", "web-7")]
+        assert [p.number for p in people["张建国"].phones] == []  # not his to take
+        cases = {c.retiree.name: c for c in session.scalars(select(Case))}
+        assert "confirm with a call" in cases["李桂兰"].details["problems"][0]
+        assert "already belongs to retiree" in cases["张建国"].details["problems"][0]
+
+
 def test_one_kind_of_token_for_every_json_route(
     db_url: str, engine: Engine, trained_nlu_dir: Path, tmp_path: Path
 ) -> None:
