@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from typing import cast
 
-from bot.conversation.handling import CallbackFiler, HandOver, Question, RequestHandler, SlotKind
+from bot.conversation.handling import (
+    Addition,
+    CallbackFiler,
+    HandOver,
+    Question,
+    RequestHandler,
+    SlotKind,
+)
 from bot.conversation.messages import Hint
 from bot.conversation.state import Switch, Task
 from bot.conversation.turn import NO, YES, Heard, Turn
@@ -21,6 +28,7 @@ REGISTRATION = "registration"
 GENERAL = "general"
 TALK_TO_HUMAN = "talk_to_human"
 CALLBACK = "callback"
+ADD_TO_CASE = "add_to_case"
 # Pseudo-intents of questions the dialogue itself asks.
 ABANDON = "_abandon"
 LEAVING = "_leaving"
@@ -310,6 +318,11 @@ def _route(turn: Turn) -> None:
     state, heard = turn.state, turn.heard
     if turn.last_asked("anything_else") and _declines(turn):
         _goodbye(turn)
+        return
+    adding = turn.deployment.handlers.get(ADD_TO_CASE)
+    if adding is not None and cast(Addition, adding).applies(turn):
+        # "我还要补充一下，…" about a request already filed: a note on it, not a new case.
+        _start(turn, adding, heard)
         return
     handler = turn.handler_for(heard.intent)
     if turn.retiree is None and not state.registered and heard.intent not in WITHOUT_REGISTRATION:

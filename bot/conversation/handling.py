@@ -90,3 +90,9 @@ class HandOver(RequestHandler, Protocol):
     """The hand-over to a person ("0", 转人工)."""
 
     def unanswered(self, turn: Turn, recording_url: str | None) -> None: ...
+
+
+class Addition(RequestHandler, Protocol):
+    """Adds what the person says to a request already filed (handlers/add_to_case.py)."""
+
+    def applies(self, turn: Turn) -> bool: ...

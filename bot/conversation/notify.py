@@ -19,9 +19,12 @@ def tell_assignee(
     text_key: str,
     catalogs: Catalogs,
     lang: str,
+    *,
+    once_per: str = "",
     **params: str,
 ) -> bool:
-    """A message to the person working on ``case`` (say, the retiree cancelled it)."""
+    """A message to the person working on ``case`` (say, the retiree cancelled it); once per
+    case and kind, or once per ``once_per`` too (each thing the retiree added)."""
     if case.assignee is None:
         return False
     target = message_channel(case.assignee)
@@ -34,7 +37,8 @@ def tell_assignee(
         channel=channel,
         address=address,
         payload={"kind": kind, "case": case.number, "text": text, "language": lang},
-        idempotency_key=f"{case.number}:{kind}:{channel}:{address}",
+        idempotency_key=f"{case.number}:{kind}:{channel}:{address}"
+        + (f":{once_per}" if once_per else ""),
         priority=2,
         case_id=case.id,
     )

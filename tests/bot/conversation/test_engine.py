@@ -23,7 +23,7 @@ from config.settings import Settings
 from nlu.embedded import EmbeddedParser
 from storage.alert_chain import on_duty_staff
 from storage.db import transaction
-from storage.models import Case, ConversationState, Direction, Message, Role
+from storage.models import Case, CaseStatus, ConversationState, Direction, Message, OutboxItem, Role
 from tests.factories import make_retiree, make_staff, make_unit_tree
 
 NOW = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)  # Tuesday 10:00 in Shanghai
@@ -274,3 +274,33 @@ def test_only_fillers() -> None:
         assert only_fillers(noise, fillers), noise
     for said in ("那个人来了", "就是药费", "well I fell", "", "  "):
         assert not only_fillers(said, fillers), said
+
+
+def test_what_is_added_to_a_claimed_case_reaches_its_worker(bot: Any, engine: Engine) -> None:
+    """'我还要补充一下…' about a case someone works on: a note on it, and a message to them
+    (each addition its own), no new case."""
+    [phone] = people(engine, 1)
+    for n, text in enumerate(MEDICATION):
+        bot.handle(message(phone, text, n))
+    with transaction(engine) as session:
+        worker = make_staff(session, Role.VOLUNTEER, telegram_user_id=4242, name="李志愿")
+        case = session.scalars(select(Case)).one()
+        case.assignee_id, case.status = worker.id, CaseStatus.CLAIMED
+    said = bot.handle(
+        message(phone, "我还要补充一下，票据在我女儿那里", 10, at=NOW + timedelta(hours=1))
+    )
+    again = bot.handle(
+        message(phone, "忘了说，票据一共有五张", 11, at=NOW + timedelta(hours=2))
+    )
+    assert "也已经告诉李志愿了" in " ".join(r.text for r in said.replies)
+    assert "补充到" in " ".join(r.text for r in again.replies), [r.text for r in again.replies]
+    assert said.cases == [] and again.cases == []
+    with transaction(engine) as session:
+        [case] = session.scalars(select(Case)).all()
+        notes = [e.note for e in case.events if e.action == "note"]
+        assert notes == ["票据在我女儿那里", "票据一共有五张"]
+        told = session.scalars(
+            select(OutboxItem).where(OutboxItem.channel == "telegram", OutboxItem.address == "4242")
+        ).all()
+        assert [t.payload["kind"] for t in told] == ["case_addition"] * 2
+        assert "票据在我女儿那里" in told[0].payload["text"]
