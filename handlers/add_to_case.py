@@ -58,7 +58,9 @@ class AddToCaseHandler(Handler):
             self._add(turn, task, case, addition)
             return
         task.asking = ADDITION
-        turn.ask("add_to_case.ask.addition", kind=turn.category_name(case.category), number=case.number)
+        turn.ask(
+            "add_to_case.ask.addition", kind=turn.category_name(case.category), number=case.number
+        )
 
     def answer(self, turn: Turn, task: Task) -> None:
         case = own_case(turn, str(task.data.get("case") or ""))
@@ -75,7 +77,9 @@ class AddToCaseHandler(Handler):
             self._end(task)
             return
         task.asking = ADDITION
-        turn.ask("add_to_case.ask.addition", kind=turn.category_name(case.category), number=case.number)
+        turn.ask(
+            "add_to_case.ask.addition", kind=turn.category_name(case.category), number=case.number
+        )
 
     def file_incomplete(self, turn: Turn, task: Task) -> Case | None:
         task.done = True

@@ -289,9 +289,7 @@ def test_what_is_added_to_a_claimed_case_reaches_its_worker(bot: Any, engine: En
     said = bot.handle(
         message(phone, "我还要补充一下，票据在我女儿那里", 10, at=NOW + timedelta(hours=1))
     )
-    again = bot.handle(
-        message(phone, "忘了说，票据一共有五张", 11, at=NOW + timedelta(hours=2))
-    )
+    again = bot.handle(message(phone, "忘了说，票据一共有五张", 11, at=NOW + timedelta(hours=2)))
     assert "也已经告诉李志愿了" in " ".join(r.text for r in said.replies)
     assert "补充到" in " ".join(r.text for r in again.replies), [r.text for r in again.replies]
     assert said.cases == [] and again.cases == []
