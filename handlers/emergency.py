@@ -1,6 +1,8 @@
 """Emergencies: no questions first. File a priority-1 case at once, alert the on-duty staff and
 the emergency contacts through the outbox, tell the caller to dial 120 if in danger; then ask one
-question (where are you, what happened) and add the answer to the case."""
+question (where are you, what happened) and add the answer to the case. Symptoms that need an
+ambulance now (chest pain, breathlessness, a stroke's signs, no response, heavy bleeding:
+config/words/emergency.yml) get a clear "call 120 now", not the hedged "if in danger"."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ class EmergencyHandler(Handler):
     intents = ("emergency",)
     category = "emergency"
     confirm = False
+    word_lists = ("needs_120",)
 
     def start(self, turn: Turn, task: Task) -> None:
         turn.hint(Hint.URGENT)
@@ -44,7 +47,11 @@ class EmergencyHandler(Handler):
         task.case = case.number
         turn.state.emergency_case = case.number
         turn.say("emergency.filed")
-        turn.say("emergency.call_120")
+        if self._needs_120(turn):
+            task.data["told_120"] = True
+            turn.say("emergency.call_120_now")
+        else:
+            turn.say("emergency.call_120")
         task.asking = WHERE
         turn.ask("emergency.ask_where")
 
@@ -57,6 +64,11 @@ class EmergencyHandler(Handler):
         task.done = True
         task.asking = None
         turn.say("emergency.noted")
+        if not task.data.get("told_120") and self._needs_120(turn):
+            turn.say("emergency.call_120_now")
+
+    def _needs_120(self, turn: Turn) -> bool:
+        return turn.heard.says_any(self.words_of(turn).list_of("needs_120"))
 
     def _open_emergency(self, turn: Turn):  # type: ignore[no-untyped-def]
         number = turn.state.emergency_case

@@ -44,7 +44,16 @@ HANDOVER_UNANSWERED = "handover_unanswered"
 
 
 def respond(turn: Turn) -> None:
-    """Decide who answers ``turn`` and let them; the replies collect on the turn."""
+    """Decide who answers ``turn`` and let them; the replies collect on the turn. A question
+    stands only while it is the last one asked: a turn that asks nothing leaves none open (a
+    silence then never repeats a question already answered, a digit picks no old choice)."""
+    _respond(turn)
+    if not turn.asked:
+        turn.state.last_ask = None
+        turn.state.choices = []
+
+
+def _respond(turn: Turn) -> None:
     state, heard = turn.state, turn.heard
     state.turns += 1
     if turn.inbound.metadata.get("event") == HANDOVER_UNANSWERED:
@@ -377,8 +386,25 @@ def _not_understood(turn: Turn) -> None:
 
 
 def _goodbye(turn: Turn) -> None:
-    turn.say("goodbye")
+    # After an emergency nobody says a cheerful goodbye: help is on its way.
+    turn.say("emergency.goodbye" if turn.state.emergency_case is not None else "goodbye")
     turn.end()
+
+
+def _emergency_silence(turn: Turn) -> None:
+    """Silence after an emergency was told: the person may be unable to speak. Reassure and
+    stay on the line (never a goodbye, never "what do you need?"); the question still open is
+    asked once more, an answered one never."""
+    state = turn.state
+    turn.hint(Hint.URGENT)
+    turn.say("emergency.silence")
+    task = state.task
+    if (
+        task is not None
+        and not task.done
+        and state.silences < turn.deployment.dialogue.max_silences
+    ):
+        turn.repeat(state.last_ask)
 
 
 # -- silence ------------------------------------------------------------------------------------
@@ -387,6 +413,9 @@ def _goodbye(turn: Turn) -> None:
 def _on_silence(turn: Turn) -> None:
     state, config = turn.state, turn.deployment.dialogue
     state.silences += 1
+    if state.emergency_case is not None:
+        _emergency_silence(turn)
+        return
     if state.silences < config.max_silences:
         turn.say("silence.prompt")
         if not turn.repeat(state.last_ask):
