@@ -70,6 +70,9 @@ class Category(_Strict):
     default_priority: int = Field(ge=1, le=3)
     claim_within: Duration
     resolve_within: Duration
+    # Deadlines count the clock and the case goes to the night duty (emergencies); otherwise
+    # they count the offices' service hours (config/service_hours.yml).
+    around_the_clock: bool = False
 
 
 class PriorityFactor(_Strict):

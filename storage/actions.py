@@ -176,20 +176,26 @@ def queue_unit_for(session: Session, base: Unit, level: str) -> Unit:
 
 
 def _deadlines(
-    case: Case, categories: CategoryConfig, start: datetime, site: Site
+    case: Case, categories: CategoryConfig, start: datetime, site: Site, unit: Unit
 ) -> tuple[datetime, datetime, list[str]]:
+    """The claim and resolve deadlines of ``case`` in the queue of ``unit`` from ``start``."""
     cat = categories.get(case.category)
+    hours = None if cat.around_the_clock else site.hours_for(unit)
     problems: list[str] = []
     deadlines: list[datetime] = []
     for within in (cat.claim_within, cat.resolve_within):
         try:
-            deadlines.append(deadline_after(start, within, site.tz, listed=site.working_days))
+            deadlines.append(
+                deadline_after(start, within, site.tz, listed=site.working_days, hours=hours)
+            )
         except CalendarNotCovered as exc:
             # The holidays of that year are not known yet (config/working_days.yml): the case
             # gets a deadline counted Monday to Friday, so it is still escalated when missed,
             # and its timeline says the deadline is an estimate.
             deadlines.append(
-                deadline_after(start, within, site.tz, estimate=True, listed=site.working_days)
+                deadline_after(
+                    start, within, site.tz, estimate=True, listed=site.working_days, hours=hours
+                )
             )
             problems.append(f"{exc}; estimated counting Monday to Friday")
     return deadlines[0], deadlines[1], problems
@@ -246,7 +252,7 @@ def file_case(
         updated_at=now,
     )
     case.claim_deadline, case.resolve_deadline, problems = _deadlines(
-        case, cats, now, site_of(session)
+        case, cats, now, site_of(session), queue
     )
     session.add(case)
     session.flush()
@@ -535,7 +541,9 @@ def escalate(
     ceiling = 1 if case.category == "emergency" else cats.priority.ceiling
     case.priority = max(case.priority - 1, ceiling, 1)
     case.escalations += 1
-    case.claim_deadline, _, _ = _deadlines(case, cats, now, site_of(session))
+    parent = session.get(Unit, parent_id)
+    assert parent is not None
+    case.claim_deadline, _, _ = _deadlines(case, cats, now, site_of(session), parent)
     case.updated_at = now
     _flush(session, case)
     session.refresh(case, ["unit"])

@@ -108,7 +108,10 @@ def run_due(
 
 def claim_window(cat: Category, now: datetime, site: Site) -> timedelta:
     """How long the category gives to claim a case filed ``now``."""
-    due = deadline_after(now, cat.claim_within, site.tz, estimate=True, listed=site.working_days)
+    hours = None if cat.around_the_clock else site.service_hours.default
+    due = deadline_after(
+        now, cat.claim_within, site.tz, estimate=True, listed=site.working_days, hours=hours
+    )
     return due - now
 
 

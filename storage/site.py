@@ -19,6 +19,8 @@ from zoneinfo import ZoneInfo
 
 from config.categories import CategoryConfig, load_categories
 from config.i18n import Catalogs, load_catalogs
+from config.service_hours import FILE as SERVICE_HOURS_FILE
+from config.service_hours import Day, ServiceHours, load_service_hours
 from config.settings import Settings
 from config.working_days import FILE as WORKING_DAYS_FILE
 from config.working_days import WorkingDays, load_working_days
@@ -26,6 +28,8 @@ from config.working_days import WorkingDays, load_working_days
 if TYPE_CHECKING:
     from sqlalchemy import Connection, Engine
     from sqlalchemy.orm import Session
+
+    from storage.models import Unit
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,20 @@ class Site:
     def working_days(self) -> WorkingDays:
         """China's holidays and make-up days for the years the calendar package lacks."""
         return load_working_days(self.settings.config_dir / WORKING_DAYS_FILE)
+
+    @cached_property
+    def service_hours(self) -> ServiceHours:
+        """When the offices answer: deadlines count these hours (storage/deadlines.py)."""
+        return load_service_hours(self.settings.config_dir / SERVICE_HOURS_FILE)
+
+    def hours_for(self, unit: Unit | None) -> Day:
+        """The service hours of ``unit``'s queue: its own, else the nearest unit's above it,
+        else the default."""
+        codes = []
+        while unit is not None:
+            codes.append(unit.code)
+            unit = unit.parent
+        return self.service_hours.for_units(codes)
 
     @classmethod
     def load(cls, settings: Settings) -> Site:

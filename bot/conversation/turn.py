@@ -21,6 +21,7 @@ from bot.conversation.state import DialogueState, Task
 from bot.conversation.timefmt import spoken_deadline, spoken_time
 from nlu.intents import FALLBACK
 from storage import actions
+from storage.deadlines import opening_at_or_after
 from storage.models import Case, Retiree, Unit
 from storage.permissions import Actor
 
@@ -245,12 +246,24 @@ class Turn:
             who = self.text("case.who_person", name=case.assignee.name)
         else:
             who = self.text("case.who_unit", unit=case.unit.name(self.lang))
+        self._after_hours(case)
         if case.claim_deadline is not None:
             self.say("case.contact_by", who=who, by=self.by(case.claim_deadline))
         else:
             self.say("case.contact_soon", who=who)
         if case.resolve_deadline is not None:
             self.say("case.done_by", by=self.by(case.resolve_deadline))
+
+    def _after_hours(self, case: Case) -> None:
+        """Filed while the offices are closed (and not an emergency): when they open."""
+        d = self.deployment
+        if d.categories.get(case.category).around_the_clock:
+            return
+        hours = d.hours_for(case.unit)
+        opens, _ = opening_at_or_after(self.now, d.tz, hours, estimate=True, listed=d.working_days)
+        if opens > self.now:
+            when = spoken_time(opens, self.now, d.tz, d.catalogs, self.lang)
+            self.say("case.after_hours", opens=when)
 
     def task_for(self, handler: RequestHandler, *, said: str = "") -> Task:
         """A new task for ``handler``; ``said`` starts the record of what the person said."""

@@ -30,7 +30,7 @@ def load_deployment(
     problems = check_handlers(handlers, catalogs, categories, words)
     if problems:
         raise HandlerError("; ".join(problems))
-    return Deployment(
+    deployment = Deployment(
         settings=settings,
         catalogs=catalogs,
         categories=categories,
@@ -40,3 +40,5 @@ def load_deployment(
         by_intent=handlers_by_intent(handlers),
         words=words,
     )
+    deployment.service_hours  # noqa: B018 -- read and checked now, not at the first case
+    return deployment

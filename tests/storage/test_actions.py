@@ -439,7 +439,9 @@ def test_escalate_moves_up_and_raises_priority(session: Session, units: UnitTree
     later = NOW + timedelta(hours=9)
     actions.escalate(session, case, worker, reason="unclaimed past deadline", now=later)
     assert case.unit_id == units.station_a.id and case.priority == 2 and case.escalations == 1
-    assert case.claim_deadline == later + timedelta(hours=8)
+    # A fresh claim deadline there, in office hours: Monday 19:00 in Shanghai is after hours,
+    # so eight office hours run from Tuesday 8:30 to Wednesday 9:00.
+    assert case.claim_deadline == datetime(2026, 6, 3, 1, 0, tzinfo=UTC)
     actions.escalate(session, case, worker, reason="still unclaimed", now=later)
     assert case.unit_id == units.center.id and case.priority == 2
     with pytest.raises(IllegalTransition, match="top level"):

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from config.categories import Duration, load_categories
+from config.loader import ConfigError
+from config.service_hours import ServiceHours, load_service_hours
 from config.settings import CONFIG_DIR
 from config.working_days import WorkingDays, YearDays, package_covers
 from storage.deadlines import CalendarNotCovered, add_working_days, deadline_after, is_working_day
@@ -116,3 +119,56 @@ def test_priority_is_capped_below_emergency() -> None:
     assert case_priority(CATS.get("help_request"), CATS.priority, frail, TODAY)[0] == 2
     assert case_priority(CATS.get("help_request"), CATS.priority, None, TODAY) == (3, [])
     assert case_priority(CATS.get("emergency"), CATS.priority, None, TODAY) == (1, [])
+
+
+OFFICE = load_service_hours(CONFIG_DIR / "service_hours.yml").default  # 8:30-12:00, 13:30-17:30
+
+
+def at(day: int, hour: int, minute: int = 0, month: int = 11) -> datetime:
+    return datetime(2026, month, day, hour, minute, tzinfo=SH)
+
+
+@pytest.mark.parametrize(
+    ("start", "within", "due"),
+    [
+        # Tuesday 10:00 + 8 office hours: 2 h, 4 h, then Wednesday 8:30 + 2 h.
+        (at(24, 10), Duration(hours=8), at(25, 10, 30)),
+        # Friday night: nothing counts until Monday 8:30; 7.5 h on Monday, then Tuesday 9:00.
+        (at(27, 23, 30), Duration(hours=8), at(1, 9, 0, month=12)),
+        # Filed at lunch: from 13:30.
+        (at(24, 12, 15), Duration(hours=2), at(24, 15, 30)),
+        # Exactly to the end of a stretch.
+        (at(24, 10), Duration(hours=2), at(24, 12)),
+        (at(24, 17, 0), Duration(minutes=45), at(25, 8, 45)),
+        # Working days start at the next opening: Friday 23:30 + 5 → Monday a week on, 8:30.
+        (at(27, 23, 30), Duration(working_days=5), at(7, 8, 30, month=12)),
+        # Half an hour before the National Day holiday (1 to 7 October), the rest on the 8th.
+        (
+            datetime(2026, 9, 30, 17, 0, tzinfo=SH),
+            Duration(hours=1),
+            datetime(2026, 10, 8, 9, 0, tzinfo=SH),
+        ),
+    ],
+)
+def test_deadlines_count_office_hours(start: datetime, within: Duration, due: datetime) -> None:
+    assert deadline_after(start, within, SH, hours=OFFICE) == due
+
+
+def test_round_the_clock_counts_the_clock() -> None:
+    assert deadline_after(at(27, 23, 30), Duration(minutes=2), SH) == at(27, 23, 32)
+
+
+def test_office_hours_of_a_unit_and_a_broken_file(tmp_path: Path) -> None:
+    hours = ServiceHours.model_validate(
+        {
+            "version": 1,
+            "default": [{"from": "08:30", "to": "17:30"}],
+            "units": {"SA": [{"from": "09:00", "to": "16:00"}]},
+        }
+    )
+    assert hours.for_units(["A1", "SA", "C"])[0].start.hour == 9  # the station's, above A1
+    assert hours.for_units(["B1", "SB", "C"]) == hours.default
+    broken = tmp_path / "service_hours.yml"
+    broken.write_text('version: 1\ndefault: [{from: "17:00", to: "08:00"}]\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"default.*'to' \(08:00\) must be after 'from'"):
+        load_service_hours(broken)

@@ -38,8 +38,9 @@ def test_an_unbound_engine_serves_the_environment(engine: Engine) -> None:
     with transaction(engine) as session:
         assert site_of(session) is environment_site()
     due = file_medication_case(engine)
-    # Five working days after Saturday 00:30 in Shanghai: Friday 4 December, 00:30 there.
-    assert due == datetime(2026, 12, 3, 16, 30, tzinfo=UTC)
+    # Saturday 00:30 in Shanghai: the offices open on Monday 30 November at 8:30, and five
+    # working days on is Monday 7 December, 8:30 there.
+    assert due == datetime(2026, 12, 7, 0, 30, tzinfo=UTC)
 
 
 def test_a_bound_engine_serves_its_deployment_time_zone(engine: Engine) -> None:
@@ -49,6 +50,6 @@ def test_a_bound_engine_serves_its_deployment_time_zone(engine: Engine) -> None:
         assert site_of(session) is urumqi
         assert site_of(session.connection()) is urumqi
     due = file_medication_case(engine)
-    # Friday 22:30 in Urumqi counts from Friday: five working days on is Friday 4 December,
-    # 22:30 there, a day later than the Shanghai deadline.
-    assert due == datetime(2026, 12, 4, 16, 30, tzinfo=UTC)
+    # Friday 22:30 in Urumqi: its offices open on Monday at 8:30 Urumqi time, two hours after
+    # Shanghai's; five working days on is Monday 7 December, 8:30 there.
+    assert due == datetime(2026, 12, 7, 2, 30, tzinfo=UTC)
