@@ -34,6 +34,7 @@ class DialogueConfig(BaseModel):
     thanks: tuple[str, ...] = Field(min_length=1)
     abandon_words: tuple[str, ...] = Field(min_length=1)
     fillers: tuple[str, ...] = Field(min_length=1)
+    questions: tuple[str, ...] = Field(min_length=1)
 
 
 def load_dialogue(path: Path) -> DialogueConfig:

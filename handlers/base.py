@@ -20,7 +20,7 @@ from bot.conversation.messages import Hint, Reply
 from bot.conversation.notify import tell_assignee
 from bot.conversation.state import CONFIRM, UNKNOWN, WHICH, Task
 from bot.conversation.timefmt import spoken_date, spoken_day
-from bot.conversation.turn import NO, PHONE_CHANNELS, RETIREE, YES, Heard, Turn
+from bot.conversation.turn import NO, PHONE_CHANNELS, RETIREE, YES, Heard, Turn, only_fillers
 from config.faq import get_faq
 from config.loader import ConfigError
 from config.words import HandlerWords, any_of, ending, opening
@@ -83,6 +83,7 @@ __all__ = [
     "get_faq",
     "normalize_for_model",
     "normalize_phone",
+    "only_fillers",
     "opening",
     "own_case",
     "own_cases",

@@ -4,6 +4,8 @@ them within five working days. A request made before registering is taken afterw
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -26,9 +28,73 @@ from handlers.base import (
     UnitLevel,
     ending,
     normalize_phone,
+    only_fillers,
     opening,
     record_access,
 )
+
+_CLAUSES = re.compile(r"[,，。.!！?？;；、~～…]+")
+_DIGITS = re.compile(r"[0-9０-９]")
+MAX_NAME = 12
+
+
+def _first_clause(text: str) -> str:
+    return next((c.strip() for c in _CLAUSES.split(text) if c.strip()), "")
+
+
+def _no_answer(turn: Turn, text: str, *, shortest: int = 1) -> bool:
+    """Not a name or a place: a yes or a no ("对"), fillers, a time ("今天下午")."""
+    heard, rules = turn.heard, turn.deployment.dialogue
+    said = text.strip().lower()
+    sure = heard.choice is not None or heard.confidence >= rules.yes_no_confidence
+    return (
+        len(said) < shortest
+        or ((heard.affirm or heard.deny) and sure)
+        or only_fillers(said, rules.fillers)
+        or heard.entity("date") is not None
+        or said in {w.lower() for w in rules.nothing_more}
+    )
+
+
+@dataclass(frozen=True)
+class NameSlot(Slot):
+    """A name: the first clause, without "我叫" ("刘桂芳，刚才说了呀" is 刘桂芳); never a time, a
+    yes, a number or a sentence. In the first sentence only after "我叫…" / "我是…"."""
+
+    def extract(self, turn: Turn, *, answering: bool) -> Any | None:
+        intro = opening(turn.deployment.words.of("registration").list_of("name_intro"))
+        said = turn.heard.said
+        if not answering:
+            for clause in _CLAUSES.split(said):
+                found = intro.match(clause.strip())
+                if found is not None:
+                    name = clause.strip()[found.end() :].strip()
+                    if self._plausible(turn, name):
+                        return name
+            return None
+        name = intro.sub("", _first_clause(said)).strip()
+        return name if self._plausible(turn, name) else None
+
+    @staticmethod
+    def _plausible(turn: Turn, name: str) -> bool:
+        return (
+            bool(name)
+            and len(name) <= MAX_NAME
+            and not _DIGITS.search(name)
+            and not _no_answer(turn, name)
+        )
+
+
+@dataclass(frozen=True)
+class PlaceSlot(Slot):
+    """Where the person lives, in their words without "我住在"; never a yes or fillers."""
+
+    def extract(self, turn: Turn, *, answering: bool) -> Any | None:
+        if not answering:
+            return None
+        intro = opening(turn.deployment.words.of("registration").list_of("place_intro"))
+        place = intro.sub("", turn.heard.said.strip()).strip(" ，,。.")
+        return None if _no_answer(turn, place, shortest=2) else place
 
 
 class RegistrationHandler(Handler):
@@ -37,8 +103,8 @@ class RegistrationHandler(Handler):
     category = "registration"
     word_lists = ("name_intro", "place_intro", "unit_suffix")
     slots = (
-        Slot("name", SlotKind.TEXT, prefill=False),
-        Slot("place", SlotKind.TEXT, prefill=False, optional=True),
+        NameSlot("name", SlotKind.TEXT),
+        PlaceSlot("place", SlotKind.TEXT, prefill=False, optional=True),
         Slot("phone", SlotKind.PHONE, prefill=False),
     )
 
@@ -47,14 +113,8 @@ class RegistrationHandler(Handler):
         if turn.inbound.channel in PHONE_CHANNELS:
             task.slots["phone"] = turn.inbound.address.removeprefix("whatsapp:")
         turn.say("registration.intro_request" if turn.state.deferred else "registration.intro")
+        self.prefill(turn, task)  # "我叫刘桂芳，想报销药费": the name is not asked again
         self.proceed(turn, task)
-
-    def on_slot_answer(self, turn: Turn, task: Task, slot: Slot) -> None:
-        intro = {"name": "name_intro", "place": "place_intro"}.get(slot.name)
-        if intro is not None and turn.heard.said:
-            words = opening(self.words_of(turn).list_of(intro))
-            turn.heard.said = words.sub("", turn.heard.said) or turn.heard.said
-        super().on_slot_answer(turn, task, slot)
 
     def finish(self, turn: Turn, task: Task) -> None:
         retiree, problems = self._create_profile(turn, task)

@@ -183,6 +183,9 @@ def _offers_switch(turn: Turn, task: Task, handler: RequestHandler) -> bool:
         return False  # the request is taken after registration (see _route)
     asking = _open_slot(task, handler)
     if asking is not None and asking.kind in FREE_WORDS:
+        if heard.says_any(config.questions) and heard.entity("date") is None:
+            # "我上回报的药费怎么样了" to "when suits you?": a question about something else.
+            return True
         # Free words answer this question ("住院的" for what the bills are for), so only a very
         # sure request that says more than a short answer and none of the slot's words counts.
         words = asking.words_in(turn)

@@ -10,7 +10,6 @@ it survives restarts and any server can take the next turn.
 from __future__ import annotations
 
 import gc
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -27,7 +26,15 @@ from bot.conversation.deployment import Deployment
 from bot.conversation.handling import CallbackFiler
 from bot.conversation.messages import Choice, Hint, Inbound, Reply
 from bot.conversation.state import DialogueState, Task
-from bot.conversation.turn import NO, PHONE_CHANNELS, YES, Heard, Turn, written_language
+from bot.conversation.turn import (
+    NO,
+    PHONE_CHANNELS,
+    YES,
+    Heard,
+    Turn,
+    only_fillers,
+    written_language,
+)
 from config.dialogue import DialogueConfig
 from nlu.intents import FALLBACK
 from nlu.parser import NluParser
@@ -591,22 +598,6 @@ def _understand(
         entities=list(parse.get("entities", [])),
         ruled=name == dialogue.EMERGENCY and float(intent.get("confidence") or 0) >= 0.999,
     )
-
-
-_SEPARATORS = re.compile(r"[\s,，。.!！?？、~～…]+")
-
-
-def only_fillers(said: str, fillers: tuple[str, ...]) -> bool:
-    """Whether ``said`` is nothing but ``fillers`` (and punctuation): "啊啊 嗯 那个"."""
-    rest = _SEPARATORS.sub(" ", said.lower())
-    if not rest.strip():
-        return False
-    for word in sorted(fillers, key=len, reverse=True):
-        if word.isascii():
-            rest = re.sub(rf"\b{re.escape(word.lower())}\b", " ", rest)
-        else:
-            rest = rest.replace(word, " ")
-    return not rest.strip()
 
 
 def _retryable(exc: Exception) -> bool:

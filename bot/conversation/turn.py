@@ -268,3 +268,19 @@ class Turn:
     def task_for(self, handler: RequestHandler, *, said: str = "") -> Task:
         """A new task for ``handler``; ``said`` starts the record of what the person said."""
         return Task(handler=handler.name, said=[said] if said else [])
+
+
+_SEPARATORS = re.compile(r"[\s,，。.!！?？、~～…]+")
+
+
+def only_fillers(said: str, fillers: tuple[str, ...]) -> bool:
+    """Whether ``said`` is nothing but ``fillers`` (and punctuation): "啊啊 嗯 那个"."""
+    rest = _SEPARATORS.sub(" ", said.lower())
+    if not rest.strip():
+        return False
+    for word in sorted(fillers, key=len, reverse=True):
+        if word.isascii():
+            rest = re.sub(rf"\b{re.escape(word.lower())}\b", " ", rest)
+        else:
+            rest = rest.replace(word, " ")
+    return not rest.strip()

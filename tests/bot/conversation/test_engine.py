@@ -14,9 +14,10 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from bot.conversation.engine import ConversationEngine, TurnResult, only_fillers
+from bot.conversation.engine import ConversationEngine, TurnResult
 from bot.conversation.messages import Hint, Inbound
 from bot.conversation.state import DialogueState, Task
+from bot.conversation.turn import only_fillers
 from bot.runtime.configure import load_deployment
 from bot.runtime.worker import sweep_idle_conversations
 from config.settings import Settings
