@@ -126,6 +126,19 @@ class Slot:
         return best[2] if best else None
 
 
+# The kinds whose answer may be the person's own words: a bare yes or no is not one (a
+# remark takes any answer: SlotKind.REMARK).
+IN_WORDS = frozenset({SlotKind.TEXT, SlotKind.WHEN, SlotKind.HOSPITAL, SlotKind.RELATION})
+
+
+def bare_yes_or_no(turn: Turn) -> bool:
+    """What was heard is only a sure yes or no ("对", "是的", "不是"), typed or said."""
+    heard, rules = turn.heard, turn.deployment.dialogue
+    if heard.choice is not None or not (heard.affirm or heard.deny) or heard.entities:
+        return False  # "后天" may read as a yes; its date says it is not
+    return heard.confidence >= rules.yes_no_confidence and len(_bare(heard.said)) <= 3
+
+
 def _bare(text: str) -> str:
     return text.strip(" 。.!！,，、?？").lower()
 

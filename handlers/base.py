@@ -25,7 +25,7 @@ from config.faq import get_faq
 from config.loader import ConfigError
 from config.words import HandlerWords, any_of, ending, opening
 from handlers._cases import own_case, own_cases, said_case_number
-from handlers._slots import Option, OwnWordsSlot, Slot, own_words
+from handlers._slots import IN_WORDS, Option, OwnWordsSlot, Slot, bare_yes_or_no, own_words
 from nlu.text import clean_text, normalize_for_model
 from storage import actions
 from storage.alert_chain import alert_emergency
@@ -163,7 +163,9 @@ class Handler:
             turn.say("confirm.fixed")
             self.proceed(turn, task)
             return
-        value = slot.extract(turn, answering=True)
+        # "对" is no answer to a question in words ("what is it about?"), for any slot's kind.
+        in_words = slot.kind in IN_WORDS and bare_yes_or_no(turn)
+        value = None if in_words else slot.extract(turn, answering=True)
         if value is None:
             self.not_answered(turn, task, slot)
             return
