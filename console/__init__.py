@@ -106,8 +106,13 @@ async def _case_error(request: Request, exc: Exception) -> Response:
         # The page says it in the person's language; the developer's words go to the log.
         log.info("console_refused", path=request.url.path, code=exc.code, detail=str(exc)[:300])
         return render(request, "error.html", {"key": key}, status_code=status)
-    # A refused form: back to the page it came from, saying why.
-    flash(request, "error", key, detail=str(exc))
+    # A refused form: back to the page it came from, saying why in the person's language (a
+    # missing field by name); the developer's words go to the log.
+    log.info("console_refused", path=request.url.path, code=exc.code, detail=str(exc)[:300])
+    if isinstance(exc, InvalidCaseInput) and exc.key:
+        flash(request, "error", exc.key, **exc.params)
+    else:
+        flash(request, "error", key)
     back = request.url.path.rsplit("/", 1)[0]
     if isinstance(exc, NotPermitted) or not back.startswith("/cases/"):
         back = "/queue"

@@ -142,9 +142,10 @@ def _authorize_assignee_or_staff(
         _require_scope(session, actor, case, action, categories)
 
 
-def _require_text(value: str, message: str) -> None:
+def _require_text(value: str, message: str, what: str) -> None:
+    """``value`` must say something; ``what`` names the field for the person's text."""
     if not value.strip():
-        raise InvalidCaseInput(message)
+        raise InvalidCaseInput(message, key=f"console.errors.required.{what}")
 
 
 def _flush(session: Session, case: Case) -> None:
@@ -477,9 +478,12 @@ def transfer(
     owner stays as it was."""
     cats = _categories(session, categories)
     _authorize_staff(session, case, actor, "transfer", cats)
-    _require_text(reason, "a transfer needs a reason")
+    _require_text(reason, "a transfer needs a reason", "reason")
     if to_unit is None and to_staff is None:
-        raise InvalidCaseInput("a transfer needs a unit or a person to go to")
+        raise InvalidCaseInput(
+            "a transfer needs a unit or a person to go to",
+            key="console.errors.required.transfer_to",
+        )
     now = now or utcnow()
     before = case.status
     from_unit, from_assignee = case.unit_id, case.assignee_id
@@ -577,7 +581,7 @@ def add_note(
     """Add a note to the case's timeline (any status): its assignee, staff serving its unit, or
     a volunteer of its unit while nobody else has it (a volunteer's note on a case someone else
     claimed is refused: it is theirs to write)."""
-    _require_text(note, "a note cannot be empty")
+    _require_text(note, "a note cannot be empty", "note")
     if actor.staff is not None and actor.staff.id != case.assignee_id:
         if case.assignee_id is not None:
             _require_staff_role(actor, case, "add a note to someone else's")
@@ -600,7 +604,7 @@ def resolve(
     """The work is done: record the outcome. Its assignee, or staff of the unit. The retiree is
     told, and a follow-up round (回访) starts where storage.follow_ups.wanted says so."""
     _authorize_assignee_or_staff(session, case, actor, "resolve", _categories(session, categories))
-    _require_text(outcome, "resolving a case needs its outcome")
+    _require_text(outcome, "resolving a case needs its outcome", "outcome")
     now = now or utcnow()
     case.status = RESOLVED
     case.outcome = outcome
@@ -648,7 +652,7 @@ def reopen(
     """Reopen a resolved or closed case. It goes back to its assignee if they are still
     active, otherwise to its unit's queue. An unanswered follow-up round is moot: cancelled."""
     _authorize_staff(session, case, actor, "reopen", _categories(session, categories))
-    _require_text(reason, "reopening a case needs a reason")
+    _require_text(reason, "reopening a case needs a reason", "reason")
     now = now or utcnow()
     before = case.status
     assignee = session.get(Staff, case.assignee_id) if case.assignee_id else None
@@ -679,7 +683,7 @@ def cancel(
 ) -> Case:
     """Withdraw a case that is not done yet, with the reason (the retiree's or staff's)."""
     _authorize_staff(session, case, actor, "cancel", _categories(session, categories))
-    _require_text(reason, "cancelling a case needs a reason")
+    _require_text(reason, "cancelling a case needs a reason", "reason")
     now = now or utcnow()
     before = case.status
     case.status = CANCELLED

@@ -39,7 +39,14 @@ class CaseConflict(CaseError):
 
 
 class InvalidCaseInput(CaseError):
+    """Something given is missing or wrong. ``key`` (with ``params``), when given, is the
+    catalog text a person reads; the message is for programs and the log."""
+
     code = "invalid_input"
+
+    def __init__(self, message: str, *, key: str = "", **params: object) -> None:
+        self.key, self.params = key, params
+        super().__init__(message)
 
 
 class NotFound(CaseError):

@@ -51,16 +51,24 @@ def reply(
             raise NotPermitted(actor.describe(), f"reply on case {case.number}", why)
     body = " ".join(text.split())
     if not body:
-        raise InvalidCaseInput("a reply cannot be empty")
+        raise InvalidCaseInput("a reply cannot be empty", key="console.errors.required.reply")
     if len(body) > MAX_LENGTH:
-        raise InvalidCaseInput(f"a reply is at most {MAX_LENGTH} characters, this is {len(body)}")
+        raise InvalidCaseInput(
+            f"a reply is at most {MAX_LENGTH} characters, this is {len(body)}",
+            key="console.errors.reply_too_long",
+            max=MAX_LENGTH,
+            count=len(body),
+        )
     timeline.record(session, case, "reply", now=now, actor=Actor.person(staff), note=body)
     session.flush()
     facts = read_facts(session, case, "reply")
     target = choose_destination(case.channel, case.details or {}, facts)
     site = site_of(session)
     if isinstance(target, NotTold):
-        raise InvalidCaseInput(site.catalogs.text(f"notices.not_told.{target.why}", site.language))
+        raise InvalidCaseInput(
+            site.catalogs.text(f"notices.not_told.{target.why}", site.language),
+            key=f"notices.not_told.{target.why}",
+        )
     item_id = outbox.enqueue(
         session,
         channel=target.channel,

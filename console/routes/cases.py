@@ -99,7 +99,10 @@ def transfer(
     unit = session.get(Unit, int(to_unit)) if to_unit.isdecimal() else None
     person = session.get(Staff, int(to_staff)) if to_staff.isdecimal() else None
     if (to_unit and unit is None) or (to_staff and person is None):
-        raise InvalidCaseInput("the unit or person to transfer to does not exist")
+        raise InvalidCaseInput(
+            "the unit or person to transfer to does not exist",
+            key="console.errors.required.transfer_to",
+        )
     return _act(
         request,
         session,

@@ -364,3 +364,19 @@ def test_the_timeline_never_shows_a_raw_key() -> None:
         if key not in catalogs.texts.get(lang, {})
     ]
     assert missing == []
+
+
+def test_a_missing_field_is_named_in_the_persons_language(world: World, browser) -> None:
+    """An empty note or reason: the page says which field, in Chinese, never the developer's
+    English sentence."""
+    b = browser("staff_a")
+    number = world.help_a1.number
+    b.post(f"/cases/{number}/claim")
+    for action, field, says in (
+        ("note", "text", "请填写记录内容。"),
+        ("resolve", "outcome", "请填写办理结果。"),
+    ):
+        refused = b.post(f"/cases/{number}/{action}", {field: "  "})
+        page = b.get(refused.headers["location"]).text
+        assert says in page
+        assert "cannot be empty" not in page and "needs its outcome" not in page
