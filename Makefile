@@ -41,6 +41,7 @@ bench: install
 	$(BIN)/python benchmarks/import_bench.py
 	$(BIN)/python benchmarks/turn_bench.py
 	$(BIN)/python benchmarks/call_path.py
+	$(BIN)/python benchmarks/outbox_crash.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
