@@ -60,6 +60,8 @@ class Site:
     def hours_for(self, unit: Unit | None) -> Day:
         """The service hours of ``unit``'s queue: its own, else the nearest unit's above it,
         else the default."""
+        if not self.service_hours.units:
+            return self.service_hours.default  # no unit has its own: no need to load the tree
         codes = []
         while unit is not None:
             codes.append(unit.code)
