@@ -244,11 +244,7 @@ def token_holder(
     given = credentials.credentials if credentials is not None else ""
     staff = holder_of(session, given, now=utcnow())
     if staff is None:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            detail="a valid personal token is required (Authorization: Bearer <token>)",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise _no_token()
     return staff
 
 
@@ -271,6 +267,14 @@ def any_token(
     _check_token(request, credentials, staff_only=False)
 
 
+def _no_token() -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED,
+        detail="a valid personal token is required (Authorization: Bearer <token>)",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
 def _check_token(
     request: Request, credentials: HTTPAuthorizationCredentials | None, *, staff_only: bool
 ) -> None:
@@ -280,10 +284,6 @@ def _check_token(
         holder = holder_of(session, given, now=utcnow())
         role = holder.role if holder is not None else None
     if role is None:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            detail="a valid personal token is required (Authorization: Bearer <token>)",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise _no_token()
     if staff_only and role == Role.VOLUNTEER:
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail="a staff member's token is required")

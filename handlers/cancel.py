@@ -242,15 +242,9 @@ class CancelHandler(Handler):
 
     def _no_reason(self, turn: Turn) -> bool:
         """The answer to "why?" gives none: "没有了", "谢谢", "不知道", "没什么原因"."""
-        config = turn.deployment.dialogue
-        said = turn.heard.said.lower()
-        for word in sorted(config.thanks, key=len, reverse=True):
-            said = said.replace(word.lower(), "")
-        said = said.strip(" 。.!！,，、?？")
         return (
-            not said
-            or said in config.nothing_more
-            or turn.heard.says_any(config.dont_know)
+            turn.says_nothing_more()
+            or turn.heard.says_any(turn.deployment.dialogue.dont_know)
             or turn.heard.says_any(self.words_of(turn).list_of("no_reason"))
         )
 

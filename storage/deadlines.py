@@ -135,19 +135,6 @@ def opening_at_or_after(
     raise ValueError("no service hours within a year: check config/service_hours.yml")
 
 
-def in_service(
-    moment: datetime,
-    tz: ZoneInfo,
-    hours: Sequence[Window],
-    *,
-    estimate: bool = True,
-    listed: WorkingDays | None = None,
-) -> bool:
-    """Whether the offices answer at ``moment``."""
-    opens, _ = opening_at_or_after(moment, tz, hours, estimate=estimate, listed=listed)
-    return opens <= moment.astimezone(tz)
-
-
 def add_service_time(
     start: datetime,
     length: timedelta,

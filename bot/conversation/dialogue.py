@@ -315,15 +315,11 @@ def _file_unfinished(turn: Turn, task: Task, *, acknowledge: bool = False) -> No
 
 def _declines(turn: Turn) -> bool:
     """No (more), thanks: a no, a goodbye, or "没了" as the answer to a yes/no question."""
-    heard, config = turn.heard, turn.deployment.dialogue
+    heard = turn.heard
     if heard.deny or heard.intent == "goodbye":
         return True
-    said = heard.said.lower()
-    for word in config.thanks:
-        said = said.replace(word.lower(), "")
-    said = said.strip(" 。.!！,，、")
     # "不用了，谢谢" is no more; "不用了，我儿子已经办好了" or "我要取消" is a request to cancel.
-    return not said or said in config.nothing_more
+    return turn.says_nothing_more()
 
 
 def _route(turn: Turn) -> None:

@@ -19,6 +19,7 @@ from bot.conversation.deployment import Deployment
 from bot.conversation.messages import Choice, Hint, Inbound, Reply
 from bot.conversation.state import DialogueState, Task
 from bot.conversation.timefmt import spoken_deadline, spoken_time
+from config.words import any_of
 from nlu.intents import FALLBACK
 from storage import actions
 from storage.deadlines import opening_at_or_after
@@ -159,6 +160,14 @@ class Turn:
         self.ask_text(asked["text"], choices, key=asked.get("key", ""), remember=remember)
         return True
 
+    def says_nothing_more(self) -> bool:
+        """What was said, thanks taken off, is nothing or one of the dialogue's "nothing more"
+        words ("没有了，谢谢", "不用了"): no more to say."""
+        rules = self.deployment.dialogue
+        said = any_of(rules.thanks).sub("", self.heard.said).lower()
+        said = said.strip(" 。.!！,，、?？")
+        return not said or said in {w.lower() for w in rules.nothing_more}
+
     def last_asked(self, key: str) -> bool:
         """Whether the previous turn's question was ``key``."""
         return bool(self.state.last_ask) and self.state.last_ask.get("key") == key
@@ -276,11 +285,4 @@ _SEPARATORS = re.compile(r"[\s,，。.!！?？、~～…]+")
 def only_fillers(said: str, fillers: tuple[str, ...]) -> bool:
     """Whether ``said`` is nothing but ``fillers`` (and punctuation): "啊啊 嗯 那个"."""
     rest = _SEPARATORS.sub(" ", said.lower())
-    if not rest.strip():
-        return False
-    for word in sorted(fillers, key=len, reverse=True):
-        if word.isascii():
-            rest = re.sub(rf"\b{re.escape(word.lower())}\b", " ", rest)
-        else:
-            rest = rest.replace(word, " ")
-    return not rest.strip()
+    return bool(rest.strip()) and not any_of(fillers).sub(" ", rest).strip()
