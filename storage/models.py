@@ -564,6 +564,36 @@ class ConsoleSession(Base):
     staff: Mapped[Staff] = relationship()
 
 
+class LinkCode(Base):
+    """A code sent by SMS to a registered phone, that links a messaging account (a WeChat
+    OpenID, ...) to the retiree with that phone once the account sends it back
+    (storage/identities.py). One pending per account; only a hash is stored."""
+
+    __tablename__ = "link_codes"
+    __table_args__ = (UniqueConstraint("channel", "address"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    address: Mapped[str] = mapped_column(String(100))
+    retiree_id: Mapped[int] = mapped_column(ForeignKey("retirees.id", ondelete="CASCADE"))
+    phone: Mapped[str] = mapped_column(String(20))
+    code_hash: Mapped[str] = mapped_column(String(64))
+    tries: Mapped[int] = mapped_column(Integer, default=0)
+    expires_at: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ProviderToken(Base):
+    """A provider's access token shared by every server (WeChat's: fetching a new one ends the
+    old one five minutes later, so servers with a token each would end each other's)."""
+
+    __tablename__ = "provider_tokens"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[datetime | None]
+
+
 class AuditEntry(Base):
     """Who looked at or changed a retiree's personal data, and when."""
 

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import structlog
-from sqlalchemy import bindparam, select
-from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Session
 from telegram import Bot, KeyboardButton, ReplyKeyboardMarkup, ReplyKeyboardRemove, Update
 from telegram import Message as TgMessage
@@ -34,14 +31,10 @@ from bot.channels.telegram.common import (
 from bot.channels.telegram.staff import on_staff_start, send_staff_help
 from bot.conversation.follow_up_answers import Answered, answer_round, parse_button
 from bot.conversation.messages import Inbound
-from storage.audit import record_access
+from storage.identities import link, linked_retiree, retiree_by_phone
 from storage.models import (
-    ConversationState,
     FollowUp,
-    MessagingIdentity,
     Retiree,
-    RetireePhone,
-    RetireeStatus,
 )
 from storage.phones import InvalidPhoneNumber, normalize_phone
 
@@ -117,11 +110,7 @@ def _record_start(hotline: Hotline, update: Update) -> tuple[str | None, str] | 
 
 
 def _linked_retiree(session: Session, user_id: int) -> Retiree | None:
-    return session.scalars(
-        select(Retiree)
-        .join(MessagingIdentity)
-        .where(MessagingIdentity.channel == CHANNEL, MessagingIdentity.address == str(user_id))
-    ).first()
+    return linked_retiree(session, CHANNEL, str(user_id))
 
 
 @dataclass(frozen=True)
@@ -200,13 +189,7 @@ def link_account(hotline: Hotline, update: Update, phone: str) -> LinkOutcome:
             number = telegram_phone(phone)
         except InvalidPhoneNumber:
             number = None
-        retiree = None
-        if number is not None:
-            retiree = session.scalars(
-                select(Retiree)
-                .join(RetireePhone)
-                .where(RetireePhone.number == number, Retiree.status != RetireeStatus.INACTIVE)
-            ).first()
+        retiree = retiree_by_phone(session, number) if number is not None else None
         retiree_id = retiree.id if retiree is not None else None
         if not first_delivery(session, update, "contact", text="[contact]", retiree_id=retiree_id):
             return LinkOutcome("redelivered", language_of(hotline, update, retiree))
@@ -215,55 +198,9 @@ def link_account(hotline: Hotline, update: Update, phone: str) -> LinkOutcome:
         if retiree is None:
             log.info("telegram_contact_unknown")
             return LinkOutcome("not_found", language_of(hotline, update))
-        identity = session.scalars(
-            select(MessagingIdentity).where(
-                MessagingIdentity.channel == CHANNEL, MessagingIdentity.address == address
-            )
-        ).first()
-        previous = identity.retiree_id if identity is not None else None
-        if identity is None:
-            session.add(
-                MessagingIdentity(
-                    retiree_id=retiree.id,
-                    channel=CHANNEL,
-                    address=address,
-                    linked_at=datetime.now(UTC),
-                )
-            )
-        elif previous != retiree.id:
-            identity.retiree_id = retiree.id
-            identity.linked_at = datetime.now(UTC)
-        # The conversation remembers who it is with: from now on, this retiree.
-        session.execute(
-            _SET_CONVERSATION_RETIREE,
-            {"b_channel": CHANNEL, "b_address": address, "b_retiree_id": retiree.id},
-        )
-        if previous != retiree.id:
-            detail: dict[str, Any] = {"channel": CHANNEL, "by": "shared_contact"}
-            if previous is not None:
-                detail["moved_from_retiree"] = previous
-            record_access(
-                session,
-                actor=None,
-                actor_label="retiree",
-                action="link_messaging",
-                subject_type="retiree",
-                subject_id=retiree.id,
-                detail=detail,
-            )
+        if link(session, CHANNEL, address, retiree, by="shared_contact", now=datetime.now(UTC)):
             log.info("telegram_linked", retiree=retiree.id)
         return LinkOutcome("linked", retiree.preferred_language, retiree.name)
-
-
-# The conversation row remembers who it is with (the engine reads it before anything else).
-_SET_CONVERSATION_RETIREE = (
-    sql_update(ConversationState.__table__)
-    .where(
-        ConversationState.__table__.c.channel == bindparam("b_channel"),
-        ConversationState.__table__.c.address == bindparam("b_address"),
-    )
-    .values(retiree_id=bindparam("b_retiree_id"))
-)
 
 
 async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
