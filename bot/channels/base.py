@@ -15,7 +15,9 @@ Each channel package offers its senders (``senders(settings)``: an ``OutboxSende
 registry in bot/channels/__init__.py collects them for the worker (bot/runtime/worker.py). A
 sender may also have ``after_sent(session, item, outcome)``, called in the transaction that
 marks the item sent (where a message went, so its status callbacks or later edits find it), and
-``upkeep(session, catalogs=..., language=...)``, called every few seconds.
+``upkeep(session, catalogs=..., language=...)``, called every few seconds, and ``attach(db)``,
+called once by the worker with its database engine (for a sender that reads records of its own:
+WeChat's customer-service window and its shared access token).
 
 Idempotency, honestly
 ---------------------
@@ -52,6 +54,7 @@ the tests can act so (``honour_idempotency``).
 from __future__ import annotations
 
 import asyncio
+import unicodedata
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -194,3 +197,37 @@ def without_nul(value: Any) -> Any:
     if isinstance(value, dict):
         return {without_nul(k): without_nul(v) for k, v in value.items()}
     return value
+
+
+_KEYCAP = str.maketrans("", "", "\ufe0f\u20e3")  # 1️⃣ is "1", a variation selector, a keycap
+
+
+def typed_number(body: str) -> str:
+    """A choice typed the way phones type it ("１" from a Chinese keyboard, "①", "1️⃣", "1.")
+    as plain digits, which the engine matches against the numbered choices; other text as is."""
+    plain = unicodedata.normalize("NFKC", body).translate(_KEYCAP).strip(" ()（）.。、")
+    if plain.isascii() and plain.isdecimal():
+        return plain
+    return body
+
+
+def split_body(text: str, limit: int) -> list[str]:
+    """``text`` in parts of at most ``limit`` characters, cut at line ends where possible."""
+    parts: list[str] = []
+    current = ""
+    for line in text.split("\n"):
+        while len(line) > limit:
+            if current:
+                parts.append(current)
+                current = ""
+            parts.append(line[:limit])
+            line = line[limit:]
+        joined = f"{current}\n{line}" if current else line
+        if len(joined) > limit:
+            parts.append(current)
+            current = line
+        else:
+            current = joined
+    if current or not parts:
+        parts.append(current)
+    return parts

@@ -51,7 +51,6 @@ the row, which `record_sent` then fills in.
 
 from __future__ import annotations
 
-import unicodedata
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -60,7 +59,14 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Respons
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from bot.channels.base import Conversations, Mounted, OutboxSenders, conversations
+from bot.channels.base import (
+    Conversations,
+    Mounted,
+    OutboxSenders,
+    conversations,
+    split_body,
+    typed_number,
+)
 from bot.channels.twilio import ACCOUNT_SETTINGS, why_off
 from bot.channels.twilio.messaging.delivery import (
     FAILED_STATUSES,
@@ -255,18 +261,6 @@ async def _handle(
     await talk.turn(inbound, then=queue_reply)
 
 
-_KEYCAP = str.maketrans("", "", "\ufe0f\u20e3")  # 1️⃣ is "1", a variation selector, a keycap
-
-
-def typed_number(body: str) -> str:
-    """A choice typed the way phones type it ("１" from a Chinese keyboard, "①", "1️⃣", "1.")
-    as plain digits, which the engine matches against the numbered choices; other text as is."""
-    plain = unicodedata.normalize("NFKC", body).translate(_KEYCAP).strip(" ()（）.。、")
-    if plain.isascii() and plain.isdecimal():
-        return plain
-    return body
-
-
 def _media(form: dict[str, Any]) -> list[dict[str, str]]:
     try:
         count = int(str(form.get("NumMedia") or "0"))
@@ -295,28 +289,6 @@ def reply_text(
     return "\n".join(lines), language
 
 
-def split_body(text: str, limit: int = MAX_BODY) -> list[str]:
-    """``text`` in parts of at most ``limit`` characters, cut at line ends where possible."""
-    parts: list[str] = []
-    current = ""
-    for line in text.split("\n"):
-        while len(line) > limit:
-            if current:
-                parts.append(current)
-                current = ""
-            parts.append(line[:limit])
-            line = line[limit:]
-        joined = f"{current}\n{line}" if current else line
-        if len(joined) > limit:
-            parts.append(current)
-            current = line
-        else:
-            current = joined
-    if current or not parts:
-        parts.append(current)
-    return parts
-
-
 def reply_key(channel: str, sid: str, part: int) -> str:
     """The outbox idempotency key of part ``part`` of the reply to message ``sid``."""
     return f"reply:{channel}:{sid}:{part}"
@@ -330,7 +302,7 @@ def _enqueue_reply(
     priority: int,
 ) -> None:
     assert inbound.provider_id is not None
-    for n, part in enumerate(split_body(text)):
+    for n, part in enumerate(split_body(text, MAX_BODY)):
         enqueue(
             session,
             channel=inbound.channel,

@@ -3,8 +3,6 @@ turn per message, replies through the outbox, redeliveries, delivery status call
 
 from __future__ import annotations
 
-import shutil
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -16,14 +14,14 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, delete, func, select
 from sqlalchemy import text as sql
 from twilio.request_validator import RequestValidator
 
+from bot.channels.base import split_body, typed_number
 from bot.channels.twilio import messaging as twilio_messaging
-from bot.channels.twilio.messaging import INBOUND_PATH, STATUS_PATH, split_body, typed_number
+from bot.channels.twilio.messaging import INBOUND_PATH, MAX_BODY, STATUS_PATH
 from bot.channels.twilio.messaging.delivery import record_sent, record_status, status_rank
 from bot.runtime.app import create_app
 from config.settings import Settings
@@ -38,6 +36,7 @@ from storage.models import (
 )
 from storage.outbox import enqueue
 from storage.types import utcnow
+from tests.bot.channels.serving import free_socket, served, with_trained_model
 from tests.factories import make_retiree, make_unit_tree
 from tests.fakes.twilio_rest import FakeTwilio
 
@@ -153,28 +152,11 @@ def hotline(
 ) -> Iterator[Hotline]:
     """The whole app on a real server on 127.0.0.1 (a free port); ``public_url`` is what Twilio
     signs against (default: the server's own URL, as without a proxy)."""
-    if not (tmp_path / "nlu-cache").exists():
-        shutil.copytree(trained_nlu_dir / "nlu-cache", tmp_path / "nlu-cache")
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    with_trained_model(trained_nlu_dir, tmp_path)
+    sock, url = free_socket()
     settings = settings_for(db_url, tmp_path, public_url=public_url or url, **overrides)
-    app = create_app(settings, engine)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.01)
-        with httpx.Client(timeout=60) as http:
-            yield Hotline(url=url, public_url=public_url or url, http=http)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    with served(create_app(settings, engine), sock), httpx.Client(timeout=60) as http:
+        yield Hotline(url=url, public_url=public_url or url, http=http)
 
 
 @pytest.fixture
@@ -738,9 +720,9 @@ def test_the_worker_sends_the_replies_and_their_delivery_comes_back(
 
 
 def test_a_long_reply_is_cut_at_line_ends() -> None:
-    assert split_body("short") == ["short"]
-    assert split_body("") == [""]
+    assert split_body("short", MAX_BODY) == ["short"]
+    assert split_body("", MAX_BODY) == [""]
     lines = ["甲" * 900, "乙" * 900, "丙" * 10]
-    assert split_body("\n".join(lines)) == [lines[0], f"{lines[1]}\n{lines[2]}"]
-    assert split_body("x" * 3500) == ["x" * 1600, "x" * 1600, "x" * 300]
-    assert all(len(part) <= 1600 for part in split_body("\n".join(["y" * 1599] * 5)))
+    assert split_body("\n".join(lines), MAX_BODY) == [lines[0], f"{lines[1]}\n{lines[2]}"]
+    assert split_body("x" * 3500, MAX_BODY) == ["x" * 1600, "x" * 1600, "x" * 300]
+    assert all(len(part) <= 1600 for part in split_body("\n".join(["y" * 1599] * 5), MAX_BODY))
