@@ -99,6 +99,31 @@ class Settings(BaseSettings):
     telegram_api_url: str = Field(
         default="https://api.telegram.org", description="Bot API base (tests use a fake)."
     )
+    # WeChat Official Account (服务号): bot/channels/wechat/. On with the token, AppID and secret.
+    wechat_token: str = Field(
+        default="", description="The Token set in the account's server settings."
+    )
+    wechat_app_id: str = ""
+    wechat_app_secret: str = ""
+    wechat_aes_key: str = Field(
+        default="",
+        description="EncodingAESKey (43 characters), for safe mode (安全模式); empty: plain mode.",
+    )
+    wechat_api_url: str = Field(
+        default="https://api.weixin.qq.com/cgi-bin/", description="API base (tests use a fake)."
+    )
+    wechat_reply_within_s: float = Field(
+        default=4.0,
+        gt=0,
+        lt=5,
+        description="A turn done this soon is answered in the webhook's own reply; a slower "
+        "one gets 'success' and its reply goes by the customer-service API (WeChat waits 5 s).",
+    )
+    wechat_notice_template_id: str = Field(
+        default="",
+        description="Template message for a notice outside the 48-hour customer-service window "
+        "(fields in config/channels/wechat.yml); empty: such a notice goes by SMS.",
+    )
     api_tokens: str = Field(
         default="",
         description="No longer read (a warning at start-up says so): every JSON route takes "
@@ -143,6 +168,18 @@ class Settings(BaseSettings):
     @property
     def telegram_enabled(self) -> bool:
         return bool(self.telegram_bot_token)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def wechat_enabled(self) -> bool:
+        return bool(self.wechat_token and self.wechat_app_id and self.wechat_app_secret)
+
+    @field_validator("wechat_aes_key")
+    @classmethod
+    def _aes_key(cls, value: str) -> str:
+        if value and len(value) != 43:
+            raise ValueError(f"EncodingAESKey has 43 characters, not {len(value)}")
+        return value
 
     @field_validator("twilio_outage_numbers")
     @classmethod

@@ -75,7 +75,15 @@ CLAIMED, RESOLVED = "case_claimed", "case_resolved"
 SKIPPED = "notice_skipped"  # the case event of a notice that could not be sent
 PRIORITY = 2  # after emergency alerts (1), before bulk (3)
 # Case channel → the outbox channel that answers on it (a voice caller gets an SMS).
-REPLY_CHANNELS = {"sms": "sms", "whatsapp": "whatsapp", "telegram": "telegram", "phone": "sms"}
+REPLY_CHANNELS = {
+    "sms": "sms",
+    "whatsapp": "whatsapp",
+    "telegram": "telegram",
+    "wechat": "wechat",
+    "phone": "sms",
+}
+# Outbox channels whose addresses are accounts (a Telegram chat id, a WeChat OpenID), not numbers.
+ACCOUNT_CHANNELS = ("telegram", "wechat")
 # Channels with nobody to push a message to.
 NO_REPLY_CHANNELS = ("web", "cli")
 # Categories whose outcome is not repeated to the retiree (it may be health-related or private).
@@ -279,6 +287,8 @@ def _reply_to(channel: str | None, address: str | None, via: str) -> Destination
         return None
     if out == "telegram":
         return Destination(out, address, via) if address.lstrip("-").isdigit() else None
+    if out in ACCOUNT_CHANNELS:
+        return Destination(out, address, via)
     try:
         number = normalize_phone(address)
     except InvalidPhoneNumber:

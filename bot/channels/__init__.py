@@ -20,11 +20,12 @@ CHANNELS = {
     "twilio_voice": "bot.channels.twilio.voice",
     "twilio_messaging": "bot.channels.twilio.messaging",
     "telegram": "bot.channels.telegram",
+    "wechat": "bot.channels.wechat",
     "web_api": "bot.channels.web_api",
 }
 # Where the providers post their webhooks: a bad text in them is cleaned by the channel, not
 # refused (bot/runtime/edge.py), or the provider would deliver it again.
-WEBHOOK_PREFIXES = ("/twilio/", "/telegram/")
+WEBHOOK_PREFIXES = ("/twilio/", "/telegram/", "/wechat")
 
 
 def mount_channels(app: FastAPI, deployment: Deployment) -> list[Mounted]:

@@ -41,6 +41,9 @@ FREE_WORDS = {SlotKind.TEXT, SlotKind.WHEN, SlotKind.HOSPITAL, SlotKind.RELATION
 MIN_SWITCH_CHARS = 6
 # Inbound metadata "event" a channel sends when a hand-over found nobody (phone: no answer).
 HANDOVER_UNANSWERED = "handover_unanswered"
+# Inbound metadata "event" of a voice message nobody could turn into words (WeChat without its
+# Recognition): a call-back case with the audio (metadata "audio"), for staff to hear.
+VOICE_NOTE = "voice_note"
 
 
 def respond(turn: Turn) -> None:
@@ -59,6 +62,9 @@ def _respond(turn: Turn) -> None:
     if turn.inbound.metadata.get("event") == HANDOVER_UNANSWERED:
         talk = cast(HandOver, turn.handler(TALK_TO_HUMAN))
         talk.unanswered(turn, turn.inbound.metadata.get("recording_url"))
+        return
+    if turn.inbound.metadata.get("event") == VOICE_NOTE:
+        _on_voice_note(turn)
         return
     if heard.empty:
         _on_silence(turn)
@@ -407,6 +413,16 @@ def _emergency_silence(turn: Turn) -> None:
 
 
 # -- silence ------------------------------------------------------------------------------------
+
+
+def _on_voice_note(turn: Turn) -> None:
+    """A voice message we cannot understand: filed for staff to hear and call back."""
+    callback = cast(CallbackFiler, turn.handler("callback"))
+    audio = turn.inbound.metadata.get("audio")
+    case = callback.file_callback(turn, "voice_note", said="", audio=audio)
+    turn.state.cases.append(case.number)
+    turn.say("callback.voice_kept")
+    turn.acknowledge(case)
 
 
 def _on_silence(turn: Turn) -> None:

@@ -127,6 +127,10 @@ class OutboxWorker:
             )
         self.db = db_engine
         self.senders = dict(senders)
+        for sender in {id(s): s for s in self.senders.values()}.values():
+            attach = getattr(sender, "attach", None)
+            if attach is not None:  # a sender that keeps records of its own (WeChat's window)
+                attach(db_engine)
         self.batch_size = batch_size
         self.concurrency = max(1, concurrency)
         self.send_timeout_s = send_timeout_s
