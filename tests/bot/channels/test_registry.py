@@ -6,6 +6,7 @@ from bot.channels import missing_senders, senders_for
 from bot.channels.telegram.sender import TelegramSender
 from bot.channels.twilio.messaging.sender import MessagingSender
 from bot.channels.twilio.voice.sender import CallSender
+from bot.channels.wechat.sender import WeChatSender
 from config.settings import Settings
 from tests.bot.channels.twilio.test_senders import twilio_settings
 
@@ -18,16 +19,27 @@ def test_senders_for_only_the_configured_providers() -> None:
     assert isinstance(twilio_only["voice"], CallSender)
     everything = senders_for(
         twilio_settings(
-            "http://x", twilio_whatsapp_from="whatsapp:+15005550007", telegram_bot_token="1:A"
+            "http://x",
+            twilio_whatsapp_from="whatsapp:+15005550007",
+            telegram_bot_token="1:A",
+            wechat_token="t",
+            wechat_app_id="wx1",
+            wechat_app_secret="s",
         )
     )
-    assert sorted(everything) == ["sms", "telegram", "voice", "whatsapp"]
+    assert sorted(everything) == ["sms", "telegram", "voice", "wechat", "whatsapp"]
+    assert isinstance(everything["wechat"], WeChatSender)
     assert everything["sms"] is everything["whatsapp"]  # one client, one connection pool
     assert isinstance(everything["telegram"], TelegramSender)
-    assert sorted(missing_senders(twilio_settings("http://x"))) == ["telegram", "whatsapp"]
+    assert sorted(missing_senders(twilio_settings("http://x"))) == [
+        "telegram",
+        "wechat",
+        "whatsapp",
+    ]
     assert sorted(missing_senders(Settings(_env_file=None))) == [
         "sms",
         "telegram",
         "voice",
+        "wechat",
         "whatsapp",
     ]

@@ -3,7 +3,9 @@ webhook's own reply, redeliveries, what is refused."""
 
 from __future__ import annotations
 
+import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -162,3 +164,41 @@ def test_a_voice_message_without_recognition_is_filed_for_staff_to_hear(
             "format": "amr",
         }
     assert case.number in answer
+
+
+def test_the_channel_is_off_and_says_why_without_its_settings_or_with_a_bad_file(
+    tmp_path: Path,
+) -> None:
+    from fastapi import FastAPI
+
+    from bot.channels import wechat as wechat_channel
+    from bot.runtime.configure import load_deployment
+    from config.settings import CONFIG_DIR, Settings
+
+    half = Settings(wechat_token="t", wechat_app_id="wx1", _env_file=None)
+    off = wechat_channel.mount(FastAPI(), load_deployment(half))
+    assert off.describe() == (
+        "wechat: off (no HOTLINE_WECHAT_TOKEN, HOTLINE_WECHAT_APP_ID or HOTLINE_WECHAT_APP_SECRET)"
+    )
+    shutil.copytree(CONFIG_DIR, tmp_path / "config", ignore=shutil.ignore_patterns("*.py"))
+    menu = tmp_path / "config" / "wechat.yml"
+    menu.write_text(menu.read_text().replace("name: 紧急求助", "name: 紧急求助的按钮名字太长"))
+    broken = Settings(
+        wechat_token="t",
+        wechat_app_id="wx1",
+        wechat_app_secret="s",
+        config_dir=tmp_path / "config",
+        _env_file=None,
+    )
+    bad = wechat_channel.mount(FastAPI(), load_deployment(broken))
+    assert not bad.enabled
+    assert "wechat.yml" in bad.why and "menu.1.name" in bad.why
+
+
+def test_an_encoding_aes_key_of_the_wrong_length_is_refused_at_start() -> None:
+    from pydantic import ValidationError
+
+    from config.settings import Settings
+
+    with pytest.raises(ValidationError, match="43 characters, not 5"):
+        Settings(wechat_aes_key="short", _env_file=None)
