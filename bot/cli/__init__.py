@@ -16,6 +16,7 @@ from bot.cli import (
     telegram,
     units,
     users,
+    wechat,
     worker,
 )
 
@@ -31,6 +32,7 @@ app.add_typer(users.app, name="users")
 app.add_typer(cases.app, name="cases")
 app.add_typer(nlu.app, name="nlu")
 app.add_typer(telegram.app, name="telegram")
+app.add_typer(wechat.app, name="wechat")
 app.add_typer(units.app, name="units")
 app.add_typer(spool.app, name="spool")
 app.command("seed-demo")(demo.seed_demo_command)
