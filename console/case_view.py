@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from config.categories import CategoryConfig
+from storage import attachments
 from storage.audit import viewed_retiree
 from storage.errors import NotFound, NotPermitted
 from storage.models import Case, CaseEvent, CaseStatus, Message, Retiree, Role, Staff
@@ -54,6 +55,7 @@ class CaseView:
     timeline: list[TimelineItem]
     allowed: frozenset[str]  # the actions this person may offer on this case now
     recording_url: str
+    attachments: list[attachments.Listed] = field(default_factory=list)
 
 
 def age_band(birth: date | None, today: date) -> str:
@@ -138,6 +140,7 @@ def load_case_view(
         timeline=_timeline(session, case),
         allowed=allowed_actions(staff, case),
         recording_url=str(case.details.get("recording_url", "")),
+        attachments=attachments.of_case(session, case.id),
     )
 
 

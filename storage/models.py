@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -562,6 +563,25 @@ class ConsoleSession(Base):
     ended_why: Mapped[str] = mapped_column(String(20), default="")
 
     staff: Mapped[Staff] = relationship()
+
+
+class Attachment(Base):
+    """A file that came with a case: a voice message, a recording of what a caller said. Kept in
+    the database, so every server has it and it is backed up with the case (storage/attachments.py
+    writes them; the console plays them to those who may open the case, audited)."""
+
+    __tablename__ = "attachments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int | None] = mapped_column(
+        ForeignKey("cases.id", ondelete="CASCADE"), index=True
+    )
+    source: Mapped[str] = mapped_column(String(200), unique=True)  # where it came from, once
+    kind: Mapped[str] = mapped_column(String(20))  # audio
+    content_type: Mapped[str] = mapped_column(String(100))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class LinkCode(Base):

@@ -16,12 +16,13 @@ from sqlalchemy.orm import selectinload
 
 from console.auth import check_csrf, signed_in
 from console.case_actions import DONE_KEYS, TEXT_ACTIONS, TextAction, transfer_case
-from console.case_view import find_case, load_case_view
+from console.case_view import check_may_see, find_case, load_case_view
 from console.flash import flash, go
 from console.web import DB, console, render
 from storage import actions
-from storage.errors import InvalidCaseInput
-from storage.models import Case, Role, Staff, Unit
+from storage.audit import record_access
+from storage.errors import InvalidCaseInput, NotFound
+from storage.models import Attachment, Case, Role, Staff, Unit
 from storage.permissions import Actor, units_in_scope
 from storage.types import utcnow
 
@@ -40,6 +41,31 @@ def case_page(request: Request, number: str, me: Me, session: DB) -> Response:
     if "transfer" in view.allowed:
         context["transfer_units"], context["transfer_people"] = _transfer_targets(session, me)
     return render(request, "case.html", context)
+
+
+@router.get("/cases/{number}/attachments/{attachment_id}")
+def attachment(request: Request, number: str, attachment_id: int, me: Me, session: DB) -> Response:
+    """A voice message or recording of the case, for those who may open it; every play is in
+    the audit log (it may hold the caller's health or address)."""
+    case = find_case(session, number)
+    check_may_see(session, me, case, console(request).categories)
+    found = session.get(Attachment, attachment_id)
+    if found is None or found.case_id != case.id:
+        raise NotFound(f"case {number} has no attachment {attachment_id}")
+    record_access(
+        session,
+        actor=me,
+        actor_label=me.role.value,
+        action="play_attachment",
+        subject_type="case",
+        subject_id=case.id,
+        detail={"attachment": found.id, "case": case.number},
+    )
+    return Response(
+        found.data,
+        media_type=found.content_type,
+        headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"},
+    )
 
 
 def _transfer_targets(session: DB, me: Staff) -> tuple[list[Unit], list[Staff]]:

@@ -31,7 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.channels.base import Conversations, split_body, typed_number
-from bot.channels.wechat.sender import CHANNEL, PASSIVE, record_outbound
+from bot.channels.wechat.sender import CHANNEL, FETCH_MEDIA, PASSIVE, record_outbound
 from bot.channels.wechat.wire import Incoming, Kind
 from bot.conversation.dialogue import VOICE_NOTE
 from bot.conversation.engine import TurnResult
@@ -123,7 +123,17 @@ async def answer(line: WeChatLine, incoming: Incoming, arrived: float) -> str | 
     held_until = utcnow() + timedelta(seconds=line.reply_within_s + 1)
 
     def queue_reply(session: Session, result: TurnResult) -> None:
-        """In the turn's transaction, due only after the webhook's budget."""
+        """In the turn's transaction, due only after the webhook's budget; and the fetching of
+        a voice note's audio onto the case it filed."""
+        if metadata.get("event") == VOICE_NOTE and result.cases:
+            enqueue(
+                session,
+                channel=CHANNEL,
+                address=incoming.openid,
+                payload={"kind": FETCH_MEDIA, "case": result.cases[0].number, **metadata["audio"]},
+                idempotency_key=f"{FETCH_MEDIA}:{incoming.media_id}",
+                priority=REPLY_PRIORITY,
+            )
         if not result.replies:
             return
         language = result.replies[-1].language

@@ -13,6 +13,10 @@ does not fit:
   the failed deliveries);
 - a reply to a turn (it is sent seconds after the person wrote, so this is rare) is not sent.
 
+The outbox also carries the fetching of a voice message's audio (``fetch_media``): WeChat keeps
+it three days, and the worker's retries are what such a fetch needs. The audio is kept on the
+case (storage/attachments.py).
+
 The access token is kept in the database (`ProviderToken`), shared by every server: fetching a
 new token ends the old one five minutes later, so servers with a token each would end each
 other's. wechatpy's client fetches again, and retries once, when WeChat says a token is no
@@ -38,7 +42,7 @@ from wechatpy.session import SessionStorage
 from bot.channels.base import SendOutcome
 from config.settings import Settings
 from config.wechat import WeChatConfig
-from storage import messages
+from storage import attachments, messages
 from storage.db import transaction
 from storage.models import (
     Direction,
@@ -60,6 +64,8 @@ WINDOW_MESSAGES = 5
 # What the provider ids of our outbound records start with: customer-service messages count
 # against the window; the webhook's own answers (passive) and template messages do not.
 CUSTOMER_SERVICE, PASSIVE, TEMPLATE, BY_SMS = "cs:", "passive:", "tpl:", "sms:"
+MEDIA = "media:"  # a voice message's audio fetched (FETCH_MEDIA), not a message
+FETCH_MEDIA = "fetch_media"  # an outbox item that fetches audio instead of sending
 WINDOW_CLOSED = (45015, 45047)  # reply time out of the window; too many messages in it
 GONE = (40003, 43004, 43019)  # not an OpenID of ours; does not follow us; blocked us
 LIMITED_RETRY_S = 60.0
@@ -184,6 +190,8 @@ class WeChatSender:
 
     def _send(self, openid: str, payload: dict[str, Any], key: str) -> SendOutcome:
         assert self.db is not None
+        if payload.get("kind") == FETCH_MEDIA:
+            return self._fetch_media(payload)
         text = str(payload.get("text") or "")
         if not text:
             return SendOutcome.failed("nothing to send (no text)")
@@ -197,6 +205,34 @@ class WeChatSender:
         if payload.get("kind") == "reply":
             return SendOutcome.failed("the 48-hour customer-service window has closed")
         return self._outside_window(openid, payload, key, now)
+
+    def _fetch_media(self, payload: dict[str, Any]) -> SendOutcome:
+        """A voice message's audio, from WeChat (which keeps it 3 days) onto its case."""
+        assert self.db is not None and self._client is not None
+        media_id = str(payload.get("media_id") or "")
+        try:
+            response = self._client.media.download(media_id)
+        except WeChatClientException as exc:
+            error = f"WeChat error {exc.errcode}: {exc.errmsg}"
+            return SendOutcome.failed(error) if exc.errcode == 40007 else SendOutcome.retry(error)
+        except requests.RequestException as exc:
+            return SendOutcome.retry(f"WeChat not reached: {type(exc).__name__}: {exc}"[:300])
+        if isinstance(response, dict):  # JSON without an errcode: no file
+            return SendOutcome.failed(f"WeChat sent no file for {media_id}: {response}"[:300])
+        kind = response.headers.get("Content-Type", "") or f"audio/{payload.get('format') or 'amr'}"
+        try:
+            with transaction(self.db) as session:
+                attachments.keep(
+                    session,
+                    case_number=str(payload.get("case") or "") or None,
+                    source=f"{CHANNEL}:{media_id}",
+                    kind="audio",
+                    content_type=kind.split(";")[0].strip(),
+                    data=response.content,
+                )
+        except attachments.TooLarge as exc:
+            return SendOutcome.failed(str(exc))
+        return SendOutcome.ok(MEDIA + media_id)
 
     def _outside_window(
         self, openid: str, payload: dict[str, Any], key: str, now: datetime
@@ -267,7 +303,7 @@ class WeChatSender:
     def after_sent(self, session: Session, item: OutboxItem, outcome: SendOutcome) -> None:
         """The outbound record (what the window counts); none for one that went by SMS."""
         provider_id = outcome.provider_id or ""
-        if not provider_id or provider_id.startswith(BY_SMS):
+        if not provider_id or provider_id.startswith((BY_SMS, MEDIA)):
             return
         record_outbound(session, item.address, provider_id, item.payload, case_id=item.case_id)
 

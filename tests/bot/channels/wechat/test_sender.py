@@ -56,6 +56,12 @@ def send(engine: Engine, sender: Any, payload: dict[str, Any], key: str) -> Outb
         item_id = enqueue(
             session, channel="wechat", address=OPENID, payload=payload, idempotency_key=key
         )
+    return send_item(engine, sender, item_id)
+
+
+def send_item(engine: Engine, sender: Any, item: OutboxItem | int) -> OutboxItem:
+    """One worker round that sends ``item`` (waiting in the outbox); the item after it."""
+    item_id = item if isinstance(item, int) else item.id
 
     async def one_round() -> None:
         worker = OutboxWorker(engine, {"wechat": sender})

@@ -12,13 +12,14 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from storage.db import transaction
-from storage.models import Case, Message, OutboxStatus
+from storage.models import Attachment, Case, Message, OutboxStatus
 from tests.bot.channels.wechat.conftest import (
     outbox,
     registered,
     signature,
     text_xml,
 )
+from tests.bot.channels.wechat.test_sender import send_item, sender_for
 
 ASKS_KIND = "好的，帮您办药费报销。请问是哪方面的药费？比如住院、门诊，还是药店买的药？"
 
@@ -146,7 +147,7 @@ def test_a_voice_message_is_understood_by_its_recognition(wechat: Any, engine: E
 
 
 def test_a_voice_message_without_recognition_is_filed_for_staff_to_hear(
-    wechat: Any, engine: Engine
+    wechat: Any, engine: Engine, fake_api: Any, tmp_path: Path
 ) -> None:
     from tests.bot.channels.wechat.conftest import voice_xml
 
@@ -164,6 +165,31 @@ def test_a_voice_message_without_recognition_is_filed_for_staff_to_hear(
             "format": "amr",
         }
     assert case.number in answer
+    # The worker fetches the audio from WeChat (kept there 3 days) onto the case.
+    [fetch] = [i for i in outbox(engine, "wechat") if i.payload["kind"] == "fetch_media"]
+    assert fetch.payload["case"] == case.number
+    fake_api.add_media("MEDIA-9", b"#!AMR\n-the-voice")
+    assert send_item(engine, sender_for(engine, fake_api, tmp_path), fetch).status == "sent"
+    with transaction(engine) as session:
+        [kept] = session.scalars(select(Attachment)).all()
+        assert (kept.case_id, kept.data, kept.content_type) == (
+            case.id,
+            b"#!AMR\n-the-voice",
+            "audio/amr",
+        )
+
+
+def test_a_voice_message_gone_from_wechat_is_a_failed_fetch_that_says_so(
+    wechat: Any, engine: Engine, fake_api: Any, tmp_path: Path
+) -> None:
+    from tests.bot.channels.wechat.conftest import voice_xml
+
+    registered(engine)
+    with wechat() as side:
+        side.post(voice_xml("", 9301, media_id="MEDIA-GONE"))
+    [fetch] = [i for i in outbox(engine, "wechat") if i.payload["kind"] == "fetch_media"]
+    failed = send_item(engine, sender_for(engine, fake_api, tmp_path), fetch)
+    assert failed.status == "dead" and "40007" in failed.last_error
 
 
 def test_the_channel_is_off_and_says_why_without_its_settings_or_with_a_bad_file(
