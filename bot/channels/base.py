@@ -57,6 +57,7 @@ import asyncio
 import unicodedata
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
@@ -72,6 +73,7 @@ from config.settings import Settings
 from nlu.parser import NluParser
 
 T = TypeVar("T")
+Replay = Callable[[dict[str, Any], datetime], Awaitable[None]]
 NUL = "\x00"  # PostgreSQL cannot store it in a text
 
 
@@ -132,6 +134,9 @@ class Mounted:
     on_shutdown: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # Called in the transaction that filed cases (e.g. post them to volunteers on Telegram).
     on_filed: list[FiledHook] = field(default_factory=list)
+    # What the channel kept in the spool while the database was down, run again when it is
+    # back: the item's "kind" → ``replay(item, received_at)`` (bot/channels/twilio/outage.py).
+    replays: dict[str, Replay] = field(default_factory=dict)
 
     def describe(self) -> str:
         return f"{self.name}: on" if self.enabled else f"{self.name}: off ({self.why})"

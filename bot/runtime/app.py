@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.channels import WEBHOOK_PREFIXES, mount_channels, moved_announcer
-from bot.channels.base import Conversations
+from bot.channels.base import Conversations, Mounted
 from bot.channels.twilio.outage import Replayer, replay_token, spool_of
 from bot.conversation.deployment import Deployment
 from bot.runtime import nlu as nlu_routes
@@ -67,7 +67,7 @@ def create_app(
         app.state.outbox_worker = None
         app.state.background = background = BackgroundWork(app, standby_retry_s)
         background.start()
-        replaying = _start_replayer(app, deployment)
+        replaying = _start_replayer(app, deployment, channels)
         try:
             yield
         finally:
@@ -121,17 +121,22 @@ def create_app(
 
 
 def _start_replayer(
-    app: FastAPI, deployment: Deployment
+    app: FastAPI, deployment: Deployment, channels: list[Mounted]
 ) -> Callable[[], Coroutine[Any, Any, None]] | None:
     """Every process hands back what its machine's spool kept while the database was down
-    (bot/channels/twilio/outage.py); returns what stops it."""
+    (bot/channels/twilio/outage.py, and the channels' own kinds: `Mounted.replays`); returns
+    what stops it."""
     settings = deployment.settings
-    if not (settings.twilio_enabled and settings.public_url):
+    replays = {kind: replay for channel in channels for kind, replay in channel.replays.items()}
+    twilio = settings.twilio_enabled and bool(settings.public_url)
+    if not (twilio or replays):
         return None
-    from bot.channels.twilio.voice.handover import file_outage_call
+    file_call = None
+    if twilio:
+        from bot.channels.twilio.voice.handover import file_outage_call
 
-    file_call = partial(file_outage_call, app.state.conversations, deployment.emergency_rules)
-    replayer = Replayer(app, app.state.spool, file_call)
+        file_call = partial(file_outage_call, app.state.conversations, deployment.emergency_rules)
+    replayer = Replayer(app, app.state.spool, file_call, replays=replays)
     stop = asyncio.Event()
     task = asyncio.create_task(replayer.run(stop), name="spool-replayer")
 

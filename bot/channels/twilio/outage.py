@@ -55,6 +55,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy.exc import SQLAlchemyError
 from twilio.request_validator import RequestValidator
 
+from bot.channels.base import Replay
 from bot.channels.twilio.signature import FORM_STATE, verified_form
 from bot.runtime.flock import try_flock
 from config.settings import Settings
@@ -190,19 +191,22 @@ class StillDown(Exception):
 class Replayer:
     """Hands what the spool kept back to the app once the database answers (module docstring).
     ``file_call``: files the call-back of a kept call (the item, when it came; the phone
-    line's `file_outage_call`, given by the app)."""
+    line's `file_outage_call`, given by the app); ``replays``: how other channels' items are
+    run again, by kind (WeChat's messages: bot/channels/wechat/__init__.py)."""
 
     def __init__(
         self,
         app: FastAPI,
         spool: Spool,
-        file_call: Callable[[dict[str, Any], datetime], Awaitable[Any]],
+        file_call: Callable[[dict[str, Any], datetime], Awaitable[Any]] | None,
         every_s: float = REPLAY_EVERY_S,
+        replays: dict[str, Replay] | None = None,
     ) -> None:
         self.app = app
         self.spool = spool
         self.settings: Settings = app.state.settings
         self.file_call = file_call
+        self.replays = dict(replays or {})  # other channels' kinds of item (Mounted.replays)
         self.every_s = every_s
         self._validator = RequestValidator(self.settings.twilio_auth_token)
 
@@ -264,7 +268,13 @@ class Replayer:
 
     async def _handle(self, client: httpx.AsyncClient, item: dict[str, Any]) -> None:
         received = datetime.fromisoformat(item["received_at"])
+        replay = self.replays.get(item["kind"])
+        if replay is not None:
+            await replay(item, received)
+            return
         if item["kind"] == CALL:
+            if self.file_call is None:
+                raise RuntimeError("a kept call, but Twilio is not configured on this server")
             await self.file_call(item, received)
             return
         path, query, form = item["path"], item.get("query", ""), item["form"]

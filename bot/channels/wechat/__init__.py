@@ -19,7 +19,8 @@ HOTLINE_WECHAT_APP_SECRET are set; README.md says where in the account's setting
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
@@ -27,17 +28,21 @@ from fastapi.responses import PlainTextResponse
 
 from bot.channels.base import Conversations, Mounted, OutboxSenders, conversations
 from bot.channels.wechat import wire
-from bot.channels.wechat.inbound import WeChatLine, answer
+from bot.channels.wechat.inbound import WeChatLine, answer, queue_answer
 from bot.channels.wechat.sender import CHANNEL
 from bot.conversation.deployment import Deployment
 from config.loader import ConfigError
 from config.settings import Settings
 from config.wechat import load_wechat
+from storage.db import is_database_down
+from storage.spool import Spool
+from storage.types import utcnow
 
 log = structlog.get_logger(__name__)
 
 NAME = "wechat"
 PATH = "/wechat"
+KEPT = "wechat"  # the spool's kind of a message kept while the database is down
 SETTINGS = "HOTLINE_WECHAT_TOKEN, HOTLINE_WECHAT_APP_ID or HOTLINE_WECHAT_APP_SECRET"
 
 
@@ -82,15 +87,57 @@ def mount(app: FastAPI, deployment: Deployment) -> Mounted:
         except wire.WireError as exc:
             log.warning("wechat_refused", status=exc.status, why=exc.why)
             raise HTTPException(exc.status, detail=exc.why) from None
-        line = WeChatLine(talk, config, settings.wechat_reply_within_s, config.link_words)
-        text = await answer(line, incoming, arrived)
+        spool: Spool = request.app.state.spool
+        line = line_of(talk, spool)
+        if spool.waiting():  # behind what waits for the database, in the order it came
+            text = await _kept(line, spool, incoming, "behind")
+        else:
+            try:
+                text = await answer(line, incoming, arrived)
+            except Exception as exc:
+                if not is_database_down(exc):
+                    raise
+                log.warning("database_down_wechat_kept", error=str(exc)[:200])
+                text = await _kept(line, spool, incoming, type(exc).__name__)
         if not text:
             return PlainTextResponse("success")
         xml = wire.passive_reply(settings, incoming, query, text)
         return Response(xml, media_type="application/xml")
 
+    def line_of(talk: Conversations, spool: Spool) -> WeChatLine:
+        def keep(incoming: wire.Incoming, why: str) -> None:
+            spool.put(_spooled(incoming, why))
+
+        return WeChatLine(
+            talk, config, settings.wechat_reply_within_s, config.link_words, keep=keep
+        )
+
+    async def replay(item: dict[str, Any], _received: datetime) -> None:
+        """A message kept while the database was down: handled now; what it is answered goes
+        by the worker (WeChat was told the message is kept)."""
+        talk: Conversations = app.state.conversations
+        incoming = wire.Incoming.from_json(item["incoming"])
+        text = await answer(line_of(talk, app.state.spool), incoming, 0.0, waiting=False)
+        if text:
+            await talk.run(queue_answer, talk, incoming, text)
+
     app.include_router(router)
-    return Mounted(NAME, enabled=True)
+    return Mounted(NAME, enabled=True, replays={KEPT: replay})
+
+
+async def _kept(line: WeChatLine, spool: Spool, incoming: wire.Incoming, why: str) -> str:
+    """Keep ``incoming`` for when the database is back; what the person is told meanwhile."""
+    await asyncio.to_thread(spool.put, _spooled(incoming, why))
+    return line.catalogs.text("wechat.kept", line.talk.settings.default_language)
+
+
+def _spooled(incoming: wire.Incoming, why: str) -> dict[str, Any]:
+    return {
+        "kind": KEPT,
+        "incoming": incoming.to_json(),
+        "received_at": utcnow().isoformat(),
+        "why": why,
+    }
 
 
 def _checked(settings: Settings, request: Request) -> wire.Query:

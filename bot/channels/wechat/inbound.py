@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -41,7 +42,7 @@ from bot.conversation.state import DialogueState
 from config.i18n import Catalogs
 from config.wechat import WeChatConfig
 from storage import identities, messages
-from storage.db import transaction
+from storage.db import is_database_down, transaction
 from storage.follow_ups import CHOICES
 from storage.models import (
     ConversationState,
@@ -70,6 +71,7 @@ class WeChatLine:
     config: WeChatConfig
     reply_within_s: float
     link_words: tuple[str, ...]  # what asks to link ("绑定", "bind")
+    keep: Callable[[Incoming, str], None] | None = None  # into the spool (database down)
 
     @property
     def catalogs(self) -> Catalogs:
@@ -80,10 +82,13 @@ def reply_key(provider_id: str, part: int) -> str:
     return f"reply:{CHANNEL}:{provider_id}:{part}"
 
 
-async def answer(line: WeChatLine, incoming: Incoming, arrived: float) -> str | None:
+async def answer(
+    line: WeChatLine, incoming: Incoming, arrived: float, *, waiting: bool = True
+) -> str | None:
     """Handle ``incoming``; the text of the webhook's own (passive) reply, or None for
     "success" (nothing to say, or the reply goes by the worker). ``arrived``: the event
-    loop's time when the request came."""
+    loop's time when the request came. ``waiting``: False for a message the spool kept (nobody
+    waits for the HTTP reply: a turn's reply goes by the worker at once)."""
     talk = line.talk
     if incoming.kind in (Kind.SUBSCRIBE, Kind.UNSUBSCRIBE, Kind.OTHER):
         return await talk.run(_record_event, line, incoming)
@@ -120,7 +125,7 @@ async def answer(line: WeChatLine, incoming: Incoming, arrived: float) -> str | 
         key = reply_key(incoming.provider_id, 0)
         if await talk.run(answer_message, talk.db, inbound, key, REPLY_PRIORITY, idle=idle):
             return await talk.run(_take_passive, talk, incoming)
-    held_until = utcnow() + timedelta(seconds=line.reply_within_s + 1)
+    held_until = utcnow() + timedelta(seconds=line.reply_within_s + 1) if waiting else None
 
     def queue_reply(session: Session, result: TurnResult) -> None:
         """In the turn's transaction, due only after the webhook's budget; and the fetching of
@@ -150,20 +155,43 @@ async def answer(line: WeChatLine, incoming: Incoming, arrived: float) -> str | 
                 not_before=held_until if n == 0 else None,
             )
 
+    if not waiting:
+        await talk.turn(inbound, then=queue_reply)
+        return None
     turn = asyncio.ensure_future(talk.turn(inbound, then=queue_reply))
     left = line.reply_within_s - (asyncio.get_running_loop().time() - arrived)
     try:
         await asyncio.wait_for(asyncio.shield(turn), timeout=max(0.0, left))
     except TimeoutError:
-        turn.add_done_callback(_log_late_failure)
+        turn.add_done_callback(lambda done: _after_success(line, incoming, done))
         log.info("wechat_turn_slow", provider_id=incoming.provider_id)
         return None
     return await talk.run(_take_passive, talk, incoming)
 
 
-def _log_late_failure(turn: asyncio.Future[Any]) -> None:
-    if not turn.cancelled() and turn.exception() is not None:
-        log.error("wechat_turn_failed_after_success", error=repr(turn.exception())[:300])
+def _after_success(line: WeChatLine, incoming: Incoming, turn: asyncio.Future[Any]) -> None:
+    """A slow turn that failed after WeChat was told "success" (so it will not ask again):
+    kept in the spool when the database was the cause, to run when it is back."""
+    error = None if turn.cancelled() else turn.exception()
+    if error is None:
+        return
+    if is_database_down(error) and line.keep is not None:
+        line.keep(incoming, type(error).__name__)
+        return
+    log.error("wechat_turn_failed_after_success", error=repr(error)[:300])
+
+
+def queue_answer(talk: Conversations, incoming: Incoming, text: str) -> None:
+    """``text`` to the person by the worker (a kept message's answer: nobody waits for it)."""
+    with transaction(talk.db) as session:
+        enqueue(
+            session,
+            channel=CHANNEL,
+            address=incoming.openid,
+            payload={"kind": "reply", "text": text, "language": talk.settings.default_language},
+            idempotency_key=reply_key(incoming.provider_id, 0),
+            priority=REPLY_PRIORITY,
+        )
 
 
 def _take_passive(talk: Conversations, incoming: Incoming) -> str | None:

@@ -15,7 +15,7 @@ a request has passed all of it.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -65,6 +65,24 @@ class Incoming:
     key: str = ""  # a menu button's EventKey
     raw_type: str = ""  # MsgType (and Event) as WeChat named it
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """As the spool keeps it while the database is down."""
+        return {
+            **asdict(self),
+            "kind": self.kind.value,
+            "received_at": self.received_at.isoformat(),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Incoming:
+        return cls(
+            **{
+                **data,
+                "kind": Kind(data["kind"]),
+                "received_at": datetime.fromisoformat(data["received_at"]),
+            }
+        )
 
 
 @dataclass(frozen=True)
