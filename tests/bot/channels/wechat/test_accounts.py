@@ -132,3 +132,26 @@ def test_a_follow_up_question_is_answered_with_a_bare_digit(wechat: Any, engine:
     assert answer == THANKS_SATISFIED
     assert case_of(engine, asked.case).status == CaseStatus.RESOLVED
     assert round_of(engine, asked.follow_up).satisfied is True
+
+
+def test_a_case_filed_over_wechat_is_told_there_when_staff_take_it(
+    wechat: Any, engine: Engine
+) -> None:
+    from storage import actions
+    from storage.models import Case, Role, Unit
+    from storage.permissions import Actor
+    from tests.factories import make_staff
+
+    registered(engine)
+    with wechat() as side:
+        for n, line in enumerate(["我想报销药费，大概三百块，是上个月住院的", "上门来取", "对"]):
+            side.say(line, msg_id=700 + n)
+    with transaction(engine) as session:
+        case = session.scalars(select(Case)).one()
+        station = session.scalars(select(Unit).where(Unit.id == case.unit_id)).one()
+        staff = make_staff(session, Role.STAFF, [station], name="钱社工")
+        actions.claim(session, case, Actor.person(staff))
+        number = case.number
+    [notice] = [i for i in outbox(engine, "wechat") if i.payload["kind"] == "case_claimed"]
+    assert notice.address == OPENID
+    assert number in notice.payload["text"] and "钱" in notice.payload["text"]
