@@ -124,6 +124,15 @@ class Settings(BaseSettings):
         description="Template message for a notice outside the 48-hour customer-service window "
         "(fields in config/channels/wechat.yml); empty: such a notice goes by SMS.",
     )
+    # Alibaba Cloud SMS (阿里云短信): bot/channels/aliyun_sms/. Sends the outbox's SMS (instead
+    # of Twilio) as approved templates (config/sms_templates.yml). On with the key and sign name.
+    aliyun_sms_access_key_id: str = ""
+    aliyun_sms_access_key_secret: str = ""
+    aliyun_sms_sign_name: str = Field(default="", description="The approved signature (签名).")
+    aliyun_sms_endpoint: str = Field(
+        default="dysmsapi.aliyuncs.com", description="API host[:port] (tests use a fake)."
+    )
+    aliyun_sms_protocol: Literal["HTTPS", "HTTP"] = "HTTPS"
     api_tokens: str = Field(
         default="",
         description="No longer read (a warning at start-up says so): every JSON route takes "
@@ -173,6 +182,15 @@ class Settings(BaseSettings):
     @property
     def wechat_enabled(self) -> bool:
         return bool(self.wechat_token and self.wechat_app_id and self.wechat_app_secret)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def aliyun_sms_enabled(self) -> bool:
+        return bool(
+            self.aliyun_sms_access_key_id
+            and self.aliyun_sms_access_key_secret
+            and self.aliyun_sms_sign_name
+        )
 
     @field_validator("wechat_aes_key")
     @classmethod

@@ -129,17 +129,25 @@ def tell_claimed(
     own statement), else read here."""
     tz = site_of(session).tz
 
+    deadline = case.resolve_deadline
+    promised = case.category != "emergency" and deadline is not None and deadline > now
+
     def text(catalogs: Catalogs, lang: str) -> str:
         who = _who(staff, catalogs, lang)
         if case.category == "emergency":
             return catalogs.text("notices.claimed_emergency", lang, number=case.number, who=who)
-        deadline = case.resolve_deadline
-        if deadline is None or deadline <= now:
+        if not promised:
             return catalogs.text("notices.claimed_soon", lang, number=case.number, who=who)
-        by = format_deadline(deadline, tz, catalogs, lang)
+        by = format_deadline(deadline, tz, catalogs, lang)  # type: ignore[arg-type]
         return catalogs.text("notices.claimed", lang, number=case.number, who=who, by=by)
 
-    return _tell(session, case, CLAIMED, facts or read_facts(session, case, "claim"), text, now)
+    def fields(catalogs: Catalogs, lang: str) -> dict[str, str]:
+        """For an SMS template (config/sms_templates.yml): who, and by when ("" if no time)."""
+        by = format_deadline(deadline, tz, catalogs, lang) if promised else ""  # type: ignore[arg-type]
+        return {"who": _who(staff, catalogs, lang), "by": by}
+
+    facts = facts or read_facts(session, case, "claim")
+    return _tell(session, case, CLAIMED, facts, text, now, fields=fields)
 
 
 def tell_resolved(session: Session, case: Case, *, now: datetime) -> str | None:
@@ -164,6 +172,8 @@ def _tell(
     facts: Facts,
     text: Callable[[Catalogs, str], str],
     now: datetime,
+    *,
+    fields: Callable[[Catalogs, str], dict[str, str]] | None = None,
 ) -> str | None:
     target = choose_destination(case.channel, case.details or {}, facts)
     site = site_of(session)
@@ -173,11 +183,14 @@ def _tell(
         return None
     lang = notice_language(facts, case.details or {}, site.language)
     key = f"{case.number}:{kind}:{facts.count}"
+    payload = {"kind": kind, "case": case.number, "text": text(catalogs, lang), "language": lang}
+    if fields is not None:
+        payload["fields"] = fields(catalogs, lang)
     _enqueue(
         session,
         channel=target.channel,
         address=target.address,
-        payload={"kind": kind, "case": case.number, "text": text(catalogs, lang), "language": lang},
+        payload=payload,
         idempotency_key=key,
         case_id=case.id,
         now=now,

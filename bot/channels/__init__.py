@@ -19,6 +19,7 @@ from storage.escalation import MovedHook
 CHANNELS = {
     "twilio_voice": "bot.channels.twilio.voice",
     "twilio_messaging": "bot.channels.twilio.messaging",
+    "aliyun_sms": "bot.channels.aliyun_sms",  # after Twilio: when on, it sends the SMS
     "telegram": "bot.channels.telegram",
     "wechat": "bot.channels.wechat",
     "web_api": "bot.channels.web_api",
@@ -50,8 +51,12 @@ def outbox_senders(settings: Settings) -> OutboxSenders:
         offer = getattr(importlib.import_module(package), "senders", None)
         if offer is not None:
             found = offer(settings)
-            every.on.update(found.on)
-            every.off.update(found.off)
+            every.on.update(found.on)  # a later package takes a channel over (SMS: Aliyun)
+            for channel, why in found.off.items():  # each way the channel could be had
+                every.off[channel] = (
+                    f"{every.off[channel]}; or {why}" if channel in every.off else why
+                )
+    every.off = {channel: why for channel, why in every.off.items() if channel not in every.on}
     return every
 
 

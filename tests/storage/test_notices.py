@@ -144,6 +144,8 @@ def test_a_claim_tells_who_and_by_when_in_one_outbox_row(
         "text": f"【社区一键通】您的求助（编号{case.number}）已由志愿者王芳接手，"
         "争取在12月9日星期三 10:00前为您办好。",
         "language": "zh",
+        # For an SMS template (Alibaba Cloud sends no free text).
+        "fields": {"who": "志愿者王芳", "by": "12月9日星期三 10:00"},
     }
     assert item.case_id == case.id
     assert item.idempotency_key == f"{case.number}:case_claimed:1"

@@ -155,3 +155,27 @@ def test_a_case_filed_over_wechat_is_told_there_when_staff_take_it(
     [notice] = [i for i in outbox(engine, "wechat") if i.payload["kind"] == "case_claimed"]
     assert notice.address == OPENID
     assert number in notice.payload["text"] and "钱" in notice.payload["text"]
+
+
+def test_the_link_code_goes_as_an_approved_aliyun_template(
+    wechat: Any, engine: Engine, tmp_path: Any
+) -> None:
+    import asyncio
+
+    from bot.channels import senders_for
+    from bot.runtime.worker import OutboxWorker
+    from tests.bot.channels.aliyun_sms.test_aliyun_sms import KEY_ID, SIGN, TAKES
+    from tests.bot.channels.aliyun_sms.test_aliyun_sms import settings_for as aliyun_settings
+    from tests.fakes.aliyun_sms import FakeAliyunSms
+
+    registered(engine, linked=False)
+    with wechat() as side:
+        side.say("绑定13800000001", msg_id=801)
+        code = code_sent(engine)
+        with FakeAliyunSms(KEY_ID, SIGN, TAKES) as aliyun:
+            senders = senders_for(aliyun_settings(aliyun))
+            asyncio.run(OutboxWorker(engine, senders).run_once())
+            [sent] = aliyun.sent
+        assert sent["TemplateCode"] == "SMS_000000001" and sent["Params"] == {"code": code}
+        assert sent["PhoneNum"] == "13800000001"
+        assert side.reply_text(side.say(code, msg_id=802)).startswith("绑定好了")
