@@ -59,6 +59,10 @@ class Hotline:
     def text(self, key: str, lang: str, **params: Any) -> str:
         return self.catalogs.text(f"telegram.{key}", lang, **params)
 
+    def desk(self, key: str, lang: str, **params: Any) -> str:
+        """A text every channel's staff get (bot/channels/staff_desk.py)."""
+        return self.catalogs.text(f"staff_desk.{key}", lang, **params)
+
     async def staff_for(self, user_id: int) -> Staff | None:
         return await self.talk.run(self._staff_for, user_id)
 

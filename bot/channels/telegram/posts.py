@@ -12,13 +12,13 @@ Staff-only kinds (volunteer_eligible: false, e.g. complaints, bereavement) never
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bot.channels.staff_desk import local_time
 from bot.channels.telegram.common import CHANNEL
 from bot.conversation.deployment import Deployment
 from config.categories import CategoryConfig
@@ -182,7 +182,7 @@ def post_text(
     headline = "released_case" if again else "moved_case" if moved else "new_case"
     lines = [_headline(case, catalogs, categories, lang, headline)]
     if case.summary and not group:
-        lines.append(catalogs.text("telegram.staff.summary", lang, summary=case.summary))
+        lines.append(catalogs.text("staff_desk.summary", lang, summary=case.summary))
     lines.extend(_claim_by(case, catalogs, lang, tz))
     if group:
         lines.append(catalogs.text("telegram.group.claim_hint", lang))
@@ -198,20 +198,14 @@ def _headline(
         number=case.number,
         category=categories.get(case.category).name.get(lang),
         unit=case.unit.name(lang),
-        priority=catalogs.text(f"telegram.staff.priority.{case.priority}", lang),
+        priority=catalogs.text(f"staff_desk.priority.{case.priority}", lang),
     )
 
 
 def _claim_by(case: Case, catalogs: Catalogs, lang: str, tz: ZoneInfo) -> list[str]:
     if case.claim_deadline is None:
         return []
-    return [
-        catalogs.text("telegram.staff.claim_by", lang, when=local_time(case.claim_deadline, tz))
-    ]
-
-
-def local_time(moment: datetime, tz: ZoneInfo) -> str:
-    return moment.astimezone(tz).strftime("%m-%d %H:%M")
+    return [catalogs.text("staff_desk.claim_by", lang, when=local_time(case.claim_deadline, tz))]
 
 
 def new_case_announcer(

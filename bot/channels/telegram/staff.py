@@ -19,6 +19,8 @@ from telegram import Bot, Update
 from telegram.error import BadRequest, Forbidden, TelegramError
 from telegram.ext import ContextTypes
 
+from bot.channels import staff_desk
+from bot.channels.staff_desk import Desk, taken_line
 from bot.channels.telegram.common import (
     CHANNEL,
     Hotline,
@@ -32,11 +34,10 @@ from bot.channels.telegram.common import (
     provider_id,
     staff_by_telegram,
 )
-from bot.channels.telegram.posts import CLAIM, NEW_CASE, local_time, post_new_case
+from bot.channels.telegram.posts import CLAIM, NEW_CASE, post_new_case
 from config.categories import CategoryConfig
 from config.i18n import Catalogs
 from storage import actions, messages, outbox
-from storage.audit import viewed_retiree
 from storage.errors import CaseConflict, IllegalTransition, NotFound, NotPermitted
 from storage.models import (
     Case,
@@ -58,7 +59,6 @@ POSTED, TAKEN, SETTLED = MessageStatus.POSTED, MessageStatus.TAKEN, MessageStatu
 # /start payload of the link that opens a private chat with the bot to get a claimed case's
 # contact details: "case_2026-000123" (Telegram allows A-Z, a-z, 0-9, _ and -).
 DETAILS_START = "case_"
-MINE_LIMIT = 30
 
 
 # -- help --------------------------------------------------------------------------------------
@@ -221,7 +221,8 @@ def keep_posts_up(
             # post of a case now done keeps the line it has.
             chat, _, message = (post.provider_id or "").removeprefix(POST_PREFIX).partition(":")
             own = str(owner_chat) == chat
-            line = _taken_line(catalogs, language, case.number, case.status, owner, own)
+            desk = Desk(catalogs, categories, language, ZoneInfo(timezone), CHANNEL)
+            line = taken_line(desk, case.number, case.status, owner, own)
             _queue_edit(session, case, int(chat), int(message), f"{post.text}\n\n{line}")
             edits += 1
     reposts = sum(
@@ -259,22 +260,6 @@ def _queue_edit(session: Session, case: Case, chat: int, message: int, text: str
         idempotency_key=f"{EDIT_POST}:{chat}:{message}:{case.version}",
         priority=case.priority,
     )
-
-
-def _taken_line(
-    catalogs: Catalogs,
-    lang: str | None,
-    number: str,
-    status: CaseStatus,
-    owner: str | None,
-    own: bool,
-) -> str:
-    def t(key: str, **params: object) -> str:
-        return catalogs.text(f"telegram.{key}", lang, number=number, **params)
-
-    if status == CaseStatus.CLAIMED and owner:
-        return t("staff.claimed_by_you") if own else t("staff.taken_by", name=owner)
-    return t("staff.no_longer_open", status=t(f"status.{status.value}"))
 
 
 async def on_claim(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -360,10 +345,10 @@ def claim_from_telegram(hotline: Hotline, update: Update, number: str) -> ClaimO
                 log.info("telegram_claimed", case=number, staff=staff.id, in_group=in_group)
                 return _won(hotline, session, case, staff, _pressed(update), in_group)
     except NotFound:
-        return ClaimOutcome(False, hotline.text("staff.not_found", lang, number=number), "")
+        return ClaimOutcome(False, hotline.desk("not_found", lang, number=number), "")
     except NotPermitted as exc:
         log.info("telegram_claim_refused", case=number, why=exc.why)
-        return ClaimOutcome(False, hotline.text("staff.may_not_claim", lang, number=number), "")
+        return ClaimOutcome(False, hotline.desk("may_not_claim", lang, number=number), "")
     except (IllegalTransition, CaseConflict) as exc:
         refused = exc  # somebody was faster: see who, below
     with hotline.sessions.begin() as session:
@@ -379,8 +364,8 @@ def _won(
     in_group: bool,
 ) -> ClaimOutcome:
     lang, number = staff_lang(hotline), case.number
-    mine = hotline.text("staff.claimed_by_you", lang, number=number)
-    taken = hotline.text("staff.taken_by", lang, number=number, name=staff.name)
+    mine = hotline.desk("claimed_by_you", lang, number=number)
+    taken = hotline.desk("taken_by", lang, number=number, name=staff.name)
     others = tuple(
         (post, mine if post.chat_id == staff.telegram_user_id else taken)
         for post in _take_posts(session, case)
@@ -406,14 +391,14 @@ def _claim_state(
     case = actions.get_case(session, number)
     assignee = case.assignee
     if case.status == CaseStatus.CLAIMED and assignee is not None:
-        taken = hotline.text("staff.taken_by", lang, number=number, name=assignee.name)
+        taken = hotline.desk("taken_by", lang, number=number, name=assignee.name)
         if assignee.telegram_user_id == user_id:
-            mine = hotline.text("staff.claimed_by_you", lang, number=number)
+            mine = hotline.desk("claimed_by_you", lang, number=number)
             return ClaimOutcome(True, mine, taken if in_group else mine)
         log.info("telegram_claim_lost", case=number, error=type(refused).__name__)
         return ClaimOutcome(False, taken, taken)
-    status = hotline.text(f"status.{case.status.value}", lang)
-    gone = hotline.text("staff.no_longer_open", lang, number=number, status=status)
+    status = hotline.desk(f"status.{case.status.value}", lang)
+    gone = hotline.desk("no_longer_open", lang, number=number, status=status)
     return ClaimOutcome(False, gone, gone)
 
 
@@ -421,29 +406,19 @@ def _claim_state(
 
 
 def case_details(hotline: Hotline, session: Session, case: Case, staff: Staff) -> str:
-    """Whom to contact for ``case``, for the person who claimed it: name, phone numbers,
-    address, what was asked, the deadline. Their view of it goes to the audit log."""
-    lang, tz = staff_lang(hotline), ZoneInfo(hotline.settings.timezone)
+    """Whom to contact for ``case``, for the person who claimed it (staff_desk.case_details)."""
+    return staff_desk.case_details(desk_of(hotline), session, case, staff)
 
-    def t(key: str, **params: object) -> str:
-        return hotline.text(f"staff.{key}", lang, **params)
 
-    category = hotline.categories.get(case.category).name.get(lang)
-    lines = [t("details_header", number=case.number, category=category)]
-    retiree = case.retiree
-    if retiree is not None:
-        phones = ", ".join(p.number for p in retiree.phones) or "-"
-        lines.append(t("details_person", name=retiree.name, phones=phones))
-        lines.append(t("details_address", address=retiree.address or "-"))
-        viewed_retiree(session, staff, retiree.id, case=case.number, via="telegram")
-    else:
-        caller = str(case.details.get("caller") or "-")
-        lines.append(t("details_unregistered", channel=case.channel, caller=caller))
-    if case.summary:
-        lines.append(t("summary", summary=case.summary))
-    if case.resolve_deadline is not None:
-        lines.append(t("resolve_by", when=local_time(case.resolve_deadline, tz)))
-    return "\n".join(lines)
+def desk_of(hotline: Hotline) -> Desk:
+    settings = hotline.settings
+    return Desk(
+        hotline.catalogs,
+        hotline.categories,
+        settings.default_language,
+        ZoneInfo(settings.timezone),
+        CHANNEL,
+    )
 
 
 async def on_staff_start(
@@ -479,11 +454,11 @@ def _details_again(hotline: Hotline, update: Update, number: str) -> str | None:
         if not first_delivery(session, update, "details", text=f"/start {DETAILS_START}{number}"):
             return None
         if staff is None:
-            return hotline.text("staff.not_staff", lang)
+            return hotline.desk("not_staff", lang)
         try:
             case = actions.get_case(session, number)
         except NotFound:
-            return hotline.text("staff.not_found", lang, number=number)
+            return hotline.desk("not_found", lang, number=number)
         if case.assignee_id != staff.id or case.status != CaseStatus.CLAIMED:
             return hotline.text("staff.details_not_yours", lang, number=number)
         return case_details(hotline, session, case, staff)
@@ -519,28 +494,8 @@ def _mine_text(hotline: Hotline, update: Update) -> str | None:
         if not first_delivery(session, update, "mine", text="/mine"):
             return None
         if staff is None:
-            return hotline.text("staff.not_staff", lang)
-        cases = session.scalars(
-            select(Case)
-            .where(Case.assignee_id == staff.id, Case.status == CaseStatus.CLAIMED)
-            .order_by(Case.priority, Case.resolve_deadline.asc().nulls_last(), Case.id)
-            .limit(MINE_LIMIT)
-        ).all()
-        if not cases:
-            return hotline.text("staff.mine_none", lang)
-        lines = [hotline.text("staff.mine_header", lang, count=len(cases))]
-        for case in cases:
-            lines.append(
-                hotline.text(
-                    "staff.mine_line",
-                    lang,
-                    number=case.number,
-                    category=hotline.categories.get(case.category).name.get(lang),
-                    priority=hotline.text(f"staff.priority.{case.priority}", lang),
-                    summary=case.summary or "-",
-                )
-            )
-        return "\n".join(lines)
+            return hotline.desk("not_staff", lang)
+        return staff_desk.mine(desk_of(hotline), session, staff)
 
 
 async def on_close(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -566,30 +521,19 @@ def _close_text(hotline: Hotline, update: Update, args: list[str]) -> str | None
     lang = staff_lang(hotline)
     number = args[0] if args else ""
     note = " ".join(args[1:])
+    desk = desk_of(hotline)
     try:
         with hotline.sessions.begin() as session:
             staff = staff_by_telegram(session, user.id)
             if not first_delivery(session, update, "close", text=" ".join(["/close", *args])):
                 return None
             if staff is None:
-                return hotline.text("staff.not_staff", lang)
+                return hotline.desk("not_staff", lang)
             if not number:
                 return hotline.text("staff.close_usage", lang)
-            if staff.role == Role.VOLUNTEER:
-                return hotline.text("staff.close_only_staff", lang)
-            case = actions.get_case(session, number)
-            actions.close(
-                session, case, Actor.person(staff), note=note, categories=hotline.categories
-            )
+            closed = staff_desk.close(desk, session, staff, number, note)
             log.info("telegram_closed", case=number, staff=staff.id)
-            return hotline.text("staff.closed", lang, number=number)
-    except NotFound:
-        return hotline.text("staff.not_found", lang, number=number)
-    except IllegalTransition as exc:
-        status = hotline.text(f"status.{exc.status}", lang)
-        return hotline.text("staff.close_not_resolved", lang, number=number, status=status)
-    except NotPermitted as exc:
-        log.info("telegram_close_refused", case=number, why=exc.why)
-        return hotline.text("staff.close_not_permitted", lang, number=number)
-    except CaseConflict:
-        return hotline.text("staff.conflict", lang, number=number)
+            return closed
+    except staff_desk.REFUSED as exc:
+        log.info("telegram_close_refused", case=number, error=type(exc).__name__)
+        return staff_desk.refusal(desk, exc, number, "close")

@@ -56,6 +56,10 @@ def t(key: str, **params: Any) -> str:
     return CATALOGS.text(f"telegram.{key}", "zh", **params)
 
 
+def desk(key: str, **params: Any) -> str:
+    return CATALOGS.text(f"staff_desk.{key}", "zh", **params)
+
+
 @pytest.fixture
 def fake() -> Iterator[FakeTelegramApi]:
     with FakeTelegramApi(token=TOKEN) as api:
@@ -381,7 +385,7 @@ def test_two_members_tap_claim_in_the_group_at_once_and_the_winner_gets_the_deta
         loser = VOLUNTEER_2 if winner == VOLUNTEER_1 else VOLUNTEER_1
         answers = {a["callback_query_id"]: a for a in fake.calls_to("answerCallbackQuery")}
         by_user = {tap["callback_query"]["from"]["id"]: tap["callback_query"]["id"] for tap in taps}
-        taken = t("staff.taken_by", number=number, name=names[winner])
+        taken = desk("taken_by", number=number, name=names[winner])
         assert answers[by_user[winner]]["text"] == t("staff.claimed_see_private", number=number)
         assert answers[by_user[loser]]["text"] == taken
         assert answers[by_user[loser]]["show_alert"] is True
@@ -396,12 +400,12 @@ def test_two_members_tap_claim_in_the_group_at_once_and_the_winner_gets_the_deta
         eventually(lambda: now(STAFF_A)["text"].endswith(taken))
         assert now(loser)["text"] == posts[loser]["text"] + "\n\n" + taken
         eventually(lambda: "reply_markup" not in now(winner))
-        mine = t("staff.claimed_by_you", number=number)
+        mine = desk("claimed_by_you", number=number)
         assert now(winner)["text"] == posts[winner]["text"] + "\n\n" + mine
         # The contact details: to the winner's private chat only.
         details = texts_to(fake, winner)
         assert len(details) == 1
-        assert details[0].startswith(t("staff.details_header", number=number, category="药费报销"))
+        assert details[0].startswith(desk("details_header", number=number, category="药费报销"))
         assert f"{NAME}｜{PHONE}" in details[0] and ADDRESS in details[0]
         assert texts_to(fake, loser) == [] and texts_to(fake, STAFF_A) == []
         for text in group_calls(fake, GROUP):
@@ -425,7 +429,7 @@ def test_a_tap_by_an_unknown_user_or_from_outside_the_unit_is_refused(
         posts = send_outbox(fake, engine)
         for user, answer in (
             (STRANGER, t("staff.link_first")),
-            (VOLUNTEER_B, t("staff.may_not_claim", number=number)),
+            (VOLUNTEER_B, desk("may_not_claim", number=number)),
         ):
             ok(fake.push(fake.callback_update(user, f"claim:{number}", message=posts[GROUP])))
             said = fake.calls_to("answerCallbackQuery")[-1]
@@ -451,7 +455,7 @@ def test_a_claimer_the_bot_may_not_write_to_yet_is_sent_to_a_private_chat_for_th
         assert answer["text"] == t("staff.claimed_open_chat", number=number)
         assert answer["url"] == f"https://t.me/{BOT_USERNAME}?start=case_{number}"
         group_post = fake.messages[(GROUP, posts[GROUP]["message_id"])]
-        taken = t("staff.taken_by", number=number, name="张志愿")
+        taken = desk("taken_by", number=number, name="张志愿")
         assert group_post["text"] == posts[GROUP]["text"] + "\n\n" + taken
         tried = texts_to(fake, VOLUNTEER_1)
         assert len(tried) == 1 and NAME in tried[0]  # tried privately: refused,
