@@ -124,6 +124,15 @@ class Settings(BaseSettings):
         description="Template message for a notice outside the 48-hour customer-service window "
         "(fields in config/channels/wechat.yml); empty: such a notice goes by SMS.",
     )
+    # WeCom (企业微信) app for staff and volunteers: bot/channels/wecom/. On with all five.
+    wecom_corp_id: str = Field(default="", description="The organisation's CorpID (ww...).")
+    wecom_agent_id: int = Field(default=0, ge=0, description="The app's AgentId.")
+    wecom_secret: str = Field(default="", description="The app's Secret.")
+    wecom_token: str = Field(default="", description="The app's callback Token.")
+    wecom_aes_key: str = Field(default="", description="The callback EncodingAESKey (43).")
+    wecom_api_url: str = Field(
+        default="https://qyapi.weixin.qq.com/cgi-bin/", description="API base (tests: a fake)."
+    )
     # Alibaba Cloud SMS (阿里云短信): bot/channels/aliyun_sms/. Sends the outbox's SMS (instead
     # of Twilio) as approved templates (config/sms_templates.yml). On with the key and sign name.
     aliyun_sms_access_key_id: str = ""
@@ -185,6 +194,17 @@ class Settings(BaseSettings):
 
     @computed_field  # type: ignore[prop-decorator]
     @property
+    def wecom_enabled(self) -> bool:
+        return bool(
+            self.wecom_corp_id
+            and self.wecom_agent_id
+            and self.wecom_secret
+            and self.wecom_token
+            and self.wecom_aes_key
+        )
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
     def aliyun_sms_enabled(self) -> bool:
         return bool(
             self.aliyun_sms_access_key_id
@@ -192,7 +212,7 @@ class Settings(BaseSettings):
             and self.aliyun_sms_sign_name
         )
 
-    @field_validator("wechat_aes_key")
+    @field_validator("wechat_aes_key", "wecom_aes_key")
     @classmethod
     def _aes_key(cls, value: str) -> str:
         if value and len(value) != 43:

@@ -143,9 +143,12 @@ def on_duty_staff(session: Session, unit: Unit) -> list[Staff]:
 
 
 def message_channel(staff: Staff) -> tuple[str, str] | None:
-    """Where a message to ``staff`` goes: their Telegram chat, else an SMS; None if neither."""
+    """Where a message to ``staff`` goes: their Telegram chat, else their WeCom account, else
+    an SMS; None if none."""
     if staff.telegram_user_id is not None:
         return "telegram", str(staff.telegram_user_id)
+    if staff.wecom_user_id:
+        return "wecom", staff.wecom_user_id
     if staff.phone:
         return "sms", staff.phone
     return None

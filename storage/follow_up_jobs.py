@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from config.categories import CategoryConfig
 from config.i18n import Catalogs
 from storage import actions, outbox, timeline
+from storage.alert_chain import message_channel
 from storage.follow_ups import (
     ANSWER_WINDOW,
     ASKED_ABOUT,
@@ -222,12 +223,10 @@ def _tell_owner(
     owner = case.assignee or case.first_contact_owner
     if owner is None:
         return  # back in the unit's queue: the queue shows it
-    if owner.telegram_user_id is not None:
-        channel, address = "telegram", str(owner.telegram_user_id)
-    elif owner.phone:
-        channel, address = "sms", owner.phone
-    else:
+    target = message_channel(owner)
+    if target is None:
         return
+    channel, address = target
     lang = site_of(session).language
     text = catalogs.text(f"follow_up.owner.{result.label}", lang, number=case.number)
     outbox.enqueue(

@@ -278,12 +278,17 @@ def _required(session: Session, channels: tuple[str, ...], provider_id: str) -> 
 
 
 def mark_posts(
-    session: Session, case_id: int, status: MessageStatus, payload: Mapping[str, Any]
+    session: Session, channel: str, case_id: int, status: MessageStatus, payload: Mapping[str, Any]
 ) -> None:
-    """Every post of case ``case_id`` still kept up (`WATCHED_POSTS`) now at ``status``."""
+    """Every post on ``channel`` of case ``case_id`` still kept up (`WATCHED_POSTS`) now at
+    ``status`` (another channel's posts are kept up by that channel)."""
     session.execute(
         update(Message)
-        .where(Message.case_id == case_id, Message.status.in_(WATCHED_POSTS))
+        .where(
+            Message.channel == channel,
+            Message.case_id == case_id,
+            Message.status.in_(WATCHED_POSTS),
+        )
         .values(status=status, payload=dict(payload))
         .execution_options(synchronize_session=False)
     )

@@ -310,6 +310,8 @@ class Staff(Base):
     role: Mapped[Role] = mapped_column(_enum(Role, "staff_role"))
     phone: Mapped[str] = mapped_column(String(20), default="")
     telegram_user_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    # Their UserID in the community's WeCom (企业微信) app (bot/channels/wecom/).
+    wecom_user_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     on_duty: Mapped[bool] = mapped_column(Boolean, default=False)
     username: Mapped[str | None] = mapped_column(String(64), unique=True)
     password_hash: Mapped[str | None] = mapped_column(String(200))

@@ -7,13 +7,16 @@ the outbox: `senders_for` gathers them for the worker."""
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 
 from fastapi import FastAPI
+from sqlalchemy.orm import Session
 
 from bot.channels.base import Mounted, OutboxSenders, Sender
 from bot.conversation.deployment import Deployment
 from config.settings import Settings
 from storage.escalation import MovedHook
+from storage.models import Case
 
 # The channels by name, in the order they are listed at start-up, and their packages.
 CHANNELS = {
@@ -22,11 +25,12 @@ CHANNELS = {
     "aliyun_sms": "bot.channels.aliyun_sms",  # after Twilio: when on, it sends the SMS
     "telegram": "bot.channels.telegram",
     "wechat": "bot.channels.wechat",
+    "wecom": "bot.channels.wecom",
     "web_api": "bot.channels.web_api",
 }
 # Where the providers post their webhooks: a bad text in them is cleaned by the channel, not
 # refused (bot/runtime/edge.py), or the provider would deliver it again.
-WEBHOOK_PREFIXES = ("/twilio/", "/telegram/", "/wechat")
+WEBHOOK_PREFIXES = ("/twilio/", "/telegram/", "/wechat", "/wecom")
 
 
 def mount_channels(app: FastAPI, deployment: Deployment) -> list[Mounted]:
@@ -72,9 +76,24 @@ def missing_senders(settings: Settings) -> dict[str, str]:
 
 def moved_announcer(deployment: Deployment) -> MovedHook | None:
     """Who is told of a case moved to another unit's queue (a transfer in the console, an
-    escalation): the Telegram bot posts it to its new unit, when the deployment has one."""
-    if not deployment.settings.telegram_enabled:
-        return None
-    from bot.channels.telegram import new_case_announcer
+    escalation): the Telegram bot posts it to its new unit, the WeCom app sends its card to
+    those who may take it now, where the deployment has them."""
+    hooks: list[MovedHook] = []
+    if deployment.settings.telegram_enabled:
+        from bot.channels.telegram import new_case_announcer
 
-    return new_case_announcer(deployment, moved=True)
+        hooks.append(new_case_announcer(deployment, moved=True))
+    if deployment.settings.wecom_enabled:
+        from bot.channels.wecom.cards import announcer
+
+        hooks.append(announcer(deployment))
+    if not hooks:
+        return None
+    if len(hooks) == 1:
+        return hooks[0]
+
+    def announce(session: Session, cases: Sequence[Case]) -> None:
+        for hook in hooks:
+            hook(session, cases)
+
+    return announce

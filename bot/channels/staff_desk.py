@@ -65,6 +65,13 @@ def claim(desk: Desk, session: Session, staff: Staff, number: str) -> Case:
     return case
 
 
+def find(session: Session, number: str) -> Case | None:
+    try:
+        return actions.get_case(session, number)
+    except NotFound:
+        return None
+
+
 def case_details(desk: Desk, session: Session, case: Case, staff: Staff) -> str:
     """Whom to contact for ``case``, for the person who claimed it: name, phone numbers,
     address, what was asked, the deadline. Their view of it goes to the audit log."""

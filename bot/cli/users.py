@@ -63,6 +63,7 @@ def add(
     no_password: bool = typer.Option(
         False, "--no-password", help="No console sign-in (e.g. Telegram only)."
     ),
+    wecom_user: str = typer.Option("", "--wecom-user", help="Their UserID in the WeCom app."),
 ) -> None:
     """Add a staff member or volunteer."""
     password = None if no_password else _read_password(password_stdin)
@@ -76,6 +77,7 @@ def add(
                 username=username,
                 password_hash=hash_password(password) if password is not None else None,
                 units=units,
+                wecom_user_id=wecom_user or None,
             )
             session.add(staff)
             session.flush()
@@ -83,8 +85,31 @@ def add(
     except (NotFound, WeakPassword) as exc:
         fail(str(exc))
     except IntegrityError:
-        fail(f"a user named {username!r} already exists")
+        fail(f"a user named {username!r} (or with that WeCom UserID) already exists")
     typer.echo(f"added {role.value} {username} serving {', '.join(unit)}")
+
+
+@app.command("set-wecom")
+def set_wecom(
+    username: str = typer.Option(..., "--username"),
+    wecom_user: str = typer.Option(
+        ..., "--wecom-user", help="Their UserID in the WeCom app; empty to unlink."
+    ),
+) -> None:
+    """Link (or unlink) a user's WeCom account: cases come to them there as cards."""
+    try:
+        with cli_transaction() as session:
+            staff = find_staff(session, username)
+            staff.wecom_user_id = wecom_user.strip() or None
+            _audit(session, "set_wecom", staff.id, {"linked": staff.wecom_user_id is not None})
+    except NotFound as exc:
+        fail(str(exc))
+    except IntegrityError:
+        fail(f"another user has the WeCom UserID {wecom_user!r}")
+    typer.echo(
+        f"{username}: WeCom "
+        + (f"UserID {wecom_user.strip()}" if wecom_user.strip() else "unlinked")
+    )
 
 
 @app.command("reset-password")

@@ -4,6 +4,7 @@ API (the access token kept in the database), or shown."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
@@ -56,3 +57,47 @@ def test_without_the_account_settings_nothing_is_sent(db_url: str) -> None:
     result = CliRunner().invoke(app, ["wechat", "menu"], env={"HOTLINE_DATABASE_URL": db_url})
     assert result.exit_code == 1
     assert "HOTLINE_WECHAT_APP_SECRET" in result.output
+
+
+def test_a_users_wecom_account_is_linked_unlinked_and_never_shared(
+    db_url: str, engine: Engine
+) -> None:
+    from storage.models import AuditEntry, Staff
+    from tests.factories import make_unit_tree
+
+    with Session(engine) as session:
+        make_unit_tree(session)
+        session.commit()
+    runner, env = CliRunner(), {"HOTLINE_DATABASE_URL": db_url}
+
+    def run(*args: str) -> Any:
+        return runner.invoke(app, ["users", *args], env=env)
+
+    added = run(
+        "add",
+        "--username",
+        "zhang",
+        "--role",
+        "staff",
+        "--unit",
+        "SA",
+        "--no-password",
+        "--wecom-user",
+        "ZhangSan",
+    )
+    assert added.exit_code == 0, added.output
+    assert (
+        run(
+            "add", "--username", "li", "--role", "volunteer", "--unit", "SA", "--no-password"
+        ).exit_code
+        == 0
+    )
+    taken = run("set-wecom", "--username", "li", "--wecom-user", "ZhangSan")
+    assert taken.exit_code == 1 and "another user has the WeCom UserID 'ZhangSan'" in taken.output
+    assert run("set-wecom", "--username", "li", "--wecom-user", "LiSi").exit_code == 0
+    assert run("set-wecom", "--username", "zhang", "--wecom-user", "").exit_code == 0
+    with Session(engine) as session:
+        linked = dict(session.execute(select(Staff.username, Staff.wecom_user_id)).all())
+        assert linked == {"zhang": None, "li": "LiSi"}
+        audited = session.scalars(select(AuditEntry.action).where(AuditEntry.action == "set_wecom"))
+        assert len(list(audited)) == 2

@@ -156,7 +156,8 @@ def _post_payload(number: object, owner: int | None = None) -> dict[str, object]
 def _take_posts(session: Session, case: Case) -> list[Post]:
     """Every post of ``case``, for the caller to update (the Telegram claim does at once):
     keep_posts_up does not edit them again."""
-    messages.mark_posts(session, case.id, TAKEN, _post_payload(case.number, case.assignee_id))
+    payload = _post_payload(case.number, case.assignee_id)
+    messages.mark_posts(session, CHANNEL, case.id, TAKEN, payload)
     rows = session.execute(
         select(Message.provider_id, Message.text).where(
             Message.channel == CHANNEL,

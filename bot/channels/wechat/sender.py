@@ -43,7 +43,7 @@ from bot.channels.base import SendOutcome
 from config.settings import Settings
 from config.wechat import WeChatConfig
 from storage import attachments, messages
-from storage.db import transaction
+from storage.db import dialect_insert, transaction
 from storage.models import (
     Direction,
     Message,
@@ -126,12 +126,16 @@ class DatabaseTokens(SessionStorage):  # type: ignore[misc]
     def set(self, key: str, value: Any, ttl: int | None = None) -> None:
         # A minute early, so a token is never used in its last seconds.
         expires = self.clock() + timedelta(seconds=max(0, ttl - 60)) if ttl else None
-        with transaction(self.db) as session:
-            row = session.get(ProviderToken, key)
-            if row is None:
-                session.add(ProviderToken(name=key, value=str(value), expires_at=expires))
-            else:
-                row.value, row.expires_at = str(value), expires
+        with transaction(self.db) as session:  # two sends may fetch at once: the last one wins
+            insert = dialect_insert(session)(ProviderToken).values(
+                name=key, value=str(value), expires_at=expires
+            )
+            session.execute(
+                insert.on_conflict_do_update(
+                    index_elements=["name"],
+                    set_={"value": insert.excluded.value, "expires_at": insert.excluded.expires_at},
+                )
+            )
 
     def delete(self, key: str) -> None:
         with transaction(self.db) as session:

@@ -34,6 +34,7 @@ def test_senders_for_only_the_configured_providers() -> None:
     assert sorted(missing_senders(twilio_settings("http://x"))) == [
         "telegram",
         "wechat",
+        "wecom",
         "whatsapp",
     ]
     assert sorted(missing_senders(Settings(_env_file=None))) == [
@@ -41,5 +42,6 @@ def test_senders_for_only_the_configured_providers() -> None:
         "telegram",
         "voice",
         "wechat",
+        "wecom",
         "whatsapp",
     ]
