@@ -19,11 +19,20 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, case, insert, select, update
+from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from storage.db import insert_statement
-from storage.models import ConversationState, Direction, Message, MessageStatus, OutboxItem
+from storage.models import (
+    Case,
+    CaseStatus,
+    ConversationState,
+    Direction,
+    Message,
+    MessageStatus,
+    OutboxItem,
+    Staff,
+)
 from storage.types import utcnow
 
 # How far along a message we sent is; a status only ever moves it forward. Twilio's statuses:
@@ -42,6 +51,7 @@ DELIVERY_RANK = {
     MessageStatus.READ: 7,  # WhatsApp
 }
 WATCHED_POSTS = (MessageStatus.POSTED, MessageStatus.TAKEN)
+POST_OWNER = "owner"  # a taken post's payload: the Staff.id it names as having the case
 
 _ADD = insert(Message.__table__)
 _VALUES = {str(s) for s in MessageStatus}
@@ -275,6 +285,35 @@ def _required(session: Session, channels: tuple[str, ...], provider_id: str) -> 
 
 
 # -- posts of a case to staff ------------------------------------------------------------------
+
+
+def changed_posts(session: Session, channel: str, limit: int) -> list[Any]:
+    """Posts of cases on ``channel`` that their case left behind, for the channel's upkeep: a
+    post still offering a case no longer open, or naming as owner someone who no longer has
+    it. Rows of (post, its case, the case's owner or None), oldest post first."""
+    return list(
+        session.execute(
+            select(Message, Case, Staff)
+            .join(Case, Case.id == Message.case_id)
+            .outerjoin(Staff, Staff.id == Case.assignee_id)
+            .where(Message.channel == channel, Message.status.in_(WATCHED_POSTS))
+            .where(
+                or_(
+                    and_(Message.status == MessageStatus.POSTED, Case.status != CaseStatus.OPEN),
+                    and_(
+                        Message.status == MessageStatus.TAKEN,
+                        or_(
+                            Case.status != CaseStatus.CLAIMED,
+                            func.coalesce(Message.payload[POST_OWNER].as_integer(), 0)
+                            != Case.assignee_id,
+                        ),
+                    ),
+                )
+            )
+            .order_by(Message.id)
+            .limit(limit)
+        ).all()
+    )
 
 
 def mark_posts(

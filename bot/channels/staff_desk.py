@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from config.categories import CategoryConfig
 from config.i18n import Catalogs
+from config.settings import Settings
 from storage import actions
 from storage.audit import viewed_retiree
 from storage.errors import CaseConflict, IllegalTransition, NotFound, NotPermitted
@@ -31,6 +32,15 @@ class Desk:
     language: str
     tz: ZoneInfo
     via: str  # the channel, for the audit log
+
+    @classmethod
+    def of(
+        cls, settings: Settings, catalogs: Catalogs, categories: CategoryConfig, via: str
+    ) -> Desk:
+        """The deployment's desk on channel ``via``: its language and time zone."""
+        return cls(
+            catalogs, categories, settings.default_language, ZoneInfo(settings.timezone), via
+        )
 
     def text(self, key: str, **params: Any) -> str:
         return self.catalogs.text(f"staff_desk.{key}", self.language, **params)

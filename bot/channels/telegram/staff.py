@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from telegram import Bot, Update
 from telegram.error import BadRequest, Forbidden, TelegramError
@@ -119,7 +119,7 @@ class ClaimOutcome:
 POST_PREFIX = "tgmsg:"  # provider_id of a recorded post: "tgmsg:<chat_id>:<message_id>"
 EDIT_POST = "edit_post"  # the outbox payload's kind: TelegramSender edits the message
 UPDATE_BATCH = 200  # posts updated per upkeep; the rest at the next
-OWNER = "owner"  # a taken post's payload: the Staff.id it names as having the case
+OWNER = messages.POST_OWNER
 
 
 def record_sent(session: Session, item: OutboxItem, sent_as: str) -> None:
@@ -189,29 +189,12 @@ def keep_posts_up(
     someone else while taken (a transfer to a person), each copy names its new owner. A case taken and then
     released (back in the queue) is posted anew to everyone who may take it. Returns how many
     edits and new posts were queued."""
-    rows = session.execute(
-        select(Message, Case, Staff.name, Staff.telegram_user_id)
-        .join(Case, Case.id == Message.case_id)
-        .outerjoin(Staff, Staff.id == Case.assignee_id)
-        .where(Message.channel == CHANNEL, Message.status.in_(messages.WATCHED_POSTS))
-        .where(
-            or_(
-                and_(Message.status == POSTED, Case.status != CaseStatus.OPEN),
-                and_(
-                    Message.status == TAKEN,
-                    or_(
-                        Case.status != CaseStatus.CLAIMED,
-                        func.coalesce(Message.payload[OWNER].as_integer(), 0) != Case.assignee_id,
-                    ),
-                ),
-            )
-        )
-        .order_by(Message.id)
-        .limit(limit)
-    ).all()
+    rows = messages.changed_posts(session, CHANNEL, limit)
     back: dict[int, Case] = {}
     edits = 0
-    for post, case, owner, owner_chat in rows:
+    for post, case, assignee in rows:
+        owner = assignee.name if assignee is not None else None
+        owner_chat = assignee.telegram_user_id if assignee is not None else None
         was, now_at = post.status, _post_status(case.status)
         taken = _post_payload(case.number, case.assignee_id) if now_at == TAKEN else None
         messages.mark_post(post, now_at, taken)
@@ -412,14 +395,7 @@ def case_details(hotline: Hotline, session: Session, case: Case, staff: Staff) -
 
 
 def desk_of(hotline: Hotline) -> Desk:
-    settings = hotline.settings
-    return Desk(
-        hotline.catalogs,
-        hotline.categories,
-        settings.default_language,
-        ZoneInfo(settings.timezone),
-        CHANNEL,
-    )
+    return Desk.of(hotline.settings, hotline.catalogs, hotline.categories, CHANNEL)
 
 
 async def on_staff_start(

@@ -255,18 +255,9 @@ def _record_event(line: WeChatLine, incoming: Incoming) -> str | None:
         payload: dict[str, Any] = {"event": incoming.raw_type, "answer": answer, **incoming.extra}
         if incoming.key:
             payload["key"] = incoming.key
-        messages.record_once(
-            session,
-            channel=CHANNEL,
-            direction=Direction.INBOUND,
-            address=incoming.openid,
-            provider_id=incoming.provider_id,
-            text=incoming.text,
-            payload=payload,
-            status=MessageStatus.UNREADABLE if incoming.kind == Kind.OTHER else MessageStatus.EMPTY,
-            retiree_id=retiree.id if retiree is not None else None,
-            now=incoming.received_at,
-        )
+        status = MessageStatus.UNREADABLE if incoming.kind == Kind.OTHER else MessageStatus.EMPTY
+        retiree_id = retiree.id if retiree is not None else None
+        _record(session, incoming, incoming.text, payload, status, retiree_id)
         return answer or None
 
 
@@ -359,15 +350,30 @@ def _earlier(session: Session, incoming: Incoming) -> dict[str, Any] | None:
 
 def _record_linking(session: Session, incoming: Incoming, step: str, answer: str) -> str:
     """The message, recorded with its answer (its text withheld: a phone number, a code)."""
+    payload = {"event": f"link:{step}", "answer": answer}
+    _record(session, incoming, f"[{step}]", payload, MessageStatus.EMPTY)
+    return answer
+
+
+def _record(
+    session: Session,
+    incoming: Incoming,
+    text: str,
+    payload: dict[str, Any],
+    status: MessageStatus,
+    retiree_id: int | None = None,
+) -> None:
+    """A message no turn runs for, recorded once (with what it was answered: a redelivery
+    gets the same)."""
     messages.record_once(
         session,
         channel=CHANNEL,
         direction=Direction.INBOUND,
         address=incoming.openid,
         provider_id=incoming.provider_id,
-        text=f"[{step}]",
-        payload={"event": f"link:{step}", "answer": answer},
-        status=MessageStatus.EMPTY,
+        text=text,
+        payload=payload,
+        status=status,
+        retiree_id=retiree_id,
         now=incoming.received_at,
     )
-    return answer

@@ -19,10 +19,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.channels.staff_desk import Desk, local_time
@@ -39,7 +38,7 @@ CARD, UPDATE = "wecom_card", "wecom_card_update"  # outbox payload kinds
 CLAIM = "claim:"  # the button's key: "claim:2026-000123"
 CARD_PREFIX = "card:"  # a recorded card's provider id: "card:<task_id>"
 POSTED, TAKEN, SETTLED = MessageStatus.POSTED, MessageStatus.TAKEN, MessageStatus.SETTLED
-CODES, PEOPLE, OWNER = "codes", "userids", "owner"  # a recorded card's payload
+CODES, PEOPLE, OWNER = "codes", "userids", messages.POST_OWNER  # a recorded card's payload
 BATCH = 200
 
 
@@ -195,28 +194,10 @@ def card_line(desk: Desk, status: CaseStatus, owner: str | None) -> str:
 def keep_cards_up(session: Session, desk: Desk, limit: int = BATCH) -> int:
     """Cards whose case changed other than by a tap on them: taken elsewhere, withdrawn, done
     (updated), or back in the queue (posted anew). Returns how many were handled."""
-    rows = session.execute(
-        select(Message, Case, Staff.name)
-        .join(Case, Case.id == Message.case_id)
-        .outerjoin(Staff, Staff.id == Case.assignee_id)
-        .where(Message.channel == CHANNEL, Message.status.in_(messages.WATCHED_POSTS))
-        .where(
-            or_(
-                and_(Message.status == POSTED, Case.status != CaseStatus.OPEN),
-                and_(
-                    Message.status == TAKEN,
-                    or_(
-                        Case.status != CaseStatus.CLAIMED,
-                        func.coalesce(Message.payload[OWNER].as_integer(), 0) != Case.assignee_id,
-                    ),
-                ),
-            )
-        )
-        .order_by(Message.id)
-        .limit(limit)
-    ).all()
+    rows = messages.changed_posts(session, CHANNEL, limit)
     handled = 0
-    for post, case, owner in rows:
+    for post, case, assignee in rows:
+        owner = assignee.name if assignee is not None else None
         now_at = TAKEN if case.status == CaseStatus.CLAIMED else SETTLED
         if case.status == CaseStatus.OPEN:  # released: a new card; the old one says who had it
             messages.mark_post(post, SETTLED)
@@ -240,11 +221,4 @@ def announcer(deployment: Deployment) -> Callable[[Session, Sequence[Case]], int
 
 
 def desk_for(deployment: Deployment) -> Desk:
-    settings = deployment.settings
-    return Desk(
-        deployment.catalogs,
-        deployment.categories,
-        settings.default_language,
-        ZoneInfo(settings.timezone),
-        CHANNEL,
-    )
+    return Desk.of(deployment.settings, deployment.catalogs, deployment.categories, CHANNEL)

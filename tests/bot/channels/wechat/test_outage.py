@@ -4,10 +4,9 @@ when the database is back they are handled in order and answered through the out
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, make_url, select
@@ -16,21 +15,12 @@ from bot.channels.twilio.outage import SPOOL_FOLDER
 from storage.db import make_engine, transaction
 from storage.models import Direction, Message, OutboxItem
 from storage.spool import Spool
+from tests.bot.channels.twilio.test_outage import eventually
 from tests.bot.channels.wechat.conftest import WeChatSide, registered, wechat_app
 from tests.pg_server import PostgresServer
 
 pytestmark = pytest.mark.postgres
-T = TypeVar("T")
 KEPT = "您的消息收到了。系统正在处理，稍后回复您。有紧急情况请直接拨打120。"
-
-
-def eventually(read: Callable[[], T], done: Callable[[T], bool], seconds: float = 30.0) -> T:
-    deadline = time.monotonic() + seconds
-    while True:
-        value = read()
-        if done(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.2)
 
 
 @pytest.fixture
