@@ -133,6 +133,26 @@ class Settings(BaseSettings):
     wecom_api_url: str = Field(
         default="https://qyapi.weixin.qq.com/cgi-bin/", description="API base (tests: a fake)."
     )
+    # The self-hosted one-key phone line over SIP (`hotline sip`): bot/channels/sip/.
+    sip_registrar: str = Field(
+        default="",
+        description="Where the line registers: the PBX or trunk, sip:pbx.example.org:5060.",
+    )
+    sip_user: str = Field(default="", description="The extension or trunk user (e.g. 8001).")
+    sip_password: str = Field(default="", description="Its digest password (empty: none).")
+    sip_domain: str = Field(
+        default="", description="The SIP domain (default: the registrar's host)."
+    )
+    sip_bind: str = Field(default="0.0.0.0", description="Local address for SIP and RTP.")
+    sip_port: int = Field(default=5070, ge=1, le=65535, description="Local SIP port (UDP).")
+    sip_rtp_port: int = Field(default=40000, ge=1024, le=65000, description="First RTP port.")
+    sip_max_calls: int = Field(
+        default=4,
+        ge=1,
+        le=4,
+        description="Calls at once in one `hotline sip` process (the pjsua2 wheel allows 4; "
+        "run more processes, each its own extension, for more).",
+    )
     # Alibaba Cloud SMS (阿里云短信): bot/channels/aliyun_sms/. Sends the outbox's SMS (instead
     # of Twilio) as approved templates (config/sms_templates.yml). On with the key and sign name.
     aliyun_sms_access_key_id: str = ""
@@ -202,6 +222,11 @@ class Settings(BaseSettings):
             and self.wecom_token
             and self.wecom_aes_key
         )
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def sip_enabled(self) -> bool:
+        return bool(self.sip_registrar and self.sip_user)
 
     @computed_field  # type: ignore[prop-decorator]
     @property

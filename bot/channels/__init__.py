@@ -26,6 +26,7 @@ CHANNELS = {
     "telegram": "bot.channels.telegram",
     "wechat": "bot.channels.wechat",
     "wecom": "bot.channels.wecom",
+    "sip": "bot.channels.sip",  # `hotline sip` answers; listed here for start-up's report
     "web_api": "bot.channels.web_api",
 }
 # Where the providers post their webhooks: a bad text in them is cleaned by the channel, not

@@ -12,6 +12,7 @@ from bot.cli import (
     nlu,
     retirees,
     serve,
+    sip,
     spool,
     telegram,
     units,
@@ -39,6 +40,7 @@ app.command("seed-demo")(demo.seed_demo_command)
 app.command("serve")(serve.serve_command)
 app.command("chat")(chat.chat_command)
 app.command("worker")(worker.worker_command)
+app.command("sip")(sip.sip_command)
 
 
 @app.callback()

@@ -416,10 +416,23 @@ def _emergency_silence(turn: Turn) -> None:
 
 
 def _on_voice_note(turn: Turn) -> None:
-    """A voice message we cannot understand: filed for staff to hear and call back."""
-    callback = cast(CallbackFiler, turn.handler("callback"))
-    audio = turn.inbound.metadata.get("audio")
-    case = callback.file_callback(turn, "voice_note", said="", audio=audio)
+    """A voice message we cannot understand: filed for staff to hear and call back. With a
+    ``category`` (the phone line's keypad: the caller chose the kind, then spoke), filed as
+    that kind, its words in the recording."""
+    metadata = turn.inbound.metadata
+    audio = metadata.get("audio")
+    category = str(metadata.get("category") or "")
+    if category in turn.deployment.categories.categories and category != EMERGENCY:
+        name = turn.category_name(category, turn.staff_lang)
+        case = turn.file_case(
+            category,
+            summary=turn.text("callback.keypad", turn.staff_lang, kind=name),
+            details={"reason": "keypad", "audio": audio, "caller": turn.inbound.address},
+            original_text="",
+        )
+    else:
+        callback = cast(CallbackFiler, turn.handler("callback"))
+        case = callback.file_callback(turn, "voice_note", said="", audio=audio)
     turn.state.cases.append(case.number)
     turn.say("callback.voice_kept")
     turn.acknowledge(case)

@@ -1,0 +1,439 @@
+"""The SIP user agent of `hotline sip`: PJSIP's pjsua2 registers as an extension on the PBX or
+trunk, answers each call and carries out its `CallFlow` (flow.py).
+
+Threads. pjsua2 runs in polling mode: one thread (this process's main one) calls
+``libHandleEvents`` in a loop, so every SIP and media callback comes there, and only there are
+pjsua2 objects touched. The callbacks only note what happened (`_events`); the loop then feeds
+the flows and carries out their actions. What may take a while (rendering a prompt, a
+conversation turn, the database) runs on a small pool of worker threads (`Line`, the port to the
+rest of the system) and comes back through the same queue. A call keeps its pjsua2 objects (the
+call, its player and recorder) referenced until it is over, and none is dropped inside a
+callback: pjsua2 destroys what Python lets go of.
+
+At most ``sip_max_calls`` calls at once (the pjsua2 wheel's own limit is 4): the next caller gets
+"486 Busy Here", which a PBX sends to its next extension.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import itertools
+import re
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pjsua2 as pj
+import structlog
+
+from bot.channels.sip.flow import (
+    Action,
+    Answer,
+    Ask,
+    Attach,
+    CallFlow,
+    FileSilent,
+    HangUp,
+    Play,
+    Record,
+    StopRecording,
+    WaitForKey,
+)
+from bot.channels.sip.line import Caller, Line
+from bot.channels.sip.prompts import Prompts
+from config.settings import Settings
+from config.sip import SipConfig
+
+log = structlog.get_logger(__name__)
+
+POLL_MS = 10
+USER = re.compile(r"sips?:([^@;>]+)@")
+BUSY = 486
+DIGITS = {
+    getattr(pj, "PJSUA_DTMF_METHOD_RFC2833", 0): "rfc2833",
+    getattr(pj, "PJSUA_DTMF_METHOD_SIP_INFO", 1): "info",
+}
+
+
+def number_in(uri: str) -> str:
+    """The user part of a SIP URI ("13800000001" of ``"x" <sip:13800000001@pbx>``)."""
+    found = USER.search(uri or "")
+    return found.group(1) if found else ""
+
+
+class _Player(pj.AudioMediaPlayer):  # type: ignore[misc]
+    def __init__(self, agent: Agent, call_id: int) -> None:
+        super().__init__()
+        self.agent, self.call_id = agent, call_id
+
+    def onEof2(self) -> None:  # on the media clock's thread: only noted
+        self.agent.note(self.call_id, "played", self)
+
+
+@dataclass
+class _Call:
+    """One call's state on the loop's thread."""
+
+    call: Any  # the pjsua2 Call
+    flow: CallFlow
+    source: str  # "sip:<Call-ID>": the call's provider id
+    caller: Caller | None = None
+    media: Any = None  # its AudioMedia, once active
+    player: Any = None
+    recorder: Any = None
+    recording: Path | None = None
+    wait_until: float | None = None  # the silence timer
+    record_until: float | None = None
+    asks: int = 0
+    busy: int = 0  # work out on the pool
+    over: bool = False
+    digits: list[tuple[str, str]] = field(default_factory=list)  # (digit, method)
+
+
+class _SipCall(pj.Call):  # type: ignore[misc]
+    def __init__(self, agent: Agent, account: Any, call_id: int) -> None:
+        super().__init__(account, call_id)
+        self.agent = agent
+
+    def onCallState(self, prm: Any) -> None:
+        info = self.getInfo()
+        if info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            self.agent.note(info.id, "hung_up", info.lastStatusCode)
+
+    def onCallMediaState(self, prm: Any) -> None:
+        self.agent.note(self.getId(), "media")
+
+    def onDtmfDigit(self, prm: Any) -> None:
+        self.agent.note(self.getId(), "digit", (prm.digit, DIGITS.get(prm.method, str(prm.method))))
+
+
+class _Account(pj.Account):  # type: ignore[misc]
+    def __init__(self, agent: Agent) -> None:
+        super().__init__()
+        self.agent = agent
+
+    def onRegState(self, prm: Any) -> None:
+        self.agent.note(-1, "registered", (prm.code, prm.reason))
+
+    def onIncomingCall(self, prm: Any) -> None:
+        # pjsua2 rejects a call that has no Call object when this returns: made here, the
+        # rest on the loop.
+        self.agent.note(prm.callId, "incoming", _SipCall(self.agent, self, prm.callId))
+
+
+class Agent:
+    def __init__(self, settings: Settings, config: SipConfig, line: Line, prompts: Prompts) -> None:
+        self.settings = settings
+        self.config = config
+        self.line = line
+        self.prompts = prompts
+        self.recordings = Path(settings.data_dir) / "recordings"
+        self.recordings.mkdir(parents=True, exist_ok=True)
+        self.calls: dict[int, _Call] = {}
+        self.registered: tuple[int, str] | None = None
+        self._events: collections.deque[tuple[int, str, Any]] = collections.deque()
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sip-line")
+        self._numbers = itertools.count(1)
+        self._ep: Any = None
+        self._account: Any = None
+        self._graveyard: list[Any] = []
+
+    # -- from pjsua2's callbacks and the pool: only noted --------------------------------------
+
+    def note(self, call_id: int, what: str, value: Any = None) -> None:
+        self._events.append((call_id, what, value))
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        ep = pj.Endpoint()
+        ep.libCreate()
+        config = pj.EpConfig()
+        config.uaConfig.threadCnt = 0
+        config.uaConfig.mainThreadOnly = True
+        config.uaConfig.maxCalls = self.settings.sip_max_calls
+        config.uaConfig.userAgent = "community-hotline"
+        config.medConfig.threadCnt = 0
+        config.medConfig.clockRate = 8000
+        config.medConfig.sndClockRate = 8000
+        config.medConfig.ecTailLen = 0
+        config.medConfig.noVad = True
+        config.logConfig.level = 1
+        config.logConfig.consoleLevel = 1
+        ep.libInit(config)
+        transport = pj.TransportConfig()
+        transport.port = self.settings.sip_port
+        transport.boundAddress = self.settings.sip_bind
+        ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, transport)
+        ep.libStart()
+        ep.audDevManager().setNullDev()
+        for codec in ep.codecEnum2():  # telephone audio: G.711 only
+            ep.codecSetPriority(
+                codec.codecId, 200 if codec.codecId.startswith(("PCMU", "PCMA")) else 0
+            )
+        self._ep = ep
+        self._account = _Account(self)
+        self._account.create(self._account_config())
+        log.info("sip_started", registrar=self.settings.sip_registrar, user=self.settings.sip_user)
+
+    def _account_config(self) -> Any:
+        s = self.settings
+        domain = s.sip_domain or number_in(s.sip_registrar) or s.sip_registrar.split(":")[1]
+        host = domain.split(":")[0] if "@" not in domain else domain.split("@")[1]
+        account = pj.AccountConfig()
+        account.idUri = f"sip:{s.sip_user}@{host}"
+        account.regConfig.registrarUri = s.sip_registrar
+        account.regConfig.timeoutSec = 300
+        account.regConfig.retryIntervalSec = 30
+        account.sipConfig.proxies.append(f"{s.sip_registrar};lr")
+        if s.sip_password:
+            credentials = pj.AuthCredInfo("digest", "*", s.sip_user, 0, s.sip_password)
+            account.sipConfig.authCreds.append(credentials)
+        account.mediaConfig.transportConfig.port = s.sip_rtp_port
+        account.mediaConfig.transportConfig.portRange = 200
+        account.mediaConfig.transportConfig.boundAddress = s.sip_bind
+        return account
+
+    def run(self, stop: threading.Event) -> None:
+        """Until ``stop``: poll pjsua2, handle what happened, run the timers."""
+        while not stop.is_set():
+            self._ep.libHandleEvents(POLL_MS)
+            self._handle_events()
+            self._timers()
+            self._graveyard.clear()
+
+    def stop(self) -> None:
+        self._ep.hangupAllCalls()
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline and any(not c.over for c in self.calls.values()):
+            self._ep.libHandleEvents(POLL_MS)
+            self._handle_events()
+        self._pool.shutdown(wait=True)
+        self._handle_events()
+        self._account.shutdown()
+        self.calls.clear()
+        self._graveyard.clear()
+        self._account = None
+        import gc
+
+        gc.collect()  # every pjsua2 object must be gone before libDestroy
+        self._ep.libDestroy()
+
+    # -- events -----------------------------------------------------------------------------
+
+    def _handle_events(self) -> None:
+        while self._events:
+            call_id, what, value = self._events.popleft()
+            if what == "registered":
+                self._registered(*value)
+                continue
+            if what == "incoming":
+                self._incoming(call_id, value)
+                continue
+            state = self.calls.get(call_id)
+            if state is None or (state.over and what not in ("done", "hung_up")):
+                continue
+            handler = getattr(self, f"_on_{what}")
+            handler(call_id, state, value)
+
+    def _registered(self, code: int, reason: str) -> None:
+        self.registered = (code, reason)
+        if 200 <= code < 300:
+            log.info("sip_registered", code=code)
+        else:
+            log.error("sip_registration_refused", code=code, reason=reason, retry_s=30)
+
+    def _incoming(self, call_id: int, call: Any) -> None:
+        answer = pj.CallOpParam()
+        if sum(1 for c in self.calls.values() if not c.over) >= self.settings.sip_max_calls:
+            answer.statusCode = BUSY
+            call.answer(answer)
+            self._graveyard.append(call)
+            log.warning("sip_busy", calls=len(self.calls))
+            return
+        remote = call.getInfo().remoteUri
+        source = f"sip:{call.getInfo().callIdString[:80]}"
+        state = _Call(call, CallFlow(self.config), source)
+        self.calls[call_id] = state
+        answer.statusCode = 200
+        call.answer(answer)
+        number = number_in(remote)
+        state.busy += 1
+        self._work(call_id, "caller", lambda: self.line.caller(number))
+        log.info("sip_call", call=call_id)
+
+    def _on_caller(self, call_id: int, state: _Call, caller: Caller) -> None:
+        state.busy -= 1
+        state.caller = caller
+        state.flow.name = caller.name
+        if state.media is not None:
+            self._act(call_id, state, state.flow.answered())
+
+    def _on_media(self, call_id: int, state: _Call, _: Any) -> None:
+        if state.media is not None:
+            return
+        info = state.call.getInfo()
+        for media in info.media:
+            if media.type == pj.PJMEDIA_TYPE_AUDIO and media.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
+                state.media = state.call.getAudioMedia(media.index)
+                break
+        if state.media is not None and state.caller is not None:
+            self._act(call_id, state, state.flow.answered())
+
+    def _on_digit(self, call_id: int, state: _Call, value: tuple[str, str]) -> None:
+        digit, method = value
+        state.digits.append((digit, method))
+        log.info("sip_digit", call=call_id, digit=digit, method=method)
+        self._act(call_id, state, state.flow.key(digit))
+
+    def _on_played(self, call_id: int, state: _Call, player: Any) -> None:
+        if player is not state.player:
+            return  # a prompt cut off by a key: its end means nothing now
+        self._stop_player(state)
+        self._act(call_id, state, state.flow.played())
+
+    def _on_prompt(self, call_id: int, state: _Call, path: Path) -> None:
+        state.busy -= 1
+        if state.over or state.media is None:
+            return
+        self._stop_player(state)
+        player = _Player(self, call_id)
+        player.createPlayer(str(path), pj.PJMEDIA_FILE_NO_LOOP)
+        player.startTransmit(state.media)
+        state.player = player
+
+    def _on_answer(self, call_id: int, state: _Call, answer: Answer) -> None:
+        state.busy -= 1
+        self._act(call_id, state, state.flow.answer(answer))
+
+    def _on_done(self, call_id: int, state: _Call, _: Any) -> None:
+        state.busy -= 1
+        self._forget_if_done(call_id, state)
+
+    def _on_failed(self, call_id: int, state: _Call, error: str) -> None:
+        state.busy -= 1
+        log.error("sip_line_failed", call=call_id, error=error[:300])
+        if not state.over:
+            self._act(call_id, state, [HangUp()])
+        self._forget_if_done(call_id, state)
+
+    def _on_hung_up(self, call_id: int, state: _Call, code: int) -> None:
+        if state.over:
+            return
+        state.over = True
+        self._stop_player(state)
+        log.info(
+            "sip_call_over", call=call_id, code=code, digits="".join(d for d, _ in state.digits)
+        )
+        self._act(call_id, state, state.flow.hung_up())
+        self._forget_if_done(call_id, state)
+
+    # -- actions ------------------------------------------------------------------------------
+
+    def _act(self, call_id: int, state: _Call, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Play):
+                state.wait_until = None
+                self._stop_player(state)
+                language = state.caller.language if state.caller else self.settings.default_language
+                state.busy += 1
+                self._work(call_id, "prompt", partial(self.prompts.join, action.parts, language))
+            elif isinstance(action, WaitForKey):
+                state.wait_until = time.monotonic() + action.seconds
+            elif isinstance(action, Record):
+                self._record(call_id, state, action.seconds)
+            elif isinstance(action, StopRecording):
+                self._stop_recording(call_id, state)
+            elif isinstance(action, Ask):
+                self._ask(call_id, state, action)
+            elif isinstance(action, Attach):
+                state.busy += 1
+                attach = partial(self.line.attach, action.case, Path(action.audio), state.source)
+                self._work(call_id, "done", attach)
+            elif isinstance(action, FileSilent):
+                state.busy += 1
+                silent = partial(self.line.file_silent, state.source, self._address(state))
+                self._work(call_id, "done", silent)
+            elif isinstance(action, HangUp):
+                self._hang_up(state)
+
+    def _ask(self, call_id: int, state: _Call, ask: Ask) -> None:
+        state.asks += 1
+        state.busy += 1
+        provider_id = f"{state.source}:{state.asks}"
+        address = self._address(state)
+        self._work(call_id, "answer", lambda: self.line.ask(provider_id, address, ask))
+
+    def _record(self, call_id: int, state: _Call, seconds: int) -> None:
+        if state.media is None:
+            return
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", state.source)
+        path = self.recordings / f"{name}-{next(self._numbers)}.wav"
+        recorder = pj.AudioMediaRecorder()
+        recorder.createRecorder(str(path))
+        state.media.startTransmit(recorder)
+        state.recorder, state.recording = recorder, path
+        state.record_until = time.monotonic() + seconds
+
+    def _stop_recording(self, call_id: int, state: _Call) -> None:
+        if state.recorder is None:
+            return
+        if state.media is not None and not state.over:
+            with contextlib.suppress(pj.Error):
+                state.media.stopTransmit(state.recorder)
+        self._graveyard.append(state.recorder)  # destroyed: its WAV header is written
+        state.recorder, path = None, state.recording
+        state.record_until = None
+        self._graveyard.clear()
+        self._act(call_id, state, state.flow.recorded(str(path)))
+
+    def _stop_player(self, state: _Call) -> None:
+        if state.player is None:
+            return
+        if state.media is not None and not state.over:
+            with contextlib.suppress(pj.Error):
+                state.player.stopTransmit(state.media)
+        self._graveyard.append(state.player)
+        state.player = None
+
+    def _hang_up(self, state: _Call) -> None:
+        if state.over:
+            return
+        try:
+            state.call.hangup(pj.CallOpParam())
+        except pj.Error as exc:
+            log.info("sip_hangup_failed", error=str(exc.info())[:200])
+
+    def _timers(self) -> None:
+        now = time.monotonic()
+        for call_id, state in list(self.calls.items()):
+            if state.record_until is not None and now >= state.record_until:
+                self._stop_recording(call_id, state)
+            if state.wait_until is not None and now >= state.wait_until:
+                state.wait_until = None
+                self._act(call_id, state, state.flow.silence())
+
+    def _forget_if_done(self, call_id: int, state: _Call) -> None:
+        if state.over and state.busy <= 0 and state.recorder is None:
+            self._graveyard.append(self.calls.pop(call_id).call)
+
+    # -- the pool -----------------------------------------------------------------------------
+
+    def _work(self, call_id: int, then: str, job: Callable[[], Any]) -> None:
+        def done(future: Future[Any]) -> None:
+            error = future.exception()
+            if error is not None:
+                self.note(call_id, "failed", f"{type(error).__name__}: {error}")
+            else:
+                self.note(call_id, then, future.result())
+
+        self._pool.submit(job).add_done_callback(done)
+
+    def _address(self, state: _Call) -> str:
+        return state.caller.address if state.caller else "sip:anonymous"

@@ -1,0 +1,84 @@
+"""`hotline sip`: the one-key phone line over SIP (bot/channels/sip/), until Ctrl-C."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+
+import typer
+
+from bot.cli.common import current_settings, fail
+from bot.runtime.configure import load_deployment
+from config.checks import check_configuration
+from config.loader import ConfigError
+from config.logging import configure_logging
+from config.sip import load_sip
+from handlers import HandlerError
+from storage.db import make_engine
+from storage.migrate import upgrade
+from storage.site import bind
+
+
+def sip_command(
+    migrate: bool = typer.Option(True, "--migrate/--no-migrate", help="Upgrade the schema first."),
+) -> None:
+    """Register on the PBX or trunk and answer the one-key phones' calls."""
+    settings = current_settings()
+    if not settings.sip_enabled:
+        fail("set HOTLINE_SIP_REGISTRAR (sip:pbx.example.org:5060) and HOTLINE_SIP_USER")
+    from bot.channels.sip.prompts import Prompts, tools_missing
+
+    missing = tools_missing()
+    if missing:
+        fail(f"the line speaks with {' and '.join(missing)}: apt-get install espeak-ng sox")
+    try:
+        import pjsua2  # noqa: F401
+    except ImportError:
+        fail("pjsua2 is not installed (pip install pjsua2-python; x86_64 Linux wheels only)")
+    configure_logging(settings.log_level, settings.log_json)
+    try:
+        check_configuration(settings)
+        deployment = load_deployment(settings)
+        config = load_sip(settings.config_dir)
+    except (ConfigError, HandlerError) as exc:
+        fail(f"configuration: {exc}")
+    unknown = sorted(
+        c.request
+        for c in config.menu.values()
+        if c.request and c.request not in deployment.categories.categories
+    )
+    if unknown:
+        fail(
+            f"configuration: {settings.config_dir / 'sip.yml'}: no such kind of request: {', '.join(unknown)}"
+        )
+    engine = make_engine(settings.effective_database_url, pool_timeout=5)
+    bind(engine, deployment)
+    if migrate:
+        upgrade(engine)
+
+    from fastapi import FastAPI
+
+    from bot.channels import mount_channels
+    from bot.channels.sip.agent import Agent
+    from bot.channels.sip.line import Line
+    from bot.conversation.engine import ConversationEngine
+    from nlu.parser import get_parser
+
+    # The other channels' hooks for new cases (cards to WeCom, posts to Telegram), as the
+    # app has them; this process serves none of their routes.
+    hooks = [hook for channel in mount_channels(FastAPI(), deployment) for hook in channel.on_filed]
+    conversations = ConversationEngine(engine, get_parser(settings), deployment, on_filed=hooks)
+    prompts = Prompts(
+        deployment.catalogs, config, settings.config_dir, Path(settings.data_dir) / "prompts"
+    )
+    agent = Agent(settings, config, Line(conversations, engine, settings.default_language), prompts)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    agent.start()
+    try:
+        agent.run(stop)
+    finally:
+        agent.stop()
+        engine.dispose()

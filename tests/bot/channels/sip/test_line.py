@@ -1,0 +1,144 @@
+"""The SIP line end to end with real peers on 127.0.0.1: `hotline sip` registers with Kamailio,
+SIPp calls it through Kamailio as a one-key phone, presses keys (SIP INFO and RFC 2833), speaks
+and hangs up; the cases filed, their recordings and the alert chain are read from the database."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import wave
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, select
+
+from config.settings import CONFIG_DIR
+from storage.db import make_engine, transaction
+from storage.migrate import upgrade
+from storage.models import Attachment, Case, OutboxItem
+from tests.bot.channels.serving import with_trained_model
+from tests.bot.channels.twilio.test_outage import eventually
+from tests.factories import make_retiree, make_staff, make_unit_tree
+from tests.sip_peers import (
+    Audio,
+    AwaitBye,
+    HangUpCall,
+    Info,
+    Kamailio,
+    Pause,
+    Rfc2833,
+    SipLine,
+    call,
+    missing_tools,
+    spoken,
+)
+
+pytestmark = pytest.mark.slow
+
+if missing_tools() and not os.environ.get("HOTLINE_REQUIRE_SIP"):
+    pytest.skip(
+        f"no {', '.join(missing_tools())} (apt-get install kamailio sip-tester espeak-ng sox)",
+        allow_module_level=True,
+    )
+
+
+@dataclass
+class Line:
+    proxy: Kamailio
+    line: SipLine
+    engine: Engine
+    folder: Path
+
+
+@pytest.fixture
+def sip(tmp_path: Path, trained_nlu_dir: Path) -> Iterator[Line]:
+    """The line on an SQLite database with 王秀英 registered (her phone calls), a staff member
+    on duty, and a faster voice (the same sentences, said twice as fast)."""
+    with_trained_model(trained_nlu_dir, tmp_path)
+    config = tmp_path / "config"
+    shutil.copytree(CONFIG_DIR, config, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    sip_yml = config / "sip.yml"
+    sip_yml.write_text(sip_yml.read_text().replace("speed: 130", "speed: 260"))
+    url = f"sqlite:///{tmp_path / 'hotline.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    with transaction(engine) as session:
+        units = make_unit_tree(session)
+        make_retiree(session, units.community_a1, name="王秀英", phone="+8613800000001")
+        make_staff(session, units=[units.community_a1], phone="+8613700000001", on_duty=True)
+    env = {
+        "HOTLINE_DATABASE_URL": url,
+        "HOTLINE_DATA_DIR": str(tmp_path),
+        "HOTLINE_CONFIG_DIR": str(config),
+    }
+    try:
+        with Kamailio(tmp_path) as proxy, SipLine(proxy, tmp_path, env) as line:
+            yield Line(proxy, line, engine, tmp_path)
+    finally:
+        engine.dispose()
+
+
+def cases(engine: Engine) -> list[Case]:
+    with transaction(engine) as session:
+        return list(session.scalars(select(Case).order_by(Case.id)))
+
+
+def attachments(engine: Engine) -> list[Attachment]:
+    with transaction(engine) as session:
+        return list(session.scalars(select(Attachment).order_by(Attachment.id)))
+
+
+def seconds_of(data: bytes, folder: Path) -> float:
+    path = folder / "kept.wav"
+    path.write_bytes(data)
+    with wave.open(str(path)) as audio:
+        return audio.getnframes() / audio.getframerate()
+
+
+def test_a_request_by_key_is_filed_with_what_the_caller_said(sip: Line) -> None:
+    said = spoken(sip.folder, "我想报销药费，上个月住院花了三百块。")
+    result = call(
+        sip.proxy,
+        sip.folder,
+        [Pause(1500), Info("1"), Pause(5000), Audio(said), Pause(4000), Info("#"), AwaitBye()],
+    )
+    assert result.code == 0, result.output
+    [case] = cases(sip.engine)
+    assert case.category == "medication_reimbursement"
+    assert case.retiree_id is not None and case.channel == "phone"
+    assert case.details["reason"] == "keypad"
+    [kept] = attachments(sip.engine)
+    assert kept.case_id == case.id and kept.content_type == "audio/wav"
+    assert seconds_of(kept.data, sip.folder) >= 2.0  # what she said is in it
+    logged = sip.line.wait_for('"sip_call_over"', 10)
+    assert '"digit": "1", "method": "info"' in logged and '"digits": "1#"' in logged
+
+
+def test_keys_by_rfc_2833_work_too_and_nine_is_an_emergency(sip: Line) -> None:
+    result = call(
+        sip.proxy,
+        sip.folder,
+        [Pause(1500), Rfc2833("9"), Pause(12000), HangUpCall()],
+    )
+    assert result.code == 0, result.output
+    [case] = eventually(lambda: cases(sip.engine), lambda found: len(found) > 0)
+    assert case.category == "emergency" and case.priority == 1
+    with transaction(sip.engine) as session:
+        kinds = {i.payload.get("kind") for i in session.scalars(select(OutboxItem))}
+    assert "emergency_call" in kinds or "emergency_alert" in kinds  # the alert chain started
+    logged = sip.line.wait_for('"sip_call_over"', 10)
+    assert '"digit": "9", "method": "rfc2833"' in logged
+    # She hung up while saying where she is: what she said is on the case.
+    [note] = eventually(lambda: attachments(sip.engine), lambda found: len(found) > 0)
+    assert note.case_id == case.id and note.source.endswith(":note")
+
+
+def test_a_call_hung_up_before_any_key_is_a_call_back(sip: Line) -> None:
+    result = call(sip.proxy, sip.folder, [Pause(2500), HangUpCall()])
+    assert result.code == 0, result.output
+    sip.line.wait_for('"sip_call_over"', 10)
+    filed = eventually(lambda: cases(sip.engine), lambda found: len(found) > 0)
+    assert [c.category for c in filed] == ["callback"]
+    assert filed[0].details.get("reason") == "silent"
