@@ -59,6 +59,7 @@ from sqlalchemy.orm import Session
 from config.i18n import Catalogs
 from storage import outbox, timeline
 from storage.db import transaction
+from storage.directory import find_retiree_by_phone
 from storage.models import (
     Case,
     CaseStatus,
@@ -72,6 +73,7 @@ from storage.models import (
     staff_units,
 )
 from storage.permissions import Actor
+from storage.phones import InvalidPhoneNumber
 from storage.site import site_of
 from storage.types import utcnow
 
@@ -140,6 +142,39 @@ def on_duty_staff(session: Session, unit: Unit) -> list[Staff]:
     ordered = [s for _, s in sorted(best.values(), key=lambda pair: (pair[0], pair[1].id))]
     on_duty = [s for s in ordered if s.on_duty]
     return on_duty or ordered
+
+
+@dataclass(frozen=True)
+class Target:
+    """A number a caller is put through to: an on-duty staff member or an emergency contact."""
+
+    phone: str
+    contact: bool = False
+
+
+def put_through_to(session: Session, caller: str, *, emergency: bool) -> list[Target]:
+    """Whom a voice line puts ``caller`` through to, in order: the on-duty staff of the
+    caller's community (then of the units above; the top unit's for an unknown caller), and in
+    an emergency then the caller's emergency contacts; each number once, never the caller's."""
+    try:
+        retiree = find_retiree_by_phone(session, caller)
+    except InvalidPhoneNumber:  # "anonymous", a withheld number
+        retiree = None
+    unit = retiree.community if retiree is not None else None
+    if unit is None:
+        unit = session.scalars(
+            select(Unit).where(Unit.parent_id.is_(None)).order_by(Unit.id).limit(1)
+        ).first()
+    found = [Target(s.phone) for s in on_duty_staff(session, unit) if s.phone] if unit else []
+    if emergency and retiree is not None:
+        found += [Target(c.phone, contact=True) for c in retiree.emergency_contacts]
+    seen = {caller}
+    unique = []
+    for target in found:
+        if target.phone and target.phone not in seen:
+            seen.add(target.phone)
+            unique.append(target)
+    return unique
 
 
 def message_channel(staff: Staff) -> tuple[str, str] | None:

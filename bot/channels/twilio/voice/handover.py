@@ -19,7 +19,6 @@ from bot.channels.twilio.voice.steps import (
     EMERGENCY,
     HAND_OVER,
     Step,
-    Target,
     caller_address,
     hand_over_unanswered,
     turn_inbound,
@@ -29,6 +28,7 @@ from bot.conversation.engine import TurnResult
 from bot.conversation.messages import Hint, Reply
 from nlu.rules import EmergencyRules
 from storage import alert_chain
+from storage.alert_chain import Target
 
 EMERGENCY_CATEGORY = "emergency"  # the category of the case an emergency turn files
 

@@ -10,13 +10,13 @@ from typing import Any
 from sqlalchemy import Engine, bindparam, select
 from sqlalchemy.orm import Session
 
-from bot.channels.twilio.voice.steps import ANSWERED, CHANNEL, EMERGENCY, Caller, Target
+from bot.channels.twilio.voice.steps import ANSWERED, CHANNEL, EMERGENCY, Caller
 from bot.conversation.messages import Hint
 from bot.conversation.state import DialogueState
 from storage import messages
-from storage.alert_chain import on_duty_staff
+from storage.alert_chain import Target, put_through_to
 from storage.directory import find_retiree_by_phone
-from storage.models import ConversationState, Direction, Message, Retiree, Unit
+from storage.models import ConversationState, Direction, Message, Retiree
 from storage.phones import InvalidPhoneNumber
 
 ARRIVAL = "call"  # a call's arrival row: provider id "{CallSid}:call"
@@ -30,26 +30,9 @@ def retiree_by_phone(session: Session, phone: str) -> Retiree | None:
 
 
 def targets(db: Engine, caller: str, kind: str) -> list[Target]:
-    """Whom to put the call through to, in order: the on-duty staff of the caller's community
-    (then of the units above; the top unit's for an unknown caller), and in an emergency then
-    the caller's emergency contacts."""
+    """Whom to put the call through to, in order (storage.alert_chain.put_through_to)."""
     with Session(db) as session:
-        retiree = retiree_by_phone(session, caller)
-        unit = retiree.community if retiree is not None else None
-        if unit is None:
-            unit = session.scalars(
-                select(Unit).where(Unit.parent_id.is_(None)).order_by(Unit.id).limit(1)
-            ).first()
-        found = [Target(s.phone) for s in on_duty_staff(session, unit) if s.phone] if unit else []
-        if kind == EMERGENCY and retiree is not None:
-            found += [Target(c.phone, contact=True) for c in retiree.emergency_contacts]
-    seen = {caller}
-    unique = []
-    for target in found:
-        if target.phone and target.phone not in seen:
-            seen.add(target.phone)
-            unique.append(target)
-    return unique
+        return put_through_to(session, caller, emergency=kind == EMERGENCY)
 
 
 def record(

@@ -82,14 +82,6 @@ class Step:
 
 
 @dataclass(frozen=True)
-class Target:
-    """A number the call is put through to: an on-duty staff member or an emergency contact."""
-
-    phone: str
-    contact: bool = False
-
-
-@dataclass(frozen=True)
 class Caller:
     """Who is on a call, as the call screening names them to whoever picks up."""
 

@@ -11,12 +11,13 @@ import yaml
 from fastapi import Response
 from twilio.twiml.voice_response import Gather, VoiceResponse
 
-from bot.channels.twilio.voice.steps import EMERGENCY, Caller, Target
+from bot.channels.twilio.voice.steps import EMERGENCY, Caller
 from bot.conversation.messages import Reply, Style, render
 from config.i18n import Catalogs
 from config.settings import Settings
 from nlu.features import CONCEPTS_FILE
 from nlu.rules import EmergencyRules
+from storage.alert_chain import Target
 
 GATHER_TIMEOUT_S = 6  # seconds of nothing before a Gather gives up (older callers are slow)
 VOICEMAIL_MAX_S = 120
