@@ -38,6 +38,7 @@ class SipConfig(BaseModel):
     record_seconds: int = Field(default=60, ge=5, le=600)
     silence_seconds: int = Field(default=8, ge=2, le=60)
     menu_repeats: int = Field(default=2, ge=0, le=5)
+    ring_seconds: int = Field(default=20, ge=5, le=60)
 
     @model_validator(mode="after")
     def _keys(self) -> SipConfig:

@@ -366,3 +366,38 @@ def spoken(folder: Path, text: str, voice: str = "cmn") -> Path:
         capture_output=True,
     )
     return raw
+
+
+class StaffPhone:
+    """A staff phone on the proxy's staff port (``answers``: rings 1 s, answers, talks 3 s and
+    hangs up) or its never-answering port: SIPp as a user agent server, for one call."""
+
+    def __init__(self, proxy: Kamailio, folder: Path, *, answers: bool) -> None:
+        self.scenario = HERE / ("staff_answers.xml" if answers else "staff_never_answers.xml")
+        self.port = proxy.staff_port if answers else proxy.noanswer_port
+        self.folder = folder
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> StaffPhone:
+        command = [
+            shutil.which("sipp") or "sipp",
+            *("-sf", str(self.scenario), "-i", "127.0.0.1", "-p", str(self.port)),
+            *("-mi", "127.0.0.1", "-mp", str(free_udp_range(8)), "-m", "1"),
+            *("-nostdin", "-timeout", "120s", "-timeout_error", "-trace_err"),
+        ]
+        self.process = subprocess.Popen(
+            command, cwd=self.folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        time.sleep(0.3)  # bound to its port
+        return self
+
+    def rang(self, seconds: float = 30) -> tuple[int, str]:
+        """Wait for its one call to end: (SIPp's exit code, what it printed)."""
+        assert self.process is not None
+        out, _ = self.process.communicate(timeout=seconds)
+        return self.process.returncode, out.decode(errors="replace")[-2000:]
+
+    def __exit__(self, *_: object) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()

@@ -38,10 +38,14 @@ from bot.channels.sip.flow import (
     Ask,
     Attach,
     CallFlow,
+    Connected,
+    Dial,
     FileSilent,
     HangUp,
     Play,
     Record,
+    Released,
+    StopDialing,
     StopRecording,
     WaitForKey,
 )
@@ -65,6 +69,21 @@ def number_in(uri: str) -> str:
     """The user part of a SIP URI ("13800000001" of ``"x" <sip:13800000001@pbx>``)."""
     found = USER.search(uri or "")
     return found.group(1) if found else ""
+
+
+def dial_uri(phone: str, settings: Settings) -> str:
+    """The SIP URI the PBX or trunk rings ``phone`` (E.164) at: a mainland number as its
+    national digits (+8613700000001: 13700000001), another with the international prefix 00."""
+    digits = phone[3:] if phone.startswith("+86") else "00" + phone.lstrip("+")
+    return f"sip:{digits}@{registrar_host(settings)}"
+
+
+def registrar_host(settings: Settings) -> str:
+    """HOTLINE_SIP_DOMAIN, else the registrar's host (sip:pbx.example.org:5060: pbx.example.org)."""
+    if settings.sip_domain:
+        return settings.sip_domain
+    address = settings.sip_registrar.split(":", 1)[-1].split(";")[0]
+    return address.rsplit("@", 1)[-1].split(":")[0]
 
 
 class _Player(pj.AudioMediaPlayer):  # type: ignore[misc]
@@ -91,6 +110,10 @@ class _Call:
     wait_until: float | None = None  # the silence timer
     record_until: float | None = None
     asks: int = 0
+    out: Any = None  # the call to the person the caller is put through to
+    out_media: Any = None
+    out_answered: bool = False
+    ring_until: float | None = None
     busy: int = 0  # work out on the pool
     over: bool = False
     digits: list[tuple[str, str]] = field(default_factory=list)  # (digit, method)
@@ -111,6 +134,24 @@ class _SipCall(pj.Call):  # type: ignore[misc]
 
     def onDtmfDigit(self, prm: Any) -> None:
         self.agent.note(self.getId(), "digit", (prm.digit, DIGITS.get(prm.method, str(prm.method))))
+
+
+class _OutCall(pj.Call):  # type: ignore[misc]
+    """A call the line places to put a caller through: its events are the caller's call's."""
+
+    def __init__(self, agent: Agent, account: Any, parent: int) -> None:
+        super().__init__(account)
+        self.agent, self.parent = agent, parent
+
+    def onCallState(self, prm: Any) -> None:
+        info = self.getInfo()
+        if info.state == pj.PJSIP_INV_STATE_CONFIRMED:
+            self.agent.note(self.parent, "out_answered", self)
+        elif info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            self.agent.note(self.parent, "out_ended", (self, info.lastStatusCode))
+
+    def onCallMediaState(self, prm: Any) -> None:
+        self.agent.note(self.parent, "out_media", self)
 
 
 class _Account(pj.Account):  # type: ignore[misc]
@@ -184,10 +225,8 @@ class Agent:
 
     def _account_config(self) -> Any:
         s = self.settings
-        domain = s.sip_domain or number_in(s.sip_registrar) or s.sip_registrar.split(":")[1]
-        host = domain.split(":")[0] if "@" not in domain else domain.split("@")[1]
         account = pj.AccountConfig()
-        account.idUri = f"sip:{s.sip_user}@{host}"
+        account.idUri = f"sip:{s.sip_user}@{registrar_host(s)}"
         account.regConfig.registrarUri = s.sip_registrar
         account.regConfig.timeoutSec = 300
         account.regConfig.retryIntervalSec = 30
@@ -323,6 +362,44 @@ class Agent:
             self._act(call_id, state, [HangUp()])
         self._forget_if_done(call_id, state)
 
+    def _on_out_media(self, call_id: int, state: _Call, out: Any) -> None:
+        if out is not state.out or state.out_media is not None:
+            return
+        for media in out.getInfo().media:
+            if media.type == pj.PJMEDIA_TYPE_AUDIO and media.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
+                state.out_media = out.getAudioMedia(media.index)
+                break
+        self._bridge(state)
+
+    def _on_out_answered(self, call_id: int, state: _Call, out: Any) -> None:
+        if out is not state.out:
+            return
+        state.out_answered, state.ring_until = True, None
+        log.info("sip_put_through", call=call_id)
+        self._bridge(state)
+        self._act(call_id, state, state.flow.dial_answered())
+
+    def _on_out_ended(self, call_id: int, state: _Call, value: tuple[Any, int]) -> None:
+        out, code = value
+        if out is not state.out:
+            return
+        answered = state.out_answered
+        self._graveyard.append(out)
+        state.out, state.out_media, state.out_answered, state.ring_until = None, None, False, None
+        log.info("sip_put_through_ended", call=call_id, code=code, answered=answered)
+        if state.over:
+            self._forget_if_done(call_id, state)
+            return
+        self._act(
+            call_id, state, state.flow.bridge_over() if answered else state.flow.dial_failed()
+        )
+
+    def _bridge(self, state: _Call) -> None:
+        if state.out_answered and state.out_media is not None and state.media is not None:
+            self._stop_player(state)
+            state.media.startTransmit(state.out_media)
+            state.out_media.startTransmit(state.media)
+
     def _on_hung_up(self, call_id: int, state: _Call, code: int) -> None:
         if state.over:
             return
@@ -360,6 +437,17 @@ class Agent:
                 state.busy += 1
                 silent = partial(self.line.file_silent, state.source, self._address(state))
                 self._work(call_id, "done", silent)
+            elif isinstance(action, Dial):
+                self._dial(call_id, state, action.phone)
+            elif isinstance(action, StopDialing):
+                self._stop_dialing(state)
+            elif isinstance(action, Released):
+                state.busy += 1
+                self._work(call_id, "done", partial(self.line.released, action.case))
+            elif isinstance(action, Connected):
+                state.busy += 1
+                connected = partial(self.line.connected, action.case, action.phone, action.family)
+                self._work(call_id, "done", connected)
             elif isinstance(action, HangUp):
                 self._hang_up(state)
 
@@ -402,6 +490,27 @@ class Agent:
         self._graveyard.append(state.player)
         state.player = None
 
+    def _dial(self, call_id: int, state: _Call, phone: str) -> None:
+        out = _OutCall(self, self._account, call_id)
+        try:
+            out.makeCall(dial_uri(phone, self.settings), pj.CallOpParam(True))
+        except pj.Error as exc:
+            log.warning("sip_dial_failed", call=call_id, error=str(exc.info())[:200])
+            self._graveyard.append(out)
+            self._act(call_id, state, state.flow.dial_failed())
+            return
+        state.out, state.out_answered = out, False
+        state.ring_until = time.monotonic() + self.config.ring_seconds
+        log.info("sip_dialling", call=call_id)
+
+    def _stop_dialing(self, state: _Call) -> None:
+        if state.out is None:
+            return
+        params = pj.CallOpParam()
+        params.statusCode = pj.PJSIP_SC_REQUEST_TERMINATED
+        with contextlib.suppress(pj.Error):
+            state.out.hangup(params)
+
     def _hang_up(self, state: _Call) -> None:
         if state.over:
             return
@@ -415,12 +524,15 @@ class Agent:
         for call_id, state in list(self.calls.items()):
             if state.record_until is not None and now >= state.record_until:
                 self._stop_recording(call_id, state)
+            if state.ring_until is not None and now >= state.ring_until:
+                state.ring_until = None
+                self._stop_dialing(state)  # rang out: its end is a failed dial
             if state.wait_until is not None and now >= state.wait_until:
                 state.wait_until = None
                 self._act(call_id, state, state.flow.silence())
 
     def _forget_if_done(self, call_id: int, state: _Call) -> None:
-        if state.over and state.busy <= 0 and state.recorder is None:
+        if state.over and state.busy <= 0 and state.recorder is None and state.out is None:
             self._graveyard.append(self.calls.pop(call_id).call)
 
     # -- the pool -----------------------------------------------------------------------------

@@ -5,12 +5,18 @@ call is known by its number as on any phone line (a one-key device's number is a
 retiree in the registry), and its cases are filed, posted to staff, alerted and told as any
 other.
 
+A caller who asks for a person, or presses 9, is put through to the on-duty staff in turn
+(storage.alert_chain.put_through_to: the same people the Twilio line rings); the emergency's
+alert calls are held meanwhile and released when nobody answers or the call ends.
+
 A speech recogniser can stand in front of `ask` later (a cloud service, or a model file an
 operator installs): it would turn the recording into ``Ask(says=...)``. None ships.
 """
 
 from __future__ import annotations
 
+import struct
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +27,8 @@ from bot.channels.sip.flow import Answer, Ask
 from bot.conversation.dialogue import HANDOVER_UNANSWERED, VOICE_NOTE
 from bot.conversation.engine import ConversationEngine, TurnResult
 from bot.conversation.messages import Hint, Inbound
-from storage import attachments, identities
+from storage import alert_chain, attachments, identities
+from storage.alert_chain import put_through_to
 from storage.db import transaction
 from storage.phones import InvalidPhoneNumber, normalize_phone
 from storage.types import utcnow
@@ -55,10 +62,13 @@ class Line:
             return Caller(address, retiree.name, retiree.preferred_language)
 
     def ask(self, provider_id: str, address: str, ask: Ask) -> Answer:
-        """One turn: a request by key (filed with its recording) or the key's words."""
+        """One turn: a request by key (filed with its recording), the key's words, or a
+        hand-over nobody took (a call-back, with the voicemail)."""
         metadata: dict[str, object] = {}
         if ask.category:
             metadata = {"event": VOICE_NOTE, "category": ask.category, "audio": {"channel": "sip"}}
+        elif ask.voicemail:
+            metadata = {"event": HANDOVER_UNANSWERED}
         inbound = Inbound(CHANNEL, address, provider_id, utcnow(), text=ask.says, metadata=metadata)
         audio = Path(ask.audio) if ask.audio else None
 
@@ -67,21 +77,26 @@ class Line:
                 _keep(session, result.cases[0].number, provider_id, audio)
 
         result = self.engine.handle(inbound, then=keep_recording)
-        if Hint.HAND_OVER in result.hints:
-            # Putting the call through to staff is not built yet: a call-back instead.
-            unanswered = Inbound(
-                CHANNEL,
-                address,
-                f"{provider_id}:handover",
-                utcnow(),
-                metadata={"event": HANDOVER_UNANSWERED},
-            )
-            result = self.engine.handle(unanswered)
+        urgent, hand_over = Hint.URGENT in result.hints, Hint.HAND_OVER in result.hints
+        targets: tuple[tuple[str, bool], ...] = ()
+        if urgent or hand_over:
+            with transaction(self.db) as session:
+                found = put_through_to(session, address, emergency=urgent)
+                targets = tuple((t.phone, t.contact) for t in found)
         return Answer(
             cases=tuple(case.number for case in result.cases),
-            urgent=Hint.URGENT in result.hints,
+            urgent=urgent,
             words=tuple(reply.text for reply in result.replies),
+            hand_over=hand_over and not urgent,
+            targets=targets,
         )
+
+    def released(self, case: str) -> None:
+        """The emergency's held alert calls go now."""
+        alert_chain.release_now(self.db, case)
+
+    def connected(self, case: str, phone: str, family: bool) -> None:
+        alert_chain.answered_now(self.db, self.engine.deployment.catalogs, case, phone, family)
 
     def attach(self, case: str, audio: Path, source: str) -> None:
         """What an emergency caller said after the beep, onto the case."""
@@ -101,5 +116,29 @@ def _keep(session: Session, case: str, source: str, audio: Path) -> None:
         source=source,
         kind="audio",
         content_type=WAV,
-        data=audio.read_bytes(),
+        data=finished_wav(audio),
     )
+
+
+def finished_wav(path: Path, wait_s: float = 2.0) -> bytes:
+    """The recording's bytes, its WAV header complete. PJSIP writes the sizes into the header
+    when the recorder closes, which for a call that just hung up may come a moment after the
+    recording was handed over: the file is read once it stops growing, and sizes still missing
+    are written from its length (a 44-byte PCM header, then the samples)."""
+    deadline = time.monotonic() + wait_s
+    size = -1
+    while time.monotonic() < deadline:
+        data = path.read_bytes()
+        riff = struct.unpack_from("<I", data, 4)[0] if len(data) >= 44 else 0
+        if riff == len(data) - 8:
+            return data
+        if len(data) == size:
+            break
+        size = len(data)
+        time.sleep(0.2)
+    data = bytearray(path.read_bytes())
+    if len(data) < 44 or data[:4] != b"RIFF" or data[36:40] != b"data":
+        return bytes(data)
+    struct.pack_into("<I", data, 4, len(data) - 8)
+    struct.pack_into("<I", data, 40, len(data) - 44)
+    return bytes(data)

@@ -11,10 +11,14 @@ from bot.channels.sip.flow import (
     Ask,
     Attach,
     CallFlow,
+    Connected,
+    Dial,
     FileSilent,
     HangUp,
     Play,
     Record,
+    Released,
+    StopDialing,
     StopRecording,
     WaitForKey,
 )
@@ -51,8 +55,10 @@ def test_a_request_by_key_is_spoken_after_the_beep_and_filed_with_its_recording(
 
 def test_nine_is_an_emergency_and_where_is_recorded_onto_its_case(call: CallFlow) -> None:
     assert call.key("9") == [Ask(says="紧急情况，我需要帮助")]
+    # Nobody on duty to put her through to: the alert calls go now; she says where she is.
     assert call.answer(Answer(cases=("2026-000009",), urgent=True)) == [
-        Play((Key("sip.emergency"), Beep()))
+        Released("2026-000009"),
+        Play((Key("sip.emergency"), Beep())),
     ]
     assert call.played() == [Record(CONFIG.record_seconds)]
     assert call.hung_up() == [StopRecording()]  # they hang up while speaking
@@ -95,3 +101,46 @@ def test_the_shipped_menu_files_only_kinds_the_deployment_has() -> None:
     kinds = load_deployment(Settings(_env_file=None)).categories.categories
     assert {c.request for c in CONFIG.menu.values() if c.request} <= set(kinds)
     assert Path(CONFIG_DIR / "sip.yml").exists()
+
+
+def test_an_emergency_is_put_through_to_the_staff_on_duty_in_turn(call: CallFlow) -> None:
+    call.key("9")
+    on_duty = (("+8613700000001", False), ("+8613700000002", False), ("+8613900000009", True))
+    said = call.answer(Answer(cases=("2026-000009",), urgent=True, targets=on_duty))
+    # Their phone rings at once, while she hears that it is ringing.
+    assert said == [Play((Key("sip.emergency_connecting"),)), Dial("+8613700000001")]
+    assert call.played() == []
+    assert call.dial_failed() == [Play((Key("sip.connecting_next"),)), Dial("+8613700000002")]
+    assert call.dial_answered() == [Connected("2026-000009", "+8613700000002", False)]
+    assert call.bridge_over() == [Released("2026-000009"), HangUp()]
+
+
+def test_nobody_answering_an_emergency_releases_its_alert_calls(call: CallFlow) -> None:
+    call.key("9")
+    call.answer(Answer(cases=("2026-000009",), urgent=True, targets=(("+8613700000001", False),)))
+    assert call.dial_failed() == [Released("2026-000009"), Play((Key("sip.emergency"), Beep()))]
+    assert call.played() == [Record(CONFIG.record_seconds)]
+
+
+def test_a_hand_over_nobody_takes_is_a_voicemail_for_the_call_back(call: CallFlow) -> None:
+    call.key("0")
+    assert call.answer(Answer(hand_over=True, targets=(("+8613700000001", False),))) == [
+        Play((Key("sip.connecting"),)),
+        Dial("+8613700000001"),
+    ]
+    assert call.dial_failed() == [Play((Key("sip.leave_message"), Beep()))]
+    assert call.played() == [Record(CONFIG.record_seconds)]
+    assert call.recorded("/rec/vm.wav") == [Ask(audio="/rec/vm.wav", voicemail=True)]
+
+
+def test_hanging_up_while_a_phone_rings_stops_it_and_nothing_is_lost(call: CallFlow) -> None:
+    call.key("0")
+    call.answer(Answer(hand_over=True, targets=(("+8613700000001", False),)))
+    call.played()
+    assert call.hung_up() == [StopDialing(), Ask(voicemail=True)]  # a call-back all the same
+    urgent = CallFlow(CONFIG)
+    urgent.answered()
+    urgent.key("9")
+    urgent.answer(Answer(cases=("2026-000010",), urgent=True, targets=(("+8613700000001", False),)))
+    urgent.played()
+    assert urgent.hung_up() == [StopDialing(), Released("2026-000010")]

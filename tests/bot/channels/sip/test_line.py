@@ -30,6 +30,7 @@ from tests.sip_peers import (
     Pause,
     Rfc2833,
     SipLine,
+    StaffPhone,
     call,
     missing_tools,
     spoken,
@@ -60,13 +61,15 @@ def sip(tmp_path: Path, trained_nlu_dir: Path) -> Iterator[Line]:
     config = tmp_path / "config"
     shutil.copytree(CONFIG_DIR, config, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
     sip_yml = config / "sip.yml"
-    sip_yml.write_text(sip_yml.read_text().replace("speed: 130", "speed: 260"))
+    fast = sip_yml.read_text().replace("speed: 130", "speed: 260")
+    sip_yml.write_text(fast.replace("ring_seconds: 20", "ring_seconds: 5"))
     url = f"sqlite:///{tmp_path / 'hotline.db'}"
     engine = make_engine(url)
     upgrade(engine)
     with transaction(engine) as session:
         units = make_unit_tree(session)
         make_retiree(session, units.community_a1, name="王秀英", phone="+8613800000001")
+        # On duty: her community's staff member, whose phone answers (137... on the proxy).
         make_staff(session, units=[units.community_a1], phone="+8613700000001", on_duty=True)
     env = {
         "HOTLINE_DATABASE_URL": url,
@@ -117,11 +120,12 @@ def test_a_request_by_key_is_filed_with_what_the_caller_said(sip: Line) -> None:
 
 
 def test_keys_by_rfc_2833_work_too_and_nine_is_an_emergency(sip: Line) -> None:
-    result = call(
-        sip.proxy,
-        sip.folder,
-        [Pause(1500), Rfc2833("9"), Pause(12000), HangUpCall()],
-    )
+    """The staff phone on duty rings out: the alert calls go, and she says where she is."""
+    _phone_on_duty(sip, "+8613900000009")
+    with StaffPhone(sip.proxy, sip.folder, answers=False):
+        result = call(
+            sip.proxy, sip.folder, [Pause(1500), Rfc2833("9"), Pause(24000), HangUpCall()]
+        )
     assert result.code == 0, result.output
     [case] = eventually(lambda: cases(sip.engine), lambda found: len(found) > 0)
     assert case.category == "emergency" and case.priority == 1
@@ -130,9 +134,18 @@ def test_keys_by_rfc_2833_work_too_and_nine_is_an_emergency(sip: Line) -> None:
     assert "emergency_call" in kinds or "emergency_alert" in kinds  # the alert chain started
     logged = sip.line.wait_for('"sip_call_over"', 10)
     assert '"digit": "9", "method": "rfc2833"' in logged
+    assert '"answered": false' in logged  # put through, rang out
     # She hung up while saying where she is: what she said is on the case.
     [note] = eventually(lambda: attachments(sip.engine), lambda found: len(found) > 0)
     assert note.case_id == case.id and note.source.endswith(":note")
+    assert seconds_of(note.data, sip.folder) > 0.5  # a whole WAV file
+
+
+def _phone_on_duty(sip: Line, phone: str) -> None:
+    from storage.models import Staff
+
+    with transaction(sip.engine) as session:
+        session.scalars(select(Staff)).one().phone = phone
 
 
 def test_a_call_hung_up_before_any_key_is_a_call_back(sip: Line) -> None:
@@ -142,3 +155,37 @@ def test_a_call_hung_up_before_any_key_is_a_call_back(sip: Line) -> None:
     filed = eventually(lambda: cases(sip.engine), lambda found: len(found) > 0)
     assert [c.category for c in filed] == ["callback"]
     assert filed[0].details.get("reason") == "silent"
+
+
+def test_an_emergency_is_put_through_to_the_staff_phone_on_duty(sip: Line) -> None:
+    from storage.models import CaseEvent
+
+    with StaffPhone(sip.proxy, sip.folder, answers=True) as phone:
+        result = call(sip.proxy, sip.folder, [Pause(1500), Info("9"), AwaitBye(60)])
+        code, printed = phone.rang()
+    assert result.code == 0, result.output
+    assert code == 0, printed  # it rang, answered, talked and hung up
+    [case] = cases(sip.engine)
+    assert case.category == "emergency"
+    with transaction(sip.engine) as session:
+        notes = session.scalars(select(CaseEvent.note).where(CaseEvent.case_id == case.id)).all()
+    assert any("13700000001" in (note or "") for note in notes), notes  # who took it on the line
+    logged = sip.line.wait_for('"sip_put_through_ended"', 10)
+    assert '"answered": true' in logged
+
+
+def test_a_hand_over_nobody_answers_ends_in_a_voicemail_on_a_call_back(sip: Line) -> None:
+    _phone_on_duty(sip, "+8613900000009")  # a phone that rings and rings (139... on the proxy)
+    said = spoken(sip.folder, "请给我回个电话。")
+    with StaffPhone(sip.proxy, sip.folder, answers=False):
+        result = call(
+            sip.proxy,
+            sip.folder,
+            [Pause(1500), Info("0"), Pause(20000), Audio(said), Pause(3000), HangUpCall()],
+        )
+    assert result.code == 0, result.output
+    sip.line.wait_for('"sip_put_through_ended"', 10)
+    [case] = eventually(lambda: cases(sip.engine), lambda found: len(found) > 0)
+    assert case.category == "callback" and case.details["reason"] == "handover"
+    [kept] = eventually(lambda: attachments(sip.engine), lambda found: len(found) > 0)
+    assert kept.case_id == case.id and seconds_of(kept.data, sip.folder) >= 1.0
