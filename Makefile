@@ -43,6 +43,7 @@ bench: install
 	$(BIN)/python benchmarks/call_path.py
 	$(BIN)/python benchmarks/outbox_crash.py
 	$(BIN)/python benchmarks/wechat_bench.py
+	$(BIN)/python benchmarks/sip_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 import signal
 import socket
@@ -20,6 +21,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent / "sip"
@@ -133,6 +135,7 @@ class SipLine:
             "HOTLINE_SIP_PORT": str(free_udp_port()),
             "HOTLINE_SIP_RTP_PORT": str(free_udp_range(16)),
             "HOTLINE_LOG_JSON": "true",
+            "PYTHONUNBUFFERED": "1",  # its log is read while it runs
             **env,
         }
         self.process: subprocess.Popen[bytes] | None = None
@@ -284,8 +287,10 @@ Content-Length: 0
 """
 
 
-def scenario(caller: str, steps: Sequence[Step]) -> str:
-    parts = [_INVITE.format(caller=caller)]
+def scenario(caller: str, steps: Sequence[Step], *, callee: str = "[service]") -> str:
+    """A caller's SIPp scenario: ``caller`` may be "[field0]" and ``callee`` "[field1]" of an
+    injection file (-inf), for many callers at once."""
+    parts = [_INVITE.format(caller=caller).replace("[service]", callee)]
     cseq = 2
     for step in steps:
         if isinstance(step, Pause):
@@ -370,20 +375,33 @@ def spoken(folder: Path, text: str, voice: str = "cmn") -> Path:
 
 class StaffPhone:
     """A staff phone on the proxy's staff port (``answers``: rings 1 s, answers, talks 3 s and
-    hangs up) or its never-answering port: SIPp as a user agent server, for one call."""
+    hangs up) or its never-answering port: SIPp as a user agent server, for ``calls`` calls;
+    with ``trace``, its message log says when each INVITE came (`invites`)."""
 
-    def __init__(self, proxy: Kamailio, folder: Path, *, answers: bool) -> None:
+    def __init__(
+        self,
+        proxy: Kamailio,
+        folder: Path,
+        *,
+        answers: bool,
+        calls: int = 1,
+        trace: bool = False,
+    ) -> None:
         self.scenario = HERE / ("staff_answers.xml" if answers else "staff_never_answers.xml")
         self.port = proxy.staff_port if answers else proxy.noanswer_port
-        self.folder = folder
+        self.folder = folder / f"staff-{self.port}"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.calls = calls
+        self.trace = trace
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> StaffPhone:
         command = [
             shutil.which("sipp") or "sipp",
             *("-sf", str(self.scenario), "-i", "127.0.0.1", "-p", str(self.port)),
-            *("-mi", "127.0.0.1", "-mp", str(free_udp_range(8)), "-m", "1"),
-            *("-nostdin", "-timeout", "120s", "-timeout_error", "-trace_err"),
+            *("-mi", "127.0.0.1", "-mp", str(free_udp_range(8 + 2 * self.calls))),
+            *("-m", str(self.calls), "-nostdin", "-timeout", "300s", "-timeout_error"),
+            *("-trace_err", *(["-trace_msg"] if self.trace else [])),
         ]
         self.process = subprocess.Popen(
             command, cwd=self.folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
@@ -392,10 +410,32 @@ class StaffPhone:
         return self
 
     def rang(self, seconds: float = 30) -> tuple[int, str]:
-        """Wait for its one call to end: (SIPp's exit code, what it printed)."""
+        """Wait for its calls to end: (SIPp's exit code, what it printed)."""
         assert self.process is not None
         out, _ = self.process.communicate(timeout=seconds)
         return self.process.returncode, out.decode(errors="replace")[-2000:]
+
+    def stop(self) -> None:
+        """End it now (SIPp writes out its logs as it goes)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def invites(self) -> list[float]:
+        """When each INVITE reached it (epoch seconds), from its message trace."""
+        found = []
+        for log in self.folder.glob("*_messages.log"):
+            text = log.read_text(errors="replace")
+            for stamp, message in re.findall(
+                r"^-+ (\d{4}-\d\d-\d\d\s\d\d:\d\d:\d\d\.\d+)\n.*received.*\n\n(\w+)", text, re.M
+            ):
+                if message == "INVITE":
+                    found.append(datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S.%f").timestamp())
+        return sorted(found)
 
     def __exit__(self, *_: object) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -59,6 +59,8 @@ log = structlog.get_logger(__name__)
 POLL_MS = 10
 USER = re.compile(r"sips?:([^@;>]+)@")
 BUSY = 486
+# What means nothing once the caller has hung up; all else still settles the call's accounts.
+LIVE_ONLY = frozenset({"digit", "media", "played", "out_media", "out_answered"})
 DIGITS = {
     getattr(pj, "PJSUA_DTMF_METHOD_RFC2833", 0): "rfc2833",
     getattr(pj, "PJSUA_DTMF_METHOD_SIP_INFO", 1): "info",
@@ -276,10 +278,11 @@ class Agent:
                 self._incoming(call_id, value)
                 continue
             state = self.calls.get(call_id)
-            if state is None or (state.over and what not in ("done", "hung_up")):
+            if state is None or (state.over and what in LIVE_ONLY):
                 continue
-            handler = getattr(self, f"_on_{what}")
-            handler(call_id, state, value)
+            getattr(self, f"_on_{what}")(call_id, state, value)
+            if state.over:  # what a call that ended still had out may have come back
+                self._forget_if_done(call_id, state)
 
     def _registered(self, code: int, reason: str) -> None:
         self.registered = (code, reason)
@@ -311,7 +314,7 @@ class Agent:
         state.busy -= 1
         state.caller = caller
         state.flow.name = caller.name
-        if state.media is not None:
+        if state.media is not None and not state.over:
             self._act(call_id, state, state.flow.answered())
 
     def _on_media(self, call_id: int, state: _Call, _: Any) -> None:
@@ -353,14 +356,12 @@ class Agent:
 
     def _on_done(self, call_id: int, state: _Call, _: Any) -> None:
         state.busy -= 1
-        self._forget_if_done(call_id, state)
 
     def _on_failed(self, call_id: int, state: _Call, error: str) -> None:
         state.busy -= 1
         log.error("sip_line_failed", call=call_id, error=error[:300])
         if not state.over:
             self._act(call_id, state, [HangUp()])
-        self._forget_if_done(call_id, state)
 
     def _on_out_media(self, call_id: int, state: _Call, out: Any) -> None:
         if out is not state.out or state.out_media is not None:
@@ -409,7 +410,6 @@ class Agent:
             "sip_call_over", call=call_id, code=code, digits="".join(d for d, _ in state.digits)
         )
         self._act(call_id, state, state.flow.hung_up())
-        self._forget_if_done(call_id, state)
 
     # -- actions ------------------------------------------------------------------------------
 
@@ -532,7 +532,10 @@ class Agent:
                 self._act(call_id, state, state.flow.silence())
 
     def _forget_if_done(self, call_id: int, state: _Call) -> None:
-        if state.over and state.busy <= 0 and state.recorder is None and state.out is None:
+        """A call over, with nothing of it left out on the pool or the line: let go of it
+        (pjsua2 then frees its slot; until then it counts against the 4)."""
+        done = state.busy <= 0 and state.recorder is None and state.out is None
+        if state.over and done and self.calls.get(call_id) is state:
             self._graveyard.append(self.calls.pop(call_id).call)
 
     # -- the pool -----------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import shutil
 import struct
 import subprocess
@@ -183,7 +184,7 @@ def _frames(path: Path) -> bytes:
 
 
 def _write(path: Path, frames: bytes) -> None:
-    partial = path.with_suffix(".part")
+    partial = path.with_suffix(f".{os.getpid()}.part")  # processes may write it at once
     with wave.open(str(partial), "wb") as audio:
         audio.setnchannels(CHANNELS)
         audio.setsampwidth(WIDTH)
