@@ -123,8 +123,11 @@ class Kamailio:
 class SipLine:
     """`hotline sip` registered with ``proxy``; ``env``: the rest of its settings."""
 
-    def __init__(self, proxy: Kamailio, folder: Path, env: dict[str, str]) -> None:
+    def __init__(
+        self, proxy: Kamailio, folder: Path, env: dict[str, str], *, ready: str = '"sip_registered"'
+    ) -> None:
         self.proxy = proxy
+        self.ready = ready
         self.folder = folder
         self.log = folder / "hotline-sip.log"
         self.env = {
@@ -150,7 +153,7 @@ class SipLine:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        self.wait_for('"sip_registered"', 60)
+        self.wait_for(self.ready, 60)
         return self
 
     def wait_for(self, text: str, seconds: float) -> str:

@@ -189,3 +189,22 @@ def test_a_hand_over_nobody_answers_ends_in_a_voicemail_on_a_call_back(sip: Line
     assert case.category == "callback" and case.details["reason"] == "handover"
     [kept] = eventually(lambda: attachments(sip.engine), lambda found: len(found) > 0)
     assert kept.case_id == case.id and seconds_of(kept.data, sip.folder) >= 1.0
+
+
+def test_a_trunk_that_refuses_the_line_is_said_plainly_and_the_line_stays_up(
+    tmp_path: Path, trained_nlu_dir: Path
+) -> None:
+    with_trained_model(trained_nlu_dir, tmp_path)
+    url = f"sqlite:///{tmp_path / 'hotline.db'}"
+    env = {
+        "HOTLINE_DATABASE_URL": url,
+        "HOTLINE_DATA_DIR": str(tmp_path),
+        "HOTLINE_SIP_USER": "refused",
+    }
+    with (
+        Kamailio(tmp_path) as proxy,
+        SipLine(proxy, tmp_path, env, ready='"sip_registration_refused"') as line,
+    ):
+        logged = line.wait_for('"code": 403', 5)
+        assert '"retry_s": 30' in logged
+        assert line.process is not None and line.process.poll() is None  # pjsua2 retries in 30 s
