@@ -122,20 +122,25 @@ class _Call:
 
 
 class _SipCall(pj.Call):  # type: ignore[misc]
+    """A caller's call. pjsua2 reuses its call numbers as soon as a call ends, while work for
+    that call may still be out: the agent knows each call by a serial of its own."""
+
     def __init__(self, agent: Agent, account: Any, call_id: int) -> None:
         super().__init__(account, call_id)
         self.agent = agent
+        self.serial = next(agent.serials)
 
     def onCallState(self, prm: Any) -> None:
         info = self.getInfo()
         if info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
-            self.agent.note(info.id, "hung_up", info.lastStatusCode)
+            self.agent.note(self.serial, "hung_up", info.lastStatusCode)
 
     def onCallMediaState(self, prm: Any) -> None:
-        self.agent.note(self.getId(), "media")
+        self.agent.note(self.serial, "media")
 
     def onDtmfDigit(self, prm: Any) -> None:
-        self.agent.note(self.getId(), "digit", (prm.digit, DIGITS.get(prm.method, str(prm.method))))
+        method = DIGITS.get(prm.method, str(prm.method))
+        self.agent.note(self.serial, "digit", (prm.digit, method))
 
 
 class _OutCall(pj.Call):  # type: ignore[misc]
@@ -167,7 +172,8 @@ class _Account(pj.Account):  # type: ignore[misc]
     def onIncomingCall(self, prm: Any) -> None:
         # pjsua2 rejects a call that has no Call object when this returns: made here, the
         # rest on the loop.
-        self.agent.note(prm.callId, "incoming", _SipCall(self.agent, self, prm.callId))
+        call = _SipCall(self.agent, self, prm.callId)
+        self.agent.note(call.serial, "incoming", call)
 
 
 class Agent:
@@ -183,6 +189,7 @@ class Agent:
         self._events: collections.deque[tuple[int, str, Any]] = collections.deque()
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sip-line")
         self._numbers = itertools.count(1)
+        self.serials = itertools.count(1)  # the agent's own numbers for calls
         self._ep: Any = None
         self._account: Any = None
         self._graveyard: list[Any] = []
