@@ -75,19 +75,26 @@ def missing_senders(settings: Settings) -> dict[str, str]:
     return outbox_senders(settings).off
 
 
-def moved_announcer(deployment: Deployment) -> MovedHook | None:
-    """Who is told of a case moved to another unit's queue (a transfer in the console, an
-    escalation): the Telegram bot posts it to its new unit, the WeCom app sends its card to
-    those who may take it now, where the deployment has them."""
+def case_announcers(deployment: Deployment, *, moved: bool = False) -> list[MovedHook]:
+    """What posts a case to staff, where the deployment has a channel for it: the Telegram
+    bot's posts, the WeCom app's cards. ``moved``: a case that came to another unit's queue.
+    The app's channels mount their own; `hotline sip`, which mounts none, takes them here."""
     hooks: list[MovedHook] = []
     if deployment.settings.telegram_enabled:
         from bot.channels.telegram import new_case_announcer
 
-        hooks.append(new_case_announcer(deployment, moved=True))
+        hooks.append(new_case_announcer(deployment, moved=moved))
     if deployment.settings.wecom_enabled:
         from bot.channels.wecom.cards import announcer
 
         hooks.append(announcer(deployment))
+    return hooks
+
+
+def moved_announcer(deployment: Deployment) -> MovedHook | None:
+    """Who is told of a case moved to another unit's queue (a transfer in the console, an
+    escalation): `case_announcers` of moved cases, as one hook."""
+    hooks = case_announcers(deployment, moved=True)
     if not hooks:
         return None
     if len(hooks) == 1:

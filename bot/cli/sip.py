@@ -57,17 +57,14 @@ def sip_command(
     if migrate:
         upgrade(engine)
 
-    from fastapi import FastAPI
-
-    from bot.channels import mount_channels
+    from bot.channels import case_announcers
     from bot.channels.sip.agent import Agent
     from bot.channels.sip.line import Line
     from bot.conversation.engine import ConversationEngine
     from nlu.parser import get_parser
 
-    # The other channels' hooks for new cases (cards to WeCom, posts to Telegram), as the
-    # app has them; this process serves none of their routes.
-    hooks = [hook for channel in mount_channels(FastAPI(), deployment) for hook in channel.on_filed]
+    # New cases are posted to staff as the app's are (WeCom cards, Telegram posts).
+    hooks = case_announcers(deployment)
     conversations = ConversationEngine(engine, get_parser(settings), deployment, on_filed=hooks)
     prompts = Prompts(
         deployment.catalogs, config, settings.config_dir, Path(settings.data_dir) / "prompts"

@@ -396,8 +396,7 @@ class Agent:
         state.out, state.out_media, state.out_answered, state.ring_until = None, None, False, None
         log.info("sip_put_through_ended", call=call_id, code=code, answered=answered)
         if state.over:
-            self._forget_if_done(call_id, state)
-            return
+            return  # the caller is gone: the event loop lets go of the call now
         self._act(
             call_id, state, state.flow.bridge_over() if answered else state.flow.dial_failed()
         )

@@ -108,9 +108,7 @@ def mount(app: FastAPI, deployment: Deployment) -> Mounted:
         def keep(incoming: wire.Incoming, why: str) -> None:
             spool.put(_spooled(incoming, why))
 
-        return WeChatLine(
-            talk, config, settings.wechat_reply_within_s, config.link_words, keep=keep
-        )
+        return WeChatLine(talk, config, settings.wechat_reply_within_s, keep=keep)
 
     async def replay(item: dict[str, Any], _received: datetime) -> None:
         """A message kept while the database was down: handled now; what it is answered goes

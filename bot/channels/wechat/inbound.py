@@ -70,7 +70,6 @@ class WeChatLine:
     talk: Conversations
     config: WeChatConfig
     reply_within_s: float
-    link_words: tuple[str, ...]  # what asks to link ("绑定", "bind")
     keep: Callable[[Incoming, str], None] | None = None  # into the spool (database down)
 
     @property
@@ -276,7 +275,7 @@ def _linking(line: WeChatLine, incoming: Incoming, text: str) -> str | None:
     takes it)."""
     openid = incoming.openid
     words = text.replace(" ", "")
-    asked = next((w for w in line.link_words if words.lower().startswith(w)), None)
+    asked = next((w for w in line.config.link_words if words.lower().startswith(w)), None)
     with transaction(line.talk.db) as session:
         earlier = _earlier(session, incoming)
         if earlier is not None:  # a redelivery: linking's answer again, or the turn's
