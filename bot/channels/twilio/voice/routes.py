@@ -8,10 +8,9 @@ from urllib.parse import urlencode
 
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 from twilio.twiml.voice_response import VoiceResponse
 
+from bot.channels import calls
 from bot.channels.base import Conversations, Mounted, conversations
 from bot.channels.twilio import why_off
 from bot.channels.twilio.outage import CALL, WEBHOOK, TwilioRoute, WhenDown, when_down
@@ -35,11 +34,8 @@ from bot.channels.twilio.voice.steps import (
 )
 from bot.channels.twilio.voice.twiml import VoiceLine, twiml
 from bot.conversation.deployment import Deployment
-from config.i18n import Catalogs
-from storage import actions, alert_chain
-from storage.db import transaction
+from storage import alert_chain
 
-ALERT_ASKS = 2  # an alert call asks for 1 this many times before it hangs up
 SCREEN_ASKS = 2  # whoever picks up a put-through call is asked for a key this many times
 
 log = structlog.get_logger(__name__)
@@ -313,7 +309,15 @@ def _status_route(router: APIRouter, line: VoiceLine) -> None:
         key = request.query_params.get("k")
         if key and not inbound:
             # Every delivery, not only the first: a repeat finds the outcome set and does nothing.
-            await talk.run(_alert_call_ended, talk.db, line.catalogs, key, call_sid, status)
+            await talk.run(
+                calls.alert_call_ended,
+                talk.db,
+                line.catalogs,
+                key,
+                call_sid,
+                status,
+                final=status in FINAL_STATUSES,
+            )
         return twiml(VoiceResponse())
 
 
@@ -328,7 +332,7 @@ def _alert_route(router: APIRouter, line: VoiceLine) -> None:
         asked = Step.read(request).number("r", 1)
         digits = str(form.get("Digits", "")).strip()
         call_sid = str(form.get("CallSid", ""))
-        said = await talk.run(_said_on, talk.db, key)
+        said = await talk.run(calls.said_on, talk.db, key)
         response = VoiceResponse()
         if said is None:
             log.warning("alert_call_unknown", call_sid=call_sid)
@@ -336,10 +340,10 @@ def _alert_route(router: APIRouter, line: VoiceLine) -> None:
             return twiml(response)
         lang = said.language
         if digits == "1":
-            pressed = await talk.run(_alert_taken, talk.db, line.catalogs, key, call_sid)
+            pressed = await talk.run(calls.take_alert, talk.db, line.catalogs, key, call_sid)
             line.say(response, alert_chain.heard_after_pressing(line.catalogs, pressed, lang), lang)
             response.hangup()
-        elif asked < ALERT_ASKS:
+        elif asked < calls.ALERT_ASKS:
             action = f"{ALERT_PATH}?{urlencode({'k': key, 'r': asked + 1})}"
             gather = line.gather(response, action, lang, one_key=True, keys_only=True)
             line.say(gather, said.text, lang)
@@ -364,7 +368,7 @@ def _follow_up_route(router: APIRouter, line: VoiceLine) -> None:
         digits = str(form.get("Digits", "")).strip()
         callee = str(form.get("To", "")).strip()
         heard = await talk.run(
-            follow_up_call.hear, talk.db, follow_up_id, callee, digits, now=datetime.now(UTC)
+            calls.hear, talk.db, follow_up_id, callee, digits, now=datetime.now(UTC)
         )
         response = VoiceResponse()
         if heard is None:
@@ -374,7 +378,7 @@ def _follow_up_route(router: APIRouter, line: VoiceLine) -> None:
         if heard.answered is not None:
             line.say(response, heard.answered.text, heard.language)
             response.hangup()
-        elif digits and asked < follow_up_call.ASKS:
+        elif digits and asked < calls.FOLLOW_UP_ASKS:
             action = follow_up_call.again_url(follow_up_id, asked + 1)
             gather = line.gather(response, action, heard.language, one_key=True, keys_only=True)
             line.say(gather, heard.question, heard.language)
@@ -384,26 +388,3 @@ def _follow_up_route(router: APIRouter, line: VoiceLine) -> None:
         answer = heard.answered.label if heard.answered is not None else None
         log.info("follow_up_call_key", pressed=digits or None, asked=asked, answer=answer)
         return twiml(response)
-
-
-def _said_on(db: Engine, key: str) -> alert_chain.Said | None:
-    with Session(db) as session:
-        return alert_chain.said_on(session, key)
-
-
-def _alert_taken(db: Engine, catalogs: Catalogs, key: str, call_sid: str) -> alert_chain.Pressed:
-    with transaction(db) as session:
-        return actions.take_alert(session, key, call_sid, now=datetime.now(UTC), catalogs=catalogs)
-
-
-def _alert_call_ended(db: Engine, catalogs: Catalogs, key: str, call_sid: str, status: str) -> None:
-    with transaction(db) as session:
-        alert_chain.call_ended(
-            session,
-            key,
-            call_sid,
-            status,
-            final=status in FINAL_STATUSES,
-            now=datetime.now(UTC),
-            catalogs=catalogs,
-        )

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 from twilio.twiml.voice_response import VoiceResponse
 
+from bot.channels import calls
 from bot.channels.base import SendOutcome
 from bot.channels.twilio.rest import TwilioRestSender
 from bot.channels.twilio.voice import follow_up as follow_up_call
@@ -109,7 +110,7 @@ class CallSender(TwilioRestSender):
         says its text twice."""
         base = self.settings.public_url.rstrip("/")
         language = payload.get("language")
-        if base and follow_up_call.is_follow_up_call("voice", payload):
+        if base and calls.is_follow_up_call("voice", payload):
             action = follow_up_call.follow_up_url(base, int(payload["follow_up"]))
             return {"twiml": follow_up_twiml(text, action, self.settings, language)}
         if not (base and alert_chain.is_alert_call("voice", payload)):
