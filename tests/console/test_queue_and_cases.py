@@ -343,8 +343,8 @@ def _labels_in_source() -> set[str]:
 def test_the_timeline_never_shows_a_raw_key() -> None:
     """Every kind of timeline event, and everyone who writes on a timeline (people's roles,
     the system's parts, the channels a message came by), has a name in both languages."""
-    from bot.channels.telegram.groups import VIA as TELEGRAM
     from bot.channels.calls import CHANNEL as VOICE
+    from bot.channels.telegram.groups import VIA as TELEGRAM
     from bot.channels.twilio.voice.steps import CHANNEL as PHONE
     from bot.channels.web_api import CHANNEL as WEB
     from bot.cli.units import VIA as CLI
