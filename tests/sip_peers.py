@@ -220,6 +220,18 @@ class AwaitBye:
 
 Step = Pause | Info | Rfc2833 | Audio | HangUpCall | AwaitBye
 
+# The audio a SIPp peer offers or answers: G.711 µ-law and RFC 2833 keys.
+_SDP = """v=0
+o=sipp 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0 101
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-15
+a=ptime:20"""
+
 _INVITE = """<send retrans="500"><![CDATA[
 INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
@@ -232,16 +244,7 @@ Max-Forwards: 70
 Content-Type: application/sdp
 Content-Length: [len]
 
-v=0
-o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-s=-
-c=IN IP[media_ip_type] [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP 0 101
-a=rtpmap:0 PCMU/8000
-a=rtpmap:101 telephone-event/8000
-a=fmtp:101 0-15
-a=ptime:20
+{sdp}
 ]]></send>
 <recv response="100" optional="true"/>
 <recv response="180" optional="true"/>
@@ -293,7 +296,7 @@ Content-Length: 0
 def scenario(caller: str, steps: Sequence[Step], *, callee: str = "[service]") -> str:
     """A caller's SIPp scenario: ``caller`` may be "[field0]" and ``callee`` "[field1]" of an
     injection file (-inf), for many callers at once."""
-    parts = [_INVITE.format(caller=caller).replace("[service]", callee)]
+    parts = [_INVITE.format(caller=caller, sdp=_SDP).replace("[service]", callee)]
     cseq = 2
     for step in steps:
         if isinstance(step, Pause):
@@ -376,10 +379,101 @@ def spoken(folder: Path, text: str, voice: str = "cmn") -> Path:
     return raw
 
 
+_ANSWER = """<recv request="INVITE" crlf="true" rrs="true">
+  <action><ereg regexp=".*" search_in="hdr" header="From:" assign_to="remfrom"/></action>
+</recv>
+<send><![CDATA[
+SIP/2.0 180 Ringing
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+[last_Record-Route:]
+Contact: <sip:staff@[local_ip]:[local_port]>
+Content-Length: 0
+]]></send>
+<pause milliseconds="{ring_ms}"/>
+<send retrans="500"><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+[last_Record-Route:]
+Contact: <sip:staff@[local_ip]:[local_port]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+{sdp}
+]]></send>
+<recv request="ACK" crlf="true">
+  <action><ereg regexp=".*" search_in="hdr" header="To:" assign_to="remto"/></action>
+</recv>
+"""
+
+_CALLEE_INFO = """<send retrans="500"><![CDATA[
+INFO [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+[routes]
+From:[$remto]
+To:[$remfrom]
+Call-ID: [call_id]
+CSeq: {cseq} INFO
+Contact: <sip:staff@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Type: application/dtmf-relay
+Content-Length: [len]
+
+Signal={digit}
+Duration=160
+]]></send>
+<recv response="200" crlf="true"/>
+"""
+
+_CALLEE_BYE = """<send retrans="500"><![CDATA[
+BYE [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+[routes]
+From:[$remto]
+To:[$remfrom]
+Call-ID: [call_id]
+CSeq: {cseq} BYE
+Contact: <sip:staff@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Length: 0
+]]></send>
+<recv response="200" crlf="true"/>
+"""
+
+CalleeStep = Pause | Info | HangUpCall | AwaitBye
+
+
+def callee_scenario(steps: Sequence[CalleeStep], *, ring_ms: int = 500) -> str:
+    """A phone the line calls: rings ``ring_ms``, answers, then ``steps`` (keys by SIP INFO)."""
+    parts = [_ANSWER.format(ring_ms=ring_ms, sdp=_SDP)]
+    cseq = 1
+    for step in steps:
+        if isinstance(step, Pause):
+            parts.append(f'<pause milliseconds="{step.ms}"/>')
+        elif isinstance(step, Info):
+            parts.append(_CALLEE_INFO.format(cseq=cseq, digit=step.digit))
+            cseq += 1
+        elif isinstance(step, HangUpCall):
+            parts.append(_CALLEE_BYE.format(cseq=cseq))
+            cseq += 1
+        else:
+            parts.append(_BYE_IN.format(ms=step.seconds * 1000))
+    body = "\n".join(parts)
+    return f'<?xml version="1.0" encoding="ISO-8859-1" ?>\n<scenario name="callee">\n{body}\n</scenario>\n'
+
+
 class StaffPhone:
     """A staff phone on the proxy's staff port (``answers``: rings 1 s, answers, talks 3 s and
-    hangs up) or its never-answering port: SIPp as a user agent server, for ``calls`` calls;
-    with ``trace``, its message log says when each INVITE came (`invites`)."""
+    hangs up; or, with ``steps``, answers and goes through them) or its
+    never-answering port: SIPp as a user agent server, for ``calls`` calls; with ``trace``, its
+    message log says when each INVITE came (`invites`)."""
 
     def __init__(
         self,
@@ -389,11 +483,16 @@ class StaffPhone:
         answers: bool,
         calls: int = 1,
         trace: bool = False,
+        steps: Sequence[CalleeStep] = (),
     ) -> None:
-        self.scenario = HERE / ("staff_answers.xml" if answers else "staff_never_answers.xml")
         self.port = proxy.staff_port if answers else proxy.noanswer_port
         self.folder = folder / f"staff-{self.port}"
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.scenario = HERE / "staff_never_answers.xml"
+        if answers:
+            self.scenario = self.folder / "callee.xml"
+            talks = callee_scenario(steps or (Pause(3000), HangUpCall()), ring_ms=1000)
+            self.scenario.write_text(talks)
         self.calls = calls
         self.trace = trace
         self.process: subprocess.Popen[bytes] | None = None

@@ -50,18 +50,24 @@ def mount_channels(app: FastAPI, deployment: Deployment) -> list[Mounted]:
 
 def outbox_senders(settings: Settings) -> OutboxSenders:
     """Every channel's offer together: the senders of the configured channels by outbox channel
-    (``on``), and the outbox channels without one with the settings that would give it (``off``)."""
+    (``on``), the outbox channels without one with the settings that would give it (``off``),
+    and those another process sends (``elsewhere``, which wins: with the SIP line configured,
+    `hotline sip` places the calls, not Twilio)."""
     every = OutboxSenders()
     for package in CHANNELS.values():
         offer = getattr(importlib.import_module(package), "senders", None)
         if offer is not None:
             found = offer(settings)
             every.on.update(found.on)  # a later package takes a channel over (SMS: Aliyun)
+            every.elsewhere.update(found.elsewhere)  # ... or its own process does (calls: SIP)
             for channel, why in found.off.items():  # each way the channel could be had
                 every.off[channel] = (
                     f"{every.off[channel]}; or {why}" if channel in every.off else why
                 )
-    every.off = {channel: why for channel, why in every.off.items() if channel not in every.on}
+    every.on = {c: sender for c, sender in every.on.items() if c not in every.elsewhere}
+    every.off = {
+        c: why for c, why in every.off.items() if c not in every.on and c not in every.elsewhere
+    }
     return every
 
 

@@ -117,10 +117,13 @@ class Sender(Protocol):
 @dataclass
 class OutboxSenders:
     """What a channel package sends from the outbox: a sender for each outbox channel it
-    serves (``on``), and for each it would serve but cannot now, the settings it lacks (``off``)."""
+    serves (``on``), for each it would serve but cannot now, the settings it lacks (``off``),
+    and those a process of its own sends (``elsewhere``: the SIP line's calls, by `hotline sip`),
+    which the app's worker leaves alone."""
 
     on: dict[str, Sender] = field(default_factory=dict)
     off: dict[str, str] = field(default_factory=dict)
+    elsewhere: dict[str, str] = field(default_factory=dict)  # channel: the command that sends it
 
 
 @dataclass

@@ -1,10 +1,13 @@
-"""`hotline sip`: the one-key phone line over SIP (bot/channels/sip/), until Ctrl-C."""
+"""`hotline sip`: the one-key phone line over SIP (bot/channels/sip/), until Ctrl-C: answers the
+one-key phones and places the outbox's calls."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -18,6 +21,11 @@ from handlers import HandlerError
 from storage.db import make_engine
 from storage.migrate import upgrade
 from storage.site import bind
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from bot.channels.sip.agent import Agent
 
 
 def sip_command(
@@ -74,8 +82,49 @@ def sip_command(
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     agent.start()
+    calls = CallsOut(engine, agent, settings.default_language)
     try:
+        calls.start()
         agent.run(stop)
     finally:
+        calls.stop()
         agent.stop()
         engine.dispose()
+
+
+class CallsOut:
+    """The outbox's calls ("voice"), placed on the line: a worker of that channel alone, on a
+    thread with an event loop of its own (the agent's loop is pjsua2's)."""
+
+    def __init__(self, engine: Engine, agent: Agent, language: str) -> None:
+        from bot.channels.calls import CHANNEL
+        from bot.channels.sip.sender import SipCallSender
+        from bot.runtime.worker import OutboxWorker
+
+        self.agent = agent
+        sender = SipCallSender(agent, language)
+        self.worker = OutboxWorker(
+            engine, {CHANNEL: sender}, language=language, flag_unsendable=False
+        )
+        self.loop = asyncio.new_event_loop()
+        self.stopping = asyncio.Event()
+        self.thread = threading.Thread(target=self._run, name="sip-calls-out", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self.worker.run(self.stopping))
+        finally:
+            self.loop.run_until_complete(self.worker.aclose())
+            self.loop.close()
+
+    def stop(self) -> None:
+        """Let the round in progress finish (a call not dialled yet goes back to the outbox at
+        once), then end the thread."""
+        if self.thread.is_alive():
+            self.loop.call_soon_threadsafe(self.stopping.set)
+            self.agent.stop_dialling()
+            self.thread.join(timeout=20)

@@ -45,13 +45,17 @@ def worker_command(
     senders = offer.on
     for channel in sorted(senders):
         typer.echo(f"{channel}: on")
+    for channel, command in sorted(offer.elsewhere.items()):
+        typer.echo(f"{channel}: sent by {command}")
     for channel, why in sorted(offer.off.items()):
         typer.echo(f"{channel}: off (needs {why}); its notifications wait in the outbox")
     if not senders:
         fail("no channel can send: configure Twilio or Telegram first")
     engine = make_engine(settings.effective_database_url)
     bind(engine, deployment)
-    worker = OutboxWorker(engine, senders, language=settings.default_language)
+    worker = OutboxWorker(
+        engine, senders, language=settings.default_language, sent_elsewhere=offer.elsewhere
+    )
     conversations = _lazy_conversations(deployment, engine)
     try:
         if once:  # case work first: what it queues is sent in the same run

@@ -42,7 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -52,7 +52,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from bot.channels import senders_for
+from bot.channels import outbox_senders
 from bot.channels.base import Sender, SendOutcome
 from bot.conversation.engine import ConversationEngine
 from config.i18n import Catalogs
@@ -120,6 +120,8 @@ class OutboxWorker:
         language: str | None = None,
         clock: Callable[[], datetime] = utcnow,
         call_timeout: timedelta = alert_chain.CALL_TIMEOUT,
+        sent_elsewhere: Collection[str] = (),
+        flag_unsendable: bool = True,
     ) -> None:
         if send_timeout_s + ROUND_MARGIN_S >= stuck_after.total_seconds():
             raise ValueError(
@@ -141,6 +143,11 @@ class OutboxWorker:
         self.language = language
         self.clock = clock
         self.call_timeout = call_timeout
+        # Channels another process sends (`hotline sip`'s calls): not flagged as unsendable here.
+        self.sent_elsewhere = frozenset(sent_elsewhere)
+        # Off in a process that sends one channel for the app (`hotline sip`): the other
+        # channels are the app's worker's to judge.
+        self.flag_unsendable = flag_unsendable
 
     # -- one round ------------------------------------------------------------------------------
 
@@ -361,16 +368,17 @@ class OutboxWorker:
 
     def _maintain(self) -> None:
         now = self.clock()
-        with transaction(self.db) as session:
-            flagged = outbox.flag_unsendable(
-                session,
-                channels_with_sender=self.senders.keys(),
-                now=now,
-                catalogs=self.catalogs,
-                language=self.language,
-            )
-        if flagged:
-            log.info("outbox_maintenance", flagged_without_sender=flagged)
+        if self.flag_unsendable:
+            with transaction(self.db) as session:
+                flagged = outbox.flag_unsendable(
+                    session,
+                    channels_with_sender=self.senders.keys() | self.sent_elsewhere,
+                    now=now,
+                    catalogs=self.catalogs,
+                    language=self.language,
+                )
+            if flagged:
+                log.info("outbox_maintenance", flagged_without_sender=flagged)
         self._keep_up()
 
     def _senders_upkeep(self) -> int:
@@ -508,7 +516,13 @@ def start_outbox_worker(
     if not settings.run_worker:
         log.info("outbox_worker_off", why="HOTLINE_RUN_WORKER=false: run `hotline worker`")
         return None
-    worker = OutboxWorker(db_engine, senders_for(settings), language=settings.default_language)
+    offer = outbox_senders(settings)
+    worker = OutboxWorker(
+        db_engine,
+        offer.on,
+        language=settings.default_language,
+        sent_elsewhere=offer.elsewhere.keys(),
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop, interval_s=interval_s), name="outbox-worker")
     return RunningWorker(worker, task, stop)

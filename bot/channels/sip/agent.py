@@ -10,8 +10,12 @@ rest of the system) and comes back through the same queue. A call keeps its pjsu
 call, its player and recorder) referenced until it is over, and none is dropped inside a
 callback: pjsua2 destroys what Python lets go of.
 
-At most ``sip_max_calls`` calls at once (the pjsua2 wheel's own limit is 4): the next caller gets
-"486 Busy Here", which a PBX sends to its next extension.
+The outbox's calls (sender.py) come in through `place`, from the worker's thread: each waits
+until a line is free, then is dialled and carried out by its `CalloutFlow` (callout.py).
+
+At most ``sip_max_calls`` calls at once (the pjsua2 wheel's own limit is 4), counting the calls
+placed to put a caller through and the outbox's calls: the next caller gets "486 Busy Here",
+which a PBX sends to its next extension. The outbox's calls leave one line free for a caller.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -32,6 +36,7 @@ from typing import Any
 import pjsua2 as pj
 import structlog
 
+from bot.channels.sip.callout import CalloutFlow, Ended, Hear, Heard, Placed
 from bot.channels.sip.flow import (
     Action,
     Answer,
@@ -51,6 +56,7 @@ from bot.channels.sip.flow import (
 )
 from bot.channels.sip.line import Caller, Line
 from bot.channels.sip.prompts import Prompts
+from bot.channels.sip.sender import DialFailed, LineBusy
 from config.settings import Settings
 from config.sip import SipConfig
 
@@ -60,7 +66,7 @@ POLL_MS = 10
 USER = re.compile(r"sips?:([^@;>]+)@")
 BUSY = 486
 # What means nothing once the caller has hung up; all else still settles the call's accounts.
-LIVE_ONLY = frozenset({"digit", "media", "played", "out_media", "out_answered"})
+LIVE_ONLY = frozenset({"digit", "media", "confirmed", "played", "out_media", "out_answered"})
 DIGITS = {
     getattr(pj, "PJSUA_DTMF_METHOD_RFC2833", 0): "rfc2833",
     getattr(pj, "PJSUA_DTMF_METHOD_SIP_INFO", 1): "info",
@@ -102,9 +108,13 @@ class _Call:
     """One call's state on the loop's thread."""
 
     call: Any  # the pjsua2 Call
-    flow: CallFlow
+    flow: CallFlow | CalloutFlow
     source: str  # "sip:<Call-ID>": the call's provider id
-    caller: Caller | None = None
+    caller: Caller | None = None  # for a call we placed: the person called
+    placed: Placed | None = None  # a call we placed for the outbox
+    confirmed: bool = False  # answered (a call we placed: not early media)
+    started: bool = False  # the flow heard it was answered
+    give_up_at: float | None = None  # a call we placed rings until then
     media: Any = None  # its AudioMedia, once active
     player: Any = None
     recorder: Any = None
@@ -122,17 +132,20 @@ class _Call:
 
 
 class _SipCall(pj.Call):  # type: ignore[misc]
-    """A caller's call. pjsua2 reuses its call numbers as soon as a call ends, while work for
-    that call may still be out: the agent knows each call by a serial of its own."""
+    """A caller's call, or one the line placed for the outbox (no ``call_id`` yet). pjsua2 reuses
+    its call numbers as soon as a call ends, while work for that call may still be out: the
+    agent knows each call by a serial of its own."""
 
-    def __init__(self, agent: Agent, account: Any, call_id: int) -> None:
+    def __init__(self, agent: Agent, account: Any, call_id: int = pj.PJSUA_INVALID_ID) -> None:
         super().__init__(account, call_id)
         self.agent = agent
         self.serial = next(agent.serials)
 
     def onCallState(self, prm: Any) -> None:
         info = self.getInfo()
-        if info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
+        if info.state == pj.PJSIP_INV_STATE_CONFIRMED:
+            self.agent.note(self.serial, "confirmed")
+        elif info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
             self.agent.note(self.serial, "hung_up", info.lastStatusCode)
 
     def onCallMediaState(self, prm: Any) -> None:
@@ -187,6 +200,10 @@ class Agent:
         self.calls: dict[int, _Call] = {}
         self.registered: tuple[int, str] | None = None
         self._events: collections.deque[tuple[int, str, Any]] = collections.deque()
+        # The outbox's calls waiting for a free line: (placed, future, wait until).
+        self._waiting: collections.deque[tuple[Placed, Future[str], float]] = collections.deque()
+        self._dialling = threading.Lock()
+        self._closed = False
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sip-line")
         self._numbers = itertools.count(1)
         self.serials = itertools.count(1)  # the agent's own numbers for calls
@@ -198,6 +215,27 @@ class Agent:
 
     def note(self, call_id: int, what: str, value: Any = None) -> None:
         self._events.append((call_id, what, value))
+
+    def place(self, placed: Placed, wait_s: float) -> Future[str]:
+        """Dial ``placed`` once a line is free (within ``wait_s``, else LineBusy); the future's
+        result is the call's id. Any thread."""
+        future: Future[str] = Future()
+        with self._dialling:
+            if self._closed:
+                _settle(future, error=LineBusy())
+            else:
+                self.note(-1, "place", (placed, future, time.monotonic() + wait_s))
+        return future
+
+    def stop_dialling(self) -> None:
+        """No more of the outbox's calls: those not dialled yet go back to it now. On the
+        loop's thread, after `run`."""
+        with self._dialling:
+            self._closed = True
+        self._handle_events()
+        while self._waiting:
+            _, future, _ = self._waiting.popleft()
+            _settle(future, error=LineBusy())
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -249,14 +287,16 @@ class Agent:
         return account
 
     def run(self, stop: threading.Event) -> None:
-        """Until ``stop``: poll pjsua2, handle what happened, run the timers."""
+        """Until ``stop``: poll pjsua2, handle what happened, dial what waits, run the timers."""
         while not stop.is_set():
             self._ep.libHandleEvents(POLL_MS)
             self._handle_events()
+            self._dial_waiting()
             self._timers()
             self._graveyard.clear()
 
     def stop(self) -> None:
+        self.stop_dialling()
         self._ep.hangupAllCalls()
         deadline = time.monotonic() + 2
         while time.monotonic() < deadline and any(not c.over for c in self.calls.values()):
@@ -284,6 +324,9 @@ class Agent:
             if what == "incoming":
                 self._incoming(call_id, value)
                 continue
+            if what == "place":
+                self._waiting.append(value)
+                continue
             state = self.calls.get(call_id)
             if state is None or (state.over and what in LIVE_ONLY):
                 continue
@@ -300,7 +343,7 @@ class Agent:
 
     def _incoming(self, call_id: int, call: Any) -> None:
         answer = pj.CallOpParam()
-        if sum(1 for c in self.calls.values() if not c.over) >= self.settings.sip_max_calls:
+        if self._in_use() >= self.settings.sip_max_calls:
             answer.statusCode = BUSY
             call.answer(answer)
             self._graveyard.append(call)
@@ -317,12 +360,47 @@ class Agent:
         self._work(call_id, "caller", lambda: self.line.caller(number))
         log.info("sip_call", call=call_id)
 
+    def _in_use(self) -> int:
+        """Lines in use: the calls not over, and the calls placed to put callers through."""
+        return sum(1 + (c.out is not None) for c in self.calls.values() if not c.over)
+
+    def _dial_waiting(self) -> None:
+        """Dial the outbox's calls that wait, while a line is free (one is kept for a caller)."""
+        now = time.monotonic()
+        free = max(1, self.settings.sip_max_calls - 1) - self._in_use()
+        while self._waiting and (free > 0 or self._waiting[0][2] <= now):
+            placed, future, _ = self._waiting.popleft()
+            if future.cancelled():
+                continue
+            if free <= 0:
+                _settle(future, error=LineBusy())
+                continue
+            free -= self._place(placed, future)
+
+    def _place(self, placed: Placed, future: Future[str]) -> int:
+        """Dial ``placed``; how many lines that took."""
+        call = _SipCall(self, self._account)
+        try:
+            call.makeCall(dial_uri(placed.address, self.settings), pj.CallOpParam(True))
+        except pj.Error as exc:
+            self._graveyard.append(call)
+            _settle(future, error=DialFailed(str(exc.info())[:200]))
+            return 0
+        source = f"sip:{call.getInfo().callIdString[:80]}"
+        caller = Caller(placed.address, None, placed.language)
+        state = _Call(call, CalloutFlow(self.config, placed), source, caller, placed)
+        state.give_up_at = time.monotonic() + self.config.ring_seconds
+        self.calls[call.serial] = state
+        _settle(future, result=source)
+        log.info("sip_calling", call=call.serial, kind=placed.kind.value)
+        return 1
+
     def _on_caller(self, call_id: int, state: _Call, caller: Caller) -> None:
         state.busy -= 1
         state.caller = caller
-        state.flow.name = caller.name
-        if state.media is not None and not state.over:
-            self._act(call_id, state, state.flow.answered())
+        if isinstance(state.flow, CallFlow):
+            state.flow.name = caller.name
+        self._start(call_id, state)
 
     def _on_media(self, call_id: int, state: _Call, _: Any) -> None:
         if state.media is not None:
@@ -332,7 +410,20 @@ class Agent:
             if media.type == pj.PJMEDIA_TYPE_AUDIO and media.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
                 state.media = state.call.getAudioMedia(media.index)
                 break
-        if state.media is not None and state.caller is not None:
+        self._start(call_id, state)
+
+    def _on_confirmed(self, call_id: int, state: _Call, _: Any) -> None:
+        state.confirmed, state.give_up_at = True, None
+        self._start(call_id, state)
+
+    def _start(self, call_id: int, state: _Call) -> None:
+        """The flow begins once the call has audio and we know who is on it (and a call we
+        placed was answered, not only ringing with early media)."""
+        answered = state.confirmed or state.placed is None
+        if state.started or state.over or state.media is None or state.caller is None:
+            return
+        if answered:
+            state.started = True
             self._act(call_id, state, state.flow.answered())
 
     def _on_digit(self, call_id: int, state: _Call, value: tuple[str, str]) -> None:
@@ -359,7 +450,13 @@ class Agent:
 
     def _on_answer(self, call_id: int, state: _Call, answer: Answer) -> None:
         state.busy -= 1
+        assert isinstance(state.flow, CallFlow)
         self._act(call_id, state, state.flow.answer(answer))
+
+    def _on_heard(self, call_id: int, state: _Call, heard: Heard) -> None:
+        state.busy -= 1
+        assert isinstance(state.flow, CalloutFlow)
+        self._act(call_id, state, state.flow.heard(heard))
 
     def _on_done(self, call_id: int, state: _Call, _: Any) -> None:
         state.busy -= 1
@@ -367,7 +464,9 @@ class Agent:
     def _on_failed(self, call_id: int, state: _Call, error: str) -> None:
         state.busy -= 1
         log.error("sip_line_failed", call=call_id, error=error[:300])
-        if not state.over:
+        if isinstance(state.flow, CalloutFlow):  # goes on as if the key had done nothing
+            self._act(call_id, state, state.flow.heard(Heard()))
+        elif not state.over:
             self._act(call_id, state, [HangUp()])
 
     def _on_out_media(self, call_id: int, state: _Call, out: Any) -> None:
@@ -415,7 +514,7 @@ class Agent:
         log.info(
             "sip_call_over", call=call_id, code=code, digits="".join(d for d, _ in state.digits)
         )
-        self._act(call_id, state, state.flow.hung_up())
+        self._act(call_id, state, state.flow.hung_up(code))
 
     # -- actions ------------------------------------------------------------------------------
 
@@ -456,6 +555,15 @@ class Agent:
                 self._work(call_id, "done", connected)
             elif isinstance(action, HangUp):
                 self._hang_up(state)
+            elif isinstance(action, Hear) and state.placed is not None:
+                state.busy += 1
+                hear = partial(self.line.hear, state.placed, state.source, action.digit)
+                self._work(call_id, "heard", hear)
+            elif isinstance(action, Ended) and state.placed is not None:
+                state.busy += 1
+                over = partial(self.line.call_over, state.placed, state.source, action.status)
+                self._work(call_id, "done", over)
+                log.info("sip_call_placed_over", call=call_id, status=action.status)
 
     def _ask(self, call_id: int, state: _Call, ask: Ask) -> None:
         state.asks += 1
@@ -517,11 +625,14 @@ class Agent:
         with contextlib.suppress(pj.Error):
             state.out.hangup(params)
 
-    def _hang_up(self, state: _Call) -> None:
+    def _hang_up(self, state: _Call, code: int = 0) -> None:
         if state.over:
             return
+        params = pj.CallOpParam()
+        if code:
+            params.statusCode = code
         try:
-            state.call.hangup(pj.CallOpParam())
+            state.call.hangup(params)
         except pj.Error as exc:
             log.info("sip_hangup_failed", error=str(exc.info())[:200])
 
@@ -533,6 +644,9 @@ class Agent:
             if state.ring_until is not None and now >= state.ring_until:
                 state.ring_until = None
                 self._stop_dialing(state)  # rang out: its end is a failed dial
+            if state.give_up_at is not None and now >= state.give_up_at:
+                state.give_up_at = None  # rang out: cancelled, its end is "no-answer"
+                self._hang_up(state, pj.PJSIP_SC_REQUEST_TERMINATED)
             if state.wait_until is not None and now >= state.wait_until:
                 state.wait_until = None
                 self._act(call_id, state, state.flow.silence())
@@ -558,3 +672,12 @@ class Agent:
 
     def _address(self, state: _Call) -> str:
         return state.caller.address if state.caller else "sip:anonymous"
+
+
+def _settle(future: Future[str], *, result: str = "", error: Exception | None = None) -> None:
+    """Give the waiting sender its answer (unless it stopped waiting)."""
+    with contextlib.suppress(InvalidStateError):
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)

@@ -281,8 +281,9 @@ class CallFlow:
         after: list[Action] = [Released(self.emergency_case)] if self.emergency_case else []
         return [*after, HangUp()]
 
-    def hung_up(self) -> list[Action]:
-        """The caller hung up: what is left to do (nothing more is played)."""
+    def hung_up(self, code: int = 0) -> list[Action]:
+        """The caller hung up (``code``: how the call ended, as SIP said it): what is left to
+        do (nothing more is played)."""
         self.gone = True
         if self.phase in (Phase.RECORDING, Phase.NOTE, Phase.VOICEMAIL):
             return [StopRecording()]  # recorded() then files or attaches what there is

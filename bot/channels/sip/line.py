@@ -9,6 +9,10 @@ A caller who asks for a person, or presses 9, is put through to the on-duty staf
 (storage.alert_chain.put_through_to: the same people the Twilio line rings); the emergency's
 alert calls are held meanwhile and released when nobody answers or the call ends.
 
+The outbox's calls placed on the line (callout.py) come here too: a key pressed on one
+(`hear`: 1 takes an emergency, 1/2/3 answer a follow-up) and its end (`call_over`: an alert
+call nobody took passes the emergency on), through bot/channels/calls.py as on Twilio.
+
 A speech recogniser can stand in front of `ask` later (a cloud service, or a model file an
 operator installs): it would turn the recording into ``Ask(says=...)``. None ships.
 """
@@ -23,6 +27,9 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from bot.channels import calls
+from bot.channels.calls import CallKind
+from bot.channels.sip.callout import Heard, Placed
 from bot.channels.sip.flow import Answer, Ask
 from bot.conversation.dialogue import HANDOVER_UNANSWERED, VOICE_NOTE
 from bot.conversation.engine import ConversationEngine, TurnResult
@@ -107,6 +114,26 @@ class Line:
 
     def file_silent(self, source: str, address: str) -> None:
         self.engine.file_silent_call(CHANNEL, address, f"{source}:silent")
+
+    # -- the outbox's calls ---------------------------------------------------------------------
+
+    def hear(self, placed: Placed, call_id: str, digit: str) -> Heard:
+        """What ``digit`` did on the call placed for ``placed`` (the key that answers it)."""
+        catalogs = self.engine.deployment.catalogs
+        if placed.kind == CallKind.ALERT:
+            pressed = calls.take_alert(self.db, catalogs, placed.key, call_id)
+            return Heard(alert_chain.heard_after_pressing(catalogs, pressed, placed.language))
+        if placed.kind == CallKind.FOLLOW_UP and placed.follow_up is not None:
+            heard = calls.hear(self.db, placed.follow_up, placed.address, digit, now=utcnow())
+            if heard is not None and heard.answered is not None:
+                return Heard(heard.answered.text)
+        return Heard()
+
+    def call_over(self, placed: Placed, call_id: str, status: str) -> None:
+        """An alert call ended (``status``): not taken, the emergency goes on to the next."""
+        if placed.kind == CallKind.ALERT:
+            catalogs = self.engine.deployment.catalogs
+            calls.alert_call_ended(self.db, catalogs, placed.key, call_id, status, final=True)
 
 
 def _keep(session: Session, case: str, source: str, audio: Path) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.channels import missing_senders, senders_for
+from bot.channels import missing_senders, outbox_senders, senders_for
 from bot.channels.telegram.sender import TelegramSender
 from bot.channels.twilio.messaging.sender import MessagingSender
 from bot.channels.twilio.voice.sender import CallSender
@@ -45,3 +45,16 @@ def test_senders_for_only_the_configured_providers() -> None:
         "wecom",
         "whatsapp",
     ]
+
+
+def test_with_the_sip_line_configured_its_process_places_the_calls() -> None:
+    """Twilio keeps the messages; the calls go over the SIP line, by `hotline sip`: the app's
+    worker has no sender for them, and they are not missing one."""
+    sip = {"sip_registrar": "sip:127.0.0.1:5060", "sip_user": "8001"}
+    offer = outbox_senders(twilio_settings("http://x", **sip))
+    assert "voice" not in offer.on and "voice" not in offer.off
+    assert offer.elsewhere == {"voice": "`hotline sip`"}
+    assert isinstance(offer.on["sms"], MessagingSender)
+    without = outbox_senders(Settings(_env_file=None))
+    assert "HOTLINE_SIP_REGISTRAR and HOTLINE_SIP_USER" in without.off["voice"]
+    assert without.elsewhere == {}

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
 
 from bot.channels import senders_for
 from bot.channels.twilio import messaging as twilio_messaging
@@ -45,7 +46,9 @@ from storage.models import (
     MessageStatus,
     MessagingIdentity,
     OutboxItem,
+    Retiree,
     Role,
+    Staff,
 )
 from storage.permissions import Actor
 from tests.bot.channels.telegram import test_telegram as tg
@@ -98,36 +101,7 @@ def resolve_and_ask(
                 MessagingIdentity(channel="telegram", address=str(telegram_user))
             )
         staff = make_staff(session, Role.STAFF, [tree.station_a], name="钱社工", phone=owner_phone)
-        filed_at = RESOLVED_AT - timedelta(hours=2)
-        case = actions.file_case(
-            session,
-            category="help_request",
-            channel=channel,
-            actor=Actor.system("retiree"),
-            retiree=retiree,
-            summary="帮忙买菜",
-            now=filed_at,
-        )
-        if address is not None:  # the message that filed it, as the engine records it
-            session.add(
-                Message(
-                    channel=channel,
-                    direction=Direction.INBOUND,
-                    status=MessageStatus.RECEIVED,
-                    address=address,
-                    provider_id="filing-1",
-                    text="帮我买菜",
-                    retiree_id=retiree.id,
-                    case_id=case.id,
-                    created_at=filed_at,
-                )
-            )
-        actions.claim(session, case, Actor.person(staff), now=filed_at)
-        actions.resolve(session, case, Actor.person(staff), outcome="菜已送到", now=RESOLVED_AT)
-        number = case.number
-        follow_up = session.scalars(select(FollowUp).where(FollowUp.case_id == case.id)).one()
-        follow_up_id = follow_up.id
-        assert follow_up.status == FollowUpStatus.PENDING  # resolving started the round
+        number, follow_up_id = resolve_case(session, retiree, staff, channel, address)
     if ask:
         deployment = load_deployment(Settings(_env_file=None))
         assert run_all_once(engine, deployment, now=ASKED_AT)["follow_ups"] == 1
@@ -136,6 +110,42 @@ def resolve_and_ask(
             select(OutboxItem).where(OutboxItem.payload["kind"].as_string() == "follow_up")
         ).first()
     return Asked(number, follow_up_id, question)  # type: ignore[arg-type]
+
+
+def resolve_case(
+    session: Session, retiree: Retiree, staff: Staff, channel: str, address: str | None
+) -> tuple[str, int]:
+    """``retiree``'s help request (filed on ``channel`` from ``address``) claimed and resolved by
+    ``staff`` through storage.actions: its number and the follow-up round that started."""
+    filed_at = RESOLVED_AT - timedelta(hours=2)
+    case = actions.file_case(
+        session,
+        category="help_request",
+        channel=channel,
+        actor=Actor.system("retiree"),
+        retiree=retiree,
+        summary="帮忙买菜",
+        now=filed_at,
+    )
+    if address is not None:  # the message that filed it, as the engine records it
+        session.add(
+            Message(
+                channel=channel,
+                direction=Direction.INBOUND,
+                status=MessageStatus.RECEIVED,
+                address=address,
+                provider_id="filing-1",
+                text="帮我买菜",
+                retiree_id=retiree.id,
+                case_id=case.id,
+                created_at=filed_at,
+            )
+        )
+    actions.claim(session, case, Actor.person(staff), now=filed_at)
+    actions.resolve(session, case, Actor.person(staff), outcome="菜已送到", now=RESOLVED_AT)
+    follow_up = session.scalars(select(FollowUp).where(FollowUp.case_id == case.id)).one()
+    assert follow_up.status == FollowUpStatus.PENDING  # resolving started the round
+    return case.number, follow_up.id
 
 
 def case_of(engine: Engine, number: str) -> Case:

@@ -380,6 +380,37 @@ async def test_an_item_without_a_sender_waits_and_is_not_dropped(
 
 
 @pytest.mark.asyncio
+async def test_calls_another_process_places_are_not_flagged_and_that_process_flags_nothing_else(
+    engine: Engine, twilio: FakeTwilio
+) -> None:
+    """With the SIP line, `hotline sip` places the calls: the app's worker leaves them as they
+    are, and the worker of `hotline sip` (calls alone) does not judge the other channels."""
+    file_emergency(engine)
+    clock = Clock()
+    app_worker = OutboxWorker(
+        engine, {}, clock=clock, sent_elsewhere={"voice"}
+    )  # no sender of its own here
+    sip_worker = OutboxWorker(engine, {"voice": Broken()}, clock=clock, flag_unsendable=False)
+    try:
+        clock.advance(outbox.NO_SENDER_GIVE_UP_AFTER.total_seconds() + 1)
+        await sip_worker.maintain()
+        assert {i.last_error for i in items(engine)} == {""}  # nothing flagged
+        await app_worker.maintain()
+    finally:
+        await app_worker.aclose()
+        await sip_worker.aclose()
+    by_channel = {i.channel: i for i in items(engine)}
+    assert by_channel["voice"].status == OutboxStatus.PENDING
+    assert by_channel["voice"].last_error == ""
+    assert by_channel["sms"].status == OutboxStatus.DEAD  # nobody sends SMS here
+
+
+class Broken:
+    async def send(self, channel: str, address: str, payload: Any, key: str) -> SendOutcome:
+        raise RuntimeError("never called")
+
+
+@pytest.mark.asyncio
 async def test_a_sender_that_raises_or_hangs_loses_nothing(engine: Engine) -> None:
     class Broken:
         async def send(self, channel: str, address: str, payload: Any, key: str) -> SendOutcome:

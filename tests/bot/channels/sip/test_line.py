@@ -4,23 +4,23 @@ and hangs up; the cases filed, their recordings and the alert chain are read fro
 
 from __future__ import annotations
 
-import os
-import shutil
 import wave
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 
-from config.settings import CONFIG_DIR
-from storage.db import make_engine, transaction
-from storage.migrate import upgrade
-from storage.models import Attachment, Case, OutboxItem
+from storage.db import transaction
+from storage.models import OutboxItem
 from tests.bot.channels.serving import with_trained_model
+from tests.bot.channels.sip.support import (
+    Line,
+    attachments,
+    cases,
+    phone_on_duty,
+    skip_without_peers,
+)
 from tests.bot.channels.twilio.test_outage import eventually
-from tests.factories import make_retiree, make_staff, make_unit_tree
 from tests.sip_peers import (
     Audio,
     AwaitBye,
@@ -32,65 +32,11 @@ from tests.sip_peers import (
     SipLine,
     StaffPhone,
     call,
-    missing_tools,
     spoken,
 )
 
 pytestmark = pytest.mark.slow
-
-if missing_tools() and not os.environ.get("HOTLINE_REQUIRE_SIP"):
-    pytest.skip(
-        f"no {', '.join(missing_tools())} (apt-get install kamailio sip-tester espeak-ng sox)",
-        allow_module_level=True,
-    )
-
-
-@dataclass
-class Line:
-    proxy: Kamailio
-    line: SipLine
-    engine: Engine
-    folder: Path
-
-
-@pytest.fixture
-def sip(tmp_path: Path, trained_nlu_dir: Path) -> Iterator[Line]:
-    """The line on an SQLite database with 王秀英 registered (her phone calls), a staff member
-    on duty, and a faster voice (the same sentences, said twice as fast)."""
-    with_trained_model(trained_nlu_dir, tmp_path)
-    config = tmp_path / "config"
-    shutil.copytree(CONFIG_DIR, config, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    sip_yml = config / "sip.yml"
-    fast = sip_yml.read_text().replace("speed: 130", "speed: 260")
-    sip_yml.write_text(fast.replace("ring_seconds: 20", "ring_seconds: 5"))
-    url = f"sqlite:///{tmp_path / 'hotline.db'}"
-    engine = make_engine(url)
-    upgrade(engine)
-    with transaction(engine) as session:
-        units = make_unit_tree(session)
-        make_retiree(session, units.community_a1, name="王秀英", phone="+8613800000001")
-        # On duty: her community's staff member, whose phone answers (137... on the proxy).
-        make_staff(session, units=[units.community_a1], phone="+8613700000001", on_duty=True)
-    env = {
-        "HOTLINE_DATABASE_URL": url,
-        "HOTLINE_DATA_DIR": str(tmp_path),
-        "HOTLINE_CONFIG_DIR": str(config),
-    }
-    try:
-        with Kamailio(tmp_path) as proxy, SipLine(proxy, tmp_path, env) as line:
-            yield Line(proxy, line, engine, tmp_path)
-    finally:
-        engine.dispose()
-
-
-def cases(engine: Engine) -> list[Case]:
-    with transaction(engine) as session:
-        return list(session.scalars(select(Case).order_by(Case.id)))
-
-
-def attachments(engine: Engine) -> list[Attachment]:
-    with transaction(engine) as session:
-        return list(session.scalars(select(Attachment).order_by(Attachment.id)))
+skip_without_peers()
 
 
 def seconds_of(data: bytes, folder: Path) -> float:
@@ -121,7 +67,7 @@ def test_a_request_by_key_is_filed_with_what_the_caller_said(sip: Line) -> None:
 
 def test_keys_by_rfc_2833_work_too_and_nine_is_an_emergency(sip: Line) -> None:
     """The staff phone on duty rings out: the alert calls go, and she says where she is."""
-    _phone_on_duty(sip, "+8613900000009")
+    phone_on_duty(sip, "+8613900000009")
     with StaffPhone(sip.proxy, sip.folder, answers=False):
         result = call(
             sip.proxy, sip.folder, [Pause(1500), Rfc2833("9"), Pause(24000), HangUpCall()]
@@ -141,13 +87,6 @@ def test_keys_by_rfc_2833_work_too_and_nine_is_an_emergency(sip: Line) -> None:
     assert seconds_of(note.data, sip.folder) > 0.5  # a whole WAV file
 
 
-def _phone_on_duty(sip: Line, phone: str) -> None:
-    from storage.models import Staff
-
-    with transaction(sip.engine) as session:
-        session.scalars(select(Staff)).one().phone = phone
-
-
 def test_a_call_hung_up_before_any_key_is_a_call_back(sip: Line) -> None:
     result = call(sip.proxy, sip.folder, [Pause(2500), HangUpCall()])
     assert result.code == 0, result.output
@@ -157,7 +96,7 @@ def test_a_call_hung_up_before_any_key_is_a_call_back(sip: Line) -> None:
     assert filed[0].details.get("reason") == "silent"
 
 
-def test_an_emergency_is_put_through_to_the_staff_phone_on_duty(sip: Line) -> None:
+def test_an_emergency_is_put_through_to_the_staffphone_on_duty(sip: Line) -> None:
     from storage.models import CaseEvent
 
     with StaffPhone(sip.proxy, sip.folder, answers=True) as phone:
@@ -175,7 +114,7 @@ def test_an_emergency_is_put_through_to_the_staff_phone_on_duty(sip: Line) -> No
 
 
 def test_a_hand_over_nobody_answers_ends_in_a_voicemail_on_a_call_back(sip: Line) -> None:
-    _phone_on_duty(sip, "+8613900000009")  # a phone that rings and rings (139... on the proxy)
+    phone_on_duty(sip, "+8613900000009")  # a phone that rings and rings (139... on the proxy)
     said = spoken(sip.folder, "请给我回个电话。")
     with StaffPhone(sip.proxy, sip.folder, answers=False):
         result = call(
