@@ -153,6 +153,13 @@ class Settings(BaseSettings):
         description="Calls at once in one `hotline sip` process (the pjsua2 wheel allows 4; "
         "run more processes, each its own extension, for more).",
     )
+    sip_register_s: int = Field(
+        default=60,
+        ge=5,
+        le=3600,
+        description="How long a registration lasts; it is renewed a few seconds before. Short, "
+        "so a PBX that restarted and forgot the extension finds it again soon.",
+    )
     # Alibaba Cloud SMS (阿里云短信): bot/channels/aliyun_sms/. Sends the outbox's SMS (instead
     # of Twilio) as approved templates (config/sms_templates.yml). On with the key and sign name.
     aliyun_sms_access_key_id: str = ""

@@ -70,6 +70,18 @@ class Kamailio:
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Kamailio:
+        self._start()
+        return self
+
+    def restart(self) -> None:
+        """Killed and started again on the same port: it has forgotten every registration (as
+        a PBX that restarts may) but routes the calls in progress by their Route headers."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+        self._start()
+
+    def _start(self) -> None:
         modules = sorted(glob.glob("/usr/lib/*/kamailio/modules/"))
         if not modules:
             raise RuntimeError("no Kamailio modules found (apt-get install kamailio)")
@@ -104,7 +116,6 @@ class Kamailio:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"kamailio did not start: {self.log.read_text()[-2000:]}")
             time.sleep(0.05)
-        return self
 
     def __exit__(self, *_: object) -> None:
         if self.process is not None and self.process.poll() is None:

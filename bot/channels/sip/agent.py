@@ -275,7 +275,10 @@ class Agent:
         account = pj.AccountConfig()
         account.idUri = f"sip:{s.sip_user}@{registrar_host(s)}"
         account.regConfig.registrarUri = s.sip_registrar
-        account.regConfig.timeoutSec = 300
+        # Renewed often (a PBX that restarted has forgotten us until then); after a failure,
+        # tried again every 30 s (a trunk that refused, a PBX that is down).
+        account.regConfig.timeoutSec = s.sip_register_s
+        account.regConfig.delayBeforeRefreshSec = min(5, max(1, s.sip_register_s // 3))
         account.regConfig.retryIntervalSec = 30
         account.sipConfig.proxies.append(f"{s.sip_registrar};lr")
         if s.sip_password:

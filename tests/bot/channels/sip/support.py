@@ -44,9 +44,11 @@ class Line:
 
 
 @contextmanager
-def running_line(tmp_path: Path, trained_nlu_dir: Path) -> Iterator[Line]:
+def running_line(
+    tmp_path: Path, trained_nlu_dir: Path, env: dict[str, str] | None = None
+) -> Iterator[Line]:
     """The line on an SQLite database with 王秀英 registered (her phone calls), a staff member
-    on duty, and a faster voice (the same sentences, said twice as fast)."""
+    on duty, and a faster voice (the same sentences, said twice as fast); ``env``: settings."""
     with_trained_model(trained_nlu_dir, tmp_path)
     config = tmp_path / "config"
     shutil.copytree(CONFIG_DIR, config, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
@@ -60,13 +62,14 @@ def running_line(tmp_path: Path, trained_nlu_dir: Path) -> Iterator[Line]:
         units = make_unit_tree(session)
         make_retiree(session, units.community_a1, name="王秀英", phone=CALLER)
         make_staff(session, units=[units.community_a1], phone=STAFF_PHONE, on_duty=True)
-    env = {
+    settings = {
         "HOTLINE_DATABASE_URL": url,
         "HOTLINE_DATA_DIR": str(tmp_path),
         "HOTLINE_CONFIG_DIR": str(config),
+        **(env or {}),
     }
     try:
-        with Kamailio(tmp_path) as proxy, SipLine(proxy, tmp_path, env) as line:
+        with Kamailio(tmp_path) as proxy, SipLine(proxy, tmp_path, settings) as line:
             yield Line(proxy, line, engine, tmp_path)
     finally:
         engine.dispose()

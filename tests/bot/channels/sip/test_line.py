@@ -4,7 +4,9 @@ and hangs up; the cases filed, their recordings and the alert chain are read fro
 
 from __future__ import annotations
 
+import time
 import wave
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ from tests.bot.channels.sip.support import (
     attachments,
     cases,
     phone_on_duty,
+    running_line,
     skip_without_peers,
 )
 from tests.bot.channels.twilio.test_outage import eventually
@@ -147,3 +150,37 @@ def test_a_trunk_that_refuses_the_line_is_said_plainly_and_the_line_stays_up(
         logged = line.wait_for('"code": 403', 5)
         assert '"retry_s": 30' in logged
         assert line.process is not None and line.process.poll() is None  # pjsua2 retries in 30 s
+
+
+def test_a_pbx_that_restarts_mid_call_loses_nothing_and_finds_the_line_again(
+    tmp_path: Path, trained_nlu_dir: Path
+) -> None:
+    """Kamailio is killed and started again while a caller is speaking: it forgets the line's
+    registration. The call goes on (in-dialog requests follow their Route headers) and is filed
+    with the whole recording; the line registers again within HOTLINE_SIP_REGISTER_S, and the
+    next call is answered."""
+    env = {"HOTLINE_SIP_REGISTER_S": "6"}
+    with running_line(tmp_path, trained_nlu_dir, env) as sip:
+        said = spoken(sip.folder, "我想报销药费，上个月住院花了三百块。")
+        steps = [Pause(1500), Info("1"), Pause(5000), Audio(said), Pause(4000), Info("#")]
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(call, sip.proxy, sip.folder, [*steps, AwaitBye()])
+            time.sleep(8)  # she is speaking
+            registered = sip.line.log.read_text().count('"sip_registered"')
+            sip.proxy.restart()
+            result = first.result(timeout=120)
+        assert result.code == 0, result.output
+        [case] = cases(sip.engine)
+        assert case.category == "medication_reimbursement"
+        [kept] = attachments(sip.engine)
+        assert kept.case_id == case.id and seconds_of(kept.data, sip.folder) >= 2.0
+        # Registered again (the restarted proxy knows the line), and the next call is answered.
+        eventually(
+            lambda: sip.line.log.read_text().count('"sip_registered"'),
+            lambda count: count > registered,
+            15,
+        )
+        again = call(sip.proxy, sip.folder, [Pause(2500), HangUpCall()])
+        assert again.code == 0, again.output
+        filed = eventually(lambda: cases(sip.engine), lambda found: len(found) == 2)
+        assert [c.category for c in filed] == ["medication_reimbursement", "callback"]
