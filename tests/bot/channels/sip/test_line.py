@@ -184,3 +184,28 @@ def test_a_pbx_that_restarts_mid_call_loses_nothing_and_finds_the_line_again(
         assert again.code == 0, again.output
         filed = eventually(lambda: cases(sip.engine), lambda found: len(found) == 2)
         assert [c.category for c in filed] == ["medication_reimbursement", "callback"]
+
+
+@pytest.mark.parametrize(
+    ("password", "ready"),
+    [("s3cret", '"sip_registered"'), ("wrong", '"sip_registration_refused"')],
+    ids=["right", "wrong"],
+)
+def test_an_extension_with_a_password_registers_by_digest(
+    tmp_path: Path, trained_nlu_dir: Path, password: str, ready: str
+) -> None:
+    """The PBX challenges the REGISTER (401 with a digest nonce): the right password registers,
+    a wrong one is said plainly and tried again later."""
+    with_trained_model(trained_nlu_dir, tmp_path)
+    env = {
+        "HOTLINE_DATABASE_URL": f"sqlite:///{tmp_path / 'hotline.db'}",
+        "HOTLINE_DATA_DIR": str(tmp_path),
+        "HOTLINE_SIP_USER": "secure",
+        "HOTLINE_SIP_PASSWORD": password,
+    }
+    with Kamailio(tmp_path) as proxy, SipLine(proxy, tmp_path, env, ready=ready) as line:
+        logged = line.log.read_text()
+        if password == "s3cret":
+            assert '"sip_registration_refused"' not in logged
+        else:
+            assert '"code": 401' in logged and '"sip_registered"' not in logged
