@@ -538,17 +538,21 @@ class StaffPhone:
                 self.process.kill()
                 self.process.wait()
 
-    def invites(self) -> list[float]:
-        """When each INVITE reached it (epoch seconds), from its message trace."""
-        found = []
+    def invites(self) -> dict[str, float]:
+        """When each call's first INVITE reached it (epoch seconds), by its Call-ID, from its
+        message trace."""
+        found: dict[str, float] = {}
         for log in self.folder.glob("*_messages.log"):
             text = log.read_text(errors="replace")
-            for stamp, message in re.findall(
-                r"^-+ (\d{4}-\d\d-\d\d\s\d\d:\d\d:\d\d\.\d+)\n.*received.*\n\n(\w+)", text, re.M
-            ):
-                if message == "INVITE":
-                    found.append(datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S.%f").timestamp())
-        return sorted(found)
+            for block in re.split(r"^(?=-{10,} \d{4}-)", text, flags=re.M):
+                head = re.match(
+                    r"-+ (\d{4}-\d\d-\d\d\s\d\d:\d\d:\d\d\.\d+)\n.*received.*\n\nINVITE ", block
+                )
+                call_id = re.search(r"^(?:Call-ID|i):\s*(\S+)", block, re.M | re.I)
+                if head and call_id and call_id.group(1) not in found:
+                    stamp = datetime.strptime(head.group(1), "%Y-%m-%d %H:%M:%S.%f")
+                    found[call_id.group(1)] = stamp.timestamp()
+        return found
 
     def __exit__(self, *_: object) -> None:
         if self.process is not None and self.process.poll() is None:

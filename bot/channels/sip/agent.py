@@ -15,7 +15,8 @@ until a line is free, then is dialled and carried out by its `CalloutFlow` (call
 
 At most ``sip_max_calls`` calls at once (the pjsua2 wheel's own limit is 4), counting the calls
 placed to put a caller through and the outbox's calls: the next caller gets "486 Busy Here",
-which a PBX sends to its next extension. The outbox's calls leave one line free for a caller.
+which a PBX sends to its next extension. The outbox's calls leave two lines free, for a caller
+and the staff phone they may be put through to (one at least is always theirs).
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ log = structlog.get_logger(__name__)
 POLL_MS = 10
 USER = re.compile(r"sips?:([^@;>]+)@")
 BUSY = 486
+RESERVED = 2  # lines the outbox's calls leave free: a caller, and their put-through
 # What means nothing once the caller has hung up; all else still settles the call's accounts.
 LIVE_ONLY = frozenset({"digit", "media", "confirmed", "played", "out_media", "out_answered"})
 DIGITS = {
@@ -368,9 +370,10 @@ class Agent:
         return sum(1 + (c.out is not None) for c in self.calls.values() if not c.over)
 
     def _dial_waiting(self) -> None:
-        """Dial the outbox's calls that wait, while a line is free (one is kept for a caller)."""
+        """Dial the outbox's calls that wait, while a line is free: two are kept for a caller and
+        the staff phone they may be put through to (`RESERVED`)."""
         now = time.monotonic()
-        free = max(1, self.settings.sip_max_calls - 1) - self._in_use()
+        free = max(1, self.settings.sip_max_calls - RESERVED) - self._in_use()
         while self._waiting and (free > 0 or self._waiting[0][2] <= now):
             placed, future, _ = self._waiting.popleft()
             if future.cancelled():
@@ -618,7 +621,8 @@ class Agent:
             return
         state.out, state.out_answered = out, False
         state.ring_until = time.monotonic() + self.config.ring_seconds
-        log.info("sip_dialling", call=call_id)
+        # The leg's Call-ID: what the PBX and the staff phone know it by.
+        log.info("sip_dialling", call=call_id, leg=out.getInfo().callIdString[:80])
 
     def _stop_dialing(self, state: _Call) -> None:
         if state.out is None:

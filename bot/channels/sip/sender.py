@@ -3,8 +3,8 @@ of the "voice" channel alone, whose sender hands each call to the agent (agent.p
 until it is dialled. What the call then says and what its keys do is callout.py's; the alert
 chain hears how it ended from the line (line.py), as it hears Twilio's status callbacks.
 
-A call waits for a free line of this process (``PLACE_WAIT_S``; one line is always kept for a
-caller) and, if none comes free, goes back to the outbox to be tried again soon.
+A call waits for a free line of this process (``PLACE_WAIT_S``; two lines are kept for a caller
+and their put-through) and, if none comes free, goes back to the outbox to be tried again soon.
 """
 
 from __future__ import annotations
