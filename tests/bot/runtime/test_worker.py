@@ -726,6 +726,26 @@ def test_worker_once(engine: Engine, db_url: str, twilio: FakeTwilio) -> None:
     assert len(twilio.messages) == 25
 
 
+def test_worker_leaves_the_calls_to_the_sip_line_and_says_so(
+    engine: Engine, db_url: str, twilio: FakeTwilio
+) -> None:
+    from bot.cli import app
+
+    file_emergency(engine)
+    env = {
+        **cli_env(db_url, twilio),
+        "HOTLINE_SIP_REGISTRAR": "sip:127.0.0.1:5060",
+        "HOTLINE_SIP_USER": "8001",
+    }
+    result = CliRunner().invoke(app, ["worker", "--once"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "voice: sent by `hotline sip`" in result.output and "sms: on" in result.output
+    by_channel = {i.channel: i for i in items(engine)}
+    assert by_channel["sms"].status == OutboxStatus.SENT  # Twilio sent the alert message
+    assert by_channel["voice"].status == OutboxStatus.PENDING  # the call waits for the line
+    assert twilio.calls == []
+
+
 def test_worker_without_any_sender_says_so(db_url: str) -> None:
     from bot.cli import app
 
