@@ -52,6 +52,7 @@ DELIVERY_RANK = {
 }
 WATCHED_POSTS = (MessageStatus.POSTED, MessageStatus.TAKEN)
 POST_OWNER = "owner"  # a taken post's payload: the Staff.id it names as having the case
+POST_UNIT = "unit"  # a post's payload: the Unit.id whose queue the case was in when posted
 
 _ADD = insert(Message.__table__)
 _VALUES = {str(s) for s in MessageStatus}
@@ -310,6 +311,23 @@ def changed_posts(session: Session, channel: str, limit: int) -> list[Any]:
                     ),
                 )
             )
+            .order_by(Message.id)
+            .limit(limit)
+        ).all()
+    )
+
+
+def moved_posts(session: Session, channel: str, limit: int) -> list[Any]:
+    """Posts on ``channel`` still offering an open case that has moved to another unit's queue
+    since (posts that recorded their unit, `POST_UNIT`). Rows of (post, its case)."""
+    posted_in = Message.payload[POST_UNIT].as_integer()
+    return list(
+        session.execute(
+            select(Message, Case)
+            .join(Case, Case.id == Message.case_id)
+            .where(Message.channel == channel, Message.status == MessageStatus.POSTED)
+            .where(Case.status == CaseStatus.OPEN, posted_in.is_not(None))
+            .where(posted_in != Case.unit_id)
             .order_by(Message.id)
             .limit(limit)
         ).all()

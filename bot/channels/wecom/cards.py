@@ -68,6 +68,7 @@ def post_case(session: Session, case: Case, desk: Desk, *, again: bool = False) 
         payload={
             "kind": CARD,
             "case": case.number,
+            "unit": case.unit_id,  # a card of a case moved to another unit's queue is updated
             "task_id": task,
             PEOPLE: people,
             "card": card(case, desk, task, again=again),
@@ -136,6 +137,7 @@ def record_card(
             PEOPLE: item_payload[PEOPLE],
             CODES: [code] if code else [],
             "case": item_payload["case"],
+            messages.POST_UNIT: item_payload.get("unit"),
         },
         status=POSTED,
         case_id=case_id,
@@ -193,9 +195,17 @@ def card_line(desk: Desk, status: CaseStatus, owner: str | None) -> str:
 
 def keep_cards_up(session: Session, desk: Desk, limit: int = BATCH) -> int:
     """Cards whose case changed other than by a tap on them: taken elsewhere, withdrawn, done
-    (updated), or back in the queue (posted anew). Returns how many were handled."""
-    rows = messages.changed_posts(session, CHANNEL, limit)
+    (updated), back in the queue (posted anew), or moved to another unit's queue (updated to
+    say where: its people got cards of their own). Returns how many were handled."""
     handled = 0
+    for post, case in messages.moved_posts(session, CHANNEL, limit):
+        messages.mark_post(post, SETTLED, None)
+        where = case.unit.name(desk.language)
+        queue_update(
+            session, post, case, desk.catalogs.text("wecom.moved_to", desk.language, unit=where)
+        )
+        handled += 1
+    rows = messages.changed_posts(session, CHANNEL, limit)
     for post, case, assignee in rows:
         owner = assignee.name if assignee is not None else None
         now_at = TAKEN if case.status == CaseStatus.CLAIMED else SETTLED

@@ -29,7 +29,16 @@ from config.settings import Settings
 from storage import actions
 from storage.alert_chain import message_channel
 from storage.db import transaction
-from storage.models import AuditEntry, Case, CaseStatus, Message, MessageStatus, Role, Staff
+from storage.models import (
+    AuditEntry,
+    Case,
+    CaseStatus,
+    Message,
+    MessageStatus,
+    Role,
+    Staff,
+    Unit,
+)
 from storage.permissions import Actor
 from tests.bot.channels.serving import free_socket, served, with_trained_model
 from tests.factories import make_retiree, make_staff, make_unit_tree
@@ -242,6 +251,33 @@ def test_a_case_taken_in_the_console_updates_its_card(
     side.tap(VOLUNTEER_A1, w.case, f"{w.case}-1", fake.response_code_for_tap())
     worker_round(engine, db_url, tmp_path, fake)
     assert texts_to(fake, VOLUNTEER_A1) == [f"案件{w.case}已由张社工认领。"]
+
+
+def test_a_case_moved_to_another_units_queue_updates_its_old_card(
+    side: WeComSide, engine: Engine, db_url: str, tmp_path: Path, fake: FakeWeComApi
+) -> None:
+    """The old card says where the case went (its people get cards of their own from the
+    transfer's announcer); a tap on the old card then claims nothing."""
+    w = world(engine)
+    post(engine, db_url, tmp_path, w.case)
+    worker_round(engine, db_url, tmp_path, fake)
+    with transaction(engine) as session:
+        case = session.scalars(select(Case).where(Case.number == w.case)).one()
+        staff = session.get_one(Staff, w.staff_id)
+        xingfu = session.scalars(select(Unit).where(Unit.code == "A2")).one()
+        actions.transfer(session, case, Actor.person(staff), reason="住在幸福社区", to_unit=xingfu)
+    worker_round(engine, db_url, tmp_path, fake)
+    [update] = fake.updates
+    assert update["userids"] == [STAFF_A, VOLUNTEER_A1]
+    assert update["button"] == {"replace_name": "已转到幸福社区"}
+    with transaction(engine) as session:
+        [card] = session.scalars(select(Message).where(Message.provider_id.like("card:%")))
+        assert card.status == MessageStatus.SETTLED
+        assert session.scalars(select(Case).where(Case.number == w.case)).one().status == (
+            CaseStatus.OPEN
+        )
+    worker_round(engine, db_url, tmp_path, fake)
+    assert len(fake.updates) == 1  # updated once
 
 
 def test_a_volunteer_cannot_claim_outside_their_community(
