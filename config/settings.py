@@ -153,6 +153,11 @@ class Settings(BaseSettings):
         description="Calls at once in one `hotline sip` process (the pjsua2 wheel allows 4; "
         "run more processes, each its own extension, for more).",
     )
+    sip_recogniser: str = Field(
+        default="",
+        description="A speech recogniser for the SIP line, as module:function (the recording's "
+        "path and the language to words); none ships (bot/channels/sip/line.py).",
+    )
     sip_register_s: int = Field(
         default=60,
         ge=5,

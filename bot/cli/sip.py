@@ -4,10 +4,12 @@ one-key phones and places the outbox's calls."""
 from __future__ import annotations
 
 import asyncio
+import importlib
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import typer
 
@@ -60,6 +62,12 @@ def sip_command(
         fail(
             f"configuration: {settings.config_dir / 'sip.yml'}: no such kind of request: {', '.join(unknown)}"
         )
+    recogniser = None
+    if settings.sip_recogniser:
+        try:
+            recogniser = load_recogniser(settings.sip_recogniser)
+        except (ImportError, AttributeError, ValueError) as exc:
+            fail(f"HOTLINE_SIP_RECOGNISER={settings.sip_recogniser}: {exc}")
     engine = make_engine(settings.effective_database_url, pool_timeout=5)
     bind(engine, deployment)
     if migrate:
@@ -77,7 +85,8 @@ def sip_command(
     prompts = Prompts(
         deployment.catalogs, config, settings.config_dir, Path(settings.data_dir) / "prompts"
     )
-    agent = Agent(settings, config, Line(conversations, engine, settings.default_language), prompts)
+    line = Line(conversations, engine, settings.default_language, recogniser)
+    agent = Agent(settings, config, line, prompts)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -90,6 +99,17 @@ def sip_command(
         calls.stop()
         agent.stop()
         engine.dispose()
+
+
+def load_recogniser(spec: str) -> Callable[[Path, str], str]:
+    """The speech recogniser "module:function" names (bot/channels/sip/line.py, its port)."""
+    module, _, name = spec.partition(":")
+    if not module or not name:
+        raise ValueError("write it as module:function, e.g. my_asr.hotline:transcribe")
+    found = getattr(importlib.import_module(module), name)
+    if not callable(found):
+        raise ValueError(f"{name} in {module} is not a function")
+    return cast(Callable[[Path, str], str], found)
 
 
 class CallsOut:

@@ -418,7 +418,7 @@ def _emergency_silence(turn: Turn) -> None:
 def _on_voice_note(turn: Turn) -> None:
     """A voice message we cannot understand: filed for staff to hear and call back. With a
     ``category`` (the phone line's keypad: the caller chose the kind, then spoke), filed as
-    that kind, its words in the recording."""
+    that kind, its words in the recording (and in its text, when a recogniser wrote them)."""
     metadata = turn.inbound.metadata
     audio = metadata.get("audio")
     category = str(metadata.get("category") or "")
@@ -428,7 +428,7 @@ def _on_voice_note(turn: Turn) -> None:
             category,
             summary=turn.text("callback.keypad", turn.staff_lang, kind=name),
             details={"reason": "keypad", "audio": audio, "caller": turn.inbound.address},
-            original_text="",
+            original_text=turn.inbound.text or "",  # a speech recogniser's words, if any
         )
     else:
         callback = cast(CallbackFiler, turn.handler("callback"))

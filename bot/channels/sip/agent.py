@@ -576,7 +576,8 @@ class Agent:
         state.busy += 1
         provider_id = f"{state.source}:{state.asks}"
         address = self._address(state)
-        self._work(call_id, "answer", lambda: self.line.ask(provider_id, address, ask))
+        language = state.caller.language if state.caller else self.settings.default_language
+        self._work(call_id, "answer", lambda: self.line.ask(provider_id, address, ask, language))
 
     def _record(self, call_id: int, state: _Call, seconds: int) -> None:
         if state.media is None:

@@ -13,17 +13,22 @@ The outbox's calls placed on the line (callout.py) come here too: a key pressed 
 (`hear`: 1 takes an emergency, 1/2/3 answer a follow-up) and its end (`call_over`: an alert
 call nobody took passes the emergency on), through bot/channels/calls.py as on Twilio.
 
-A speech recogniser can stand in front of `ask` later (a cloud service, or a model file an
-operator installs): it would turn the recording into ``Ask(says=...)``. None ships.
+The speech-recogniser port: a `Recogniser` (any callable from the recording and the caller's
+language to words; HOTLINE_SIP_RECOGNISER names one as "module:function", loaded by `hotline
+sip`) writes down what a caller said after choosing a kind by key. Its words become the case's
+text beside the recording; one that fails or says nothing leaves the case as it would be without
+it. None ships: a cloud service or a model file an operator installs can stand here.
 """
 
 from __future__ import annotations
 
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import structlog
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
@@ -42,6 +47,9 @@ from storage.types import utcnow
 
 CHANNEL = "phone"
 WAV = "audio/wav"
+# The recording (8 kHz mono WAV) and the caller's language to what they said ("" if unsure).
+Recogniser = Callable[[Path, str], str]
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -52,10 +60,17 @@ class Caller:
 
 
 class Line:
-    def __init__(self, engine: ConversationEngine, db: Engine, default_language: str) -> None:
+    def __init__(
+        self,
+        engine: ConversationEngine,
+        db: Engine,
+        default_language: str,
+        recogniser: Recogniser | None = None,
+    ) -> None:
         self.engine = engine
         self.db = db
         self.default_language = default_language
+        self.recogniser = recogniser
 
     def caller(self, number: str) -> Caller:
         try:
@@ -68,16 +83,20 @@ class Line:
                 return Caller(address, None, self.default_language)
             return Caller(address, retiree.name, retiree.preferred_language)
 
-    def ask(self, provider_id: str, address: str, ask: Ask) -> Answer:
-        """One turn: a request by key (filed with its recording), the key's words, or a
-        hand-over nobody took (a call-back, with the voicemail)."""
+    def ask(self, provider_id: str, address: str, ask: Ask, language: str = "") -> Answer:
+        """One turn: a request by key (filed with its recording, and its words when a
+        recogniser wrote them), the key's words, or a hand-over nobody took (a call-back, with
+        the voicemail)."""
         metadata: dict[str, object] = {}
+        audio = Path(ask.audio) if ask.audio else None
+        says = ask.says
         if ask.category:
             metadata = {"event": VOICE_NOTE, "category": ask.category, "audio": {"channel": "sip"}}
+            if audio is not None:
+                says = self._words(audio, language or self.default_language)
         elif ask.voicemail:
             metadata = {"event": HANDOVER_UNANSWERED}
-        inbound = Inbound(CHANNEL, address, provider_id, utcnow(), text=ask.says, metadata=metadata)
-        audio = Path(ask.audio) if ask.audio else None
+        inbound = Inbound(CHANNEL, address, provider_id, utcnow(), text=says, metadata=metadata)
 
         def keep_recording(session: Session, result: TurnResult) -> None:
             if audio is not None and result.cases and audio.exists():
@@ -97,6 +116,20 @@ class Line:
             hand_over=hand_over and not urgent,
             targets=targets,
         )
+
+    def _words(self, audio: Path, language: str) -> str:
+        """What the recogniser heard in ``audio`` ("" without one, or when it fails)."""
+        if self.recogniser is None or not audio.exists():
+            return ""
+        whole = audio.with_name(f"{audio.stem}.whole.wav")  # its WAV header finished
+        try:
+            whole.write_bytes(finished_wav(audio))
+            return str(self.recogniser(whole, language) or "").strip()[:2000]
+        except Exception as exc:  # an operator's plug-in must never lose the case
+            log.warning("sip_recogniser_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+            return ""
+        finally:
+            whole.unlink(missing_ok=True)
 
     def released(self, case: str) -> None:
         """The emergency's held alert calls go now."""

@@ -209,3 +209,30 @@ def test_an_extension_with_a_password_registers_by_digest(
             assert '"sip_registration_refused"' not in logged
         else:
             assert '"code": 401' in logged and '"sip_registered"' not in logged
+
+
+@pytest.mark.parametrize("plugged", ["transcribe", "broken"])
+def test_a_speech_recogniser_plugged_in_writes_down_what_the_caller_said(
+    tmp_path: Path, trained_nlu_dir: Path, plugged: str
+) -> None:
+    """HOTLINE_SIP_RECOGNISER names a function: its words are the case's text beside the
+    recording. One that fails leaves the case as it would be without it."""
+    env = {
+        "HOTLINE_SIP_RECOGNISER": f"tests.bot.channels.sip.recogniser:{plugged}",
+        "PYTHONPATH": str(Path(__file__).resolve().parents[4]),  # where `tests` is
+    }
+    with running_line(tmp_path, trained_nlu_dir, env) as sip:
+        said = spoken(sip.folder, "我想报销药费，上个月住院花了三百块。")
+        steps = [Pause(1500), Info("1"), Pause(5000), Audio(said), Pause(3000), Info("#")]
+        result = call(sip.proxy, sip.folder, [*steps, AwaitBye()])
+        assert result.code == 0, result.output
+        [case] = cases(sip.engine)
+        [kept] = attachments(sip.engine)
+    assert case.category == "medication_reimbursement" and kept.case_id == case.id
+    if plugged == "transcribe":
+        assert case.original_text.startswith("录音") and case.original_text.endswith("秒（zh）")
+        heard = int(case.original_text[2:].split("秒")[0])
+        assert heard >= 1 and abs(heard - seconds_of(kept.data, sip.folder)) <= 0.5  # all of it
+    else:
+        assert case.original_text == ""
+        assert '"sip_recogniser_failed"' in sip.line.log.read_text()
