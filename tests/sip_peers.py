@@ -10,6 +10,7 @@ runs as the process it is in production. Nothing here speaks SIP by itself.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import re
@@ -76,9 +77,7 @@ class Kamailio:
     def restart(self) -> None:
         """Killed and started again on the same port: it has forgotten every registration (as
         a PBX that restarts may) but routes the calls in progress by their Route headers."""
-        assert self.process is not None
-        self.process.kill()
-        self.process.wait()
+        self._stop(signal.SIGKILL)
         self._start()
 
     def _start(self) -> None:
@@ -110,7 +109,10 @@ class Kamailio:
             ),
         ]
         with open(self.log, "wb") as out:
-            self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+            # Its own process group: its worker processes go with it (`_stop`).
+            self.process = subprocess.Popen(
+                command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
         deadline = time.monotonic() + 15
         while "SO_RCVBUF is finally" not in self.log.read_text(errors="replace"):  # UDP is up
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -118,13 +120,23 @@ class Kamailio:
             time.sleep(0.05)
 
     def __exit__(self, *_: object) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        self._stop(signal.SIGTERM)
+
+    def _stop(self, how: signal.Signals) -> None:
+        """Kamailio and every worker it forked (its process group)."""
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, how)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        time.sleep(0.1)  # its workers are gone too
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
 
     @property
     def uri(self) -> str:
