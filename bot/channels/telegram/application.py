@@ -13,10 +13,12 @@ from telegram import Update
 from telegram.error import TelegramError
 from telegram.ext import (
     Application,
+    ApplicationHandlerStop,
     CallbackQueryHandler,
     CommandHandler,
     ContextTypes,
     MessageHandler,
+    TypeHandler,
     filters,
 )
 
@@ -24,7 +26,9 @@ from bot.channels.base import Conversations
 from bot.channels.telegram.common import (
     FAILED_UPDATES,
     HOTLINE_KEY,
+    STAFF_FILTER_KEY,
     Hotline,
+    StaffFilter,
     is_private,
     language_of,
 )
@@ -73,6 +77,11 @@ def add_handlers(application: Application) -> None:
     # Imported here: the handler modules import this one.
     from bot.channels.telegram import groups, retirees, staff
 
+    # Who is staff, looked up for each update before any handler's filter is checked.
+    is_staff = StaffFilter()
+    application.bot_data[STAFF_FILTER_KEY] = is_staff
+    application.add_handler(TypeHandler(Update, is_staff.know_who), group=-1)
+    private = filters.ChatType.PRIVATE
     # A command in a group may come as "/linkunit@OurBot": CommandHandler takes that form
     # (and ignores a command addressed to another bot), using the username getMe gave.
     application.add_handlers(
@@ -80,15 +89,19 @@ def add_handlers(application: Application) -> None:
             CallbackQueryHandler(staff.on_claim, pattern=f"^{staff.CLAIM}"),
             CallbackQueryHandler(retirees.on_follow_up, pattern=r"^fu:"),
             CallbackQueryHandler(retirees.on_button),
-            CommandHandler("start", retirees.on_start),
+            CommandHandler("start", staff.on_start, filters=is_staff),
+            CommandHandler("start", retirees.on_start, filters=private),
             CommandHandler("mine", staff.on_mine),
             CommandHandler("close", staff.on_close),
             CommandHandler(groups.LINK_COMMAND, groups.on_link_unit),
             CommandHandler(groups.UNLINK_COMMAND, groups.on_unlink_unit),
             MessageHandler(filters.StatusUpdate.MIGRATE, groups.on_chat_migrated),
-            MessageHandler(filters.CONTACT, retirees.on_contact),
-            MessageHandler(filters.TEXT & ~filters.COMMAND, retirees.on_text),
-            MessageHandler(filters.ALL, retirees.on_other),
+            # Staff write anything anywhere: their help. Retirees talk in a private chat; the
+            # other members of a group are not answered.
+            MessageHandler(is_staff, staff.on_message),
+            MessageHandler(private & filters.CONTACT, retirees.on_contact),
+            MessageHandler(private & filters.TEXT & ~filters.COMMAND, retirees.on_text),
+            MessageHandler(private, retirees.on_other),
         ]
     )
     application.add_error_handler(on_error)
@@ -98,7 +111,16 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     """A handler failed. When the database could not be reached, the webhook answers 503 so
     Telegram delivers the update again; any other error (a refused row too) would only fail
     again, so the person is told something went wrong (in a private chat) and the update is not
-    retried."""
+    retried. Either way the update goes no further (ApplicationHandlerStop): when the look-up of
+    who is staff failed (group -1), no handler may take it for a retiree's."""
+    try:
+        await _on_error(update, context)
+    finally:
+        if isinstance(update, Update):
+            raise ApplicationHandlerStop
+
+
+async def _on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     error = context.error
     update_id = update.update_id if isinstance(update, Update) else None
     log.error(

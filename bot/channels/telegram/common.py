@@ -13,9 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram import Message as TgMessage
 from telegram.error import BadRequest, Forbidden, InvalidToken, TelegramError
-from telegram.ext import (
-    ContextTypes,
-)
+from telegram.ext import ContextTypes, filters
 
 from bot.channels.base import Conversations
 from bot.conversation.messages import Choice, Reply, Style, render
@@ -230,6 +228,43 @@ def language_of(hotline: Hotline, update: Update, retiree: Retiree | None = None
     user = update.effective_user
     code = (user.language_code or "") if user is not None else ""
     return "en" if code.lower().startswith("en") else hotline.settings.default_language
+
+
+class StaffFilter(filters.UpdateFilter):
+    """Updates from a volunteer or staff member (a ptb filter). Who is staff is looked up in the
+    database for each update by `know_who`, the one handler of group -1, which runs before the
+    handlers' filters are checked; the Staff found is kept for the handler (`staff_of`)."""
+
+    def __init__(self) -> None:
+        super().__init__(name="hotline.STAFF")
+        self.found: dict[int, Staff] = {}
+
+    def filter(self, update: Update) -> bool:
+        user = update.effective_user
+        return user is not None and user.id in self.found
+
+    def staff_of(self, update: Update) -> Staff | None:
+        user = update.effective_user
+        return self.found.get(user.id) if user is not None else None
+
+    async def know_who(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        user = update.effective_user
+        if user is None:
+            return
+        staff = await hotline_of(context).staff_for(user.id)
+        if staff is None:
+            self.found.pop(user.id, None)
+        else:
+            self.found[user.id] = staff
+
+
+STAFF_FILTER_KEY = "staff_filter"  # the application's StaffFilter, in bot_data
+
+
+def staff_of(context: ContextTypes.DEFAULT_TYPE, update: Update) -> Staff | None:
+    """The volunteer or staff member who sent ``update`` (a handler behind the staff filter)."""
+    found: StaffFilter = context.application.bot_data[STAFF_FILTER_KEY]
+    return found.staff_of(update)
 
 
 def is_private(update: Update) -> bool:

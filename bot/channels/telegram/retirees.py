@@ -28,7 +28,6 @@ from bot.channels.telegram.common import (
     provider_id,
     send_replies,
 )
-from bot.channels.telegram.staff import on_staff_start, send_staff_help
 from bot.conversation.follow_up_answers import Answered, answer_round, parse_button
 from bot.conversation.messages import Inbound
 from storage.identities import link, linked_retiree, retiree_by_phone
@@ -49,33 +48,12 @@ def contact_keyboard(hotline: Hotline, lang: str) -> ReplyKeyboardMarkup:
     )
 
 
-async def _from_a_retiree(
-    hotline: Hotline, context: ContextTypes.DEFAULT_TYPE, update: Update
-) -> bool:
-    """Whether ``update`` is a retiree's, in a private chat, for the conversation: staff
-    (anywhere) get their help instead, and the other members of a group are not answered."""
-    user = update.effective_user
-    if user is None:
-        return False
-    staff = await hotline.staff_for(user.id)
-    if staff is not None:
-        await send_staff_help(hotline, context.bot, update, staff)
-        return False
-    return is_private(update)
-
-
 async def on_start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """/start: staff get their help (or a claimed case's details: on_staff_start); a person
-    already linked is greeted by name; anyone else is asked to share their phone contact (a
-    button), so we find their registered profile."""
+    """/start in a private chat (staff have their own: staff.on_start): a person already linked
+    is greeted by name; anyone else is asked to share their phone contact (a button), so we
+    find their registered profile."""
     hotline, user = hotline_of(context), update.effective_user
     if user is None:
-        return
-    staff = await hotline.staff_for(user.id)
-    if staff is not None:
-        await on_staff_start(hotline, context.bot, update, staff, list(context.args or []))
-        return
-    if not is_private(update):
         return
     found = await hotline.talk.run(_record_start, hotline, update)
     if found is None:
@@ -125,8 +103,6 @@ async def on_contact(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     number is theirs) links the account to the retiree with that phone number."""
     hotline, user, message = hotline_of(context), update.effective_user, update.effective_message
     if user is None or message is None or message.contact is None:
-        return
-    if not await _from_a_retiree(hotline, context, update):
         return
     key = f"{provider_id(update)}:contact"
     contact = message.contact
@@ -204,11 +180,9 @@ def link_account(hotline: Hotline, update: Update, phone: str) -> LinkOutcome:
 
 
 async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """A retiree's text is one engine turn; staff get their help."""
+    """A retiree's text in a private chat is one engine turn (staff's: staff.on_message)."""
     hotline, user, message = hotline_of(context), update.effective_user, update.effective_message
     if user is None or message is None:
-        return
-    if not await _from_a_retiree(hotline, context, update):
         return
     await run_turn(hotline, context.bot, update, text=message.text or "")
 
@@ -339,8 +313,6 @@ async def on_other(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """A command we do not have, a voice message, a photo: say what works."""
     hotline, user = hotline_of(context), update.effective_user
     if user is None or update.effective_message is None:
-        return
-    if not await _from_a_retiree(hotline, context, update):
         return
     lang = language_of(hotline, update)
     message = update.effective_message

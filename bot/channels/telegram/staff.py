@@ -33,6 +33,7 @@ from bot.channels.telegram.common import (
     is_private,
     provider_id,
     staff_by_telegram,
+    staff_of,
 )
 from bot.channels.telegram.posts import CLAIM, NEW_CASE, post_new_case
 from config.categories import CategoryConfig
@@ -257,7 +258,7 @@ async def on_claim(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         key = f"{provider_id(update)}:details"
         if not await send_privately(hotline, context.bot, query.from_user.id, outcome.details, key):
             # The bot may not write first to someone who never opened a chat with it: the
-            # link opens that chat, and its Start sends the details (on_staff_start).
+            # link opens that chat, and its Start sends the details (staff.on_start).
             notice = hotline.text("staff.claimed_open_chat", staff_lang(hotline), number=number)
             url = f"https://t.me/{context.bot.username}?start={DETAILS_START}{number}"
     await answer_quietly(update, notice, alert=not outcome.won or url is not None, url=url)
@@ -398,11 +399,21 @@ def desk_of(hotline: Hotline) -> Desk:
     return Desk.of(hotline.settings, hotline.catalogs, hotline.categories, CHANNEL)
 
 
-async def on_staff_start(
-    hotline: Hotline, bot: Bot, update: Update, staff: Staff, args: list[str]
-) -> None:
-    """/start from a volunteer or staff member: their help, or, when they came by the link of
-    a claim whose details could not reach them ("/start case_<number>"), those details."""
+async def on_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Anything else a volunteer or staff member writes (behind the staff filter): their help."""
+    staff = staff_of(context, update)
+    if staff is not None:
+        await send_staff_help(hotline_of(context), context.bot, update, staff)
+
+
+async def on_start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/start from a volunteer or staff member (behind the staff filter): their help, or, when
+    they came by the link of a claim whose details could not reach them ("/start
+    case_<number>"), those details."""
+    hotline, bot, staff = hotline_of(context), context.bot, staff_of(context, update)
+    if staff is None:
+        return
+    args = list(context.args or [])
     payload = args[0] if args else ""
     if not (payload.startswith(DETAILS_START) and is_private(update)):
         await send_staff_help(hotline, bot, update, staff)
