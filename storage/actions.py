@@ -33,6 +33,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from config.categories import CategoryConfig
 from config.i18n import Catalogs
 from storage import alert_chain, follow_ups, timeline
+from storage.db import dialect_insert
 from storage.deadlines import CalendarNotCovered, deadline_after
 from storage.errors import (
     CaseConflict,
@@ -45,6 +46,7 @@ from storage.errors import (
 from storage.models import (
     Case,
     CaseEvent,
+    CaseNumberCounter,
     CaseStatus,
     OutboxItem,
     OutboxStatus,
@@ -55,7 +57,6 @@ from storage.models import (
     UnitLevel,
 )
 from storage.notices import fact_columns, facts_from, tell_claimed, tell_resolved
-from storage.numbering import next_case_number
 from storage.permissions import Actor, may_see_case, unit_tree
 from storage.priority import case_priority
 from storage.queues import CLAIM_ORDER, ClaimScope, claim_scope, waiting_filter
@@ -721,6 +722,28 @@ def take_alert(
     except CaseError as exc:  # out of their units, or claimed this instant
         log.warning("emergency_call_claim_failed", case=case.number, error=str(exc)[:200])
     return pressed
+
+
+# -- case numbers: people read them aloud and type them: YEAR-NNNNNN, unique, never reused ----
+
+
+def next_case_number(session: Session, year: int) -> str:
+    """Take the next number of ``year``. The counter row stays locked until the caller commits,
+    so two transactions never get the same number; a rolled-back number is simply skipped."""
+    table = CaseNumberCounter.__table__
+    insert = dialect_insert(session)
+    session.execute(insert(table).values(year=year, last=0).on_conflict_do_nothing())
+    last = session.execute(
+        update(table)
+        .where(table.c.year == year)
+        .values(last=table.c.last + 1)
+        .returning(table.c.last)
+    ).scalar_one()
+    return format_case_number(year, last)
+
+
+def format_case_number(year: int, sequence: int) -> str:
+    return f"{year}-{sequence:06d}"
 
 
 def get_case(session: Session, number: str) -> Case:

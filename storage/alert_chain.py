@@ -59,7 +59,7 @@ from sqlalchemy.orm import Session
 from config.i18n import Catalogs
 from storage import outbox, timeline
 from storage.db import transaction
-from storage.directory import find_retiree_by_phone
+from storage.identities import retiree_by_phone
 from storage.models import (
     Case,
     CaseStatus,
@@ -73,7 +73,7 @@ from storage.models import (
     staff_units,
 )
 from storage.permissions import Actor
-from storage.phones import InvalidPhoneNumber
+from storage.phones import InvalidPhoneNumber, normalize_phone
 from storage.site import site_of
 from storage.types import utcnow
 
@@ -157,7 +157,7 @@ def put_through_to(session: Session, caller: str, *, emergency: bool) -> list[Ta
     caller's community (then of the units above; the top unit's for an unknown caller), and in
     an emergency then the caller's emergency contacts; each number once, never the caller's."""
     try:
-        retiree = find_retiree_by_phone(session, caller)
+        retiree = retiree_by_phone(session, normalize_phone(caller))
     except InvalidPhoneNumber:  # "anonymous", a withheld number
         retiree = None
     unit = retiree.community if retiree is not None else None

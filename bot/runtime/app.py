@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from functools import partial
@@ -20,7 +18,6 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.channels import WEBHOOK_PREFIXES, mount_channels, moved_announcer
 from bot.channels.base import Conversations, Mounted
@@ -28,7 +25,7 @@ from bot.channels.twilio.outage import Replayer, replay_token, spool_of
 from bot.conversation.deployment import Deployment
 from bot.runtime import nlu as nlu_routes
 from bot.runtime.configure import load_deployment
-from bot.runtime.edge import RejectNul
+from bot.runtime.edge import RejectNul, RequestLog
 from bot.runtime.flock import try_flock
 from bot.runtime.nlu import ParserLoader
 from bot.runtime.periodic import run_periodic
@@ -220,52 +217,3 @@ class BackgroundWork:
         )
         self.running = True
         log.info("background_work_here", pid=os.getpid(), workers=self.settings.workers)
-
-
-class RequestLog:
-    """Logs each HTTP request once (method, path, status, ms) under a request id, which the
-    response carries as x-request-id and every log line of the request shows (taken from the
-    caller's x-request-id header when it sends one). Plain ASGI middleware: Starlette's
-    BaseHTTPMiddleware (``@app.middleware("http")``) runs the rest of the app in a task of its
-    own behind memory streams, a cost paid by every webhook."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = _header(scope, b"x-request-id") or uuid.uuid4().hex[:16]
-        status = 500  # unless the app starts a response
-        started = time.perf_counter()
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                headers = [*message.get("headers", ()), (b"x-request-id", request_id.encode())]
-                message = {**message, "headers": headers}
-            await send(message)
-
-        structlog.contextvars.bind_contextvars(request_id=request_id)
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            structlog.contextvars.unbind_contextvars("request_id")
-            log.info(
-                "request",
-                request_id=request_id,
-                method=scope["method"],
-                path=scope["path"],
-                status=status,
-                ms=round((time.perf_counter() - started) * 1000, 1),
-            )
-
-
-def _header(scope: Scope, name: bytes) -> str:
-    """The first header ``name`` (lower case) of the request, or ""."""
-    for key, value in scope["headers"]:
-        if key == name:
-            return value.decode("latin-1")
-    return ""

@@ -1,4 +1,5 @@
-"""What no request may bring in, refused at the edge before any route reads it.
+"""The app's edge, the middleware every request passes before any route: each request logged
+once under a request id (`RequestLog`), and what no request may bring in refused.
 
 A NUL character (U+0000) in a text: PostgreSQL cannot store one, so a sign-in name, a search, an
 API field with one would fail deep inside with a 500 (SQLite stores it, hiding the problem
@@ -15,10 +16,15 @@ bot.channels.base.without_nul.
 from __future__ import annotations
 
 import json
+import time
+import uuid
 
+import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.channels.base import NUL
+
+log = structlog.get_logger(__name__)
 
 # Bodies looked into: a form, JSON, plain text. (The others are files or nothing of ours.)
 _TEXT_BODIES = (b"application/x-www-form-urlencoded", b"application/json", b"text/")
@@ -93,3 +99,52 @@ async def _refuse(send: Send, detail: str) -> None:
     ]
     await send({"type": "http.response.start", "status": 400, "headers": headers})
     await send({"type": "http.response.body", "body": content})
+
+
+class RequestLog:
+    """Logs each HTTP request once (method, path, status, ms) under a request id, which the
+    response carries as x-request-id and every log line of the request shows (taken from the
+    caller's x-request-id header when it sends one). Plain ASGI middleware: Starlette's
+    BaseHTTPMiddleware (``@app.middleware("http")``) runs the rest of the app in a task of its
+    own behind memory streams, a cost paid by every webhook."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _header(scope, b"x-request-id") or uuid.uuid4().hex[:16]
+        status = 500  # unless the app starts a response
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [*message.get("headers", ()), (b"x-request-id", request_id.encode())]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            structlog.contextvars.unbind_contextvars("request_id")
+            log.info(
+                "request",
+                request_id=request_id,
+                method=scope["method"],
+                path=scope["path"],
+                status=status,
+                ms=round((time.perf_counter() - started) * 1000, 1),
+            )
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    """The first header ``name`` (lower case) of the request, or ""."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return ""

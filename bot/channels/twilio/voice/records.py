@@ -13,18 +13,18 @@ from sqlalchemy.orm import Session
 from bot.channels.twilio.voice.steps import ANSWERED, CHANNEL, EMERGENCY, Caller
 from bot.conversation.messages import Hint
 from bot.conversation.state import DialogueState
-from storage import messages
+from storage import identities, messages
 from storage.alert_chain import Target, put_through_to
-from storage.directory import find_retiree_by_phone
 from storage.models import ConversationState, Direction, Message, Retiree
-from storage.phones import InvalidPhoneNumber
+from storage.phones import InvalidPhoneNumber, normalize_phone
 
 ARRIVAL = "call"  # a call's arrival row: provider id "{CallSid}:call"
 
 
 def retiree_by_phone(session: Session, phone: str) -> Retiree | None:
+    """The registered retiree calling from ``phone`` (as the SIP line knows its callers)."""
     try:
-        return find_retiree_by_phone(session, phone)
+        return identities.retiree_by_phone(session, normalize_phone(phone))
     except InvalidPhoneNumber:  # "anonymous", a withheld number
         return None
 
