@@ -345,7 +345,7 @@ def test_the_timeline_never_shows_a_raw_key() -> None:
     the system's parts, the channels a message came by), has a name in both languages."""
     from bot.channels.calls import CHANNEL as VOICE
     from bot.channels.telegram.groups import VIA as TELEGRAM
-    from bot.channels.twilio.voice.steps import CHANNEL as PHONE
+    from bot.channels.twilio.voice.wire import CHANNEL as PHONE
     from bot.channels.web_api import CHANNEL as WEB
     from bot.cli.units import VIA as CLI
     from config.i18n import LANGUAGES

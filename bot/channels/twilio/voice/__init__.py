@@ -46,10 +46,11 @@ Everything the caller hears comes from the engine's replies or the message catal
 While the database cannot be reached, every route is still answered (``twilio/outage.py``): the
 caller is put through to the community's own phones and called back once it is back.
 
-Modules: ``steps`` (the call's place, inbound messages), ``twiml`` (voices, Gather, Dial),
-``records`` (the call's rows, whom to put it through to), ``handover`` (after a turn, the end of
-a call), ``routes`` (the webhooks), ``chain`` (emergency alert calls placed by the worker, in turn),
-``follow_up`` (the follow-up call's key).
+Modules: ``wire`` (Twilio's side both ways: the call's place and inbound messages in, the
+TwiML out: voices, Gather, Dial), ``records`` (the call's rows, whom to put it through to),
+``handover`` (after a turn, the end of a call), ``routes`` (the webhooks), ``sender`` (the
+outbox's calls placed through Twilio), ``follow_up`` (the follow-up call's URLs; what keys do on
+any voice line is bot/channels/calls.py).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from bot.channels.twilio.voice.steps import PREFIX
+from bot.channels.twilio.voice.wire import PREFIX
 
 FOLLOW_UP_PATH = f"{PREFIX}/follow-up"
 

@@ -14,16 +14,18 @@ from twilio.twiml.voice_response import VoiceResponse
 from bot.channels.base import Conversations
 from bot.channels.twilio.outage import OUTAGE
 from bot.channels.twilio.voice import records
-from bot.channels.twilio.voice.steps import (
+from bot.channels.twilio.voice.wire import (
     CHANNEL,
     EMERGENCY,
     HAND_OVER,
+    VOICEMAIL_MAX_S,
+    VOICEMAIL_SILENCE_S,
     Step,
+    VoiceLine,
     caller_address,
     hand_over_unanswered,
     turn_inbound,
 )
-from bot.channels.twilio.voice.twiml import VOICEMAIL_MAX_S, VOICEMAIL_SILENCE_S, VoiceLine
 from bot.conversation.engine import TurnResult
 from bot.conversation.messages import Hint, Reply
 from nlu.rules import EmergencyRules

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Engine, bindparam, select
 from sqlalchemy.orm import Session
 
-from bot.channels.twilio.voice.steps import ANSWERED, CHANNEL, EMERGENCY, Caller
+from bot.channels.twilio.voice.wire import ANSWERED, CHANNEL, EMERGENCY, Caller
 from bot.conversation.messages import Hint
 from bot.conversation.state import DialogueState
 from storage import identities, messages

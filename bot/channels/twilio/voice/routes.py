@@ -18,7 +18,7 @@ from bot.channels.twilio.signature import FORM_STATE, verified_form
 from bot.channels.twilio.voice import follow_up as follow_up_call
 from bot.channels.twilio.voice import records
 from bot.channels.twilio.voice.handover import answer, call_over, put_through
-from bot.channels.twilio.voice.steps import (
+from bot.channels.twilio.voice.wire import (
     ALERT_PATH,
     ANSWERED,
     CHANNEL,
@@ -27,12 +27,13 @@ from bot.channels.twilio.voice.steps import (
     HAND_OVER,
     PREFIX,
     Step,
+    VoiceLine,
     caller_address,
     hand_over_unanswered,
     to_float,
     turn_inbound,
+    twiml,
 )
-from bot.channels.twilio.voice.twiml import VoiceLine, twiml
 from bot.conversation.deployment import Deployment
 from storage import alert_chain
 

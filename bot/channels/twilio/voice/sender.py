@@ -13,7 +13,7 @@ from bot.channels import calls
 from bot.channels.base import SendOutcome
 from bot.channels.twilio.rest import TwilioRestSender
 from bot.channels.twilio.voice import follow_up as follow_up_call
-from bot.channels.twilio.voice.steps import alert_url, status_url
+from bot.channels.twilio.voice.wire import alert_url, status_url
 from config.settings import Settings
 from storage import alert_chain
 from storage.models import OutboxItem
