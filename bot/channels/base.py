@@ -69,6 +69,7 @@ from sqlalchemy import Engine
 from bot.conversation.deployment import Deployment
 from bot.conversation.engine import ConversationEngine, FiledHook, TurnHook, TurnResult
 from bot.conversation.messages import Inbound
+from config.loader import ConfigError
 from config.settings import Settings
 from nlu.parser import NluParser
 
@@ -143,6 +144,17 @@ class Mounted:
 
     def describe(self) -> str:
         return f"{self.name}: on" if self.enabled else f"{self.name}: off ({self.why})"
+
+
+def channel_config(name: str, why_off: str, load: Callable[[], T]) -> T | Mounted:
+    """A channel's own configuration (its YAML in config/), once its settings are there; else
+    the channel off, saying why: the settings it lacks, or what is wrong in its YAML."""
+    if why_off:
+        return Mounted(name, enabled=False, why=why_off)
+    try:
+        return load()
+    except ConfigError as exc:
+        return Mounted(name, enabled=False, why=str(exc))
 
 
 class Conversations:

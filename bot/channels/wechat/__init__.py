@@ -26,12 +26,11 @@ import structlog
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import PlainTextResponse
 
-from bot.channels.base import Conversations, Mounted, OutboxSenders, conversations
+from bot.channels.base import Conversations, Mounted, OutboxSenders, channel_config, conversations
 from bot.channels.wechat import wire
 from bot.channels.wechat.inbound import WeChatLine, answer, queue_answer
 from bot.channels.wechat.sender import CHANNEL
 from bot.conversation.deployment import Deployment
-from config.loader import ConfigError
 from config.settings import Settings
 from config.wechat import load_wechat
 from storage.db import is_database_down
@@ -60,13 +59,9 @@ def senders(settings: Settings) -> OutboxSenders:
 
 def mount(app: FastAPI, deployment: Deployment) -> Mounted:
     settings = deployment.settings
-    why = why_off(settings)
-    if why:
-        return Mounted(NAME, enabled=False, why=why)
-    try:
-        config = load_wechat(settings.config_dir)
-    except ConfigError as exc:
-        return Mounted(NAME, enabled=False, why=str(exc))
+    config = channel_config(NAME, why_off(settings), lambda: load_wechat(settings.config_dir))
+    if isinstance(config, Mounted):
+        return config
     router = APIRouter(tags=["wechat"])
 
     @router.get(PATH)

@@ -28,11 +28,17 @@ from wechatpy.enterprise.crypto import WeChatCrypto
 from wechatpy.enterprise.exceptions import InvalidCorpIdException
 from wechatpy.exceptions import InvalidSignatureException
 
-from bot.channels.base import Conversations, Mounted, OutboxSenders, conversations, without_nul
+from bot.channels.base import (
+    Conversations,
+    Mounted,
+    OutboxSenders,
+    channel_config,
+    conversations,
+    without_nul,
+)
 from bot.channels.wecom import cards
 from bot.channels.wecom.staff import Callback, handle
 from bot.conversation.deployment import Deployment
-from config.loader import ConfigError
 from config.settings import Settings
 from config.wecom import load_wecom
 from storage.db import transaction
@@ -63,13 +69,9 @@ def senders(settings: Settings) -> OutboxSenders:
 
 def mount(app: FastAPI, deployment: Deployment) -> Mounted:
     settings = deployment.settings
-    why = why_off(settings)
-    if why:
-        return Mounted(NAME, enabled=False, why=why)
-    try:
-        config = load_wecom(settings.config_dir)
-    except ConfigError as exc:
-        return Mounted(NAME, enabled=False, why=str(exc))
+    config = channel_config(NAME, why_off(settings), lambda: load_wecom(settings.config_dir))
+    if isinstance(config, Mounted):
+        return config
     crypto = WeChatCrypto(settings.wecom_token, settings.wecom_aes_key, settings.wecom_corp_id)
     desk = cards.desk_for(deployment)
     router = APIRouter(tags=["wecom"])
