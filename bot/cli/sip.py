@@ -7,7 +7,6 @@ import asyncio
 import importlib
 import signal
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -28,6 +27,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from bot.channels.sip.agent import Agent
+    from bot.channels.sip.line import Recogniser
 
 
 def sip_command(
@@ -101,7 +101,7 @@ def sip_command(
         engine.dispose()
 
 
-def load_recogniser(spec: str) -> Callable[[Path, str], str]:
+def load_recogniser(spec: str) -> Recogniser:
     """The speech recogniser "module:function" names (bot/channels/sip/line.py, its port)."""
     module, _, name = spec.partition(":")
     if not module or not name:
@@ -109,7 +109,7 @@ def load_recogniser(spec: str) -> Callable[[Path, str], str]:
     found = getattr(importlib.import_module(module), name)
     if not callable(found):
         raise ValueError(f"{name} in {module} is not a function")
-    return cast(Callable[[Path, str], str], found)
+    return cast("Recogniser", found)
 
 
 class CallsOut:

@@ -633,14 +633,12 @@ class Agent:
         with contextlib.suppress(pj.Error):
             state.out.hangup(params)
 
-    def _hang_up(self, state: _Call, code: int = 0) -> None:
+    def _hang_up(self, state: _Call) -> None:
+        """End the call (one we placed that is still ringing: CANCEL)."""
         if state.over:
             return
-        params = pj.CallOpParam()
-        if code:
-            params.statusCode = code
         try:
-            state.call.hangup(params)
+            state.call.hangup(pj.CallOpParam())
         except pj.Error as exc:
             log.info("sip_hangup_failed", error=str(exc.info())[:200])
 
@@ -654,7 +652,7 @@ class Agent:
                 self._stop_dialing(state)  # rang out: its end is a failed dial
             if state.give_up_at is not None and now >= state.give_up_at:
                 state.give_up_at = None  # rang out: cancelled, its end is "no-answer"
-                self._hang_up(state, pj.PJSIP_SC_REQUEST_TERMINATED)
+                self._hang_up(state)
             if state.wait_until is not None and now >= state.wait_until:
                 state.wait_until = None
                 self._act(call_id, state, state.flow.silence())

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from bot.channels.calls import ALERT_ASKS, FOLLOW_UP_ASKS, CallKind, kind_of
+from bot.channels.calls import ALERT_ASKS, CHANNEL, FOLLOW_UP_ASKS, CallKind, kind_of
 from bot.channels.sip.flow import HangUp, Play, WaitForKey
 from bot.channels.sip.prompts import Key, Part, Speak
 from config.sip import SipConfig
@@ -46,7 +46,7 @@ class Placed:
 
     @classmethod
     def of(cls, key: str, address: str, payload: dict[str, Any], language: str) -> Placed:
-        kind = kind_of("voice", payload)
+        kind = kind_of(CHANNEL, payload)
         follow_up = int(payload["follow_up"]) if kind == CallKind.FOLLOW_UP else None
         return cls(
             key=key,

@@ -10,6 +10,7 @@ and their put-through) and, if none comes free, goes back to the outbox to be tr
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import Future
 from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
@@ -19,6 +20,7 @@ from bot.channels.calls import CHANNEL
 from bot.channels.sip.callout import Placed
 from storage import alert_chain
 from storage.models import OutboxItem
+from storage.phones import InvalidPhoneNumber, normalize_phone
 
 PLACE_WAIT_S = 10.0  # how long a call waits for a free line before it goes back to the outbox
 BUSY_RETRY_S = 5.0  # and when it is tried again
@@ -33,8 +35,8 @@ class DialFailed(Exception):
 
 
 class Dialler(Protocol):
-    def place(self, placed: Placed, wait_s: float) -> Any:
-        """A concurrent.futures.Future of the call's id once dialled (LineBusy, DialFailed)."""
+    def place(self, placed: Placed, wait_s: float) -> Future[str]:
+        """The call's id once dialled (or LineBusy, DialFailed)."""
         ...
 
 
@@ -48,7 +50,11 @@ class SipCallSender:
     async def send(
         self, channel: str, address: str, payload: dict[str, Any], idempotency_key: str
     ) -> SendOutcome:
-        if not address.startswith("+") or not address[1:].isdigit():
+        try:
+            number = normalize_phone(address)
+        except InvalidPhoneNumber:
+            number = ""
+        if number != address:  # the outbox holds E.164 numbers; dial_uri rings those
             return SendOutcome.failed(f"not a phone number the line can ring: {address!r}")
         placed = Placed.of(idempotency_key, address, payload, self.language)
         if not placed.text.strip():

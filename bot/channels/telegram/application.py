@@ -18,7 +18,6 @@ from telegram.ext import (
     CommandHandler,
     ContextTypes,
     MessageHandler,
-    TypeHandler,
     filters,
 )
 
@@ -77,10 +76,11 @@ def add_handlers(application: Application) -> None:
     # Imported here: the handler modules import this one.
     from bot.channels.telegram import groups, retirees, staff
 
-    # Who is staff, looked up for each update before any handler's filter is checked.
+    # Who is staff, looked up for each message before any handler's filter is checked (the
+    # filter routes messages only: button presses look up who pressed where they need to).
     is_staff = StaffFilter()
     application.bot_data[STAFF_FILTER_KEY] = is_staff
-    application.add_handler(TypeHandler(Update, is_staff.know_who), group=-1)
+    application.add_handler(MessageHandler(filters.ALL, is_staff.know_who), group=-1)
     private = filters.ChatType.PRIVATE
     # A command in a group may come as "/linkunit@OurBot": CommandHandler takes that form
     # (and ignores a command addressed to another bot), using the username getMe gave.

@@ -231,8 +231,8 @@ def language_of(hotline: Hotline, update: Update, retiree: Retiree | None = None
 
 
 class StaffFilter(filters.UpdateFilter):
-    """Updates from a volunteer or staff member (a ptb filter). Who is staff is looked up in the
-    database for each update by `know_who`, the one handler of group -1, which runs before the
+    """Messages from a volunteer or staff member (a ptb filter). Who is staff is looked up in the
+    database for each message by `know_who`, the one handler of group -1, which runs before the
     handlers' filters are checked; the Staff found is kept for the handler (`staff_of`)."""
 
     def __init__(self) -> None:

@@ -68,7 +68,7 @@ def post_case(session: Session, case: Case, desk: Desk, *, again: bool = False) 
         payload={
             "kind": CARD,
             "case": case.number,
-            "unit": case.unit_id,  # a card of a case moved to another unit's queue is updated
+            messages.POST_UNIT: case.unit_id,  # moved to another unit's queue: updated
             "task_id": task,
             PEOPLE: people,
             "card": card(case, desk, task, again=again),
@@ -137,7 +137,7 @@ def record_card(
             PEOPLE: item_payload[PEOPLE],
             CODES: [code] if code else [],
             "case": item_payload["case"],
-            messages.POST_UNIT: item_payload.get("unit"),
+            messages.POST_UNIT: item_payload.get(messages.POST_UNIT),
         },
         status=POSTED,
         case_id=case_id,

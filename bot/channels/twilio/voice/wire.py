@@ -129,15 +129,7 @@ def turn_inbound(
     metadata: dict[str, Any] | None = None,
 ) -> Inbound:
     """What the caller said or pressed at ``step``, as the engine's turn ``{CallSid}:{n}``."""
-    return Inbound(
-        channel=CHANNEL,
-        address=caller_address(form),
-        provider_id=f"{form.get('CallSid', '')}:{step.n}",
-        received_at=datetime.now(UTC),
-        text=text,
-        digits=digits,
-        metadata=metadata or {},
-    )
+    return _inbound(form, str(step.n), text=text, digits=digits, metadata=metadata or {})
 
 
 def hand_over_unanswered(form: dict[str, Any], asked_in: int, recording_url: str | None) -> Inbound:
@@ -146,12 +138,17 @@ def hand_over_unanswered(form: dict[str, Any], asked_in: int, recording_url: str
     metadata: dict[str, Any] = {"event": HANDOVER_UNANSWERED}
     if recording_url:
         metadata["recording_url"] = recording_url
+    return _inbound(form, f"handover:{asked_in}", metadata=metadata)
+
+
+def _inbound(form: dict[str, Any], part: str, **fields: Any) -> Inbound:
+    """The engine's message ``{CallSid}:{part}`` from the caller of the call ``form`` is about."""
     return Inbound(
         channel=CHANNEL,
         address=caller_address(form),
-        provider_id=f"{form.get('CallSid', '')}:handover:{asked_in}",
+        provider_id=f"{form.get('CallSid', '')}:{part}",
         received_at=datetime.now(UTC),
-        metadata=metadata,
+        **fields,
     )
 
 
