@@ -158,6 +158,22 @@ def _flush(session: Session, case: Case) -> None:
         raise CaseConflict(number) from exc
 
 
+def _moved(
+    session: Session,
+    case: Case,
+    action: str,
+    actor: Actor,
+    from_status: CaseStatus,
+    now: datetime,
+    **event: Any,
+) -> None:
+    """The change to ``case`` is made: stamp it, write it (a concurrent change of the same case
+    is CaseConflict) and put it on the timeline (``event``: its reason, note or data)."""
+    case.updated_at = now
+    _flush(session, case)
+    timeline.record(session, case, action, actor=actor, from_status=from_status, now=now, **event)
+
+
 def _take_first_contact(case: Case, staff: Staff) -> None:
     """首问负责: the first staff member to take a case stays accountable for it."""
     if case.first_contact_owner_id is None and staff.role in (Role.STAFF, Role.ADMIN):
@@ -287,10 +303,8 @@ def _apply_claim(session: Session, case: Case, actor: Actor, staff: Staff, now: 
     case.status = CLAIMED
     case.assignee_id = staff.id
     case.claimed_at = now
-    case.updated_at = now
     _take_first_contact(case, staff)
-    _flush(session, case)
-    timeline.record(session, case, "claim", actor=actor, from_status=OPEN, now=now)
+    _moved(session, case, "claim", actor, OPEN, now)
     tell_claimed(session, case, staff, now=now)
     _stand_down_alerts(session, case, "claim", staff.name, now)
     return case
@@ -449,15 +463,13 @@ def release(
     previous = case.assignee_id
     case.status = OPEN
     case.assignee_id = None
-    case.updated_at = now
-    _flush(session, case)
-    timeline.record(
+    _moved(
         session,
         case,
         "release",
-        actor=actor,
-        from_status=CLAIMED,
-        now=now,
+        actor,
+        CLAIMED,
+        now,
         reason=reason,
         data={"previous_assignee": previous},
     )
@@ -504,15 +516,13 @@ def transfer(
     else:
         case.status = OPEN
         case.assignee_id = None
-    case.updated_at = now
-    _flush(session, case)
-    timeline.record(
+    _moved(
         session,
         case,
         "transfer",
-        actor=actor,
-        from_status=before,
-        now=now,
+        actor,
+        before,
+        now,
         reason=reason,
         data={
             "from_unit": from_unit,
@@ -549,16 +559,13 @@ def escalate(
     parent = session.get(Unit, parent_id)
     assert parent is not None
     case.claim_deadline, _, _ = _deadlines(case, cats, now, site_of(session), parent)
-    case.updated_at = now
-    _flush(session, case)
-    session.refresh(case, ["unit"])
-    timeline.record(
+    _moved(
         session,
         case,
         "escalate",
-        actor=actor,
-        from_status=OPEN,
-        now=now,
+        actor,
+        OPEN,
+        now,
         reason=reason,
         data={
             "from_unit": from_unit,
@@ -567,6 +574,7 @@ def escalate(
             "to_priority": case.priority,
         },
     )
+    session.refresh(case, ["unit"])  # the unit it moved to, for whoever shows it next
     return case
 
 
@@ -610,11 +618,7 @@ def resolve(
     case.status = RESOLVED
     case.outcome = outcome
     case.resolved_at = now
-    case.updated_at = now
-    _flush(session, case)
-    timeline.record(
-        session, case, "resolve", actor=actor, from_status=CLAIMED, now=now, note=outcome
-    )
+    _moved(session, case, "resolve", actor, CLAIMED, now, note=outcome)
     tell_resolved(session, case, now=now)
     if follow_ups.wanted(case):
         follow_ups.start(session, case, now=now)
@@ -635,9 +639,7 @@ def close(
     now = now or utcnow()
     case.status = CLOSED
     case.closed_at = now
-    case.updated_at = now
-    _flush(session, case)
-    timeline.record(session, case, "close", actor=actor, from_status=RESOLVED, now=now, note=note)
+    _moved(session, case, "close", actor, RESOLVED, now, note=note)
     return case
 
 
@@ -664,11 +666,7 @@ def reopen(
         case.assignee_id = None
     case.resolved_at = None
     case.closed_at = None
-    case.updated_at = now
-    _flush(session, case)
-    timeline.record(
-        session, case, "reopen", actor=actor, from_status=before, now=now, reason=reason
-    )
+    _moved(session, case, "reopen", actor, before, now, reason=reason)
     follow_ups.cancel_open(session, case)
     return case
 
@@ -689,11 +687,7 @@ def cancel(
     before = case.status
     case.status = CANCELLED
     case.cancelled_at = now
-    case.updated_at = now
-    _flush(session, case)
-    timeline.record(
-        session, case, "cancel", actor=actor, from_status=before, now=now, reason=reason
-    )
+    _moved(session, case, "cancel", actor, before, now, reason=reason)
     follow_ups.cancel_open(session, case)  # none is open for a case not resolved: defensive
     _stand_down_alerts(session, case, "cancel", "", now)
     return case

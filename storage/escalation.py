@@ -297,20 +297,8 @@ def remind_unit(
             "escalation.notice", lang, grace=wait, parent=parent.name(lang), **params
         )
     stay = int(_stay_start(case).timestamp())
-    for person in staff:
-        target = message_channel(person)
-        assert target is not None
-        channel, address = target
-        outbox.enqueue(
-            session,
-            channel=channel,
-            address=address,
-            payload={"kind": NOTICE_KIND, "case": case.number, "text": text, "language": lang},
-            idempotency_key=f"{case.number}:{NOTICE_KIND}:{stay}:{nth}:{channel}:{address}",
-            priority=2,
-            case_id=case.id,
-            now=now,
-        )
+    key = f"{case.number}:{NOTICE_KIND}:{stay}:{nth}"
+    _message_staff(session, staff, case, NOTICE_KIND, text, lang, key, 2, now)
     note = catalogs.text(
         "escalation.notified", lang, overdue=overdue, unit=unit.name(lang), count=len(staff)
     )
@@ -318,6 +306,35 @@ def remind_unit(
     data = {"unit": unit.id, "told": [s.id for s in staff], "overdue_s": overdue_s, "nth": nth}
     timeline.record(session, case, NOTIFIED, now=now, note=note, data=data)
     log.info("case_reminded", case=case.number, unit=unit.code, told=len(staff), nth=nth)
+
+
+def _message_staff(
+    session: Session,
+    people: Sequence[Staff],
+    case: Case,
+    kind: str,
+    text: str,
+    lang: str,
+    key: str,
+    priority: int,
+    now: datetime,
+) -> None:
+    """Queue ``text`` about ``case`` to each of ``people`` on their messaging channel (all have
+    one: `unit_staff` and the notice's staff list keep to those who do), once per ``key``."""
+    for person in people:
+        target = message_channel(person)
+        assert target is not None
+        channel, address = target
+        outbox.enqueue(
+            session,
+            channel=channel,
+            address=address,
+            payload={"kind": kind, "case": case.number, "text": text, "language": lang},
+            idempotency_key=f"{key}:{channel}:{address}",
+            priority=priority,
+            case_id=case.id,
+            now=now,
+        )
 
 
 def _escalate(
@@ -359,26 +376,9 @@ def reescalate_emergency(
     alerted: list[Staff] = []
     if station is not None:
         alert = catalogs.text("escalation.emergency.station_alert", lang, **params)
-        for person in unit_staff(session, station):
-            target = message_channel(person)
-            assert target is not None
-            channel, address = target
-            outbox.enqueue(
-                session,
-                channel=channel,
-                address=address,
-                payload={
-                    "kind": STATION_ALERT_KIND,
-                    "case": case.number,
-                    "text": alert,
-                    "language": lang,
-                },
-                idempotency_key=f"{case.number}:emergency_station_alert:{channel}:{address}",
-                priority=URGENT,
-                case_id=case.id,
-                now=now,
-            )
-            alerted.append(person)
+        alerted = unit_staff(session, station)
+        key = f"{case.number}:emergency_station_alert"
+        _message_staff(session, alerted, case, STATION_ALERT_KIND, alert, lang, key, URGENT, now)
     if station is not None:
         note = catalogs.text(
             "escalation.emergency.note",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload
@@ -13,6 +14,8 @@ from sqlalchemy.orm import Session, selectinload
 from storage.models import ApiToken, ConsoleSession, Staff
 
 TOKEN_PREFIX = "hlt_"  # lets secret scanners recognise a leaked token
+
+_Held = TypeVar("_Held", ApiToken, ConsoleSession)  # a token someone holds, kept as its hash
 
 
 def new_token() -> str:
@@ -24,17 +27,22 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _by_hash(session: Session, kind: type[_Held], token: str) -> _Held | None:
+    """The row of ``kind`` whose token is ``token``, with its person and their units."""
+    return session.scalars(
+        select(kind)
+        .where(kind.token_hash == hash_token(token))
+        .options(selectinload(kind.staff).selectinload(Staff.units))
+    ).one_or_none()
+
+
 def holder_of(session: Session, token: str, *, now: datetime) -> Staff | None:
     """The active person whose unrevoked personal token ``token`` is, with their units; None
     otherwise. Looked up by its hash: equal hashes mean equal tokens, and the lookup reveals
     nothing. The token's last use is noted."""
     if not token.startswith(TOKEN_PREFIX):
         return None
-    row = session.scalars(
-        select(ApiToken)
-        .where(ApiToken.token_hash == hash_token(token))
-        .options(selectinload(ApiToken.staff).selectinload(Staff.units))
-    ).one_or_none()
+    row = _by_hash(session, ApiToken, token)
     if row is None or row.revoked_at is not None or not row.staff.active:
         return None
     row.last_used_at = now
@@ -59,11 +67,7 @@ def live_session(
     """The session of ``token`` with its person and their units, if it has not ended, is
     younger than ``max_age`` and its person is active; None otherwise (an expired one is
     ended on the way)."""
-    row = session.scalars(
-        select(ConsoleSession)
-        .where(ConsoleSession.token_hash == hash_token(token))
-        .options(selectinload(ConsoleSession.staff).selectinload(Staff.units))
-    ).one_or_none()
+    row = _by_hash(session, ConsoleSession, token)
     if row is None or row.ended_at is not None or not row.staff.active:
         return None
     if row.created_at <= now - max_age:

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from console.auth import check_csrf, signed_in
 from console.flash import flash, go
-from console.queue import Filters, View, load_queue
+from console.queue import Filters, QueuePage, View, load_queue
 from console.web import DB, console, language, render
 from storage import actions
 from storage.models import Staff, Unit
@@ -42,14 +42,16 @@ def _unit_names(request: Request, session: DB) -> dict[int, str]:
     return {u.id: u.name(lang) for u in session.scalars(select(Unit))}
 
 
+def _page(request: Request, me: Me, session: DB, filters: Filters) -> QueuePage:
+    categories = console(request).categories
+    return load_queue(session, me, categories, filters, utcnow(), _unit_names(request, session))
+
+
 @router.get("/queue")
 def queue_page(
     request: Request, me: Me, session: DB, filters: Annotated[Filters, Depends(_filters)]
 ) -> Response:
-    config = console(request)
-    page = load_queue(
-        session, me, config.categories, filters, utcnow(), _unit_names(request, session)
-    )
+    page = _page(request, me, session, filters)
     return render(request, "queue.html", {"queue": page, "views": list(View)})
 
 
@@ -58,11 +60,7 @@ def queue_rows(
     request: Request, me: Me, session: DB, filters: Annotated[Filters, Depends(_filters)]
 ) -> Response:
     """The rows alone, for the live refresh (htmx polls this every 20 seconds)."""
-    config = console(request)
-    page = load_queue(
-        session, me, config.categories, filters, utcnow(), _unit_names(request, session)
-    )
-    return render(request, "_queue_rows.html", {"queue": page})
+    return render(request, "_queue_rows.html", {"queue": _page(request, me, session, filters)})
 
 
 @router.post("/queue/claim-next", dependencies=[Depends(check_csrf)])
