@@ -16,14 +16,12 @@ from telegram.ext import ContextTypes
 
 from bot.channels.telegram.common import (
     Hotline,
-    deliver,
     first_delivery,
     hotline_of,
     is_private,
-    provider_id,
     staff_by_telegram,
 )
-from bot.channels.telegram.staff import staff_lang
+from bot.channels.telegram.staff import answer_staff, staff_lang
 from storage.directory import find_unit
 from storage.errors import NotFound
 from storage.models import Role, Staff, Unit
@@ -65,15 +63,7 @@ async def _answer(
         return
     given = " ".join(context.args or []).strip()
     text = await hotline.talk.run(_run, hotline, update, command, given, step)
-    if text is not None:
-        await deliver(
-            hotline,
-            context.bot,
-            chat.id,
-            text,
-            language=staff_lang(hotline),
-            key=f"{provider_id(update)}:{command}",
-        )
+    await answer_staff(hotline, context.bot, chat.id, update, command, text)
 
 
 def _run(hotline: Hotline, update: Update, command: str, given: str, step: _Step) -> str | None:

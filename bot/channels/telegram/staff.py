@@ -70,6 +70,22 @@ def staff_lang(hotline: Hotline) -> str:
     return hotline.settings.default_language
 
 
+async def answer_staff(
+    hotline: Hotline, bot: Bot, chat_id: int, update: Update, what: str, text: str | None
+) -> None:
+    """Send the answer to a staff command ``what`` (None: the update was a redelivery, or there
+    is nothing to say), in the staff language, keyed by the update it answers."""
+    if text is not None:
+        await deliver(
+            hotline,
+            bot,
+            chat_id,
+            text,
+            language=staff_lang(hotline),
+            key=f"{provider_id(update)}:{what}",
+        )
+
+
 async def send_staff_help(hotline: Hotline, bot: Bot, update: Update, staff: Staff) -> None:
     """What a volunteer or staff member can do here. In a group only when the message was a
     command addressed to this bot ("/start@OurBot"): its members talk to each other there,
@@ -77,16 +93,9 @@ async def send_staff_help(hotline: Hotline, bot: Bot, update: Update, staff: Sta
     chat = update.effective_chat
     if chat is None or not (is_private(update) or _addressed_to(bot, update)):
         return
-    lang = staff_lang(hotline)
     key = "help_staff" if staff.role != Role.VOLUNTEER else "help_volunteer"
-    await deliver(
-        hotline,
-        bot,
-        chat.id,
-        hotline.text(f"staff.{key}", lang, name=staff.name),
-        language=lang,
-        key=f"{provider_id(update)}:help",
-    )
+    text = hotline.text(f"staff.{key}", staff_lang(hotline), name=staff.name)
+    await answer_staff(hotline, bot, chat.id, update, "help", text)
 
 
 def _addressed_to(bot: Bot, update: Update) -> bool:
@@ -421,15 +430,8 @@ async def on_start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     number = payload.removeprefix(DETAILS_START)
     text = await hotline.talk.run(_details_again, hotline, update, number)
     user = update.effective_user
-    if text is not None and user is not None:
-        await deliver(
-            hotline,
-            bot,
-            user.id,
-            text,
-            language=staff_lang(hotline),
-            key=f"{provider_id(update)}:details",
-        )
+    if user is not None:
+        await answer_staff(hotline, bot, user.id, update, "details", text)
 
 
 def _details_again(hotline: Hotline, update: Update, number: str) -> str | None:
@@ -462,15 +464,7 @@ async def on_mine(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if user is None:
         return
     text = await hotline.talk.run(_mine_text, hotline, update)
-    if text is not None:
-        await deliver(
-            hotline,
-            context.bot,
-            user.id,
-            text,
-            language=staff_lang(hotline),
-            key=f"{provider_id(update)}:mine",
-        )
+    await answer_staff(hotline, context.bot, user.id, update, "mine", text)
 
 
 def _mine_text(hotline: Hotline, update: Update) -> str | None:
@@ -492,15 +486,7 @@ async def on_close(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if chat is None:
         return
     text = await hotline.talk.run(_close_text, hotline, update, list(context.args or []))
-    if text is not None:
-        await deliver(
-            hotline,
-            context.bot,
-            chat.id,
-            text,
-            language=staff_lang(hotline),
-            key=f"{provider_id(update)}:close",
-        )
+    await answer_staff(hotline, context.bot, chat.id, update, "close", text)
 
 
 def _close_text(hotline: Hotline, update: Update, args: list[str]) -> str | None:
