@@ -25,7 +25,7 @@ import structlog
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from bot.conversation.messages import Inbound
+from bot.conversation.messages import Inbound, record_inbound
 from bot.conversation.state import DialogueState
 from storage import follow_up_jobs, follow_ups, messages
 from storage.db import transaction
@@ -121,18 +121,13 @@ def answer_message(
         )
         if follow_up is None:
             return False
-        added = messages.record_once(
+        added = record_inbound(
             session,
-            channel=inbound.channel,
-            direction=Direction.INBOUND,
-            address=inbound.address,
-            provider_id=inbound.provider_id,
-            text=inbound.text,
+            inbound,
             payload={"intent": None, "follow_up": follow_up.id, "replies": []},
             status=MESSAGE_STATUS,
             case_id=follow_up.case_id,
             retiree_id=session.scalar(select(Case.retiree_id).where(Case.id == follow_up.case_id)),
-            now=inbound.received_at,
         )
         if added is None:  # the same message delivered twice at once: the other one answers it
             return True

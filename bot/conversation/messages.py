@@ -13,7 +13,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from config.i18n import Catalogs
+from storage import messages
+from storage.models import Direction, MessageStatus
 
 
 class Hint(enum.StrEnum):
@@ -52,6 +56,33 @@ class Inbound:
     @property
     def is_empty(self) -> bool:
         return not (self.text.strip() or self.digits or self.choice)
+
+
+def record_inbound(
+    session: Session,
+    inbound: Inbound,
+    *,
+    payload: dict[str, Any],
+    status: MessageStatus,
+    retiree_id: int | None = None,
+    case_id: int | None = None,
+) -> int | None:
+    """Record ``inbound`` that no engine turn records (storage.messages.record_once): its row
+    id, or None when it was recorded before (a redelivery). It must carry a provider id."""
+    assert inbound.provider_id is not None
+    return messages.record_once(
+        session,
+        channel=inbound.channel,
+        direction=Direction.INBOUND,
+        address=inbound.address,
+        provider_id=inbound.provider_id,
+        text=inbound.text,
+        payload=payload,
+        status=status,
+        retiree_id=retiree_id,
+        case_id=case_id,
+        now=inbound.received_at,
+    )
 
 
 @dataclass(frozen=True)

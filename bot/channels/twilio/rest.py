@@ -187,6 +187,22 @@ class TwilioRestSender:
             )
         return self._client
 
+    async def send(
+        self, channel: str, address: str, payload: dict[str, Any], idempotency_key: str
+    ) -> SendOutcome:
+        """The item's text to ``address``, unless it cannot be sent at all (`_unsendable`)."""
+        text = str(payload.get("text") or "")
+        refused = self._unsendable(channel, text)
+        if refused is not None:
+            return refused
+        return await self._send_text(channel, address, text, payload, idempotency_key)
+
+    async def _send_text(
+        self, channel: str, address: str, text: str, payload: dict[str, Any], key: str
+    ) -> SendOutcome:
+        """Send ``text`` (not empty, on one of `channels`): each channel's own create."""
+        raise NotImplementedError
+
     def _unsendable(self, channel: str, text: str) -> SendOutcome | None:
         """Why an item cannot be sent at all (not ours, nothing to say), or None."""
         if channel not in self.channels:

@@ -86,14 +86,13 @@ from bot.channels.twilio.signature import verified_form
 from bot.conversation.deployment import Deployment
 from bot.conversation.engine import TurnResult
 from bot.conversation.follow_up_answers import answer_message
-from bot.conversation.messages import Hint, Inbound, Reply, Style, render
+from bot.conversation.messages import Hint, Inbound, Reply, Style, record_inbound, render
 from bot.conversation.state import DialogueState
 from config.i18n import Catalogs
 from config.settings import Settings
-from storage import messages
 from storage.db import transaction
 from storage.follow_ups import CHOICES
-from storage.models import ConversationState, Direction, MessageStatus
+from storage.models import ConversationState, MessageStatus
 from storage.outbox import enqueue
 from storage.types import utcnow
 
@@ -344,17 +343,12 @@ def _record_without_turn(
         }
         if inbound.metadata:
             payload["metadata"] = inbound.metadata
-        added = messages.record_once(
+        added = record_inbound(
             session,
-            channel=inbound.channel,
-            direction=Direction.INBOUND,
-            address=inbound.address,
-            provider_id=inbound.provider_id,
-            text=inbound.text,
+            inbound,
             payload=payload,
             status=status,
             retiree_id=row.retiree_id if row is not None else None,
-            now=inbound.received_at,
         )
         if added is None:  # a redelivery: its reply (if any) was queued the first time
             return

@@ -36,21 +36,15 @@ class MessagingSender(TwilioRestSender):
 
     channels = ("sms", "whatsapp")
 
-    async def send(
-        self, channel: str, address: str, payload: dict[str, Any], idempotency_key: str
+    async def _send_text(
+        self, channel: str, address: str, text: str, payload: dict[str, Any], key: str
     ) -> SendOutcome:
-        text = str(payload.get("text") or "")
-        refused = self._unsendable(channel, text)
-        if refused is not None:
-            return refused
         numbers = self._numbers(channel, address)
         if numbers is None:
             return SendOutcome.retry("no WhatsApp sender configured (HOTLINE_TWILIO_WHATSAPP_FROM)")
         to, from_ = numbers
         options = dict(to=to, from_=from_, body=text, **self._status_callback())
-        return await self._create(
-            lambda client: client.messages.create_async(**options), idempotency_key
-        )
+        return await self._create(lambda client: client.messages.create_async(**options), key)
 
     async def find_sent(
         self, channel: str, address: str, payload: dict[str, Any], since: datetime

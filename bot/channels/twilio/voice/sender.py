@@ -85,22 +85,16 @@ class CallSender(TwilioRestSender):
 
     channels = ("voice",)
 
-    async def send(
-        self, channel: str, address: str, payload: dict[str, Any], idempotency_key: str
+    async def _send_text(
+        self, channel: str, address: str, text: str, payload: dict[str, Any], key: str
     ) -> SendOutcome:
-        text = str(payload.get("text") or "")
-        refused = self._unsendable(channel, text)
-        if refused is not None:
-            return refused
         options = dict(
             to=address,
             from_=self.settings.twilio_from_number,
             timeout=self.settings.twilio_ring_timeout_s,
-            **self._call(text, payload, idempotency_key),
+            **self._call(text, payload, key),
         )
-        return await self._create(
-            lambda client: client.calls.create_async(**options), idempotency_key
-        )
+        return await self._create(lambda client: client.calls.create_async(**options), key)
 
     def _call(self, text: str, payload: dict[str, Any], key: str) -> dict[str, str]:
         """An emergency's alert call asks for 1 and reports how it ended, to the voice line's
