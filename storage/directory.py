@@ -1,4 +1,5 @@
-"""Looking up units, staff and retirees by what people type: a code, a name, a phone number."""
+"""Looking up units and staff by what people type: a code, a name. (A retiree by phone number:
+`storage.identities.retiree_by_phone`.)"""
 
 from __future__ import annotations
 
@@ -6,8 +7,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from storage.errors import NotFound
-from storage.models import Retiree, RetireePhone, Staff, Unit
-from storage.phones import normalize_phone
+from storage.models import Staff, Unit
 
 
 def find_unit(session: Session, code_or_name: str) -> Unit:
@@ -36,14 +36,3 @@ def find_staff(session: Session, username: str) -> Staff:
     if staff is None:
         raise NotFound(f"no user named {username!r}")
     return staff
-
-
-def find_retiree_by_phone(session: Session, phone: str) -> Retiree | None:
-    """The retiree who has ``phone`` (any written form); None for an unknown number.
-
-    Raises InvalidPhoneNumber when ``phone`` is not a phone number at all.
-    """
-    number = normalize_phone(phone)
-    return session.scalars(
-        select(Retiree).join(RetireePhone).where(RetireePhone.number == number)
-    ).first()

@@ -51,13 +51,14 @@ def linked_retiree(session: Session, channel: str, address: str) -> Retiree | No
     ).first()
 
 
-def retiree_by_phone(session: Session, number: str) -> Retiree | None:
-    """The active (or not yet confirmed) retiree with this E.164 number."""
-    return session.scalars(
-        select(Retiree)
-        .join(RetireePhone)
-        .where(RetireePhone.number == number, Retiree.status != RetireeStatus.INACTIVE)
-    ).first()
+def retiree_by_phone(session: Session, number: str, *, inactive: bool = False) -> Retiree | None:
+    """The active (or not yet confirmed) retiree with this E.164 number: the one look-up of a
+    caller by phone, for every channel. Staff filing a case for a number (`hotline cases
+    file`) find an ``inactive`` profile too."""
+    query = select(Retiree).join(RetireePhone).where(RetireePhone.number == number)
+    if not inactive:
+        query = query.where(Retiree.status != RetireeStatus.INACTIVE)
+    return session.scalars(query).first()
 
 
 def link(

@@ -15,11 +15,12 @@ from bot.cli.common import cli_transaction, current_settings, fail
 from config.categories import get_categories
 from storage import actions
 from storage.audit import record_access, viewed_retiree
-from storage.directory import find_retiree_by_phone, find_staff, find_unit
+from storage.directory import find_staff, find_unit
 from storage.errors import CaseError
+from storage.identities import retiree_by_phone
 from storage.models import Case, CaseStatus, Retiree
 from storage.permissions import Actor
-from storage.phones import InvalidPhoneNumber
+from storage.phones import InvalidPhoneNumber, normalize_phone
 
 app = typer.Typer(help="File, list and work on cases.", no_args_is_help=True)
 
@@ -123,7 +124,7 @@ def file_command(
     """Log a request that came in person or on an ordinary phone."""
     try:
         with cli_transaction() as session:
-            retiree = find_retiree_by_phone(session, phone)
+            retiree = retiree_by_phone(session, normalize_phone(phone), inactive=True)
             if retiree is None and unit is None:
                 fail(f"no retiree has the phone {phone}; give --unit to file for an unknown caller")
             details = {} if retiree is not None else {"caller_phone": phone}

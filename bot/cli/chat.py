@@ -30,7 +30,7 @@ from handlers import HandlerError
 from nlu.parser import get_parser
 from storage.db import make_engine
 from storage.demo import DEMO_PHONES, database_is_empty
-from storage.directory import find_retiree_by_phone
+from storage.identities import retiree_by_phone
 from storage.migrate import alembic_config, current_revision
 from storage.models import Case
 from storage.phones import InvalidPhoneNumber, normalize_phone
@@ -136,7 +136,7 @@ class Chat:
 
     def _banner(self) -> str:
         with Session(self.engine.db) as session:
-            retiree = find_retiree_by_phone(session, self.address)
+            retiree = retiree_by_phone(session, self.address)
             who = (
                 f"{retiree.name} ({retiree.community.name(self.lang)})"
                 if retiree is not None and retiree.community is not None

@@ -14,7 +14,16 @@ from typer.testing import CliRunner
 
 from bot.cli import app
 from storage.migrate import alembic_config
-from storage.models import AuditEntry, Case, CaseStatus, Retiree, Staff, Unit
+from storage.models import (
+    AuditEntry,
+    Case,
+    CaseStatus,
+    Retiree,
+    RetireePhone,
+    RetireeStatus,
+    Staff,
+    Unit,
+)
 from storage.passwords import verify_password
 
 
@@ -170,6 +179,24 @@ def test_file_for_unknown_caller(hotline, demo) -> None:
         "C-GM",
     ).output
     assert "in the queue of C-GM" in out
+
+
+def test_staff_file_for_a_number_whose_profile_is_inactive(hotline, engine: Engine, demo) -> None:
+    """A caller on a line is not known by an inactive profile, but staff filing by hand are
+    shown it: the case goes to that retiree, not to an unknown caller."""
+    with Session(engine) as s:
+        retiree = s.scalars(
+            select(Retiree).join(RetireePhone).where(RetireePhone.number == "+8613800000001")
+        ).one()
+        retiree.status = RetireeStatus.INACTIVE
+        name = retiree.name
+        s.commit()
+    out = hotline(
+        "cases", "file", "--phone", "13800000001", "--category", "callback", "--text", "?"
+    ).output
+    number = out.split()[1]
+    shown = json.loads(hotline("cases", "show", number, "--json").output)
+    assert shown["retiree"]["name"] == name
 
 
 def test_cases_refusals_are_clear(hotline, demo) -> None:
