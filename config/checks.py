@@ -3,6 +3,8 @@ is reported before anything runs, with the file and the key."""
 
 from __future__ import annotations
 
+from config.care import FILE as CARE
+from config.care import load_care
 from config.categories import load_categories
 from config.dialogue import load_dialogue
 from config.faq import load_faq
@@ -19,3 +21,4 @@ def check_configuration(settings: Settings) -> None:
     load_dialogue(settings.config_dir / "dialogue.yml")
     load_faq(settings.config_dir / "faq.yml")
     load_working_days(settings.config_dir / WORKING_DAYS)
+    load_care(settings.config_dir / CARE)

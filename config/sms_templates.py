@@ -22,6 +22,10 @@ FIELDS: dict[str, frozenset[str]] = {
     "follow_up_reopened": frozenset({"case"}),
     "emergency_alert": frozenset({"case"}),
     "escalation_notice": frozenset({"case"}),
+    "check_in": frozenset({"name"}),
+    "check_in_family": frozenset({"name", "community"}),
+    "family_emergency": frozenset({"name", "community", "case_number"}),
+    "family_outcome": frozenset({"name", "community", "case_number"}),
 }
 
 

@@ -32,7 +32,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from config.categories import CategoryConfig
 from config.i18n import Catalogs
-from storage import alert_chain, follow_ups, timeline
+from storage import alert_chain, family, follow_ups, timeline
 from storage.db import dialect_insert
 from storage.deadlines import CalendarNotCovered, deadline_after
 from storage.errors import (
@@ -620,6 +620,7 @@ def resolve(
     case.resolved_at = now
     _moved(session, case, "resolve", actor, CLAIMED, now, note=outcome)
     tell_resolved(session, case, now=now)
+    family.tell_outcome(session, case, now=now)
     if follow_ups.wanted(case):
         follow_ups.start(session, case, now=now)
     return case

@@ -57,7 +57,7 @@ from sqlalchemy import ColumnElement, Engine, exists, select
 from sqlalchemy.orm import Session
 
 from config.i18n import Catalogs
-from storage import outbox, timeline
+from storage import family, outbox, timeline
 from storage.db import transaction
 from storage.identities import retiree_by_phone
 from storage.models import (
@@ -210,7 +210,8 @@ def alert_emergency(
     catalogs: Catalogs,
     lang: str,
 ) -> int:
-    """Urgent messages to the on-duty staff and the emergency contacts, all at once, and the
+    """Urgent messages to the on-duty staff, the emergency contacts and the family who may know
+    of emergencies (storage/family.py), all at once, and the
     first of the calls that go to them one after another (each number called once). An
     emergency told on a live call is put through to the same people by the call itself, so its
     alert calls are held meanwhile (PUT_THROUGH_HOLD; the voice line releases them sooner), or
@@ -242,6 +243,19 @@ def alert_emergency(
         callees.append(Callee(contact.phone, text, _contact_name(contact, catalogs, lang)))
         _enqueue_message(session, case, "sms", contact.phone, text, lang)
         queued += 1
+    if retiree is not None:  # family who may know of emergencies, not told as a contact above
+        told = {contact.phone for contact in contacts}
+        key = f"{case.number}:emergency"
+        queued += family.tell(
+            session,
+            retiree,
+            family.EMERGENCIES,
+            key=key,
+            now=utcnow(),
+            case=case,
+            skip=told,
+            case_number=case.number,
+        )
     callees = _each_number_once(callees)
     if callees:
         live = case.channel in LIVE_CALL_CHANNELS

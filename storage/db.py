@@ -131,6 +131,14 @@ def dialect_insert(session: Session) -> Any:
     return sqlite.insert
 
 
+def for_this_worker(session: Session, query: Any, model: Any) -> Any:
+    """``query``'s rows of ``model`` locked for this worker: on PostgreSQL FOR UPDATE SKIP
+    LOCKED, so other workers pass them by; SQLite has one writer at a time anyway."""
+    if session.get_bind().dialect.name == "postgresql":
+        return query.with_for_update(skip_locked=True, of=model)
+    return query
+
+
 _BUILT: dict[tuple[str, str], Any] = {}
 
 

@@ -45,6 +45,7 @@ from storage.alert_chain import (
     ring_again,
     taken_clause,
 )
+from storage.db import for_this_worker
 from storage.deadlines import deadline_after
 from storage.models import (
     Case,
@@ -133,10 +134,7 @@ def _stay_start(case: Case) -> datetime:
 
 def _locked(session: Session, query: Select[tuple[Case]]) -> Select[tuple[Case]]:
     """Lock the cases picked (others skip them on PostgreSQL; SQLite writers take turns)."""
-    query = query.execution_options(populate_existing=True)
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True, of=Case)
-    return query
+    return for_this_worker(session, query.execution_options(populate_existing=True), Case)
 
 
 def _rung_again(case_id: Any) -> Any:

@@ -14,6 +14,7 @@ from config.categories import CategoryConfig
 from config.i18n import Catalogs
 from storage import actions, outbox, timeline
 from storage.alert_chain import message_channel
+from storage.db import for_this_worker
 from storage.follow_ups import (
     ANSWER_WINDOW,
     ASKED_ABOUT,
@@ -43,9 +44,7 @@ def due(session: Session, now: datetime, *, limit: int = 100) -> list[FollowUp]:
         .order_by(FollowUp.next_attempt_at, FollowUp.id)
         .limit(limit)
     )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True, of=FollowUp)
-    return list(session.scalars(query))
+    return list(session.scalars(for_this_worker(session, query, FollowUp)))
 
 
 def run_due(

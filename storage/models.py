@@ -108,6 +108,7 @@ class MessageStatus(enum.StrEnum):
     REPLIED = "replied"
     # An inbound message no turn ran for.
     FOLLOW_UP = "follow_up"  # the answer to a follow-up question (回访)
+    CHECK_IN = "check_in"  # the answer to a check-in (storage/check_ins.py: 1 well, 2 help)
     OPTED_OUT = "opted_out"  # an SMS "STOP"
     UNREADABLE = "unreadable"  # a picture, a voice note, a location with no text
     EMPTY = "empty"
@@ -530,6 +531,120 @@ class FollowUp(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     case: Mapped[Case] = relationship(foreign_keys=[case_id])
+
+
+class CarePlan(Base):
+    """A retiree's check-in plan as set in the registry (config/care.py ``PlanRule`` in ``rule``:
+    how often, which window, which channels). Without a row, config/care.yml's defaults give
+    the plan from the person's profile; ``enabled`` False means "no check-ins" for them."""
+
+    __tablename__ = "care_plans"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    retiree_id: Mapped[int] = mapped_column(
+        ForeignKey("retirees.id", ondelete="CASCADE"), unique=True
+    )
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    rule: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Days with no check-in: weekday names ("sun") or dates ("2026-12-25").
+    quiet_days: Mapped[list[str]] = mapped_column(JSON, default=list)
+    updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FamilyMember(Base):
+    """Family linked to a retiree with the retiree's recorded consent (storage/family.py): who,
+    how to reach them, what they may be told (``may_know``: "emergencies", "check_ins",
+    "outcomes") and whether they may ask for help on the retiree's behalf."""
+
+    __tablename__ = "family_members"
+    __table_args__ = (UniqueConstraint("retiree_id", "channel", "address"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    retiree_id: Mapped[int] = mapped_column(
+        ForeignKey("retirees.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(100))
+    relation: Mapped[str] = mapped_column(String(40), default="")
+    channel: Mapped[str] = mapped_column(String(20))  # sms, wechat, telegram, whatsapp
+    address: Mapped[str] = mapped_column(String(100), index=True)  # E.164, or the account
+    may_know: Mapped[list[str]] = mapped_column(JSON, default=list)
+    may_ask: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The retiree's consent: how it was given, when, and who recorded it.
+    consent: Mapped[str] = mapped_column(Text, default="")
+    consented_on: Mapped[date]
+    recorded_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    retiree: Mapped[Retiree] = relationship()
+
+    def __repr__(self) -> str:  # no personal data in logs or tracebacks
+        return f"<FamilyMember #{self.id} of retiree #{self.retiree_id}>"
+
+
+class CheckInStatus(enum.StrEnum):
+    SCHEDULED = "scheduled"  # not asked yet: due at due_at
+    ASKED = "asked"  # the question is out; the next rung is due at due_at
+    WELL = "well"  # 1: all is well
+    NEEDS_HELP = "needs_help"  # 2: talked with as a caller; a visit at due_at if nothing filed
+    HELPED = "helped"  # 2, and a request of theirs was filed
+    VISIT = "visit"  # nobody answered (or help was asked and nothing filed): a visit case
+    CANCELLED = "cancelled"  # the plan was switched off, or the person is inactive
+
+
+class CheckIn(Base):
+    """One day's check-in of one retiree (storage/check_ins.py): at most one a day."""
+
+    __tablename__ = "check_ins"
+    __table_args__ = (
+        UniqueConstraint("retiree_id", "day"),
+        Index("ix_check_ins_due", "status", "due_at"),
+        Index("ix_check_ins_asked_at", "asked_at"),  # the rate: how many asked in a minute
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    retiree_id: Mapped[int] = mapped_column(ForeignKey("retirees.id", ondelete="CASCADE"))
+    day: Mapped[date] = mapped_column(Date)
+    status: Mapped[CheckInStatus] = mapped_column(
+        _enum(CheckInStatus, "check_in_status"), default=CheckInStatus.SCHEDULED
+    )
+    rung: Mapped[int] = mapped_column(Integer, default=0)  # the next rung of the ladder
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # questions put
+    channel: Mapped[str] = mapped_column(String(20), default="")  # where the last one went
+    address: Mapped[str] = mapped_column(String(100), default="")
+    due_at: Mapped[datetime]
+    window_end: Mapped[datetime]
+    asked_at: Mapped[datetime | None]
+    answered_at: Mapped[datetime | None]
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    retiree: Mapped[Retiree] = relationship()
+
+
+class CheckInDay(Base):
+    """A day whose check-ins were planned (the first worker to insert it plans it)."""
+
+    __tablename__ = "check_in_days"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    planned_at: Mapped[datetime]
+
+
+class CheckInEvent(Base):
+    """A line of a check-in's timeline: each question, answer and rung of the ladder."""
+
+    __tablename__ = "check_in_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    check_in_id: Mapped[int] = mapped_column(
+        ForeignKey("check_ins.id", ondelete="CASCADE"), index=True
+    )
+    action: Mapped[str] = mapped_column(String(24))
+    at: Mapped[datetime]
+    channel: Mapped[str] = mapped_column(String(20), default="")
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
 class ApiToken(Base):

@@ -17,6 +17,8 @@ from functools import cache, cached_property
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from config.care import FILE as CARE_FILE
+from config.care import CareConfig, load_care
 from config.categories import CategoryConfig, load_categories
 from config.i18n import Catalogs, load_catalogs
 from config.service_hours import FILE as SERVICE_HOURS_FILE
@@ -56,6 +58,11 @@ class Site:
     def service_hours(self) -> ServiceHours:
         """When the offices answer: deadlines count these hours (storage/deadlines.py)."""
         return load_service_hours(self.settings.config_dir / SERVICE_HOURS_FILE)
+
+    @cached_property
+    def care(self) -> CareConfig:
+        """Check-in plans' defaults, the quiet hours and the ladder (storage/check_ins.py)."""
+        return load_care(self.settings.config_dir / CARE_FILE)
 
     def hours_for(self, unit: Unit | None) -> Day:
         """The service hours of ``unit``'s queue: its own, else the nearest unit's above it,

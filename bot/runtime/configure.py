@@ -41,4 +41,5 @@ def load_deployment(
         words=words,
     )
     deployment.service_hours  # noqa: B018 -- read and checked now, not at the first case
+    deployment.care  # noqa: B018 -- likewise, not at the first check-in
     return deployment

@@ -15,6 +15,7 @@ from storage.db import make_engine
 from storage.models import (
     Base,
     CaseStatus,
+    CheckInStatus,
     Direction,
     FollowUpStatus,
     Hardship,
@@ -38,6 +39,7 @@ ENUM_COLUMNS: list[tuple[str, str, type[enum.Enum]]] = [
     ("messages", "direction", Direction),
     ("messages", "status", MessageStatus),
     ("outbox", "status", OutboxStatus),
+    ("check_ins", "status", CheckInStatus),
     ("follow_ups", "status", FollowUpStatus),
 ]
 BAD = "not_a_value"
@@ -170,7 +172,13 @@ def test_database_refuses_a_value_not_in_the_enum(
     with engine.connect() as conn:
         unit_id = conn.execute(text("SELECT id FROM units WHERE code = 'U1'")).scalar_one()
     ids = {"units": unit_id}
-    if any(fk.column.table.name == "cases" for fk in Base.metadata.tables[table].foreign_keys):
+    targets = {fk.column.table.name for fk in Base.metadata.tables[table].foreign_keys}
+    if "retirees" in targets:
+        retiree = _row(Base.metadata.tables["retirees"], "status", "active", ids)
+        _insert(engine, "retirees", retiree)
+        with engine.connect() as conn:
+            ids["retirees"] = conn.execute(text("SELECT id FROM retirees")).scalar_one()
+    if "cases" in targets:
         case_row = _row(Base.metadata.tables["cases"], "status", CaseStatus.OPEN.value, ids)
         case_row["number"] = "2026-000001"
         _insert(engine, "cases", case_row)
