@@ -8,6 +8,9 @@ a call is, and what its keys do, are written here once:
 - a follow-up call (回访, storage/follow_ups.py): asks its question; 1, 2 or 3 answers it
   (`hear`), another key hears the question once more (``FOLLOW_UP_ASKS``), no key: goodbye (the
   round stays asked, asked again later);
+- a check-in call (主动关爱, storage/check_ins.py): asks how they are; 1 is well (thanks,
+  goodbye), 2 needs help: the call goes on as if they had called us (`hear_check_in`); another
+  key hears the question once more (``CHECK_IN_ASKS``); no key: goodbye (the ladder goes on);
 - any other call (a notice): says its text twice.
 """
 
@@ -23,19 +26,21 @@ from sqlalchemy.orm import Session
 
 from bot.conversation.follow_up_answers import Answered, answer_round
 from config.i18n import Catalogs
-from storage import actions, alert_chain, follow_up_jobs, follow_ups
+from storage import actions, alert_chain, check_ins, follow_up_jobs, follow_ups
 from storage.db import transaction
-from storage.models import Case, FollowUp
+from storage.models import Case, CheckIn, FollowUp
 from storage.site import site_of
 
 CHANNEL = "voice"  # the outbox channel of the calls we place
 ALERT_ASKS = 2  # an alert call asks for 1 this many times before it hangs up
 FOLLOW_UP_ASKS = 2  # the question is heard again once after a key that is not 1, 2 or 3
+CHECK_IN_ASKS = 2  # likewise after a key that is not 1 or 2
 
 
 class CallKind(StrEnum):
     ALERT = "alert"
     FOLLOW_UP = "follow_up"
+    CHECK_IN = "check_in"
     NOTICE = "notice"
 
 
@@ -44,6 +49,8 @@ def kind_of(channel: str, payload: dict[str, Any] | None) -> CallKind:
         return CallKind.FOLLOW_UP
     if alert_chain.is_alert_call(channel, payload):
         return CallKind.ALERT
+    if channel == CHANNEL and check_ins.is_check_in(channel, payload):
+        return CallKind.CHECK_IN
     return CallKind.NOTICE
 
 
@@ -108,3 +115,33 @@ def hear(db: Engine, follow_up_id: int, callee: str, digits: str, *, now: dateti
         if digits in follow_ups.CHOICES:
             answered = answer_round(session, follow_up, digits, now=now)
         return Heard(question, language, answered)
+
+
+# -- a check-in call ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckInHeard:
+    question: str  # the question, to say again
+    language: str
+    answered: check_ins.Answered | None  # None: the key was no answer (or there was none)
+
+
+def hear_check_in(
+    db: Engine, check_in_id: int, callee: str, digits: str, *, now: datetime
+) -> CheckInHeard | None:
+    """What ``digits`` pressed on the check-in call ``check_in_id`` to ``callee`` does; None
+    when the check-in was not last asked by a call to that number. The first answer counts
+    (storage.check_ins.answer); a later one hears that the day's check-in is over."""
+    with transaction(db) as session:
+        check_in = session.get(CheckIn, check_in_id)
+        if check_in is None or check_in.channel != CHANNEL or check_in.address != callee:
+            return None
+        retiree = check_in.retiree
+        site = site_of(session)
+        language = retiree.preferred_language or site.language
+        question = site.catalogs.text("check_in.question_voice", language, name=retiree.name)
+        answered = None
+        if digits in check_ins.CHOICES:
+            answered = check_ins.answer(session, check_in, digits, now=now)
+        return CheckInHeard(question, language, answered)

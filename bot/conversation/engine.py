@@ -38,18 +38,18 @@ from bot.conversation.turn import (
 from config.dialogue import DialogueConfig
 from nlu.intents import FALLBACK
 from nlu.parser import NluParser
-from storage import messages
+from storage import family, identities, messages
 from storage.db import dialect_insert
 from storage.errors import CaseConflict
 from storage.models import (
     Case,
     ConversationState,
     Direction,
+    FamilyMember,
     Message,
     MessageStatus,
-    MessagingIdentity,
     Retiree,
-    RetireePhone,
+    RetireeStatus,
 )
 from storage.phones import InvalidPhoneNumber, normalize_phone
 from storage.types import utcnow
@@ -165,7 +165,9 @@ class ConversationEngine:
         state = DialogueState.load(row.state)
         idle = bool(row.state) and row.updated_at < self._idle_cutoff(now)
         if retiree is None:
-            retiree = _identify(session, inbound)
+            retiree, member = _identify(session, inbound)
+            if member is not None:
+                state.on_behalf = member.id
         turn = Turn(
             session=session,
             deployment=self.deployment,
@@ -298,7 +300,7 @@ class ConversationEngine:
             inbound=inbound,
             heard=Heard(),
             state=DialogueState.load(row.state),
-            retiree=retiree or _identify(session, inbound),
+            retiree=retiree or _identify(session, inbound)[0],
             now=inbound.received_at,
         )
         _start_afresh(turn)
@@ -457,7 +459,10 @@ def _start_afresh(turn: Turn) -> None:
         if case is not None:
             log.info("unfinished_request_filed", case=case.number, handler=task.handler)
     turn.state = DialogueState(
-        lang=state.lang, lang_chosen=state.lang_chosen, registered=state.registered
+        lang=state.lang,
+        lang_chosen=state.lang_chosen,
+        registered=state.registered,
+        on_behalf=state.on_behalf,  # still the same family member asking
     )
 
 
@@ -539,28 +544,25 @@ def _lock_conversation(
     return row, retiree, earlier
 
 
-def _identify(session: Session, inbound: Inbound) -> Retiree | None:
+def _identify(session: Session, inbound: Inbound) -> tuple[Retiree | None, FamilyMember | None]:
     """Who is speaking in a conversation not yet tied to anyone: a linked messaging account,
-    or the phone number (calls, SMS, WhatsApp)."""
-    linked = session.scalars(
-        select(Retiree)
-        .join(MessagingIdentity)
-        .where(
-            MessagingIdentity.channel == inbound.channel,
-            MessagingIdentity.address == inbound.address,
-        )
-    ).first()
+    or the phone number (calls, SMS, WhatsApp) of an active retiree; else a family member who
+    may ask on a retiree's behalf (storage/family.py): then the conversation is that retiree's."""
+    linked = identities.linked_retiree(session, inbound.channel, inbound.address)
     if linked is not None:
-        return linked
-    if inbound.channel not in PHONE_CHANNELS:
-        return None
-    try:
-        number = normalize_phone(inbound.address.removeprefix("whatsapp:"))
-    except InvalidPhoneNumber:
-        return None
-    return session.scalars(
-        select(Retiree).join(RetireePhone).where(RetireePhone.number == number)
-    ).first()
+        return linked, None
+    if inbound.channel in PHONE_CHANNELS:
+        try:
+            number = normalize_phone(inbound.address.removeprefix("whatsapp:"))
+        except InvalidPhoneNumber:
+            return None, None
+        found = identities.retiree_by_phone(session, number)
+        if found is not None:
+            return found, None
+    member = family.speaking_for(session, inbound.channel, inbound.address)
+    if member is None or member.retiree.status == RetireeStatus.INACTIVE:
+        return None, None
+    return member.retiree, member
 
 
 def _understand(

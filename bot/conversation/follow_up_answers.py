@@ -1,4 +1,6 @@
-"""Answers to the follow-up question (回访, storage/follow_ups.py) as they come in on the channels.
+"""Answers to the follow-up question (回访, storage/follow_ups.py) as they come in on the channels,
+and to today's check-in (storage/check_ins.py: a bare 1 or 2 by message, `_answer_check_in`;
+a follow-up question waiting on the same address is answered first).
 
 - SMS and WhatsApp (bot/channels/twilio/messaging/): a message of just "1", "2" or "3" from the
   address a question went to (``waiting_round``). Any other text is a conversation turn as ever;
@@ -27,15 +29,24 @@ from sqlalchemy.orm import Session
 
 from bot.conversation.messages import Inbound, record_inbound
 from bot.conversation.state import DialogueState
-from storage import follow_up_jobs, follow_ups, messages
+from storage import check_ins, follow_up_jobs, follow_ups, messages
 from storage.db import transaction
-from storage.models import Case, ConversationState, Direction, FollowUp, Message, MessageStatus
+from storage.models import (
+    Case,
+    CheckIn,
+    ConversationState,
+    Direction,
+    FollowUp,
+    Message,
+    MessageStatus,
+)
 from storage.outbox import enqueue
 from storage.site import site_of
 
 log = structlog.get_logger(__name__)
 
 MESSAGE_STATUS = MessageStatus.FOLLOW_UP  # an inbound message that answered a follow-up question
+CHECK_IN_STATUS = MessageStatus.CHECK_IN  # one that answered a check-in
 _BUTTON = re.compile(r"^fu:(?P<id>\d{1,12}):(?P<choice>[123])$")
 
 
@@ -77,23 +88,49 @@ def waiting_round(
     session: Session, channel: str, address: str, now: datetime, *, idle: timedelta
 ) -> FollowUp | None:
     """The question a bare 1, 2 or 3 from ``address`` answers; None when there is none, or when
-    the person has talked with the bot since it was asked and that conversation (not idle, not
-    ended; ``idle``: the dialogue rules' idle time) waits on a numbered choice of its own."""
+    the conversation since it was asked waits on a number of its own (`_conversation_waits`)."""
     follow_up = follow_ups.open_round_for(session, channel, address)
-    if follow_up is None:
+    if follow_up is None or _conversation_waits(
+        session, channel, address, follow_up.asked_at, now, idle
+    ):
         return None
+    return follow_up
+
+
+def waiting_check_in(
+    session: Session, channel: str, address: str, now: datetime, *, idle: timedelta
+) -> CheckIn | None:
+    """Today's check-in a bare 1 or 2 from ``address`` answers, as `waiting_round`."""
+    today = now.astimezone(site_of(session).tz).date()
+    check_in = check_ins.waiting_for(session, channel, address, today)
+    if check_in is None or _conversation_waits(
+        session, channel, address, check_in.asked_at, now, idle
+    ):
+        return None
+    return check_in
+
+
+def _conversation_waits(
+    session: Session,
+    channel: str,
+    address: str,
+    asked_at: datetime | None,
+    now: datetime,
+    idle: timedelta,
+) -> bool:
+    """Whether the person has talked with the bot since our question was asked and that
+    conversation (not idle, not ended; ``idle``: the dialogue rules' idle time) waits on a
+    numbered choice of its own: then a bare number answers the conversation, not us."""
     row = session.execute(
         select(ConversationState.state, ConversationState.updated_at).where(
             ConversationState.channel == channel, ConversationState.address == address
         )
     ).first()
-    if row is None or not row.state or follow_up.asked_at is None:
-        return follow_up
+    if row is None or not row.state or asked_at is None:
+        return False
     idled = now - row.updated_at > idle
     state = DialogueState.load(row.state)
-    if row.updated_at > follow_up.asked_at and state.choices and not state.ended and not idled:
-        return None
-    return follow_up
+    return row.updated_at > asked_at and bool(state.choices) and not state.ended and not idled
 
 
 def answer_message(
@@ -115,12 +152,12 @@ def answer_message(
         if earlier is not None:
             # A redelivery: an answer was answered the first time; a turn's message is the
             # engine's, which answers a redelivered one from what it saved.
-            return bool(earlier.status == MESSAGE_STATUS)
+            return earlier.status in (MESSAGE_STATUS, CHECK_IN_STATUS)
         follow_up = waiting_round(
             session, inbound.channel, inbound.address, inbound.received_at, idle=idle
         )
         if follow_up is None:
-            return False
+            return _answer_check_in(session, inbound, reply_key, priority, idle=idle)
         added = record_inbound(
             session,
             inbound,
@@ -132,24 +169,9 @@ def answer_message(
         if added is None:  # the same message delivered twice at once: the other one answers it
             return True
         answered = answer_round(session, follow_up, inbound.text, now=inbound.received_at)
-        reply = {"text": answered.text, "language": answered.language}
-        messages.set_payload(
-            session,
-            added,
-            {
-                "intent": None,
-                "follow_up": follow_up.id,
-                "answer": answered.label,
-                "replies": [reply],
-            },
-        )
-        enqueue(
-            session,
-            channel=inbound.channel,
-            address=inbound.address,
-            payload={"kind": "reply", **reply},
-            idempotency_key=reply_key,
-            priority=priority,
+        answer = {"follow_up": follow_up.id, "answer": answered.label}
+        _reply(
+            session, inbound, added, answer, answered.text, answered.language, reply_key, priority
         )
     log.info(
         "follow_up_answered",
@@ -159,6 +181,58 @@ def answer_message(
         reopened=answered.reopened,
     )
     return True
+
+
+def _answer_check_in(
+    session: Session, inbound: Inbound, reply_key: str, priority: int, *, idle: timedelta
+) -> bool:
+    """A bare 1 or 2 to today's check-in (storage/check_ins.py), recorded once as the person's
+    message (CHECK_IN_STATUS) with its reply queued; False when no check-in waits on it. After a
+    2 the person's next message is a conversation turn as ever: they are asked what they need."""
+    if inbound.text not in check_ins.CHOICES:
+        return False
+    check_in = waiting_check_in(
+        session, inbound.channel, inbound.address, inbound.received_at, idle=idle
+    )
+    if check_in is None:
+        return False
+    added = record_inbound(
+        session,
+        inbound,
+        payload={"intent": None, "check_in": check_in.id, "replies": []},
+        status=CHECK_IN_STATUS,
+        retiree_id=check_in.retiree_id,
+    )
+    if added is None:
+        return True
+    answered = check_ins.answer(session, check_in, inbound.text, now=inbound.received_at)
+    answer = {"check_in": check_in.id, "answer": answered.label}
+    _reply(session, inbound, added, answer, answered.text, answered.language, reply_key, priority)
+    return True
+
+
+def _reply(
+    session: Session,
+    inbound: Inbound,
+    message_id: int,
+    answer: dict[str, object],
+    text: str,
+    language: str,
+    reply_key: str,
+    priority: int,
+) -> None:
+    """The answer's record (its message ``message_id`` says what it answered, and the reply
+    in the engine's shape) and the reply queued, in the transaction that recorded it."""
+    reply = {"text": text, "language": language}
+    messages.set_payload(session, message_id, {"intent": None, **answer, "replies": [reply]})
+    enqueue(
+        session,
+        channel=inbound.channel,
+        address=inbound.address,
+        payload={"kind": "reply", **reply},
+        idempotency_key=reply_key,
+        priority=priority,
+    )
 
 
 def parse_button(data: str) -> tuple[int, str] | None:

@@ -65,6 +65,7 @@ class DialogueState(_State):
     cases: list[str] = Field(default_factory=list)  # numbers filed in this conversation
     emergency_case: str | None = None  # an emergency filed in this conversation
     registered: bool = False  # an unknown sender finished registration in this conversation
+    on_behalf: int | None = None  # the family member (storage/family.py) asking for the retiree
     ended: bool = False
     turns: int = 0
 

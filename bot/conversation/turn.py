@@ -21,9 +21,9 @@ from bot.conversation.state import DialogueState, Task
 from bot.conversation.timefmt import spoken_deadline, spoken_time
 from config.words import any_of
 from nlu.intents import FALLBACK
-from storage import actions
+from storage import actions, family
 from storage.deadlines import opening_at_or_after
-from storage.models import Case, Retiree, Unit
+from storage.models import Case, FamilyMember, Retiree, Unit
 from storage.permissions import Actor
 
 if TYPE_CHECKING:
@@ -230,6 +230,10 @@ class Turn:
         unit = None
         if self.retiree is None or self.retiree.community is None:
             unit = self.default_unit()
+        if self.state.on_behalf is not None:  # a family member asked for the retiree
+            member = self.session.get(FamilyMember, self.state.on_behalf)
+            if member is not None:
+                details = {**details, "on_behalf": family.on_behalf(member)}
         case = actions.file_case(
             self.session,
             category=category,

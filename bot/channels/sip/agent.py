@@ -37,7 +37,7 @@ from typing import Any
 import pjsua2 as pj
 import structlog
 
-from bot.channels.sip.callout import CalloutFlow, Ended, Hear, Heard, Placed
+from bot.channels.sip.callout import CalloutFlow, Converse, Ended, Hear, Heard, Placed
 from bot.channels.sip.flow import (
     Action,
     Answer,
@@ -565,11 +565,21 @@ class Agent:
                 state.busy += 1
                 hear = partial(self.line.hear, state.placed, state.source, action.digit)
                 self._work(call_id, "heard", hear)
+            elif isinstance(action, Converse) and state.placed is not None:
+                self._converse(call_id, state, state.placed)
             elif isinstance(action, Ended) and state.placed is not None:
                 state.busy += 1
                 over = partial(self.line.call_over, state.placed, state.source, action.status)
                 self._work(call_id, "done", over)
                 log.info("sip_call_placed_over", call=call_id, status=action.status)
+
+    def _converse(self, call_id: int, state: _Call, placed: Placed) -> None:
+        """The person we rang goes on as a caller (a check-in's 2): the caller's flow, with who
+        they are looked up as for a call in; the placed call's end is nobody's business now."""
+        state.flow, state.placed, state.started = CallFlow(self.config), None, False
+        state.busy += 1
+        self._work(call_id, "caller", lambda: self.line.caller(placed.address))
+        log.info("sip_check_in_converse", call=call_id)
 
     def _ask(self, call_id: int, state: _Call, ask: Ask) -> None:
         state.asks += 1

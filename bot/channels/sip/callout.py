@@ -4,8 +4,10 @@ played to its end, a key, the silence timer, what the key did, the call's end), 
 (play, wait for a key, hear a key, report the end). The agent carries the actions out.
 
     ringing ─(answered)─► ASKING: the text (alert: and "press 1"; a notice: twice) ─► WAITING
-    WAITING ─ the key that answers (alert: 1; follow-up: 1, 2, 3) ─► HEARING ─► TELLING ─► hang up
-            ─ another key, or silence ─► asked again (ALERT_ASKS / FOLLOW_UP_ASKS), then goodbye
+    WAITING ─ the key that answers (alert: 1; follow-up: 1, 2, 3; check-in: 1, 2) ─► HEARING
+            ─► TELLING ─► hang up        (a check-in's 2: Converse, the caller's flow takes over)
+            ─ another key, or silence ─► asked again (ALERT_ASKS / FOLLOW_UP_ASKS /
+              CHECK_IN_ASKS), then goodbye
     a notice: said twice, then hang up.       the end, however it came: Ended(status)
 
 The end is reported once, after what a key did is recorded: an alert call whose callee pressed
@@ -18,15 +20,25 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from bot.channels.calls import ALERT_ASKS, CHANNEL, FOLLOW_UP_ASKS, CallKind, kind_of
+from bot.channels.calls import (
+    ALERT_ASKS,
+    CHANNEL,
+    CHECK_IN_ASKS,
+    FOLLOW_UP_ASKS,
+    CallKind,
+    kind_of,
+)
 from bot.channels.sip.flow import HangUp, Play, WaitForKey
 from bot.channels.sip.prompts import Key, Part, Speak
 from config.sip import SipConfig
-from storage import follow_ups
+from storage import check_ins, follow_ups
 
 PRESS_ONE = "alert_chain.heard.press_one"
 NOT_TAKEN = "alert_chain.heard.not_taken"
 NO_ANSWER = "follow_up.voice_goodbye"
+CHECK_IN_GOODBYE = "check_in.goodbye"
+ASKS = {CallKind.ALERT: ALERT_ASKS, CallKind.CHECK_IN: CHECK_IN_ASKS}
+GOODBYE = {CallKind.ALERT: NOT_TAKEN, CallKind.CHECK_IN: CHECK_IN_GOODBYE}
 # What a call that ended is called (as on Twilio: the alert chain's notes and logs say it).
 COMPLETED, BUSY, NO_ANSWER_STATUS, FAILED = "completed", "busy", "no-answer", "failed"
 BUSY_CODES = frozenset({486, 600, 603})
@@ -43,11 +55,13 @@ class Placed:
     text: str
     language: str
     follow_up: int | None = None
+    check_in: int | None = None
 
     @classmethod
     def of(cls, key: str, address: str, payload: dict[str, Any], language: str) -> Placed:
         kind = kind_of(CHANNEL, payload)
         follow_up = int(payload["follow_up"]) if kind == CallKind.FOLLOW_UP else None
+        check_in = int(payload["check_in"]) if kind == CallKind.CHECK_IN else None
         return cls(
             key=key,
             address=address,
@@ -55,6 +69,7 @@ class Placed:
             text=str(payload.get("text") or ""),
             language=str(payload.get("language") or language),
             follow_up=follow_up,
+            check_in=check_in,
         )
 
 
@@ -74,9 +89,16 @@ class Ended:
 
 @dataclass(frozen=True)
 class Heard:
-    """What a key did: the words the callee hears before the line hangs up (nothing: hang up)."""
+    """What a key did: the words the callee hears before the line hangs up (nothing: hang up);
+    ``converse``: the call goes on as if the callee had rung us (a check-in's 2)."""
 
     words: str = ""
+    converse: bool = False
+
+
+@dataclass(frozen=True)
+class Converse:
+    """Hand the call to a caller's flow (flow.py): greeted, the menu, what they need."""
 
 
 class Phase(StrEnum):
@@ -119,7 +141,7 @@ class CalloutFlow:
         parts: tuple[Part, ...]
         if self.placed.kind == CallKind.ALERT:
             parts = (text, Key(PRESS_ONE))
-        elif self.placed.kind == CallKind.FOLLOW_UP and self.asks > 1:
+        elif self.placed.kind in (CallKind.FOLLOW_UP, CallKind.CHECK_IN) and self.asks > 1:
             parts = (text,)
         else:  # a follow-up's first ask, and a notice, say it twice
             parts = (text, text)
@@ -145,9 +167,12 @@ class CalloutFlow:
         kind = self.placed.kind
         if kind == CallKind.NOTICE:
             return []
-        if (kind == CallKind.ALERT and digit == "1") or (
-            kind == CallKind.FOLLOW_UP and digit in follow_ups.CHOICES
-        ):
+        answers = (
+            (kind == CallKind.ALERT and digit == "1")
+            or (kind == CallKind.FOLLOW_UP and digit in follow_ups.CHOICES)
+            or (kind == CallKind.CHECK_IN and digit in check_ins.CHOICES)
+        )
+        if answers:
             self.phase = Phase.HEARING
             return [Hear(digit)]
         return self._no_answer()
@@ -158,15 +183,17 @@ class CalloutFlow:
         return self._no_answer()
 
     def _no_answer(self) -> list[Any]:
-        limit = ALERT_ASKS if self.placed.kind == CallKind.ALERT else FOLLOW_UP_ASKS
-        if self.asks < limit:
+        if self.asks < ASKS.get(self.placed.kind, FOLLOW_UP_ASKS):
             return self._ask()
         self.phase = Phase.TELLING
-        return [Play((Key(NOT_TAKEN if self.placed.kind == CallKind.ALERT else NO_ANSWER),))]
+        return [Play((Key(GOODBYE.get(self.placed.kind, NO_ANSWER)),))]
 
     def heard(self, heard: Heard) -> list[Any]:
         if self.ended:  # hung up while the key was recorded: the end is reported now
             return self._report()
+        if heard.converse:
+            self.phase = Phase.DONE  # the call is the caller's flow's from now on
+            return [Converse()]
         if not heard.words:
             self.phase = Phase.DONE
             return [HangUp()]

@@ -160,6 +160,14 @@ class Line:
             heard = calls.hear(self.db, placed.follow_up, placed.address, digit, now=utcnow())
             if heard is not None and heard.answered is not None:
                 return Heard(heard.answered.text)
+        if placed.kind == CallKind.CHECK_IN and placed.check_in is not None:
+            said = calls.hear_check_in(
+                self.db, placed.check_in, placed.address, digit, now=utcnow()
+            )
+            if said is not None and said.answered is not None:
+                if said.answered.label == "needs_help":
+                    return Heard(converse=True)
+                return Heard(said.answered.text)
         return Heard()
 
     def call_over(self, placed: Placed, call_id: str, status: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -57,6 +58,7 @@ def mount(app: FastAPI, deployment: Deployment) -> Mounted:
     _status_route(router, line)
     _alert_route(router, line)
     _follow_up_route(router, line)
+    _check_in_route(router, line)
     app.include_router(router)
     return Mounted("twilio_voice", enabled=True)
 
@@ -356,6 +358,35 @@ def _alert_route(router: APIRouter, line: VoiceLine) -> None:
         return twiml(response)
 
 
+@dataclass(frozen=True)
+class KeyPressed:
+    """A key pressed on a call of ours that asked a question (``param``: the question's id in
+    the action's query; ``r``: how many times it was asked), and the number we rang."""
+
+    question: int
+    asked: int
+    digits: str
+    callee: str
+
+    @classmethod
+    def read(cls, request: Request, form: dict[str, Any], param: str) -> KeyPressed:
+        raw = request.query_params.get(param, "")
+        return cls(
+            question=int(raw) if raw.isdigit() and len(raw) <= 12 else 0,
+            asked=Step.read(request).number("r", 1),
+            digits=str(form.get("Digits", "")).strip(),
+            callee=str(form.get("To", "")).strip(),
+        )
+
+
+def _unknown_question(event: str, form: dict[str, Any]) -> Response:
+    """A key for a question we did not put to that number: logged, and the call hung up."""
+    log.warning(event, call_sid=form.get("CallSid", ""))
+    response = VoiceResponse()
+    response.hangup()
+    return twiml(response)
+
+
 def _follow_up_route(router: APIRouter, line: VoiceLine) -> None:
     @router.post("/follow-up")
     @when_down(_key_noted(line))
@@ -363,19 +394,14 @@ def _follow_up_route(router: APIRouter, line: VoiceLine) -> None:
         """The key pressed on a follow-up call we placed (``fu``): 1, 2 or 3 answers and the
         person is thanked; another key hears the question once more; no key, goodbye (the round
         stays asked: the worker asks again later, then files a call-back)."""
-        raw = request.query_params.get("fu", "")
-        follow_up_id = int(raw) if raw.isdigit() and len(raw) <= 12 else 0
-        asked = Step.read(request).number("r", 1)
-        digits = str(form.get("Digits", "")).strip()
-        callee = str(form.get("To", "")).strip()
+        key = KeyPressed.read(request, form, "fu")
+        follow_up_id, asked, digits = key.question, key.asked, key.digits
         heard = await talk.run(
-            calls.hear, talk.db, follow_up_id, callee, digits, now=datetime.now(UTC)
+            calls.hear, talk.db, follow_up_id, key.callee, digits, now=datetime.now(UTC)
         )
         response = VoiceResponse()
         if heard is None:
-            log.warning("follow_up_call_unknown", call_sid=form.get("CallSid", ""))
-            response.hangup()
-            return twiml(response)
+            return _unknown_question("follow_up_call_unknown", form)
         if heard.answered is not None:
             line.say(response, heard.answered.text, heard.language)
             response.hangup()
@@ -388,4 +414,38 @@ def _follow_up_route(router: APIRouter, line: VoiceLine) -> None:
             response.hangup()
         answer = heard.answered.label if heard.answered is not None else None
         log.info("follow_up_call_key", pressed=digits or None, asked=asked, answer=answer)
+        return twiml(response)
+
+
+def _check_in_route(router: APIRouter, line: VoiceLine) -> None:
+    @router.post("/check-in")
+    @when_down(_key_noted(line))
+    async def check_in_key(request: Request, form: Form, talk: Talk) -> Response:
+        """The key pressed on a check-in call we placed (``ci``): 1, they are well: thanks and
+        goodbye; 2, they need help: the call goes on as if they had rung us (the greeting, then
+        the conversation); another key hears the question once more; no key, goodbye (the
+        ladder of storage/check_ins.py goes on)."""
+        key = KeyPressed.read(request, form, "ci")
+        check_in_id, asked, digits = key.question, key.asked, key.digits
+        heard = await talk.run(
+            calls.hear_check_in, talk.db, check_in_id, key.callee, digits, now=datetime.now(UTC)
+        )
+        response = VoiceResponse()
+        if heard is None:
+            return _unknown_question("check_in_call_unknown", form)
+        answered = heard.answered
+        if answered is not None and answered.label == "needs_help":
+            response.redirect(PREFIX, method="POST")
+        elif answered is not None:
+            line.say(response, answered.text, heard.language)
+            response.hangup()
+        elif digits and asked < calls.CHECK_IN_ASKS:
+            action = follow_up_call.check_in_again_url(check_in_id, asked + 1)
+            gather = line.gather(response, action, heard.language, one_key=True, keys_only=True)
+            line.say(gather, heard.question, heard.language)
+        else:
+            line.say(response, line.text("check_in.goodbye", heard.language), heard.language)
+            response.hangup()
+        label = answered.label if answered is not None else None
+        log.info("check_in_call_key", pressed=digits or None, asked=asked, answer=label)
         return twiml(response)

@@ -1,6 +1,7 @@
 """Places the outbox's calls through Twilio's Calls API: a notice said twice; an emergency's
 alert call, which says it and asks for 1 to take it, with a status callback
-(storage/alert_chain.py); a follow-up call, which asks its question twice and hears 1, 2 or 3 (``follow_up.py``)."""
+(storage/alert_chain.py); a follow-up call, which asks its question twice and hears 1, 2 or 3
+(``follow_up.py``); a check-in call, which asks how they are and hears 1 or 2."""
 
 from __future__ import annotations
 
@@ -106,6 +107,9 @@ class CallSender(TwilioRestSender):
         language = payload.get("language")
         if base and calls.is_follow_up_call("voice", payload):
             action = follow_up_call.follow_up_url(base, int(payload["follow_up"]))
+            return {"twiml": follow_up_twiml(text, action, self.settings, language)}
+        if base and calls.kind_of("voice", payload) == calls.CallKind.CHECK_IN:
+            action = follow_up_call.check_in_url(base, int(payload["check_in"]))
             return {"twiml": follow_up_twiml(text, action, self.settings, language)}
         if not (base and alert_chain.is_alert_call("voice", payload)):
             return {"twiml": speech_twiml(text, self.settings, language)}

@@ -103,9 +103,12 @@ class Caller:
 
 
 def caller_address(form: dict[str, Any]) -> str:
-    """The conversation's address: the caller's number; a withheld number ("anonymous",
-    "+266696687") gets one of its own per call, so two such callers never share a conversation."""
-    number = str(form.get("From", ""))
+    """The conversation's address: the caller's number (on a call we placed, "outbound-api",
+    the number we rang: a check-in answered with 2 goes on as a conversation with them); a
+    withheld number ("anonymous", "+266696687") gets one of its own per call, so two such
+    callers never share a conversation."""
+    placed = str(form.get("Direction", "")) == "outbound-api"
+    number = str(form.get("To" if placed else "From", ""))
     try:
         normalize_phone(number)
     except InvalidPhoneNumber:

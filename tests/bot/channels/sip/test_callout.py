@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from bot.channels.calls import CallKind
 from bot.channels.sip.callout import (
+    CHECK_IN_GOODBYE,
     NO_ANSWER,
     NOT_TAKEN,
     PRESS_ONE,
     CalloutFlow,
+    Converse,
     Ended,
     Hear,
     Heard,
@@ -28,6 +30,12 @@ ALERT = {
     "chain": [],
 }
 FOLLOW_UP = {"kind": "follow_up", "follow_up": 7, "text": "您的事办好了吗？", "language": "zh"}
+CHECK_IN = {
+    "kind": "check_in",
+    "check_in": 5,
+    "text": "王阿姨您好，今天身体好吗？",
+    "language": "zh",
+}
 NOTICE = {"kind": "case_resolved", "text": "您的事已经办好了。", "language": "zh"}
 
 
@@ -121,3 +129,34 @@ def test_a_call_that_was_never_answered_ends_busy_rang_out_or_failed() -> None:
     assert status_of(408, answered=False) == "no-answer"
     assert status_of(503, answered=False) == "failed"
     assert status_of(487, answered=True) == "completed"
+
+
+def test_a_check_in_call_hears_1_or_2_and_2_hands_the_call_to_the_callers_flow() -> None:
+    placed = Placed.of("k", "+86", CHECK_IN, "zh")
+    assert (placed.kind, placed.check_in) == (CallKind.CHECK_IN, 5)
+    call = flow(CHECK_IN)
+    text = Speak(CHECK_IN["text"])
+    assert call.answered() == [Play((text, text))]  # said twice
+    assert call.played() == [WaitForKey(CONFIG.silence_seconds)]
+    assert call.key("3") == [Play((text,))]  # not an answer: asked once more
+    assert call.played() == [WaitForKey(CONFIG.silence_seconds)]
+    assert call.key("2") == [Hear("2")]
+    assert call.heard(Heard(converse=True)) == [Converse()]
+    assert call.key("1") == []  # the callout is done with: the caller's flow hears keys now
+    well = flow(CHECK_IN)
+    well.answered()
+    well.played()
+    assert well.key("1") == [Hear("1")]
+    assert well.heard(Heard("好的，祝您身体健康！")) == [Play((Speak("好的，祝您身体健康！"),))]
+    assert well.played() == [HangUp()]
+
+
+def test_a_check_in_nobody_answers_says_goodbye_after_the_second_ask() -> None:
+    call = flow(CHECK_IN)
+    call.answered()
+    call.played()
+    assert call.silence() == [Play((Speak(CHECK_IN["text"]),))]
+    call.played()
+    assert call.silence() == [Play((Key(CHECK_IN_GOODBYE),))]
+    assert call.played() == [HangUp()]
+    assert call.hung_up(200) == [Ended("completed")]
