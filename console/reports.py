@@ -16,9 +16,13 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import ColumnElement, Integer, and_, case, cast, distinct, func, or_, select
 from sqlalchemy.orm import Session
 
+from storage.check_ins import plan_of
 from storage.models import (
+    CarePlan,
     Case,
     CaseStatus,
+    CheckIn,
+    CheckInStatus,
     FollowUp,
     FollowUpStatus,
     Retiree,
@@ -30,6 +34,7 @@ from storage.models import (
     staff_units,
 )
 from storage.permissions import descendants_and_self, unit_tree
+from storage.site import site_of
 
 # Staffing standards from the source documents (see /work/shared/domain.md):
 # - the oil-field retiree centre staffs "basically 1 : 50" (one staff member per 50 retirees);
@@ -161,6 +166,41 @@ class StaffLoad:
         return sum(1 for c in self.communities if c.meets)
 
 
+CHECK_IN_RESULTS = ("well", "needs_help", "not_reached", "waiting")
+_CHECK_IN_RESULT = {
+    CheckInStatus.WELL: "well",
+    CheckInStatus.NEEDS_HELP: "needs_help",
+    CheckInStatus.HELPED: "needs_help",
+    CheckInStatus.VISIT: "not_reached",
+    CheckInStatus.SCHEDULED: "waiting",
+    CheckInStatus.ASKED: "waiting",
+}
+
+
+@dataclass(frozen=True)
+class CheckIns:
+    """Proactive care in the period (storage/check_ins.py), for the people of the subtree's
+    communities: how the check-ins went, who has a plan, and how many of them were checked on."""
+
+    results: list[tuple[str, int]]  # CHECK_IN_RESULTS, cancelled ones left out
+    planned: int  # active people whose plan (their own or the default) has check-ins
+    covered: int  # of them, checked on at least once in the period
+    asked: int  # check-ins whose question was put
+    answered: int  # of those, answered (1 or 2)
+
+    @property
+    def total(self) -> int:
+        return sum(n for _, n in self.results)
+
+    @property
+    def coverage(self) -> float | None:
+        return self.covered / self.planned if self.planned else None
+
+    @property
+    def response(self) -> float | None:
+        return self.answered / self.asked if self.asked else None
+
+
 @dataclass(frozen=True)
 class Report:
     unit: UnitInfo
@@ -176,6 +216,7 @@ class Report:
     resolve_deadlines: Deadlines
     follow_ups: list[tuple[str, int]]
     load: StaffLoad
+    check_ins: CheckIns
 
     @property
     def follow_ups_total(self) -> int:
@@ -208,6 +249,7 @@ def build_report(
         resolve_deadlines=_deadlines(groups, "resolve"),
         follow_ups=_follow_ups(session, filed),
         load=_staff_load(session, subtree),
+        check_ins=_check_ins(session, subtree, period),
     )
 
 
@@ -373,6 +415,48 @@ def follow_up_result(status: FollowUpStatus, done: bool | None, satisfied: bool 
     if done is True and satisfied is False:
         return "done_not_satisfied"
     return "answered_incomplete"
+
+
+def _check_ins(session: Session, subtree: Subtree, period: Period) -> CheckIns:
+    in_period = [
+        CheckIn.day >= period.first,
+        CheckIn.day <= period.last,
+        subtree.holds(Retiree.community_id),
+    ]
+    counts = dict.fromkeys(CHECK_IN_RESULTS, 0)
+    asked = answered = 0
+    was_asked = func.sum(case((CheckIn.attempts > 0, 1), else_=0))
+    for status, n, n_asked in session.execute(
+        select(CheckIn.status, func.count(), was_asked)
+        .join(Retiree, Retiree.id == CheckIn.retiree_id)
+        .where(*in_period)
+        .group_by(CheckIn.status)
+    ):
+        result = _CHECK_IN_RESULT.get(CheckInStatus(status))
+        if result is None:
+            continue  # cancelled: the plan was switched off, or the person left
+        counts[result] += n
+        asked += int(n_asked or 0)
+        answered += int(n_asked or 0) if result in ("well", "needs_help") else 0
+    checked = set(
+        session.scalars(
+            select(CheckIn.retiree_id)
+            .join(Retiree, Retiree.id == CheckIn.retiree_id)
+            .where(*in_period, CheckIn.status != CheckInStatus.CANCELLED)
+            .distinct()
+        )
+    )
+    care = site_of(session).care
+    planned = covered = 0
+    for retiree, row in session.execute(
+        select(Retiree, CarePlan)
+        .outerjoin(CarePlan, CarePlan.retiree_id == Retiree.id)
+        .where(Retiree.status == RetireeStatus.ACTIVE, subtree.holds(Retiree.community_id))
+    ):
+        if plan_of(retiree, row, care, period.last) is not None:
+            planned += 1
+            covered += retiree.id in checked
+    return CheckIns(list(counts.items()), planned, covered, asked, answered)
 
 
 def _staff_load(session: Session, subtree: Subtree) -> StaffLoad:

@@ -16,7 +16,9 @@ from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from starlette.datastructures import FormData, UploadFile
 
+from config.care import CHANNELS, WEEKDAYS
 from console.auth import check_csrf, signed_in
+from console.care import FamilyForm, PlanForm, family_of, plan_view
 from console.flash import flash, go
 from console.registry import (
     Marker,
@@ -34,6 +36,7 @@ from console.registry_edit import ProfileChecker, ProfileForm, apply_changes
 from console.registry_files import MEDIA_TYPES, export_file, import_upload
 from console.registry_visits import VisitForm, load_visits_page, record_visit, visit_status
 from console.web import DB, Texts, console, language, render
+from storage import family
 from storage.models import Retiree, RetireeStatus, Staff
 from storage.registry_format import COLUMNS, REQUIRED
 from storage.site import site_of
@@ -172,7 +175,7 @@ def export_csv(request: Request, me: Me, session: DB, today: Today) -> Response:
 # --------------------------------------------------------------------------- the profile
 
 
-def _profile_response(
+def profile_response(
     request: Request,
     me: Staff,
     session: DB,
@@ -180,13 +183,26 @@ def _profile_response(
     today: date,
     visit_form: VisitForm | None = None,
     status_code: int = 200,
+    plan_form: PlanForm | None = None,
+    family_form: FamilyForm | None = None,
 ) -> Response:
+    """The profile page (with a form's errors when one was refused)."""
     profile = load_profile(session, me, retiree, today)
+    site = site_of(session)
+    plan = plan_view(session, retiree, site.care, today)
     context = {
         "profile": profile,
         "r": retiree,
-        "visit_status": visit_status(retiree, today, site_of(session).working_days),
+        "visit_status": visit_status(retiree, today, site.working_days),
         "visit_form": visit_form or VisitForm(visited_on=today.isoformat()),
+        "plan": plan,
+        "plan_form": plan_form or PlanForm.of(plan),
+        "weekdays": WEEKDAYS,
+        "channels": CHANNELS,
+        "family": family_of(session, retiree),
+        "family_form": family_form or FamilyForm(consented_on=today.isoformat()),
+        "family_topics": family.TOPICS,
+        "family_channels": family.CHANNELS,
         "today": today,
     }
     return render(request, "registry_profile.html", context, status_code=status_code)
@@ -195,7 +211,7 @@ def _profile_response(
 @router.get("/retirees/{retiree_id:int}")
 def profile_page(request: Request, retiree_id: int, me: Me, session: DB, today: Today) -> Response:
     retiree = open_retiree(session, me, retiree_id)
-    return _profile_response(request, me, session, retiree, today)
+    return profile_response(request, me, session, retiree, today)
 
 
 def _edit_response(
@@ -265,7 +281,7 @@ def add_visit(
     visit_form = VisitForm(visited_on=_text(form, "visited_on"), notes=_text(form, "notes"))
     visited_on = visit_form.check(today)
     if visited_on is None:
-        return _profile_response(request, me, session, retiree, today, visit_form, 422)
+        return profile_response(request, me, session, retiree, today, visit_form, 422)
     record_visit(session, me, retiree, visited_on, visit_form.notes)
     flash(request, "ok", "console.registry.visit.recorded")
     return go(request, f"/retirees/{retiree.id}")

@@ -72,6 +72,9 @@ class Labels:
     def follow_up(self, name: str) -> str:
         return self.t(f"console.reports.follow_ups.{name}")
 
+    def check_in(self, name: str) -> str:
+        return self.t(f"console.reports.check_ins.{name}")
+
     def section(self, name: str) -> str:
         return self.t(f"console.reports.sections.{name}")
 
@@ -240,6 +243,7 @@ def _named(report: Report, labels: Labels) -> dict[str, list[tuple[str, int]]]:
         "status": [(labels.status(k), n) for k, n in report.by_status],
         "channel": [(labels.channel(k), n) for k, n in report.by_channel],
         "follow_up": [(labels.follow_up(k), n) for k, n in report.follow_ups],
+        "check_in": [(labels.check_in(k), n) for k, n in report.check_ins.results],
     }
 
 
@@ -314,7 +318,18 @@ def export_rows(report: Report, labels: Labels, generated: str) -> list[Row]:
     for key, n in report.follow_ups:
         share = _share(n, report.follow_ups_total)
         rows.append((f"follow_ups.{key}", section("follow_ups"), labels.follow_up(key), n, share))
-    return rows + _load_rows(report, labels)
+    return rows + _check_in_rows(report, labels) + _load_rows(report, labels)
+
+
+def _check_in_rows(report: Report, labels: Labels) -> list[Row]:
+    c, name, label = report.check_ins, labels.section("check_ins"), labels.check_in
+    return [
+        *((f"check_ins.{k}", name, label(k), n, _share(n, c.total)) for k, n in c.results),
+        ("check_ins.planned", name, label("planned"), c.planned, ""),
+        ("check_ins.covered", name, label("covered"), c.covered, _share(c.covered, c.planned)),
+        ("check_ins.asked", name, label("asked"), c.asked, ""),
+        ("check_ins.answered", name, label("answered"), c.answered, _share(c.answered, c.asked)),
+    ]
 
 
 def _load_rows(report: Report, labels: Labels) -> list[Row]:
