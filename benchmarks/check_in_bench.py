@@ -240,7 +240,7 @@ def run_day(url: str, people: int, workers: int, label: str) -> bool:
     started = time.perf_counter()
     populate(engine, people)
     print(
-        f"\n{label}: {people:,} people of 91 (daily, 09:00–11:00) made in "
+        f"\n{label}: {people:,} people aged 91 (daily, 09:00–11:00) made in "
         f"{time.perf_counter() - started:.1f} s"
     )
     runs: list[float] = []

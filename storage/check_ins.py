@@ -58,6 +58,8 @@ from storage.site import site_of
 
 log = structlog.get_logger(__name__)
 
+LEEWAY_S = 300  # the end of a window where no first question is planned (see spread)
+
 KIND = "check_in"  # the outbox payload's kind, and the call's
 CHOICES = ("1", "2")
 WELL, HELP = "1", "2"
@@ -99,10 +101,13 @@ def window_on(plan: Plan, day: date, zone: ZoneInfo) -> tuple[datetime, datetime
 
 
 def spread(retiree_id: int, start: datetime, end: datetime) -> datetime:
-    """A moment in [start, end) that depends only on ``retiree_id``: the same person is rung at
-    about the same time each day, and a community's people are spread over the window."""
+    """A moment in [start, end - LEEWAY) that depends only on ``retiree_id``: the same person
+    is rung at about the same time each day, and a community's people are spread over the
+    window. The last minutes stay free, so that the job's period and its rate keep the first
+    question inside the window (a short window: its first half)."""
     seconds = int((end - start).total_seconds())
-    return start + timedelta(seconds=(retiree_id * 2_654_435_761) % max(seconds, 1))
+    room = seconds - LEEWAY_S if seconds > 2 * LEEWAY_S else seconds // 2
+    return start + timedelta(seconds=(retiree_id * 2_654_435_761) % max(room, 1))
 
 
 def out_of_quiet(moment: datetime, care: CareConfig, zone: ZoneInfo) -> datetime:

@@ -268,3 +268,15 @@ def test_no_more_than_per_minute_are_asked_a_minute(session: Session) -> None:
     assert counts == [66, 66, 66]
     assert check_ins.run_due(session, at(9) + timedelta(seconds=50), CATS, every_s=20) == 2
     assert check_ins.run_due(session, at(9, 1) + timedelta(seconds=1), CATS, every_s=20) == 50
+
+
+@pytest.mark.parametrize("minutes", [120, 8])
+def test_a_check_in_is_planned_clear_of_its_windows_end(minutes: int) -> None:
+    """Whoever it is, the first question is planned in the window, and not in its last
+    minutes: the job's period and its rate then keep it inside."""
+    start = datetime(2026, 12, 7, 1, 0, tzinfo=UTC)
+    end = start + timedelta(minutes=minutes)
+    clear = min(timedelta(seconds=check_ins.LEEWAY_S), (end - start) / 2)
+    moments = [check_ins.spread(n, start, end) for n in range(1, 5_000)]
+    assert all(start <= m < end - clear for m in moments)
+    assert max(moments) > end - clear - timedelta(minutes=2)  # spread over all the room
