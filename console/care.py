@@ -20,7 +20,7 @@ from starlette.datastructures import FormData
 
 from config.care import CHANNELS, WEEKDAYS, CareConfig, PlanRule
 from console.registry import Scope
-from console.web import parse_day
+from console.web import form_text, parse_day
 from storage import check_ins, family
 from storage.audit import record_access
 from storage.models import (
@@ -105,20 +105,17 @@ class PlanForm:
 
     @classmethod
     def parse(cls, form: FormData) -> PlanForm:
-        def text(name: str) -> str:
-            value = form.get(name)
-            return value.strip() if isinstance(value, str) else ""
 
-        mode = text("mode")
+        mode = form_text(form, "mode")
         return cls(
             mode=mode if mode in MODES else DEFAULT,
-            cadence=text("cadence"),
+            cadence=form_text(form, "cadence"),
             weekdays=[d for d in WEEKDAYS if d in form.getlist("weekdays")],
-            window_from=text("window_from"),
-            window_to=text("window_to"),
+            window_from=form_text(form, "window_from"),
+            window_to=form_text(form, "window_to"),
             channels=[c for c in CHANNELS if c in form.getlist("channels")],
-            tell_family=text("tell_family") == "1",
-            quiet_days=text("quiet_days"),
+            tell_family=form_text(form, "tell_family") == "1",
+            quiet_days=form_text(form, "quiet_days"),
         )
 
     def quiet_day_list(self) -> list[str]:
@@ -350,19 +347,16 @@ class FamilyForm:
 
     @classmethod
     def parse(cls, form: FormData) -> FamilyForm:
-        def text(name: str) -> str:
-            value = form.get(name)
-            return value.strip() if isinstance(value, str) else ""
 
         return cls(
-            name=text("name"),
-            relation=text("relation"),
-            channel=text("channel"),
-            address=text("address"),
+            name=form_text(form, "name"),
+            relation=form_text(form, "relation"),
+            channel=form_text(form, "channel"),
+            address=form_text(form, "address"),
             may_know=[t for t in family.TOPICS if t in form.getlist("may_know")],
-            may_ask=text("may_ask") == "1",
-            consent=text("consent"),
-            consented_on=text("consented_on"),
+            may_ask=form_text(form, "may_ask") == "1",
+            consent=form_text(form, "consent"),
+            consented_on=form_text(form, "consented_on"),
         )
 
     def checked(self, today: date) -> tuple[str, date] | None:

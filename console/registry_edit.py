@@ -19,6 +19,7 @@ from starlette.datastructures import FormData
 
 from config.i18n import LANGUAGES
 from console.registry import Scope
+from console.web import form_text
 from storage.audit import record_access
 from storage.models import (
     EmergencyContact,
@@ -103,7 +104,7 @@ class ProfileForm:
     @classmethod
     def submitted(cls, form: FormData) -> ProfileForm:
         names = (*TEXTS, *NOTES, "birth_date", "community_id", *CHOICES, *FLAGS)
-        fields = {name: _text(form, name) for name in names}
+        fields = {name: form_text(form, name) for name in names}
         phones = [
             PhoneRow(number, label)
             for number, label in _columns(form, "phone_number", "phone_label")
@@ -114,7 +115,7 @@ class ProfileForm:
                 form, "contact_name", "contact_relation", "contact_phone"
             )
         ]
-        return cls(fields, phones, contacts, _text(form, "version"))
+        return cls(fields, phones, contacts, form_text(form, "version"))
 
     def rows_to_show(self) -> tuple[list[PhoneRow], list[ContactRow]]:
         """The rows with one empty row each to add a phone or a contact."""
@@ -123,11 +124,6 @@ class ProfileForm:
 
 def version_of(retiree: Retiree) -> str:
     return retiree.updated_at.isoformat() if retiree.updated_at else ""
-
-
-def _text(form: FormData, name: str) -> str:
-    value = form.get(name)
-    return value.strip() if isinstance(value, str) else ""
 
 
 def _columns(form: FormData, *names: str) -> list[tuple[str, ...]]:

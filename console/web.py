@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from fastapi import Depends, Request
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.datastructures import FormData
 from starlette.responses import Response
 
 from bot.conversation.deployment import Deployment
@@ -161,6 +162,12 @@ def is_htmx(request: Request) -> bool:
 
 
 _YEAR_FIRST = re.compile(r"^\s*(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?\s*$")
+
+
+def form_text(form: FormData, name: str) -> str:
+    """A posted field, stripped ("" when missing, or a file)."""
+    value = form.get(name)
+    return value.strip() if isinstance(value, str) else ""
 
 
 def parse_day(text: str) -> date:
