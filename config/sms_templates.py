@@ -26,6 +26,7 @@ FIELDS: dict[str, frozenset[str]] = {
     "check_in_family": frozenset({"name", "community"}),
     "family_emergency": frozenset({"name", "community", "case_number"}),
     "family_outcome": frozenset({"name", "community", "case_number"}),
+    "campaign": frozenset({"name"}),
 }
 
 

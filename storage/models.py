@@ -647,6 +647,80 @@ class CheckInEvent(Base):
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
+class CampaignKind(enum.StrEnum):
+    GREETING = "greeting"  # a holiday greeting (节日问候)
+    NOTICE = "notice"  # a policy notice (政策通知)
+    VISITS = "visits"  # a round of home visits (季度走访)
+
+
+class CampaignStatus(enum.StrEnum):
+    ACTIVE = "active"  # sending, or visits to make
+    DONE = "done"  # everybody sent to (or skipped), or visited
+    CANCELLED = "cancelled"
+
+
+class TargetStatus(enum.StrEnum):
+    WAITING = "waiting"  # not sent yet
+    SENT = "sent"  # in the outbox (delivered or not: the outbox row says)
+    SKIPPED = "skipped"  # no consent, no channel, or no longer active (skipped_why)
+    ASSIGNED = "assigned"  # a visit to make
+    VISITED = "visited"
+    CANCELLED = "cancelled"  # the campaign was stopped first
+
+
+class Campaign(Base):
+    """A greeting, a notice or a visit round for a group of retirees (storage/campaigns.py)."""
+
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[CampaignKind] = mapped_column(_enum(CampaignKind, "campaign_kind"))
+    title: Mapped[str] = mapped_column(String(100))
+    status: Mapped[CampaignStatus] = mapped_column(
+        _enum(CampaignStatus, "campaign_status"), default=CampaignStatus.ACTIVE
+    )
+    audience: Mapped[dict[str, Any]] = mapped_column(default=dict)  # campaigns.Audience
+    texts: Mapped[dict[str, Any]] = mapped_column(default=dict)  # language -> text
+    channels: Mapped[list[str]] = mapped_column(JSON, default=list)
+    per_minute: Mapped[int] = mapped_column(Integer, default=60)
+    sms_template: Mapped[str] = mapped_column(String(40), default="")
+    starts_at: Mapped[datetime]
+    due_on: Mapped[date | None] = mapped_column(Date)  # a visit round's last day
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None]
+
+    created_by: Mapped[Staff | None] = relationship()
+
+
+class CampaignTarget(Base):
+    """One person of a campaign: what was sent them (the outbox row), or their visit."""
+
+    __tablename__ = "campaign_targets"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "retiree_id"),
+        Index("ix_campaign_targets_status", "campaign_id", "status"),
+        Index("ix_campaign_targets_assignee", "assignee_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    retiree_id: Mapped[int] = mapped_column(ForeignKey("retirees.id", ondelete="CASCADE"))
+    status: Mapped[TargetStatus] = mapped_column(_enum(TargetStatus, "campaign_target_status"))
+    skipped_why: Mapped[str] = mapped_column(String(20), default="")
+    channel: Mapped[str] = mapped_column(String(20), default="")
+    outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id", ondelete="SET NULL"))
+    sent_at: Mapped[datetime | None]  # sent, skipped or visited
+    answer_by: Mapped[datetime | None]  # a message from them until then is an answer
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    visit_id: Mapped[int | None] = mapped_column(ForeignKey("visits.id", ondelete="SET NULL"))
+
+    campaign: Mapped[Campaign] = relationship()
+    retiree: Mapped[Retiree] = relationship()
+    assignee: Mapped[Staff | None] = relationship()
+    visit: Mapped[Visit | None] = relationship()
+
+
 class ApiToken(Base):
     """A personal token for the JSON API (integrations act as the person who made it). Only a
     hash is stored; the token itself is shown once, when it is made."""

@@ -1,6 +1,6 @@
 """Case work on a clock, run by whichever process sends the outbox (`hotline worker`, or the
 one `hotline serve` process that holds the background work): follow-up questions (回访),
-check-ins (主动关爱: storage/check_ins.py) and escalation of cases nobody claimed.
+check-ins (主动关爱: storage/check_ins.py), campaigns (storage/campaigns.py) and escalation of cases nobody claimed.
 
 Each job is a storage function ``run_due(session, now, categories) -> int`` (how many things it
 handled), run in its own short transaction on a worker thread every ``every_s`` seconds. A job
@@ -45,12 +45,13 @@ def default_jobs(deployment: Deployment) -> list[PeriodicJob]:
     """The jobs of a deployment. Emergencies are looked at often: one unclaimed for two
     minutes must ring again. A case moved up is posted to its new unit's Telegram group (and
     to whoever may take it now) when the deployment has a Telegram bot."""
-    from storage import check_ins, escalation, follow_up_jobs
+    from storage import campaigns, check_ins, escalation, follow_up_jobs
 
     on_moved = moved_announcer(deployment)
     return [
         PeriodicJob("follow_ups", follow_up_jobs.run_due, 60.0),
         PeriodicJob("check_ins", functools.partial(check_ins.run_due, every_s=20.0), 20.0),
+        PeriodicJob("campaigns", functools.partial(campaigns.run_due, every_s=20.0), 20.0),
         PeriodicJob("escalation", functools.partial(escalation.run_due, on_moved=on_moved), 15.0),
     ]
 

@@ -14,6 +14,8 @@ from sqlalchemy.exc import IntegrityError
 from storage.db import make_engine
 from storage.models import (
     Base,
+    CampaignKind,
+    CampaignStatus,
     CaseStatus,
     CheckInStatus,
     Direction,
@@ -24,6 +26,7 @@ from storage.models import (
     RetireeStatus,
     Role,
     SelfCare,
+    TargetStatus,
     UnitLevel,
 )
 from storage.types import UTCDateTime
@@ -41,6 +44,9 @@ ENUM_COLUMNS: list[tuple[str, str, type[enum.Enum]]] = [
     ("outbox", "status", OutboxStatus),
     ("check_ins", "status", CheckInStatus),
     ("follow_ups", "status", FollowUpStatus),
+    ("campaigns", "kind", CampaignKind),
+    ("campaigns", "status", CampaignStatus),
+    ("campaign_targets", "status", TargetStatus),
 ]
 BAD = "not_a_value"
 
@@ -184,6 +190,10 @@ def test_database_refuses_a_value_not_in_the_enum(
         _insert(engine, "cases", case_row)
         with engine.connect() as conn:
             ids["cases"] = conn.execute(text("SELECT id FROM cases")).scalar_one()
+    if "campaigns" in targets:
+        _insert(engine, "campaigns", _row(Base.metadata.tables["campaigns"], "kind", "notice", ids))
+        with engine.connect() as conn:
+            ids["campaigns"] = conn.execute(text("SELECT id FROM campaigns")).scalar_one()
     sa_table = Base.metadata.tables[table]
     constraint, _ = expected()[(table, column)]
 

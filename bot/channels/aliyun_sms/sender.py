@@ -113,7 +113,8 @@ class AliyunSmsSender:
         return models.SendSmsRequest(
             phone_numbers=number,
             sign_name=self.settings.aliyun_sms_sign_name,
-            template_code=template.template,
+            # a campaign may name its own approved template (storage/campaigns.py)
+            template_code=str(payload.get("sms_template") or template.template),
             template_param=json.dumps(values, ensure_ascii=False),
             out_id=out_id(address, payload),
         )

@@ -27,6 +27,8 @@ TAKES = {
     "SMS_000000001": {"code"},
     "SMS_000000002": {"number", "name", "time"},
     **{f"SMS_00000000{n}": {"number"} for n in range(3, 9)},
+    "SMS_000000013": {"name"},
+    "SMS_200000001": {"name"},  # a campaign's own approved template
 }
 CLAIMED = {
     "kind": "case_claimed",
@@ -78,6 +80,23 @@ def test_a_notice_goes_as_its_template_with_its_variables(fake: FakeAliyunSms) -
     link = {"kind": "link_code", "text": "…", "code": "428613"}
     assert send(sender_for(fake), link).sent
     assert fake.sent[-1]["Params"] == {"code": "428613"}
+
+
+def test_a_campaign_goes_as_its_own_template_or_the_shipped_one(fake: FakeAliyunSms) -> None:
+    """A greeting (storage/campaigns.py) names the template the account had approved for it;
+    without one, config/sms_templates.yml's ``campaign`` template goes."""
+    greeting = {
+        "kind": "campaign",
+        "campaign": 3,
+        "text": "王阿姨您好，中秋快乐！",
+        "name": "王阿姨",
+    }
+    assert send(sender_for(fake), {**greeting, "sms_template": "SMS_200000001"}).sent
+    assert send(sender_for(fake), greeting).sent
+    assert [(s["TemplateCode"], s["Params"]) for s in fake.sent] == [
+        ("SMS_200000001", {"name": "王阿姨"}),
+        ("SMS_000000013", {"name": "王阿姨"}),
+    ]
 
 
 @pytest.mark.parametrize(
