@@ -41,7 +41,7 @@ def mount_console(
     ``on_moved``: told of a case a transfer moved to another unit's queue (the app gives the
     channels' announcer, bot.channels.moved_announcer)."""
     from console import api
-    from console.routes import care, cases, queue, registry, reports, signin
+    from console.routes import campaigns, care, cases, queue, registry, reports, signin
 
     settings = deployment.settings
     app.state.console = ConsoleConfig.load(deployment, on_moved)
@@ -54,7 +54,7 @@ def mount_console(
         https_only=settings.public_url.startswith("https://"),
     )
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (signin, queue, cases, reports, registry, care):
+    for module in (signin, queue, cases, reports, registry, care, campaigns):
         app.include_router(module.router)
     app.include_router(api.router)
     app.add_exception_handler(SignInRequired, _sign_in_required)

@@ -16,8 +16,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import ColumnElement, Integer, and_, case, cast, distinct, func, or_, select
 from sqlalchemy.orm import Session
 
+from storage import campaigns
 from storage.check_ins import plan_of
 from storage.models import (
+    Campaign,
+    CampaignKind,
+    CampaignTarget,
     CarePlan,
     Case,
     CaseStatus,
@@ -202,6 +206,19 @@ class CheckIns:
 
 
 @dataclass(frozen=True)
+class Campaigns:
+    """The campaigns started in the period (storage/campaigns.py), counting the people of the
+    subtree's communities: per kind, what was sent, delivered, answered, and the visits made."""
+
+    by_kind: list[tuple[str, campaigns.Counts]]  # greeting, notice, visits: those there were
+    started: int
+
+    @property
+    def people(self) -> int:
+        return sum(c.people for _, c in self.by_kind)
+
+
+@dataclass(frozen=True)
 class Report:
     unit: UnitInfo
     period: Period
@@ -217,6 +234,7 @@ class Report:
     follow_ups: list[tuple[str, int]]
     load: StaffLoad
     check_ins: CheckIns
+    campaigns: Campaigns
 
     @property
     def follow_ups_total(self) -> int:
@@ -250,6 +268,7 @@ def build_report(
         follow_ups=_follow_ups(session, filed),
         load=_staff_load(session, subtree),
         check_ins=_check_ins(session, subtree, period),
+        campaigns=_campaigns(session, subtree, start, end),
     )
 
 
@@ -457,6 +476,24 @@ def _check_ins(session: Session, subtree: Subtree, period: Period) -> CheckIns:
             planned += 1
             covered += retiree.id in checked
     return CheckIns(list(counts.items()), planned, covered, asked, answered)
+
+
+def _campaigns(session: Session, subtree: Subtree, start: datetime, end: datetime) -> Campaigns:
+    started = (
+        Campaign.created_at >= start,
+        Campaign.created_at < end,
+        subtree.holds(Retiree.community_id),
+    )
+    by_kind = campaigns.tally(session, Campaign.kind, *started)
+    count = session.scalar(
+        select(func.count(distinct(Campaign.id)))
+        .select_from(Campaign)
+        .join(CampaignTarget, CampaignTarget.campaign_id == Campaign.id)
+        .join(Retiree, Retiree.id == CampaignTarget.retiree_id)
+        .where(*started)
+    )
+    kinds = [(k.value, by_kind[k]) for k in CampaignKind if k in by_kind]
+    return Campaigns(kinds, int(count or 0))
 
 
 def _staff_load(session: Session, subtree: Subtree) -> StaffLoad:

@@ -75,6 +75,9 @@ class Labels:
     def check_in(self, name: str) -> str:
         return self.t(f"console.reports.check_ins.{name}")
 
+    def campaign(self, name: str) -> str:
+        return self.t(f"console.reports.campaigns.{name}")
+
     def section(self, name: str) -> str:
         return self.t(f"console.reports.sections.{name}")
 
@@ -318,7 +321,12 @@ def export_rows(report: Report, labels: Labels, generated: str) -> list[Row]:
     for key, n in report.follow_ups:
         share = _share(n, report.follow_ups_total)
         rows.append((f"follow_ups.{key}", section("follow_ups"), labels.follow_up(key), n, share))
-    return rows + _check_in_rows(report, labels) + _load_rows(report, labels)
+    return (
+        rows
+        + _check_in_rows(report, labels)
+        + _campaign_rows(report, labels)
+        + _load_rows(report, labels)
+    )
 
 
 def _check_in_rows(report: Report, labels: Labels) -> list[Row]:
@@ -330,6 +338,28 @@ def _check_in_rows(report: Report, labels: Labels) -> list[Row]:
         ("check_ins.asked", name, label("asked"), c.asked, ""),
         ("check_ins.answered", name, label("answered"), c.answered, _share(c.answered, c.asked)),
     ]
+
+
+def _campaign_rows(report: Report, labels: Labels) -> list[Row]:
+    c, name, label = report.campaigns, labels.section("campaigns"), labels.campaign
+    rows: list[Row] = [("campaigns.started", name, label("started"), c.started, "")]
+    for kind, n in c.by_kind:
+        kind_name = labels.t(f"console.campaigns.kinds.{kind}")
+        figures = [("people", n.people, "")]
+        if kind == "visits":
+            figures.append(("visited", n.visited, _share(n.visited, n.people)))
+        else:
+            figures += [
+                ("sent", n.sent, _share(n.sent, n.people)),
+                ("delivered", n.delivered, _share(n.delivered, n.sent)),
+                ("failed", n.failed, _share(n.failed, n.sent)),
+                ("answered", n.answered, _share(n.answered, n.sent)),
+            ]
+        rows += [
+            (f"campaigns.{kind}.{key}", name, f"{kind_name} · {label(key)}", value, share)
+            for key, value, share in figures
+        ]
+    return rows
 
 
 def _load_rows(report: Report, labels: Labels) -> list[Row]:
