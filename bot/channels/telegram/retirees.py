@@ -2,12 +2,13 @@
 registered profile (only the sender's own contact, whose number Telegram has checked); a text or a
 button press is one engine turn, and the replies come back with the choices as large buttons.
 The buttons of a follow-up question (回访, ``fu:<id>:<1|2|3>``) answer it instead, and only in the
-chat the question went to (bot/conversation/follow_up_answers.py)."""
+chat the question went to (bot/conversation/follow_up_answers.py); a bare 1 or 2 answers today's
+check-in asked in this chat (storage/check_ins.py), its reply sent by the outbox."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from sqlalchemy.orm import Session
@@ -28,8 +29,14 @@ from bot.channels.telegram.common import (
     provider_id,
     send_replies,
 )
-from bot.conversation.follow_up_answers import Answered, answer_round, parse_button
+from bot.conversation.follow_up_answers import (
+    Answered,
+    answer_message,
+    answer_round,
+    parse_button,
+)
 from bot.conversation.messages import Inbound
+from storage import check_ins
 from storage.identities import link, linked_retiree, retiree_by_phone
 from storage.models import (
     FollowUp,
@@ -184,7 +191,31 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     hotline, user, message = hotline_of(context), update.effective_user, update.effective_message
     if user is None or message is None:
         return
+    text = (message.text or "").strip()
+    if text in check_ins.CHOICES and await _answered(hotline, update, text):
+        return
     await run_turn(hotline, context.bot, update, text=message.text or "")
+
+
+REPLY_PRIORITY = 2
+
+
+async def _answered(hotline: Hotline, update: Update, text: str) -> bool:
+    """Whether ``text`` (a bare 1 or 2) answered a check-in or a follow-up waiting on this chat
+    (recorded once; the reply queued in the outbox); False: it is a conversation turn."""
+    user = update.effective_user
+    assert user is not None
+    inbound = Inbound(
+        channel=CHANNEL,
+        address=str(user.id),
+        provider_id=provider_id(update),
+        received_at=datetime.now(UTC),
+        text=text,
+    )
+    idle = timedelta(minutes=hotline.talk.deployment.dialogue.idle_minutes)
+    key = f"{provider_id(update)}:answer"
+    db = hotline.talk.db
+    return bool(await hotline.talk.run(answer_message, db, inbound, key, REPLY_PRIORITY, idle=idle))
 
 
 async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

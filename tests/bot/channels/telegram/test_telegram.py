@@ -10,8 +10,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -41,6 +43,8 @@ from storage.models import (
     Case,
     CaseEvent,
     CaseStatus,
+    CheckIn,
+    CheckInStatus,
     Message,
     MessagingIdentity,
     OutboxItem,
@@ -216,6 +220,48 @@ def test_a_redelivered_update_is_handled_once(
         assert sorted(inbound) == sorted([f"tg:{request['update_id']}", f"tg:{start['update_id']}"])
 
 
+def test_a_bare_1_answers_the_check_in_asked_in_the_chat(
+    db_url: str, engine: Engine, trained_nlu_dir: Path, tmp_path: Path, fake: FakeTelegramApi
+) -> None:
+    """Today's check-in went to her Telegram chat: "1" is her answer (once, however often
+    Telegram delivers it), thanked through the outbox; the next "1" is a conversation turn."""
+    now = datetime.now(UTC)
+    with transaction(engine) as session:
+        tree = make_unit_tree(session)
+        retiree = make_retiree(session, tree.community_a1, name="王秀英", phone=PHONE)
+        retiree.identities.append(MessagingIdentity(channel="telegram", address=str(PERSON)))
+        session.flush()
+        session.add(
+            CheckIn(
+                retiree_id=retiree.id,
+                day=now.astimezone(ZoneInfo("Asia/Shanghai")).date(),
+                status=CheckInStatus.ASKED,
+                attempts=1,
+                channel="telegram",
+                address=str(PERSON),
+                due_at=now + timedelta(minutes=20),
+                window_end=now + timedelta(hours=2),
+                asked_at=now - timedelta(minutes=1),
+            )
+        )
+    with running_app(db_url, engine, trained_nlu_dir, tmp_path, fake):
+        answer = fake.text_update(PERSON, "1")
+        ok(fake.push(answer))
+        ok(fake.push(answer))
+        assert texts_to(fake, PERSON) == []  # the thanks wait in the outbox (no worker here)
+        with transaction(engine) as session:
+            check_in = session.scalars(select(CheckIn)).one()
+            assert check_in.status == CheckInStatus.WELL
+            (reply,) = session.scalars(select(OutboxItem)).all()
+            assert (reply.channel, reply.address) == ("telegram", str(PERSON))
+            assert reply.payload["kind"] == "reply" and reply.payload["text"]
+        ok(fake.push(fake.text_update(PERSON, "1")))  # nothing waits now: a conversation turn
+        assert texts_to(fake, PERSON)  # the engine answered it at once
+        with transaction(engine) as session:
+            assert session.scalars(select(CheckIn)).one().status == CheckInStatus.WELL
+            assert len(session.scalars(select(OutboxItem)).all()) == 1
+
+
 def test_a_wrong_or_missing_secret_is_refused_and_nothing_is_stored(
     db_url: str, engine: Engine, trained_nlu_dir: Path, tmp_path: Path, fake: FakeTelegramApi
 ) -> None:
@@ -240,7 +286,10 @@ def test_a_nul_in_a_text_is_taken_out_and_a_bottomless_update_refused(
         make_unit_tree(session)
     with running_app(db_url, engine, trained_nlu_dir, tmp_path, fake):
         ok(fake.push(fake.text_update(PERSON, "/st\x00art")))
-        assert len(texts_to(fake, PERSON)) == 1
+        assert texts_to(fake, PERSON)  # the engine answered it at once
+        with transaction(engine) as session:
+            assert session.scalars(select(CheckIn)).one().status == CheckInStatus.WELL
+            assert len(session.scalars(select(OutboxItem)).all()) == 1
         deep = '{"update_id": 5, "message": ' + "[" * 100_000 + "]" * 100_000 + "}"
         refused = httpx.post(
             fake.webhook["url"],  # type: ignore[index]
