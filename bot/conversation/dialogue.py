@@ -349,7 +349,9 @@ def _route(turn: Turn) -> None:
         _start(turn, handler, heard)
         return
     if heard.intent == "greet":
-        if turn.retiree is not None:
+        if turn.retiree is not None and state.on_behalf is not None:
+            turn.ask("greeting.for_family", name=turn.retiree.name)  # her son, not her
+        elif turn.retiree is not None:
             turn.ask("greeting.known", name=turn.retiree.name)
         else:
             turn.ask("greeting.unknown")

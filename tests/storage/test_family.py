@@ -137,6 +137,11 @@ def test_a_family_member_who_may_ask_speaks_for_the_retiree(engine: Engine, bot)
         assert cases, "no case was filed for her"
         assert cases[0].details["on_behalf"]["name"] == "王小明"
         assert cases[0].details["on_behalf"]["relation"] == "儿子"
-    # The daughter may not ask: her text is an unknown sender's.
+    # A hello from him is answered as his, not hers; the daughter may not ask: her text is an
+    # unknown sender's.
+    later = NOW + timedelta(hours=3)
+    hello = bot.handle(Inbound("sms", SON, "SM-son-hello", later, text="你好"))
+    assert "您是替王秀英办事吧" in hello.replies[0].text, hello.replies
+    assert "王秀英您好" not in hello.replies[0].text
     other = bot.handle(Inbound("sms", DAUGHTER, "SM-daughter-1", NOW, text=said))
     assert other.retiree_id is None
