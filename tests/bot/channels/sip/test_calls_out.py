@@ -1,23 +1,30 @@
 """The outbox's calls over the SIP line, end to end with real peers on 127.0.0.1: `hotline sip`
-places an emergency's alert call and a follow-up call through Kamailio to SIPp phones that
-answer and press a key (SIP INFO), or ring and ring; the outcome is read from the database."""
+places an emergency's alert call, a follow-up call and a check-in call through Kamailio to SIPp
+phones that answer and press a key (SIP INFO), or ring and ring; the outcome is read from the
+database."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
 
 from bot.runtime.configure import load_deployment
 from bot.runtime.periodic import run_all_once
+from config.categories import get_categories
 from config.i18n import get_catalogs
 from config.settings import Settings
-from storage import actions
+from storage import actions, check_ins
 from storage.alert_chain import alert_emergency
 from storage.db import transaction
 from storage.models import (
     Case,
     CaseEvent,
     CaseStatus,
+    CheckIn,
+    CheckInStatus,
     FollowUp,
     OutboxItem,
     Retiree,
@@ -135,3 +142,51 @@ def test_a_follow_up_call_over_the_line_hears_3_and_reopens_the_case(sip: Line) 
         FOLLOW_UP_PHONE,
         "sent",
     )
+
+
+def ask_check_in(sip: Line) -> int:
+    """王秀英's check-in today, asked now by the ladder's first rung: a call to the phone she
+    has (the SIPp phone's number), as the worker's job would queue it in the morning."""
+    shanghai = ZoneInfo("Asia/Shanghai")
+    today = datetime.now(shanghai).date()
+    morning = datetime.combine(today, time(10, 0), tzinfo=shanghai)
+    if morning > datetime.now(shanghai):
+        morning -= timedelta(days=1)  # before 10:00: yesterday's morning, due all the same
+    with transaction(sip.engine) as session:
+        retiree = session.scalars(select(Retiree)).one()
+        retiree.phones[0].number = FOLLOW_UP_PHONE
+        check_in = CheckIn(
+            retiree_id=retiree.id,
+            day=today,
+            due_at=morning,
+            window_end=morning + timedelta(hours=2),
+        )
+        session.add(check_in)
+        session.flush()
+        check_ins.step(session, check_in, get_categories(), now=morning.astimezone(UTC))
+        assert check_in.status == CheckInStatus.ASKED and check_in.channel == "voice"
+        return check_in.id
+
+
+def test_a_check_in_call_over_the_line_hears_1_and_she_is_well(sip: Line) -> None:
+    with StaffPhone(
+        sip.proxy, sip.folder, answers=True, steps=[Pause(2500), Info("1"), AwaitBye(60)]
+    ) as phone:
+        check_in_id = ask_check_in(sip)
+        code, printed = phone.rang(90)
+    assert code == 0, printed
+
+    def check_in() -> CheckIn:
+        with transaction(sip.engine) as session:
+            found = session.get(CheckIn, check_in_id)
+            assert found is not None
+            return found
+
+    done = eventually(check_in, lambda c: c.status == CheckInStatus.WELL)
+    assert done.status == CheckInStatus.WELL and done.answered_at is not None
+    with transaction(sip.engine) as session:
+        [question] = session.scalars(
+            select(OutboxItem).where(OutboxItem.payload["kind"].as_string() == "check_in")
+        ).all()
+        assert (question.channel, question.address) == ("voice", FOLLOW_UP_PHONE)
+        assert [e.action for e in check_ins.timeline(session, check_in_id)][-1] == "well"
