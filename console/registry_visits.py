@@ -32,9 +32,10 @@ from typing import NamedTuple
 
 from sqlalchemy import ColumnElement, and_, case, func, or_, select
 from sqlalchemy.orm import Session
+from starlette.datastructures import FormData
 
 from config.working_days import WorkingDays
-from console.web import parse_day
+from console.web import form_text, parse_day
 from storage.audit import record_access
 from storage.deadlines import CalendarNotCovered, add_working_days
 from storage.models import Retiree, RetireeStatus, Staff, Visit
@@ -125,6 +126,10 @@ class VisitForm:
     visited_on: str = ""
     notes: str = ""
     errors: dict[str, str] = field(default_factory=dict)  # field -> catalog key
+
+    @classmethod
+    def parse(cls, form: FormData) -> VisitForm:
+        return cls(visited_on=form_text(form, "visited_on"), notes=form_text(form, "notes"))
 
     def check(self, today: date) -> date | None:
         """The visit's date, or None with the problems in ``errors``."""

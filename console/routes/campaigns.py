@@ -137,7 +137,7 @@ def my_visits(request: Request, me: Anyone, session: DB, today: Today) -> Respon
 def record(
     request: Request, target_id: int, me: Anyone, session: DB, today: Today, form: Submitted
 ) -> Response:
-    typed = VisitForm(visited_on=form_text(form, "visited_on"), notes=form_text(form, "notes"))
+    typed = VisitForm.parse(form)
     scope = registry_scope(session, me)
     done = record_round_visit(session, me, scope, target_id, typed, today=today, now=utcnow())
     if done is None:

@@ -35,7 +35,7 @@ from console.registry import (
 from console.registry_edit import ProfileChecker, ProfileForm, apply_changes
 from console.registry_files import MEDIA_TYPES, export_file, import_upload
 from console.registry_visits import VisitForm, load_visits_page, record_visit, visit_status
-from console.web import DB, Texts, console, form_text, language, render
+from console.web import DB, Texts, console, language, render
 from storage import family
 from storage.models import Retiree, RetireeStatus, Staff
 from storage.registry_format import COLUMNS, REQUIRED
@@ -273,7 +273,7 @@ def add_visit(
     form: Submitted,
 ) -> Response:
     retiree = open_retiree(session, me, retiree_id)
-    visit_form = VisitForm(visited_on=form_text(form, "visited_on"), notes=form_text(form, "notes"))
+    visit_form = VisitForm.parse(form)
     visited_on = visit_form.check(today)
     if visited_on is None:
         return profile_response(request, me, session, retiree, today, visit_form, 422)

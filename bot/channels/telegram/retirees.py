@@ -203,15 +203,7 @@ REPLY_PRIORITY = 2
 async def _answered(hotline: Hotline, update: Update, text: str) -> bool:
     """Whether ``text`` (a bare 1 or 2) answered a check-in or a follow-up waiting on this chat
     (recorded once; the reply queued in the outbox); False: it is a conversation turn."""
-    user = update.effective_user
-    assert user is not None
-    inbound = Inbound(
-        channel=CHANNEL,
-        address=str(user.id),
-        provider_id=provider_id(update),
-        received_at=datetime.now(UTC),
-        text=text,
-    )
+    inbound = _inbound(update, text)
     idle = timedelta(minutes=hotline.talk.deployment.dialogue.idle_minutes)
     key = f"{provider_id(update)}:answer"
     db = hotline.talk.db
@@ -317,12 +309,11 @@ def _label_of(message: TgMessage, data: str) -> str:
     return ""
 
 
-async def run_turn(
-    hotline: Hotline, bot: Bot, update: Update, *, text: str = "", choice: str | None = None
-) -> None:
+def _inbound(update: Update, text: str, choice: str | None = None) -> Inbound:
+    """What the retiree wrote or pressed, as the engine takes it."""
     user = update.effective_user
     assert user is not None
-    inbound = Inbound(
+    return Inbound(
         channel=CHANNEL,
         address=str(user.id),
         provider_id=provider_id(update),
@@ -330,6 +321,14 @@ async def run_turn(
         text=text,
         choice=choice,
     )
+
+
+async def run_turn(
+    hotline: Hotline, bot: Bot, update: Update, *, text: str = "", choice: str | None = None
+) -> None:
+    user = update.effective_user
+    assert user is not None
+    inbound = _inbound(update, text, choice)
     if inbound.is_empty:
         return
     result = await hotline.talk.turn(inbound)
