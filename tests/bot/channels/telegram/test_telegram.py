@@ -286,10 +286,7 @@ def test_a_nul_in_a_text_is_taken_out_and_a_bottomless_update_refused(
         make_unit_tree(session)
     with running_app(db_url, engine, trained_nlu_dir, tmp_path, fake):
         ok(fake.push(fake.text_update(PERSON, "/st\x00art")))
-        assert texts_to(fake, PERSON)  # the engine answered it at once
-        with transaction(engine) as session:
-            assert session.scalars(select(CheckIn)).one().status == CheckInStatus.WELL
-            assert len(session.scalars(select(OutboxItem)).all()) == 1
+        assert len(texts_to(fake, PERSON)) == 1
         deep = '{"update_id": 5, "message": ' + "[" * 100_000 + "]" * 100_000 + "}"
         refused = httpx.post(
             fake.webhook["url"],  # type: ignore[index]
