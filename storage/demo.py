@@ -1,4 +1,5 @@
-"""Demo data: a center, 2 stations, 4 communities, staff, volunteers, ~30 retirees and a few cases.
+"""Demo data: a center, 2 stations, 4 communities, staff, volunteers, ~30 retirees, a few cases
+and this quarter's round of home visits in the east (given to 陈静 and 孙志愿, nothing sent).
 
 Safe to run twice: everything is matched by unit code, username or phone and created only once.
 """
@@ -12,8 +13,10 @@ from datetime import date, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from storage import actions
+from storage import actions, campaigns
 from storage.models import (
+    Campaign,
+    CampaignKind,
     Case,
     EmergencyContact,
     Hardship,
@@ -28,6 +31,7 @@ from storage.models import (
 )
 from storage.passwords import hash_password
 from storage.permissions import Actor
+from storage.types import utcnow
 
 DEMO_PASSWORD = "demo-pass-2026"
 
@@ -64,6 +68,7 @@ class DemoReport:
     staff: int
     retirees: int
     cases: int
+    campaigns: int = 0
 
 
 def _units(session: Session) -> dict[str, Unit]:
@@ -210,8 +215,37 @@ def seed_demo(session: Session, today: date | None = None) -> DemoReport:
             )
             cases += 1
     return DemoReport(
-        units=len(units) - units_before, staff=staff_added, retirees=len(retirees), cases=cases
+        units=len(units) - units_before,
+        staff=staff_added,
+        retirees=len(retirees),
+        cases=cases,
+        campaigns=_visit_round(session, units, today),
     )
+
+
+def _visit_round(session: Session, units: dict[str, Unit], today: date) -> int:
+    """This quarter's visits to the 80+ of Heping and Xingfu, once (1 when it was added)."""
+    if session.scalar(select(func.count()).select_from(Campaign)):
+        return 0
+    by_name = {s.username: s for s in session.scalars(select(Staff))}
+    admin, visitors = by_name.get("admin"), [by_name.get("chen.heping"), by_name.get("vol.sun")]
+    if admin is None or None in visitors:
+        return 0
+    last_month = date(today.year, (today.month - 1) // 3 * 3 + 3, 1)
+    quarter_end = (last_month + timedelta(days=32)).replace(day=1) - timedelta(days=1)
+    new = campaigns.NewCampaign(
+        kind=CampaignKind.VISITS,
+        title="本季度走访（80岁以上）",
+        audience=campaigns.Audience(communities=(units["C-HP"].id, units["C-XF"].id), min_age=80),
+        assignees=tuple(v.id for v in visitors if v is not None),
+        due_on=quarter_end,
+    )
+    try:
+        with session.begin_nested():
+            campaigns.start(session, new, by=admin, now=utcnow())
+    except campaigns.CampaignError:
+        return 0  # nobody of 80 in those communities
+    return 1
 
 
 def database_is_empty(session: Session) -> bool:

@@ -19,7 +19,7 @@ def seed_demo_command(
         report = seed_demo(session)
     typer.echo(
         f"demo data: {report.units} units, {report.staff} staff, "
-        f"{report.retirees} retirees, {report.cases} cases added"
+        f"{report.retirees} retirees, {report.cases} cases, {report.campaigns} visit round added"
     )
     if report.staff:
         typer.echo(f"demo users (admin, li.east, vol.sun, ...) have the password {DEMO_PASSWORD}")

@@ -59,10 +59,12 @@ def test_db_upgrade_and_current(hotline) -> None:
 
 def test_seed_demo_is_safe_to_run_twice(hotline, engine: Engine) -> None:
     first = hotline("seed-demo").output
-    assert "7 units, 6 staff, 30 retirees, 6 cases added" in first
+    assert "7 units, 6 staff, 30 retirees, 6 cases, 1 visit round added" in first
     counts = [count(engine, m) for m in (Unit, Staff, Retiree, Case)]
     assert counts == [7, 6, 30, 6]
-    assert "0 units, 0 staff, 0 retirees, 0 cases added" in hotline("seed-demo").output
+    assert (
+        "0 units, 0 staff, 0 retirees, 0 cases, 0 visit round added" in hotline("seed-demo").output
+    )
     assert "already has data" in hotline("seed-demo", "--if-empty").output
     assert [count(engine, m) for m in (Unit, Staff, Retiree, Case)] == counts
 
