@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import httpx
@@ -26,9 +26,19 @@ from bot.runtime.app import create_app
 from bot.runtime.configure import load_deployment
 from bot.runtime.periodic import run_all_once
 from config.settings import Settings
-from storage import follow_ups
-from storage.models import Case, CaseStatus, FollowUp, FollowUpStatus, OutboxItem
+from storage import campaigns, follow_ups
+from storage.models import (
+    CampaignKind,
+    Case,
+    CaseStatus,
+    FollowUp,
+    FollowUpStatus,
+    OutboxItem,
+    Staff,
+    Visit,
+)
 from storage.site import environment_site
+from storage.types import utcnow
 from tests.console.conftest import PASSWORD, World
 from tests.fakes.caller import serve
 
@@ -99,6 +109,41 @@ def test_a_volunteer_on_a_phone_claims_a_help_request_and_sees_the_phone_number(
     expect(page.get_by_text("高血压")).to_have_count(0)
     shot(page, "volunteer-phone-claimed")
     assert _case(engine, world.help_a1.number).assignee_id == world.volunteer_a1.id
+    context.close()
+
+
+def test_a_volunteer_on_a_phone_records_a_visit_of_the_round(
+    world: World, site: str, chromium: Browser, engine: Engine
+) -> None:
+    """王芳 was given 王秀英's visit of this quarter's round: on her phone she finds the
+    address, and records the visit with a note."""
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        staff = session.get(Staff, world.staff_a.id)
+        assert staff is not None
+        round_ = campaigns.NewCampaign(
+            kind=CampaignKind.VISITS,
+            title="四季度走访",
+            audience=campaigns.Audience(communities=(world.units.community_a1.id,)),
+            assignees=(world.volunteer_a1.id,),
+            due_on=date.today() + timedelta(days=30),
+        )
+        campaigns.start(session, round_, by=staff, now=utcnow())
+    context = chromium.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True)
+    page = context.new_page()
+    sign_in(page, site, "vol_a1")
+    page.get_by_role("link", name="我的走访").click()
+    card = page.locator("#my-visit-rows li").first
+    expect(card).to_contain_text("王秀英")
+    expect(card).to_contain_text("和平路 8 号 3 单元 502")
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    shot(page, "volunteer-phone-my-visits")
+    card.get_by_label("走访情况").fill("精神很好，腿脚还是不方便")
+    card.get_by_role("button", name="登记走访").click()
+    expect(page.locator("#no-visits")).to_be_visible()
+    with Session(engine) as session:
+        visit = session.scalars(select(Visit)).one()
+        assert (visit.retiree_id, visit.staff_id) == (world.retiree_a1.id, world.volunteer_a1.id)
+        assert visit.notes == "精神很好，腿脚还是不方便"
     context.close()
 
 
