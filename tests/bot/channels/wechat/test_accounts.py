@@ -1,15 +1,27 @@
 """Following, the menu, and linking a WeChat account to a registered retiree by a code sent to
-her phone; a follow-up question answered with a bare digit."""
+her phone; a follow-up question and a check-in answered with a bare digit."""
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 from sqlalchemy import Engine, select
 
+from bot.runtime.configure import load_deployment
+from bot.runtime.periodic import run_all_once
+from config.settings import Settings
 from storage.db import transaction
 from storage.identities import MAX_TRIES
-from storage.models import AuditEntry, CaseStatus, LinkCode, Message
+from storage.models import (
+    AuditEntry,
+    CarePlan,
+    CaseStatus,
+    CheckIn,
+    CheckInStatus,
+    LinkCode,
+    Message,
+)
 from tests.bot.channels.wechat.conftest import (
     OPENID,
     PHONE,
@@ -19,6 +31,7 @@ from tests.bot.channels.wechat.conftest import (
     registered,
     text_xml,
 )
+from tests.bot.conversation.test_check_in_answers import ASK_AT, WELL
 from tests.bot.conversation.test_follow_up_answers import (
     ANSWERED_AT,
     THANKS_SATISFIED,
@@ -179,3 +192,25 @@ def test_the_link_code_goes_as_an_approved_aliyun_template(
         assert sent["TemplateCode"] == "SMS_000000001" and sent["Params"] == {"code": code}
         assert sent["PhoneNum"] == "13800000001"
         assert side.reply_text(side.say(code, msg_id=802)).startswith("绑定好了")
+
+
+def test_a_check_in_is_answered_with_a_bare_digit(wechat: Any, engine: Engine) -> None:
+    """Her plan checks in by WeChat: the periodic job sends the question to her account, and
+    her "1" is answered at once (the passive reply) with the thanks; the check-in is well."""
+    retiree_id = registered(engine)
+    rule = {"cadence": "daily", "window": {"from": "09:00", "to": "11:00"}, "channels": ["wechat"]}
+    with transaction(engine) as session:
+        session.add(CarePlan(retiree_id=retiree_id, rule=rule))
+    deployment = load_deployment(Settings(_env_file=None))
+    run_all_once(engine, deployment, now=ASK_AT.replace(hour=0, minute=5).astimezone(UTC))
+    with transaction(engine) as session:
+        check_in = session.scalars(select(CheckIn)).one()
+        check_in.due_at = ASK_AT
+    assert run_all_once(engine, deployment, now=ASK_AT.astimezone(UTC))["check_ins"] == 1
+    [question] = [i for i in outbox(engine, "wechat") if i.payload["kind"] == "check_in"]
+    assert question.address == OPENID and "回复1" in question.payload["text"]
+    with wechat() as side:
+        at = int(ANSWERED_AT.timestamp())
+        assert side.reply_text(side.post(text_xml("1", 801, at=at))) == WELL
+    with transaction(engine) as session:
+        assert session.scalars(select(CheckIn)).one().status == CheckInStatus.WELL
