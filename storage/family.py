@@ -9,7 +9,8 @@ without a consent on record, and only what it covers:
 - ``outcomes``: a request of the retiree was done (storage/actions.resolve): that it was done,
   and its number, never what it was about.
 
-A family member who ``may_ask`` and writes from their account (or phone) is talked with as the
+A family member who ``may_ask`` and writes from their account, or texts or calls from the phone
+number linked (by SMS or WhatsApp: the same number on any phone channel), is talked with as the
 retiree's proxy: the conversation is the retiree's, and each case it files says who asked
 (bot/conversation/engine.py, ``details["on_behalf"]``).
 """
@@ -30,6 +31,10 @@ from storage.site import site_of
 EMERGENCIES, CHECK_INS, OUTCOMES = "emergencies", "check_ins", "outcomes"
 TOPICS = (EMERGENCIES, CHECK_INS, OUTCOMES)
 CHANNELS = ("sms", "wechat", "telegram", "whatsapp")
+# Channels whose address is a phone number (WhatsApp's with Twilio's "whatsapp:" before it):
+# a number linked on one of them is the same person on the others.
+PHONE_CHANNELS = frozenset({"sms", "whatsapp", "phone", "voice", "cli"})
+WHATSAPP = "whatsapp:"
 PRIORITY = {EMERGENCIES: 1, CHECK_INS: 2, OUTCOMES: 4}
 KIND = {EMERGENCIES: "family_emergency", CHECK_INS: "check_in_family", OUTCOMES: "family_outcome"}
 
@@ -92,14 +97,21 @@ def tell_outcome(session: Session, case: Case, *, now: datetime) -> int:
 
 
 def speaking_for(session: Session, channel: str, address: str) -> FamilyMember | None:
-    """The family member who may ask on a retiree's behalf and writes from ``address`` on
-    ``channel`` (the first linked, if they are family of several)."""
+    """The family member who may ask on a retiree's behalf and writes (or calls) from
+    ``address`` on ``channel`` (the first linked, if they are family of several)."""
+    if channel in PHONE_CHANNELS:
+        number = address.removeprefix(WHATSAPP)
+        where = (
+            FamilyMember.channel.in_(("sms", "whatsapp")),
+            FamilyMember.address.in_((number, WHATSAPP + number)),
+        )
+    else:
+        where = (FamilyMember.channel == channel, FamilyMember.address == address)
     return session.scalars(
         select(FamilyMember)
         .join(Retiree, Retiree.id == FamilyMember.retiree_id)
         .where(
-            FamilyMember.channel == channel,
-            FamilyMember.address == address,
+            *where,
             FamilyMember.active.is_(True),
             FamilyMember.may_ask.is_(True),
         )

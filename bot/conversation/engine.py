@@ -551,15 +551,16 @@ def _identify(session: Session, inbound: Inbound) -> tuple[Retiree | None, Famil
     linked = identities.linked_retiree(session, inbound.channel, inbound.address)
     if linked is not None:
         return linked, None
+    address = inbound.address
     if inbound.channel in PHONE_CHANNELS:
         try:
-            number = normalize_phone(inbound.address.removeprefix("whatsapp:"))
+            address = normalize_phone(inbound.address.removeprefix("whatsapp:"))
         except InvalidPhoneNumber:
             return None, None
-        found = identities.retiree_by_phone(session, number)
+        found = identities.retiree_by_phone(session, address)
         if found is not None:
             return found, None
-    member = family.speaking_for(session, inbound.channel, inbound.address)
+    member = family.speaking_for(session, inbound.channel, address)
     if member is None or member.retiree.status == RetireeStatus.INACTIVE:
         return None, None
     return member.retiree, member

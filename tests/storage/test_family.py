@@ -145,3 +145,29 @@ def test_a_family_member_who_may_ask_speaks_for_the_retiree(engine: Engine, bot)
     assert "王秀英您好" not in hello.replies[0].text
     other = bot.handle(Inbound("sms", DAUGHTER, "SM-daughter-1", NOW, text=said))
     assert other.retiree_id is None
+
+
+def test_a_number_linked_by_sms_or_whatsapp_is_the_same_person_on_every_phone_channel(
+    session: Session,
+) -> None:
+    """Her son was linked with his number for SMS, her daughter on WhatsApp: either may call
+    the hotline, text, or write on WhatsApp from that number and be known; a WeChat account is
+    known only on WeChat."""
+    units = make_unit_tree(session)
+    retiree = make_retiree(session, units.community_a1, name="王秀英")
+    son = link(session, retiree, SON, may_ask=True)
+    daughter = link(
+        session, retiree, "whatsapp:" + DAUGHTER, name="王小红", channel="whatsapp", may_ask=True
+    )
+    wechat = link(session, retiree, "o-grandson", name="小孙", channel="wechat", may_ask=True)
+    for channel, address, member in (
+        ("phone", SON, son),
+        ("sms", SON, son),
+        ("whatsapp", "whatsapp:" + SON, son),
+        ("phone", DAUGHTER, daughter),
+        ("sms", DAUGHTER, daughter),
+        ("wechat", "o-grandson", wechat),
+    ):
+        assert family.speaking_for(session, channel, address) == member, (channel, address)
+    assert family.speaking_for(session, "telegram", "o-grandson") is None
+    assert family.speaking_for(session, "phone", "+8613600000009") is None

@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session
 from bot.channels.twilio.voice.wire import ANSWERED, CHANNEL, EMERGENCY, Caller
 from bot.conversation.messages import Hint
 from bot.conversation.state import DialogueState
-from storage import identities, messages
+from storage import family, identities, messages
 from storage.alert_chain import Target, put_through_to
-from storage.models import ConversationState, Direction, Message, Retiree
+from storage.models import ConversationState, Direction, Message, Retiree, RetireeStatus
 from storage.phones import InvalidPhoneNumber, normalize_phone
 
 ARRIVAL = "call"  # a call's arrival row: provider id "{CallSid}:call"
@@ -92,8 +92,9 @@ class Arrival:
 
     first: bool
     left_open: bool
-    name: str | None = None  # a registered caller's
+    name: str | None = None  # a registered caller's, or the retiree a family member calls for
     language: str | None = None
+    for_family: bool = False  # a family member who may ask for the retiree (storage/family.py)
 
 
 def arrival(
@@ -105,9 +106,13 @@ def arrival(
         retiree = retiree_by_phone(session, address)
         first = _record(session, address, provider_id, status, payload, retiree)
         left_open = _left_open(session, address)
-        if retiree is None:
+        if retiree is not None:
+            return Arrival(first, left_open, retiree.name, retiree.preferred_language)
+        member = family.speaking_for(session, CHANNEL, address)
+        if member is None or member.retiree.status == RetireeStatus.INACTIVE:
             return Arrival(first, left_open)
-        return Arrival(first, left_open, retiree.name, retiree.preferred_language)
+        proxied = member.retiree
+        return Arrival(first, left_open, proxied.name, proxied.preferred_language, True)
 
 
 @dataclass(frozen=True)

@@ -109,7 +109,8 @@ def _conversation_routes(router: APIRouter, line: VoiceLine) -> None:
             await talk.close(CHANNEL, caller)
         lang = came.language if came.language in ("zh", "en") else settings.default_language
         if came.name is not None:
-            greeting = line.text("greeting.known", lang, name=came.name)
+            known = "greeting.for_family" if came.for_family else "greeting.known"
+            greeting = line.text(known, lang, name=came.name)
         else:
             greeting = line.text("greeting.unknown", lang)
         log.info("call_in", call_sid=call_sid, known=came.name is not None, repeated=not came.first)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import httpx
@@ -17,6 +18,7 @@ from bot.conversation.messages import speak_digits
 from bot.conversation.state import DialogueState
 from bot.runtime.app import create_app
 from config.settings import Settings
+from storage import family
 from storage.db import transaction
 from storage.models import (
     Case,
@@ -28,6 +30,7 @@ from storage.models import (
     Role,
     Unit,
 )
+from storage.types import utcnow
 from tests.factories import make_retiree, make_staff, make_unit_tree
 from tests.fakes.caller import (
     VOICEMAIL,
@@ -184,6 +187,35 @@ def test_a_known_caller_is_greeted_by_name_and_files_a_request_by_voice(line: Li
     assert {f"{sid}:call", f"{sid}:1", f"{sid}:2", f"{sid}:3", f"{sid}:status:completed"} == set(
         ids
     )
+
+
+def test_her_son_calls_for_her_and_the_case_is_hers(line: Line) -> None:
+    """Her son, linked with her consent and allowed to ask, calls from his own phone: he is
+    greeted as himself, asking for her, and the request is filed as hers, saying he asked."""
+    with transaction(line.engine) as session:
+        wang = session.scalars(select(Retiree).where(Retiree.name == "王秀英")).one()
+        family.add(
+            session,
+            wang,
+            name="李强",
+            relation="儿子",
+            channel="sms",
+            address=SON,
+            may_know=["outcomes"],
+            may_ask=True,
+            consent="本人电话里同意",
+            consented_on=date(2026, 6, 1),
+            recorded_by_id=None,
+            now=utcnow(),
+        )
+        wang_id = wang.id
+    call = line.caller.call(
+        [Speak("我妈家里水龙头坏了，明天上午能来人修一下不"), Speak("对"), HangUp()], caller=SON
+    )
+    assert call.said[0] == "您好，这里是社区一键通。您是替王秀英办事吧？请问有什么需要帮忙的？"
+    [case] = cases(line.engine)
+    assert case.retiree_id == wang_id and case.category == "help_request"
+    assert case.details["on_behalf"]["name"] == "李强"
 
 
 def test_other_kinds_of_request_by_voice(line: Line) -> None:
