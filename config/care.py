@@ -1,14 +1,16 @@
 """Proactive care (config/care.yml, edited by the deployment): who gets a check-in plan by
-default, the hours nobody is rung, how fast check-ins go out, and the escalation ladder of a
+default, the hours nobody is rung or written to (check-ins, campaigns and follow-up questions
+alike), how fast check-ins go out, and the escalation ladder of a
 check-in nobody answers. storage/check_ins.py does the work; its docstring tells the story.
 """
 
 from __future__ import annotations
 
-from datetime import date, time
+from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -45,6 +47,20 @@ class Hours(_Strict):
         if self.start <= self.end:
             return self.start <= moment < self.end
         return moment >= self.start or moment < self.end
+
+    def at(self, moment: datetime, zone: ZoneInfo) -> bool:
+        """Whether ``moment`` falls in these hours, read on the clock of ``zone``."""
+        return self.holds(moment.astimezone(zone).time())
+
+    def after(self, moment: datetime, zone: ZoneInfo) -> datetime:
+        """``moment``, or the end of the stretch of these hours it falls in (in its own zone)."""
+        local = moment.astimezone(zone)
+        if not self.holds(local.time()):
+            return moment
+        day = local.date()
+        if self.start > self.end and local.time() >= self.start:
+            day += timedelta(days=1)  # the evening: the stretch ends tomorrow morning
+        return datetime.combine(day, self.end, tzinfo=zone).astimezone(moment.tzinfo)
 
     def covers(self, window: Window) -> bool:
         """Whether every minute of ``window`` is in these hours (nobody would be rung in it)."""

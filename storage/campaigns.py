@@ -216,7 +216,7 @@ def run_due(
     """The periodic job: send the next people of each running message campaign, within its
     rate and never in the quiet hours; a campaign with nobody left waiting is done."""
     site = site_of(session)
-    if site.care.quiet_hours.holds(now.astimezone(site.tz).time()):
+    if site.care.quiet_hours.at(now, site.tz):
         return 0
     running = session.scalars(
         select(Campaign)

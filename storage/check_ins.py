@@ -110,22 +110,6 @@ def spread(retiree_id: int, start: datetime, end: datetime) -> datetime:
     return start + timedelta(seconds=(retiree_id * 2_654_435_761) % max(room, 1))
 
 
-def out_of_quiet(moment: datetime, care: CareConfig, zone: ZoneInfo) -> datetime:
-    """``moment``, or the end of the quiet hours it falls in."""
-    local = moment.astimezone(zone)
-    quiet = care.quiet_hours
-    if not quiet.holds(local.time()):
-        return moment
-    day = local.date()
-    if quiet.start > quiet.end and local.time() >= quiet.start:
-        day += timedelta(days=1)  # the evening: the quiet ends tomorrow morning
-    return datetime.combine(day, quiet.end, tzinfo=zone)
-
-
-def is_quiet(moment: datetime, care: CareConfig, zone: ZoneInfo) -> bool:
-    return care.quiet_hours.holds(moment.astimezone(zone).time())
-
-
 # -- the day's check-ins --------------------------------------------------------------------------
 
 
@@ -165,7 +149,7 @@ def _new_row(
     if plan is None or not due_on(plan.rule, day, plan.quiet_days):
         return None
     start, end = window_on(plan, day, zone)
-    due = out_of_quiet(spread(retiree.id, start, end), care, zone)
+    due = care.quiet_hours.after(spread(retiree.id, start, end), zone)
     if due >= end or now >= end:
         return None  # all the window is night, or it is over: nobody is rung out of it
     return {
@@ -297,7 +281,7 @@ def step(session: Session, check_in: CheckIn, categories: CategoryConfig, *, now
     if rung.do == Rung.VISIT:
         _visit(session, check_in, categories, "check_in.visit_summary", now=now)
         return
-    if is_quiet(now, care, site.tz):
+    if care.quiet_hours.at(now, site.tz):
         _event(session, check_in, "skipped_quiet", now, rung=rung.do.value)
         check_in.due_at = now  # the next rung at once (the visit is filed at any hour)
         return

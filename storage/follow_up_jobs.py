@@ -26,7 +26,6 @@ from storage.follow_ups import (
     WORKER,
     Answer,
     choice_value,
-    out_of_quiet_hours,
 )
 from storage.models import Case, FollowUp, FollowUpStatus
 from storage.notices import NotTold, choose_destination, notice_language, read_facts
@@ -84,7 +83,7 @@ def ask(
     follow_up.attempts += 1
     follow_up.status = FollowUpStatus.ASKED
     follow_up.asked_at = now
-    follow_up.next_attempt_at = out_of_quiet_hours(now + ANSWER_WINDOW, site.tz)
+    follow_up.next_attempt_at = site.care.quiet_hours.after(now + ANSWER_WINDOW, site.tz)
     # A phone caller is asked by a call (keypad), everyone else by message on their channel.
     channel = "voice" if case.channel == "phone" and target.channel == "sms" else target.channel
     follow_up.channel, follow_up.address = channel, target.address

@@ -4,8 +4,8 @@ whether they are satisfied, and their answer decides what happens next.
 - Resolving a case starts a round (``start``, called by storage.actions.resolve in the same
   transaction); reopening or cancelling the case cancels an unanswered round.
 - The worker asks when a round is due (storage/follow_up_jobs.py: ``due`` then ``ask``): not before FOLLOW_UP_DELAY after the
-  resolution and never during quiet hours (21:00–08:00 local: an old person woken by a survey
-  call is not a satisfied one). The question goes where the claim and resolve notices go
+  resolution and never during the quiet hours (config/care.yml, 21:00–08:00 local: an old person
+  woken by a survey call is not a satisfied one). The question goes where the claim and resolve notices go
   (storage.notices.choose_destination): a Telegram chat gets buttons, SMS and WhatsApp "reply 1, 2
   or 3", and a one-key phone caller an outbound call answered on the keypad.
 - Answers: 1 done and satisfied; 2 done but not satisfied; 3 not done. "Not done" or "not
@@ -32,8 +32,7 @@ by SMS or WhatsApp, a button on Telegram, a key on the follow-up call.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -46,7 +45,6 @@ from storage.site import site_of
 FOLLOW_UP_DELAY = timedelta(hours=2)
 ANSWER_WINDOW = timedelta(hours=24)
 MAX_ATTEMPTS = 2
-QUIET_FROM, QUIET_UNTIL = time(21, 0), time(8, 0)
 KIND = "follow_up"
 RETIREE = Actor.system("retiree")
 WORKER = Actor.system("worker")
@@ -90,26 +88,17 @@ def wanted(case: Case) -> bool:
     return not (case.category == "callback" and (case.details or {}).get("reason") == "follow_up")
 
 
-def out_of_quiet_hours(moment: datetime, zone: ZoneInfo) -> datetime:
-    """``moment``, or the end of the quiet hours it falls in (08:00 local in ``zone``)."""
-    local = moment.astimezone(zone)
-    if local.time() >= QUIET_FROM:
-        local = datetime.combine(local.date() + timedelta(days=1), QUIET_UNTIL, tzinfo=zone)
-    elif local.time() < QUIET_UNTIL:
-        local = datetime.combine(local.date(), QUIET_UNTIL, tzinfo=zone)
-    return local.astimezone(moment.tzinfo)
-
-
 def start(session: Session, case: Case, *, now: datetime) -> FollowUp:
     """A new round for a case just resolved (an earlier open round is cancelled first)."""
     cancel_open(session, case)
     rounds = session.scalar(select(func.max(FollowUp.round)).where(FollowUp.case_id == case.id))
+    site = site_of(session)
     follow_up = FollowUp(
         case_id=case.id,
         round=(rounds or 0) + 1,
         status=FollowUpStatus.PENDING,
         attempts=0,
-        next_attempt_at=out_of_quiet_hours(now + FOLLOW_UP_DELAY, site_of(session).tz),
+        next_attempt_at=site.care.quiet_hours.after(now + FOLLOW_UP_DELAY, site.tz),
         created_at=now,
     )
     session.add(follow_up)

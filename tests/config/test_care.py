@@ -3,8 +3,9 @@ mistakes reported with the file and the key."""
 
 from __future__ import annotations
 
-from datetime import date, time
+from datetime import UTC, date, datetime, time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -66,3 +67,23 @@ def test_a_mistake_is_reported_with_the_file_and_key(
     with pytest.raises(ConfigError) as raised:
         load_care(path)
     assert str(path) in str(raised.value) and where in str(raised.value)
+
+
+def test_a_moment_in_the_quiet_hours_moves_to_their_end() -> None:
+    """The one rule of the quiet hours for check-ins, campaigns and follow-up questions: the
+    evening moves to tomorrow 08:00, the small hours to today 08:00, the day stays; the moment
+    keeps its own time zone."""
+    quiet = load_care(CONFIG_DIR / FILE).quiet_hours
+    zone = ZoneInfo("Asia/Shanghai")
+
+    def local(day: int, hour: int, minute: int = 0) -> datetime:
+        return datetime(2026, 12, day, hour, minute, tzinfo=zone)
+
+    assert quiet.after(local(7, 22, 30), zone) == local(8, 8)
+    assert quiet.after(local(7, 6, 15), zone) == local(7, 8)
+    assert quiet.after(local(7, 8), zone) == local(7, 8)
+    assert quiet.after(local(7, 20, 59), zone) == local(7, 20, 59)
+    in_utc = local(7, 21).astimezone(UTC)
+    moved = quiet.after(in_utc, zone)
+    assert moved == local(8, 8) and moved.tzinfo == UTC
+    assert quiet.at(in_utc, zone) and not quiet.at(local(7, 12), zone)

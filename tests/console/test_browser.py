@@ -26,7 +26,7 @@ from bot.runtime.app import create_app
 from bot.runtime.configure import load_deployment
 from bot.runtime.periodic import run_all_once
 from config.settings import Settings
-from storage import campaigns, follow_ups
+from storage import campaigns
 from storage.models import (
     CampaignKind,
     Case,
@@ -265,9 +265,8 @@ def test_a_closed_complaint_is_reopened_by_the_retirees_follow_up_answer(
             select(FollowUp).join(Case, Case.id == FollowUp.case_id).where(Case.number == number)
         ).one()
         assert round_.status == FollowUpStatus.PENDING  # the console's resolve started it
-    asked_at = follow_ups.out_of_quiet_hours(
-        resolved_at + timedelta(hours=3), environment_site().tz
-    )
+    site = environment_site()
+    asked_at = site.care.quiet_hours.after(resolved_at + timedelta(hours=3), site.tz)
     assert (
         run_all_once(engine, load_deployment(Settings(_env_file=None)), now=asked_at)["follow_ups"]
         == 1
