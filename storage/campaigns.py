@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from config.categories import CategoryConfig
 from storage import outbox
-from storage.check_ins import reachable
+from storage.check_ins import reachable, room_in_rate
 from storage.db import for_this_worker
 from storage.models import (
     Campaign,
@@ -243,7 +243,6 @@ def run_due(
 
 def _room(session: Session, campaign: Campaign, every_s: float, now: datetime) -> int:
     """This run's share of the campaign's rate, less what went out in the last minute."""
-    share = max(1, int(campaign.per_minute * every_s / 60))
     recent = session.scalar(
         select(func.count())
         .select_from(CampaignTarget)
@@ -253,7 +252,7 @@ def _room(session: Session, campaign: Campaign, every_s: float, now: datetime) -
             CampaignTarget.sent_at <= now,
         )
     )
-    return max(0, min(share, campaign.per_minute - int(recent or 0)))
+    return room_in_rate(campaign.per_minute, every_s, int(recent or 0))
 
 
 def _waiting(session: Session, campaign: Campaign, *, limit: int) -> Sequence[CampaignTarget]:

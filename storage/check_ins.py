@@ -234,17 +234,22 @@ def run_due(
     return handled
 
 
-def _room(session: Session, per_minute: int, every_s: float, now: datetime) -> int:
-    """How many check-ins this run may handle: its share of ``per_minute``, less what all the
-    workers asked in the last minute (two workers that count at the same instant may together
-    pass the rate by one run's share, no more)."""
+def room_in_rate(per_minute: int, every_s: float, last_minute: int) -> int:
+    """How many a run every ``every_s`` seconds may handle: its share of ``per_minute``, less
+    what all the workers did in the last minute (two workers that count at the same instant may
+    together pass the rate by one run's share, no more). Campaigns are paced the same way."""
     share = max(1, int(per_minute * every_s / 60))
+    return max(0, min(share, per_minute - last_minute))
+
+
+def _room(session: Session, per_minute: int, every_s: float, now: datetime) -> int:
+    """How many check-ins this run may ask (`room_in_rate`, counting the questions put)."""
     asked = session.scalar(
         select(func.count())
         .select_from(CheckIn)
         .where(CheckIn.asked_at > now - timedelta(minutes=1), CheckIn.asked_at <= now)
     )
-    return max(0, min(share, per_minute - int(asked or 0)))
+    return room_in_rate(per_minute, every_s, int(asked or 0))
 
 
 def _first_run_of(session: Session, day: date, now: datetime) -> bool:
@@ -464,7 +469,7 @@ def waiting_for(session: Session, channel: str, address: str, day: date) -> Chec
     ).first()
 
 
-def is_check_in(channel: str, payload: dict[str, Any] | None) -> bool:
+def is_check_in(payload: dict[str, Any] | None) -> bool:
     """Whether an outbox item is a check-in question (a call or a message)."""
     payload = payload or {}
     return payload.get("kind") == KIND and isinstance(payload.get("check_in"), int)

@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from storage import outbox
-from storage.models import Case, FamilyMember, Retiree
+from storage.models import Case, FamilyMember, Retiree, RetireeStatus
 from storage.site import site_of
 
 EMERGENCIES, CHECK_INS, OUTCOMES = "emergencies", "check_ins", "outcomes"
@@ -98,7 +98,8 @@ def tell_outcome(session: Session, case: Case, *, now: datetime) -> int:
 
 def speaking_for(session: Session, channel: str, address: str) -> FamilyMember | None:
     """The family member who may ask on a retiree's behalf and writes (or calls) from
-    ``address`` on ``channel`` (the first linked, if they are family of several)."""
+    ``address`` on ``channel`` (the first linked, if they are family of several); none for a
+    retiree marked inactive (deceased or moved away)."""
     if channel in PHONE_CHANNELS:
         number = address.removeprefix(WHATSAPP)
         where = (
@@ -113,6 +114,7 @@ def speaking_for(session: Session, channel: str, address: str) -> FamilyMember |
         .where(
             *where,
             FamilyMember.active.is_(True),
+            Retiree.status != RetireeStatus.INACTIVE,
             FamilyMember.may_ask.is_(True),
         )
         .order_by(FamilyMember.id)

@@ -49,7 +49,7 @@ def kind_of(channel: str, payload: dict[str, Any] | None) -> CallKind:
         return CallKind.FOLLOW_UP
     if alert_chain.is_alert_call(channel, payload):
         return CallKind.ALERT
-    if channel == CHANNEL and check_ins.is_check_in(channel, payload):
+    if channel == CHANNEL and check_ins.is_check_in(payload):
         return CallKind.CHECK_IN
     return CallKind.NOTICE
 

@@ -49,7 +49,6 @@ from storage.models import (
     Message,
     MessageStatus,
     Retiree,
-    RetireeStatus,
 )
 from storage.phones import InvalidPhoneNumber, normalize_phone
 from storage.types import utcnow
@@ -561,7 +560,7 @@ def _identify(session: Session, inbound: Inbound) -> tuple[Retiree | None, Famil
         if found is not None:
             return found, None
     member = family.speaking_for(session, inbound.channel, address)
-    if member is None or member.retiree.status == RetireeStatus.INACTIVE:
+    if member is None:
         return None, None
     return member.retiree, member
 

@@ -21,6 +21,7 @@ from storage.models import (
     FamilyMember,
     OutboxItem,
     Retiree,
+    RetireeStatus,
     Role,
 )
 from storage.permissions import Actor
@@ -171,3 +172,6 @@ def test_a_number_linked_by_sms_or_whatsapp_is_the_same_person_on_every_phone_ch
         assert family.speaking_for(session, channel, address) == member, (channel, address)
     assert family.speaking_for(session, "telegram", "o-grandson") is None
     assert family.speaking_for(session, "phone", "+8613600000009") is None
+    retiree.status = RetireeStatus.INACTIVE  # she died: nobody speaks for her any more
+    session.flush()
+    assert family.speaking_for(session, "sms", SON) is None

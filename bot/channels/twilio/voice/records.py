@@ -15,7 +15,7 @@ from bot.conversation.messages import Hint
 from bot.conversation.state import DialogueState
 from storage import family, identities, messages
 from storage.alert_chain import Target, put_through_to
-from storage.models import ConversationState, Direction, Message, Retiree, RetireeStatus
+from storage.models import ConversationState, Direction, Message, Retiree
 from storage.phones import InvalidPhoneNumber, normalize_phone
 
 ARRIVAL = "call"  # a call's arrival row: provider id "{CallSid}:call"
@@ -109,7 +109,7 @@ def arrival(
         if retiree is not None:
             return Arrival(first, left_open, retiree.name, retiree.preferred_language)
         member = family.speaking_for(session, CHANNEL, address)
-        if member is None or member.retiree.status == RetireeStatus.INACTIVE:
+        if member is None:
             return Arrival(first, left_open)
         proxied = member.retiree
         return Arrival(first, left_open, proxied.name, proxied.preferred_language, True)
