@@ -14,7 +14,7 @@ from datetime import date, datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session, aliased
 from starlette.datastructures import FormData
 
@@ -236,7 +236,7 @@ class DayPage:
 
     @property
     def answered(self) -> int:
-        return sum(self.counts.get(s.value, 0) for s in (CheckInStatus.WELL,))
+        return self.counts.get(CheckInStatus.WELL.value, 0)
 
     @property
     def asked_for_help(self) -> int:
@@ -281,7 +281,7 @@ def load_day(
             .group_by(CheckIn.status)
         )
     }
-    rank = {status: n for n, status in enumerate(ORDER)}
+    rank = case({status: n for n, status in enumerate(ORDER)}, value=CheckIn.status)
     filed = aliased(Case)  # not Case: the scope's condition correlates on that
     found = session.execute(
         select(CheckIn, Retiree.name, Unit, filed.number)
@@ -289,26 +289,24 @@ def load_day(
         .outerjoin(Unit, Unit.id == Retiree.community_id)
         .outerjoin(filed, filed.id == CheckIn.case_id)
         .where(*conditions)
-        .order_by(CheckIn.due_at, CheckIn.id)
-    ).all()
-    rows = sorted(
-        (
-            DayRow(
-                check_in_id=c.id,
-                retiree_id=c.retiree_id,
-                name=name,
-                community=unit.name(lang) if unit is not None else "",
-                status=c.status,
-                attempts=c.attempts,
-                channel=c.channel,
-                asked_at=c.asked_at,
-                answered_at=c.answered_at,
-                case_number=number,
-            )
-            for c, name, unit, number in found
-        ),
-        key=lambda r: rank[r.status],
-    )[:ROWS_SHOWN]
+        .order_by(rank, CheckIn.due_at, CheckIn.id)
+        .limit(ROWS_SHOWN)  # the first rows only: a centre's day may have ten thousand
+    )
+    rows = [
+        DayRow(
+            check_in_id=c.id,
+            retiree_id=c.retiree_id,
+            name=name,
+            community=unit.name(lang) if unit is not None else "",
+            status=c.status,
+            attempts=c.attempts,
+            channel=c.channel,
+            asked_at=c.asked_at,
+            answered_at=c.answered_at,
+            case_number=number,
+        )
+        for c, name, unit, number in found
+    ]
     record_access(
         session,
         actor=staff,

@@ -166,6 +166,20 @@ def test_the_day_page_counts_and_lists_who_needs_a_look_first(
     odd = browser("staff_a").get("/check-ins?day=yesterday").text
     assert "看不懂日期" in odd and "王秀英" in odd
     assert "这一天没有问候" in browser("staff_a").get("/check-ins?day=2026-10-08").text
+    # Who needs a look comes first, whatever the time: retiree B1 answered well early on.
+    with Session(engine) as session, session.begin():
+        session.add(
+            CheckIn(
+                retiree_id=world.retiree_b1.id,
+                day=TODAY,
+                status=CheckInStatus.WELL,
+                attempts=1,
+                due_at=EARLY,
+                window_end=EARLY + timedelta(hours=11),
+            )
+        )
+    everyone = browser("admin").get("/check-ins").text
+    assert everyone.index("check-in-visit") < everyone.index("check-in-well")
 
 
 def test_the_report_counts_coverage_and_response(world: World, browser, engine) -> None:
