@@ -196,14 +196,6 @@ class CheckIns:
     def total(self) -> int:
         return sum(n for _, n in self.results)
 
-    @property
-    def coverage(self) -> float | None:
-        return self.covered / self.planned if self.planned else None
-
-    @property
-    def response(self) -> float | None:
-        return self.answered / self.asked if self.asked else None
-
 
 @dataclass(frozen=True)
 class Campaigns:
@@ -212,10 +204,6 @@ class Campaigns:
 
     by_kind: list[tuple[str, campaigns.Counts]]  # greeting, notice, visits: those there were
     started: int
-
-    @property
-    def people(self) -> int:
-        return sum(c.people for _, c in self.by_kind)
 
 
 @dataclass(frozen=True)
