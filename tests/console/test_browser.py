@@ -265,8 +265,8 @@ def test_a_closed_complaint_is_reopened_by_the_retirees_follow_up_answer(
             select(FollowUp).join(Case, Case.id == FollowUp.case_id).where(Case.number == number)
         ).one()
         assert round_.status == FollowUpStatus.PENDING  # the console's resolve started it
-    site = environment_site()
-    asked_at = site.care.quiet_hours.after(resolved_at + timedelta(hours=3), site.tz)
+    here = environment_site()  # (``site`` is the app's address in this test)
+    asked_at = here.care.quiet_hours.after(resolved_at + timedelta(hours=3), here.tz)
     assert (
         run_all_once(engine, load_deployment(Settings(_env_file=None)), now=asked_at)["follow_ups"]
         == 1
